@@ -1,0 +1,177 @@
+//! Type inference: the output type of an op from its operand types and the weights it names.
+//! The verifier compares this against every node's declared type.
+
+use crate::op::Op;
+use crate::types::{DType, Dim, ValueType};
+
+/// Looks up a weight's declared type by full tensor name.
+pub trait WeightTypes {
+    fn weight_type(&self, name: &str) -> Option<&ValueType>;
+}
+
+/// Infer the output type of `op` applied to `operands`, checking every weight it reads.
+pub fn infer(
+    op: &Op,
+    operands: &[&ValueType],
+    weights: &dyn WeightTypes,
+) -> Result<ValueType, String> {
+    if operands.len() != op.arity() {
+        return Err(format!(
+            "`{}` takes {} operand(s), got {}",
+            op.mnemonic(),
+            op.arity(),
+            operands.len()
+        ));
+    }
+    let expect = |name: String, dims: &[usize]| -> Result<(), String> {
+        let want = ValueType::known(DType::F32, dims);
+        match weights.weight_type(&name) {
+            None => Err(format!("weight @{name} does not exist (expected {want})")),
+            Some(t) if *t != want => Err(format!("weight @{name} is {t}, expected {want}")),
+            Some(_) => Ok(()),
+        }
+    };
+    let linear = |p: &str, k: usize, n: usize| -> Result<(), String> {
+        expect(format!("{p}.weight"), &[k, n])?;
+        expect(format!("{p}.bias"), &[n])
+    };
+    let norm = |p: &str, d: usize| -> Result<(), String> {
+        expect(format!("{p}.weight"), &[d])?;
+        expect(format!("{p}.bias"), &[d])
+    };
+    match op {
+        Op::Input { name } => Err(format!("input %{name} has no operands to infer from")),
+        Op::Const { weight } => weights
+            .weight_type(weight)
+            .cloned()
+            .ok_or_else(|| format!("weight @{weight} does not exist")),
+        Op::Embed {
+            word,
+            position,
+            token_type,
+            ln,
+            position_offset,
+            ..
+        } => {
+            let (ids, tt) = (operands[0], operands[1]);
+            for (what, t) in [("ids", ids), ("token_type_ids", tt)] {
+                if t.dtype != DType::I64 || t.rank() != 2 {
+                    return Err(format!("embed {what} must be i64[batch, seq], got {t}"));
+                }
+            }
+            if ids.shape != tt.shape {
+                return Err(format!(
+                    "embed ids {ids} and token_type_ids {tt} differ in shape"
+                ));
+            }
+            let table = |name: &str| -> Result<(usize, usize), String> {
+                match weights.weight_type(name).and_then(|t| t.known_dims()) {
+                    Some(d) if d.len() == 2 => Ok((d[0], d[1])),
+                    Some(d) => Err(format!("embedding table @{name} must be 2-D, is {d:?}")),
+                    None => Err(format!("weight @{name} does not exist")),
+                }
+            };
+            let (_, d) = table(word)?;
+            let (rows, dp) = table(position)?;
+            let (_, dt) = table(token_type)?;
+            if dp != d || dt != d {
+                return Err(format!(
+                    "embedding widths differ: word {d}, position {dp}, token_type {dt}"
+                ));
+            }
+            if let Some(s) = ids.shape[1].known() {
+                if position_offset + s > rows {
+                    return Err(format!(
+                        "sequence {s} + offset {position_offset} exceeds {rows} positions"
+                    ));
+                }
+            }
+            norm(ln, d)?;
+            Ok(ValueType::new(
+                DType::F32,
+                vec![ids.shape[0].clone(), ids.shape[1].clone(), Dim::Known(d)],
+            ))
+        }
+        Op::Attention {
+            heads,
+            head_dim,
+            query,
+            key,
+            value,
+            output,
+        } => {
+            let (x, mask) = (operands[0], operands[1]);
+            let d = hidden(x, "attention input")?;
+            if mask.dtype != DType::I64 || mask.rank() != 2 || mask.shape[..] != x.shape[..2] {
+                return Err(format!(
+                    "attention mask must be i64[{}, {}], got {mask}",
+                    x.shape[0], x.shape[1]
+                ));
+            }
+            if *heads == 0 || *head_dim == 0 {
+                return Err(format!(
+                    "attention needs heads >= 1 and head_dim >= 1 (got {heads} x {head_dim})"
+                ));
+            }
+            let inner = heads * head_dim;
+            linear(query, d, inner)?;
+            linear(key, d, inner)?;
+            linear(value, d, inner)?;
+            linear(output, inner, d)?;
+            Ok(x.clone())
+        }
+        Op::AddNorm { ln, .. } => {
+            let (x, r) = (operands[0], operands[1]);
+            if x != r {
+                return Err(format!("add_norm operands differ: {x} vs {r}"));
+            }
+            norm(ln, hidden(x, "add_norm input")?)?;
+            Ok(x.clone())
+        }
+        Op::Linear { w, k, n } => {
+            let x = operands[0];
+            let got = hidden(x, "linear input")?;
+            if got != *k {
+                return Err(format!("linear k = {k} but its input is {x}"));
+            }
+            linear(w, *k, *n)?;
+            Ok(x.with_last(Dim::Known(*n)))
+        }
+        Op::Gelu | Op::Tanh => {
+            float(operands[0], op.mnemonic())?;
+            Ok(operands[0].clone())
+        }
+        Op::Add => {
+            let (a, b) = (operands[0], operands[1]);
+            if a != b {
+                return Err(format!("add operands differ: {a} vs {b}"));
+            }
+            Ok(a.clone())
+        }
+        Op::TakeCls => {
+            let x = operands[0];
+            if x.rank() != 3 {
+                return Err(format!("take_cls needs f32[batch, seq, D], got {x}"));
+            }
+            float(x, "take_cls")?;
+            Ok(ValueType::new(
+                DType::F32,
+                vec![x.shape[0].clone(), x.shape[2].clone()],
+            ))
+        }
+    }
+}
+
+fn float(t: &ValueType, what: &str) -> Result<(), String> {
+    if t.dtype != DType::F32 {
+        return Err(format!("{what} needs f32, got {t}"));
+    }
+    Ok(())
+}
+
+fn hidden(t: &ValueType, what: &str) -> Result<usize, String> {
+    float(t, what)?;
+    t.last()
+        .and_then(Dim::known)
+        .ok_or_else(|| format!("{what} {t} has no known last dim"))
+}

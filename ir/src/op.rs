@@ -1,0 +1,248 @@
+//! Operations. Few and structural: an `attention` knows its heads and head size, a `linear` its K and N,
+//! so that passes read intent instead of pattern-matching primitives. Lowering to ONNX is where structure
+//! becomes primitives.
+//!
+//! Weight conventions (what a name in an attribute stands for):
+//! - a *linear* parameter `P` is the pair `P.weight: f32[K, N]` (stored K×N, so `y = x·W + b`, the transpose of
+//!   PyTorch's layout) and `P.bias: f32[N]`;
+//! - a *norm* parameter `P` is `P.weight: f32[D]` and `P.bias: f32[D]`;
+//! - an *embedding table* or a *const* names one tensor directly.
+
+/// An attribute value as the text form writes it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Attr {
+    Int(i64),
+    Float(f32),
+    /// A reference to a weight or a weight group: `@encoder.layer.0.attention.self.query`.
+    Weight(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    /// A graph parameter; its type is the node's type.
+    Input {
+        name: String,
+    },
+    /// A weight used as a value.
+    Const {
+        weight: String,
+    },
+    /// Word + position + token-type embeddings, then LayerNorm. Operands: ids, token_type_ids.
+    /// Positions are `position_offset + 0..seq` (RoBERTa: padding_idx + 1).
+    Embed {
+        word: String,
+        position: String,
+        token_type: String,
+        ln: String,
+        eps: f32,
+        position_offset: usize,
+    },
+    /// Multi-head self-attention including its output projection (not the residual).
+    /// Operands: hidden states `f32[b, s, D]`, attention mask `i64[b, s]` (1 = attend).
+    Attention {
+        heads: usize,
+        head_dim: usize,
+        query: String,
+        key: String,
+        value: String,
+        output: String,
+    },
+    /// `LayerNorm(x + residual)`. Operands: x, residual.
+    AddNorm {
+        ln: String,
+        eps: f32,
+    },
+    /// `x·W + b` over the last dim. Operand: x.
+    Linear {
+        w: String,
+        k: usize,
+        n: usize,
+    },
+    /// Exact (erf) GELU.
+    Gelu,
+    Tanh,
+    /// Elementwise add of two values of the same type.
+    Add,
+    /// `x[:, 0, :]`: the first ([CLS]) token.
+    TakeCls,
+}
+
+impl Op {
+    /// The mnemonic in the text form.
+    pub fn mnemonic(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "input",
+            Op::Const { .. } => "const",
+            Op::Embed { .. } => "embed",
+            Op::Attention { .. } => "attention",
+            Op::AddNorm { .. } => "add_norm",
+            Op::Linear { .. } => "linear",
+            Op::Gelu => "gelu",
+            Op::Tanh => "tanh",
+            Op::Add => "add",
+            Op::TakeCls => "take_cls",
+        }
+    }
+
+    /// Number of operands the op takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            Op::Input { .. } | Op::Const { .. } => 0,
+            Op::Embed { .. } | Op::Attention { .. } | Op::AddNorm { .. } | Op::Add => 2,
+            Op::Linear { .. } | Op::Gelu | Op::Tanh | Op::TakeCls => 1,
+        }
+    }
+
+    /// Attributes in the order the text form prints them.
+    pub fn attrs(&self) -> Vec<(&'static str, Attr)> {
+        let w = |s: &String| Attr::Weight(s.clone());
+        match self {
+            Op::Input { .. } | Op::Gelu | Op::Tanh | Op::Add | Op::TakeCls => vec![],
+            Op::Const { weight } => vec![("value", w(weight))],
+            Op::Embed {
+                word,
+                position,
+                token_type,
+                ln,
+                eps,
+                position_offset,
+            } => vec![
+                ("word", w(word)),
+                ("position", w(position)),
+                ("token_type", w(token_type)),
+                ("ln", w(ln)),
+                ("eps", Attr::Float(*eps)),
+                ("position_offset", Attr::Int(*position_offset as i64)),
+            ],
+            Op::Attention {
+                heads,
+                head_dim,
+                query,
+                key,
+                value,
+                output,
+            } => vec![
+                ("heads", Attr::Int(*heads as i64)),
+                ("head_dim", Attr::Int(*head_dim as i64)),
+                ("query", w(query)),
+                ("key", w(key)),
+                ("value", w(value)),
+                ("output", w(output)),
+            ],
+            Op::AddNorm { ln, eps } => vec![("ln", w(ln)), ("eps", Attr::Float(*eps))],
+            Op::Linear { w: p, k, n } => {
+                vec![
+                    ("w", w(p)),
+                    ("k", Attr::Int(*k as i64)),
+                    ("n", Attr::Int(*n as i64)),
+                ]
+            }
+        }
+    }
+
+    /// Build an op from its mnemonic and attributes (the parser's half of `attrs`).
+    pub fn from_parts(mnemonic: &str, attrs: &[(String, Attr)]) -> Result<Op, String> {
+        let mut a = AttrReader {
+            attrs,
+            used: vec![false; attrs.len()],
+        };
+        let op = match mnemonic {
+            "const" => Op::Const { weight: a.weight("value")? },
+            "embed" => Op::Embed {
+                word: a.weight("word")?,
+                position: a.weight("position")?,
+                token_type: a.weight("token_type")?,
+                ln: a.weight("ln")?,
+                eps: a.float("eps")?,
+                position_offset: a.usize("position_offset")?,
+            },
+            "attention" => Op::Attention {
+                heads: a.usize("heads")?,
+                head_dim: a.usize("head_dim")?,
+                query: a.weight("query")?,
+                key: a.weight("key")?,
+                value: a.weight("value")?,
+                output: a.weight("output")?,
+            },
+            "add_norm" => Op::AddNorm { ln: a.weight("ln")?, eps: a.float("eps")? },
+            "linear" => Op::Linear { w: a.weight("w")?, k: a.usize("k")?, n: a.usize("n")? },
+            "gelu" => Op::Gelu,
+            "tanh" => Op::Tanh,
+            "add" => Op::Add,
+            "take_cls" => Op::TakeCls,
+            other => {
+                return Err(format!(
+                    "unknown op `{other}` (ops: const, embed, attention, add_norm, linear, gelu, tanh, add, take_cls)"
+                ))
+            }
+        };
+        if let Some(i) = a.used.iter().position(|u| !u) {
+            return Err(format!("op `{mnemonic}` has no attribute `{}`", attrs[i].0));
+        }
+        Ok(op)
+    }
+
+    /// Names of weight groups (prefixes) or tensors this op refers to, as written in its attributes.
+    pub fn weight_refs(&self) -> Vec<&str> {
+        match self {
+            Op::Const { weight } => vec![weight],
+            Op::Embed {
+                word,
+                position,
+                token_type,
+                ln,
+                ..
+            } => vec![word, position, token_type, ln],
+            Op::Attention {
+                query,
+                key,
+                value,
+                output,
+                ..
+            } => vec![query, key, value, output],
+            Op::AddNorm { ln, .. } => vec![ln],
+            Op::Linear { w, .. } => vec![w],
+            _ => vec![],
+        }
+    }
+}
+
+struct AttrReader<'a> {
+    attrs: &'a [(String, Attr)],
+    used: Vec<bool>,
+}
+
+impl AttrReader<'_> {
+    fn get(&mut self, key: &str) -> Result<&Attr, String> {
+        let i = self
+            .attrs
+            .iter()
+            .position(|(k, _)| k == key)
+            .ok_or_else(|| format!("missing attribute `{key}`"))?;
+        self.used[i] = true;
+        Ok(&self.attrs[i].1)
+    }
+    fn weight(&mut self, key: &str) -> Result<String, String> {
+        match self.get(key)? {
+            Attr::Weight(s) => Ok(s.clone()),
+            other => Err(format!(
+                "attribute `{key}` must be a weight (@name), got {other:?}"
+            )),
+        }
+    }
+    fn float(&mut self, key: &str) -> Result<f32, String> {
+        match self.get(key)? {
+            Attr::Float(x) => Ok(*x),
+            Attr::Int(i) => Ok(*i as f32),
+            other => Err(format!("attribute `{key}` must be a number, got {other:?}")),
+        }
+    }
+    fn usize(&mut self, key: &str) -> Result<usize, String> {
+        match self.get(key)? {
+            Attr::Int(i) if *i >= 0 => Ok(*i as usize),
+            other => Err(format!(
+                "attribute `{key}` must be a non-negative integer, got {other:?}"
+            )),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The text form. One line per value, weights by name and type, never by value:
+//!
+//! ```text
+//! graph tiny(%input_ids: i64[batch, sequence], ...) {
+//!   %0: f32[batch, sequence, 32] = embed(%input_ids, %token_type_ids) {word: @embeddings.word_embeddings.weight, ...}
+//!   return last_hidden_state = %0
+//! }
+//! weights {
+//!   @embeddings.word_embeddings.weight: f32[100, 32]
+//! }
+//! ```
+//! Values are numbered in topological order, so the text does not depend on how the graph was built.
+//! `parse::parse` is this printer's exact inverse.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use petgraph::stable_graph::NodeIndex;
+
+use crate::graph::Graph;
+use crate::op::{Attr, Op};
+
+/// The printed name of every value: `%name` for inputs, `%N` for the rest.
+pub struct ValueNames(HashMap<NodeIndex, String>);
+
+impl ValueNames {
+    pub fn new(g: &Graph, order: &[NodeIndex]) -> Self {
+        let mut m = HashMap::new();
+        let mut next = 0;
+        for &n in order {
+            let name = match &g.dag[n].op {
+                Op::Input { name } => format!("%{name}"),
+                _ => {
+                    next += 1;
+                    format!("%{}", next - 1)
+                }
+            };
+            m.insert(n, name);
+        }
+        ValueNames(m)
+    }
+    pub fn get(&self, n: NodeIndex) -> String {
+        self.0
+            .get(&n)
+            .cloned()
+            .unwrap_or_else(|| format!("%<{}>", n.index()))
+    }
+}
+
+pub fn format_attr(a: &Attr) -> String {
+    match a {
+        Attr::Int(i) => i.to_string(),
+        // `{:?}` prints the shortest text that parses back to the same f32.
+        Attr::Float(x) => format!("{x:?}"),
+        Attr::Weight(w) => format!("@{w}"),
+    }
+}
+
+/// Print the graph. A graph with a cycle prints its nodes in index order (the verifier reports the cycle).
+pub fn print(g: &Graph) -> String {
+    let order = g
+        .topo_order()
+        .unwrap_or_else(|_| g.dag.node_indices().collect());
+    let names = ValueNames::new(g, &order);
+    let mut s = String::new();
+    let params: Vec<String> = g
+        .inputs
+        .iter()
+        .map(|&i| format!("{}: {}", names.get(i), g.dag[i].ty))
+        .collect();
+    let _ = writeln!(s, "graph {}({}) {{", g.name, params.join(", "));
+    for &n in &order {
+        let node = &g.dag[n];
+        if let Op::Input { .. } = node.op {
+            continue;
+        }
+        let args: Vec<String> = g.operands(n).into_iter().map(|o| names.get(o)).collect();
+        let _ = write!(
+            s,
+            "  {}: {} = {}({})",
+            names.get(n),
+            node.ty,
+            node.op.mnemonic(),
+            args.join(", ")
+        );
+        let attrs = node.op.attrs();
+        if !attrs.is_empty() {
+            let a: Vec<String> = attrs
+                .iter()
+                .map(|(k, v)| format!("{k}: {}", format_attr(v)))
+                .collect();
+            let _ = write!(s, " {{{}}}", a.join(", "));
+        }
+        s.push('\n');
+    }
+    let outs: Vec<String> = g
+        .outputs
+        .iter()
+        .map(|(name, o)| format!("{name} = {}", names.get(*o)))
+        .collect();
+    let _ = writeln!(s, "  return {}", outs.join(", "));
+    s.push_str("}\n");
+    if !g.weights.0.is_empty() {
+        s.push_str("weights {\n");
+        for (name, w) in &g.weights.0 {
+            let _ = writeln!(s, "  @{name}: {}", w.ty);
+        }
+        s.push_str("}\n");
+    }
+    s
+}

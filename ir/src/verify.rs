@@ -1,0 +1,101 @@
+//! The verifier: runs after lowering and after every pass. It re-infers every node's type from its operands and
+//! the weights, and checks the graph's shape as a whole (acyclic, arity, inputs, outputs, weight data).
+
+use std::collections::BTreeSet;
+
+use crate::graph::Graph;
+use crate::infer::infer;
+use crate::op::Op;
+use crate::print::ValueNames;
+use crate::types::ValueType;
+
+#[derive(Debug, thiserror::Error)]
+#[error("IR verification failed in graph `{graph}`: {problems}")]
+pub struct VerifyError {
+    pub graph: String,
+    pub problems: String,
+}
+
+pub fn verify(g: &Graph) -> Result<(), VerifyError> {
+    let fail = |p: String| VerifyError {
+        graph: g.name.clone(),
+        problems: p,
+    };
+    let order = g.topo_order().map_err(fail)?;
+    let names = ValueNames::new(g, &order);
+    let mut problems = vec![];
+
+    let mut seen_inputs = BTreeSet::new();
+    for &i in &g.inputs {
+        match g.dag.node_weight(i).map(|n| &n.op) {
+            Some(Op::Input { name }) if seen_inputs.insert(name.clone()) => {}
+            Some(Op::Input { name }) => problems.push(format!("input %{name} declared twice")),
+            _ => problems.push("a graph input is not an input node".into()),
+        }
+    }
+    for n in g.dag.node_indices() {
+        let node = &g.dag[n];
+        let here = names.get(n);
+        if let Op::Input { .. } = node.op {
+            if !g.inputs.contains(&n) {
+                problems.push(format!("{here} is an input node that is not a graph input"));
+            }
+            continue;
+        }
+        let ops = g.operands(n);
+        let positions: Vec<usize> = {
+            let mut p: Vec<usize> = g
+                .dag
+                .edges_directed(n, petgraph::Direction::Incoming)
+                .map(|e| *e.weight())
+                .collect();
+            p.sort();
+            p
+        };
+        if positions != (0..ops.len()).collect::<Vec<_>>() {
+            problems.push(format!(
+                "{here}: operand positions {positions:?} are not 0..{}",
+                ops.len()
+            ));
+            continue;
+        }
+        let tys: Vec<&ValueType> = ops.iter().map(|&o| &g.dag[o].ty).collect();
+        match infer(&node.op, &tys, &g.weights) {
+            Ok(t) if t == node.ty => {}
+            Ok(t) => problems.push(format!(
+                "{here} = {}: declared {} but inferred {t}",
+                node.op.mnemonic(),
+                node.ty
+            )),
+            Err(e) => problems.push(format!("{here} = {}: {e}", node.op.mnemonic())),
+        }
+    }
+    let mut seen_out = BTreeSet::new();
+    for (name, o) in &g.outputs {
+        if !seen_out.insert(name) {
+            problems.push(format!("output `{name}` declared twice"));
+        }
+        if g.dag.node_weight(*o).is_none() {
+            problems.push(format!("output `{name}` refers to a removed value"));
+        }
+    }
+    if g.outputs.is_empty() {
+        problems.push("graph has no outputs".into());
+    }
+    for (name, w) in &g.weights.0 {
+        if let Some(t) = &w.data {
+            if t.dims() != w.ty.known_dims().unwrap_or_default().as_slice() {
+                problems.push(format!(
+                    "weight @{name} is declared {} but holds {:?}",
+                    w.ty,
+                    t.dims()
+                ));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(fail(problems.join("; ")))
+    }
+}

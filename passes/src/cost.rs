@@ -1,0 +1,42 @@
+//! Parameter and FLOP counts read off the IR, so every pass can say what it saved.
+
+use bertopt_ir::{Graph, Op};
+
+/// Cost of a graph at one sequence length, for one sequence (batch 1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Scalar parameters in weights the graph uses.
+    pub params: usize,
+    /// Multiply-accumulates counted as 2 FLOPs; matmuls only (they dominate; norms and softmax are ignored).
+    pub flops: u64,
+}
+
+/// Count the cost of `g` for one sequence of length `seq`.
+pub fn cost(g: &Graph, seq: usize) -> Cost {
+    let used = g.used_weight_names();
+    let params = used
+        .iter()
+        .filter_map(|n| g.weights.get(n)?.ty.num_elements())
+        .sum();
+    let s = seq as u64;
+    let mut flops = 0u64;
+    for n in g.dag.node_weights() {
+        flops += match &n.op {
+            Op::Attention {
+                heads, head_dim, ..
+            } => {
+                let d = n.ty.last().and_then(|d| d.known()).unwrap_or(0) as u64;
+                let inner = (*heads * *head_dim) as u64;
+                // Q, K, V and output projections, then scores and context.
+                2 * s * d * inner * 4 + 2 * s * s * inner * 2
+            }
+            Op::Linear { k, n: out, .. } => {
+                // A linear on [b, s, k] runs per token; on [b, k] (pooler, classifier) once.
+                let rows = if n.ty.rank() == 3 { s } else { 1 };
+                2 * rows * (*k as u64) * (*out as u64)
+            }
+            _ => 0,
+        };
+    }
+    Cost { params, flops }
+}

@@ -1,0 +1,77 @@
+//! bertopt's passes: the `Pass` trait, a registry, an LLVM-style pipeline parser, and the passes themselves
+//! (one file each). Cleanup (`dce`, `fold`) runs after every user pass; the verifier after every pass.
+
+pub mod cost;
+pub mod dce;
+pub mod fold;
+pub mod pass;
+pub mod pipeline;
+pub mod registry;
+
+use std::collections::BTreeMap;
+
+use bertopt_ir::Graph;
+
+pub use cost::{cost, Cost};
+pub use pass::{Pass, PassContext, PassError, PassReport};
+pub use pipeline::{parse_pipeline, PassSpec};
+
+/// A parsed, built pipeline, ready to run.
+pub struct Pipeline {
+    passes: Vec<Box<dyn Pass>>,
+}
+
+impl Pipeline {
+    /// Parse and build `--pass` text. Fails on syntax, unknown passes and unknown arguments, before any work.
+    pub fn parse(text: &str) -> Result<Self, PassError> {
+        let specs = parse_pipeline(text)?;
+        let passes = specs
+            .iter()
+            .map(registry::build)
+            .collect::<Result<_, _>>()?;
+        Ok(Pipeline { passes })
+    }
+
+    pub fn empty() -> Self {
+        Pipeline { passes: vec![] }
+    }
+
+    /// Run every pass, verifying after each and running cleanup (dce, fold) after each user pass.
+    pub fn run(&self, g: &mut Graph, ctx: &mut PassContext) -> Result<Vec<PassReport>, PassError> {
+        let seq = if ctx.flops_seq == 0 {
+            128
+        } else {
+            ctx.flops_seq
+        };
+        let mut reports = vec![];
+        for p in &self.passes {
+            let before = cost(g, seq);
+            let mut changed = BTreeMap::new();
+            run_verified(p.as_ref(), g, ctx, &mut changed)?;
+            if !matches!(p.name(), "dce" | "fold") {
+                run_verified(&fold::Fold, g, ctx, &mut changed)?;
+                run_verified(&dce::Dce, g, ctx, &mut changed)?;
+            }
+            reports.push(PassReport {
+                pass: p.name().into(),
+                before,
+                after: cost(g, seq),
+                changed,
+            });
+        }
+        Ok(reports)
+    }
+}
+
+fn run_verified(
+    p: &dyn Pass,
+    g: &mut Graph,
+    ctx: &mut PassContext,
+    changed: &mut BTreeMap<String, usize>,
+) -> Result<(), PassError> {
+    p.run(g, ctx, changed)?;
+    bertopt_ir::verify(g).map_err(|source| PassError::Verify {
+        pass: p.name().into(),
+        source,
+    })
+}

@@ -1,0 +1,67 @@
+//! The pass interface: a pass rewrites the graph in place and reports what it changed.
+
+use std::collections::BTreeMap;
+
+use bertopt_ir::Graph;
+
+use crate::cost::Cost;
+
+/// What some passes need beyond the graph (calibration data, scores, training hooks arrive here as the
+/// passes that need them land).
+#[derive(Default)]
+pub struct PassContext {
+    /// Sequence length at which FLOPs are counted in reports.
+    pub flops_seq: usize,
+}
+
+/// What a pass changed, for the CLI to print and benches to record.
+#[derive(Clone, Debug)]
+pub struct PassReport {
+    pub pass: String,
+    pub before: Cost,
+    pub after: Cost,
+    /// Units removed or rewritten, by kind ("nodes", "weights", "heads", ...).
+    pub changed: BTreeMap<String, usize>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error("unknown pass `{name}` (passes: {known})")]
+    UnknownPass { name: String, known: String },
+    #[error("pass `{pass}` has no argument `{arg}` (arguments: {known})")]
+    UnknownArg {
+        pass: String,
+        arg: String,
+        known: String,
+    },
+    #[error("pass `{pass}`, argument `{arg}`: {problem}")]
+    BadArg {
+        pass: String,
+        arg: String,
+        problem: String,
+    },
+    #[error("bad pipeline `{pipeline}` at column {col}: {problem}")]
+    Syntax {
+        pipeline: String,
+        col: usize,
+        problem: String,
+    },
+    #[error("pass `{pass}` failed: {problem}")]
+    Failed { pass: String, problem: String },
+    #[error("after pass `{pass}`: {source}")]
+    Verify {
+        pass: String,
+        source: bertopt_ir::VerifyError,
+    },
+}
+
+pub trait Pass {
+    fn name(&self) -> &'static str;
+    /// Rewrite the graph; record counts of what changed in `changed`.
+    fn run(
+        &self,
+        graph: &mut Graph,
+        ctx: &mut PassContext,
+        changed: &mut BTreeMap<String, usize>,
+    ) -> Result<(), PassError>;
+}

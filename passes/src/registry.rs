@@ -1,0 +1,93 @@
+//! The registry: every pass a pipeline may name, its arguments, and how to build it from a `PassSpec`.
+
+use std::collections::BTreeMap;
+
+use crate::pass::{Pass, PassError};
+use crate::pipeline::PassSpec;
+
+/// A pass as the registry knows it.
+pub struct PassInfo {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Accepted arguments and what they mean.
+    pub args: &'static [(&'static str, &'static str)],
+    pub build: fn(&Args) -> Result<Box<dyn Pass>, PassError>,
+}
+
+/// Every registered pass, in the order `--help` lists them.
+pub fn passes() -> &'static [PassInfo] {
+    &[
+        PassInfo {
+            name: "dce",
+            about: "remove values no output depends on, and the weights only they used",
+            args: &[],
+            build: |_| Ok(Box::new(crate::dce::Dce)),
+        },
+        PassInfo {
+            name: "fold",
+            about: "evaluate ops whose operands are all constants into new constants",
+            args: &[],
+            build: |_| Ok(Box::new(crate::fold::Fold)),
+        },
+    ]
+}
+
+pub fn names() -> String {
+    passes()
+        .iter()
+        .map(|p| p.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Build a pass from its spec, rejecting unknown names and arguments with the list of what exists.
+pub fn build(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
+    let info = passes()
+        .iter()
+        .find(|p| p.name == spec.name)
+        .ok_or_else(|| PassError::UnknownPass {
+            name: spec.name.clone(),
+            known: names(),
+        })?;
+    for key in spec.args.keys() {
+        if !info.args.iter().any(|(a, _)| a == key) {
+            let known = if info.args.is_empty() {
+                "none".to_string()
+            } else {
+                info.args
+                    .iter()
+                    .map(|(a, _)| *a)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            return Err(PassError::UnknownArg {
+                pass: spec.name.clone(),
+                arg: key.clone(),
+                known,
+            });
+        }
+    }
+    (info.build)(&Args {
+        pass: spec.name.clone(),
+        map: spec.args.clone(),
+    })
+}
+
+/// A pass's arguments with typed accessors that name the pass and argument on error.
+pub struct Args {
+    pub pass: String,
+    pub map: BTreeMap<String, String>,
+}
+
+impl Args {
+    pub fn get<T: std::str::FromStr>(&self, key: &str, default: T) -> Result<T, PassError> {
+        match self.map.get(key) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| PassError::BadArg {
+                pass: self.pass.clone(),
+                arg: key.into(),
+                problem: format!("cannot read `{v}` as {}", std::any::type_name::<T>()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! The main job: model folder -> IR -> pipeline -> ONNX file, with timing and size figures for the report.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use bertopt_passes::{PassContext, PassReport, Pipeline};
+
+/// Metadata keys bertopt writes into every model it emits.
+pub const META_TOKENIZER: &str = "bertopt.tokenizer";
+pub const META_LABELS: &str = "bertopt.labels";
+pub const META_PIPELINE: &str = "bertopt.pipeline";
+pub const META_VOCAB: &str = "bertopt.vocab_size";
+
+#[derive(Debug, serde::Serialize)]
+pub struct ExportReport {
+    pub model: PathBuf,
+    pub output: PathBuf,
+    pub pipeline: String,
+    pub passes: Vec<PassSummary>,
+    pub params: usize,
+    pub flops_seq128: u64,
+    pub seconds_load: f64,
+    pub seconds_passes: f64,
+    pub seconds_emit: f64,
+    pub onnx_bytes: u64,
+    pub safetensors_bytes: u64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct PassSummary {
+    pub pass: String,
+    pub params_before: usize,
+    pub params_after: usize,
+    pub flops_before: u64,
+    pub flops_after: u64,
+    pub changed: std::collections::BTreeMap<String, usize>,
+}
+
+impl From<&PassReport> for PassSummary {
+    fn from(r: &PassReport) -> Self {
+        PassSummary {
+            pass: r.pass.clone(),
+            params_before: r.before.params,
+            params_after: r.after.params,
+            flops_before: r.before.flops,
+            flops_after: r.after.flops,
+            changed: r.changed.clone(),
+        }
+    }
+}
+
+/// Load, lower, run the pipeline and write the ONNX model atomically. The pipeline is parsed before any
+/// loading, so a typo fails fast.
+pub fn export(model: &Path, pipeline: &str, output: &Path) -> anyhow::Result<ExportReport> {
+    let passes = if pipeline.is_empty() {
+        Pipeline::empty()
+    } else {
+        Pipeline::parse(pipeline)?
+    };
+    check_output_dir(output)?;
+    let t0 = Instant::now();
+    let (mut graph, info) = bertopt_models::load_graph(model)?;
+    let t1 = Instant::now();
+    let reports = passes.run(&mut graph, &mut PassContext { flops_seq: 128 })?;
+    let t2 = Instant::now();
+    let mut metadata = vec![
+        (META_LABELS, serde_json::to_string(&info.labels)?),
+        (META_PIPELINE, pipeline.to_string()),
+        (META_VOCAB, info.config.vocab_size.to_string()),
+    ];
+    if let Some(tok) = &info.files.tokenizer {
+        let json =
+            std::fs::read_to_string(tok).with_context(|| format!("reading {}", tok.display()))?;
+        metadata.push((META_TOKENIZER, json));
+    }
+    let proto = crate::onnx::emit(&graph, &crate::onnx::EmitOptions { metadata })?;
+    let cost = bertopt_passes::cost(&graph, 128);
+    drop(graph);
+    crate::onnx::write_model(&proto, output)
+        .with_context(|| format!("cannot write {}", output.display()))?;
+    let t3 = Instant::now();
+    Ok(ExportReport {
+        model: model.to_path_buf(),
+        output: output.to_path_buf(),
+        pipeline: pipeline.to_string(),
+        passes: reports.iter().map(PassSummary::from).collect(),
+        params: cost.params,
+        flops_seq128: cost.flops,
+        seconds_load: (t1 - t0).as_secs_f64(),
+        seconds_passes: (t2 - t1).as_secs_f64(),
+        seconds_emit: (t3 - t2).as_secs_f64(),
+        onnx_bytes: std::fs::metadata(output).map(|m| m.len()).unwrap_or(0),
+        safetensors_bytes: info.safetensors_bytes,
+    })
+}
+
+/// Fail before the expensive work if the output cannot be written there.
+pub fn check_output_dir(output: &Path) -> anyhow::Result<()> {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        anyhow::bail!(
+            "output directory {} does not exist (for {})",
+            dir.display(),
+            output.display()
+        );
+    }
+    if output.is_dir() {
+        anyhow::bail!(
+            "output {} is a directory; give a file name such as model.onnx",
+            output.display()
+        );
+    }
+    Ok(())
+}

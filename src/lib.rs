@@ -1,0 +1,9 @@
+//! bertopt: the library behind the `optimize` binary. Wires the IR, the models and the passes to ONNX
+//! emission, the tract and ONNX Runtime runners, and benchmarks.
+
+pub mod atomic;
+pub mod bench;
+pub mod export;
+pub mod onnx;
+pub mod run;
+pub mod tokenize;

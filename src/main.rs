@@ -1,0 +1,262 @@
+//! `optimize`: the bertopt command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bertopt::bench::{self, BenchConfig};
+use bertopt::run::{self, RunnerOptions, Runtime};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "optimize",
+    version,
+    about = "Optimize a BERT-family model: safetensors -> IR -> passes -> ONNX",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    export: ExportArgs,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer.json) or its model.safetensors.
+    #[arg(required = true)]
+    model: Option<PathBuf>,
+    /// Pass pipeline, e.g. `dce,fold`. Unknown passes and arguments are errors that list what exists.
+    #[arg(long = "pass", default_value = "")]
+    pipeline: String,
+    /// Output ONNX file (written to a temporary file and renamed).
+    #[arg(short, long, default_value = "model.onnx")]
+    output: PathBuf,
+    /// Print the IR after the pipeline to stdout.
+    #[arg(long)]
+    print_ir: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// List the registered passes and exit.
+    #[arg(long)]
+    list_passes: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run an ONNX model on text and print the outputs or the predicted label.
+    Run {
+        model: PathBuf,
+        /// Input sentence(s); each is one row of the batch.
+        #[arg(long, required = true)]
+        text: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Runtime::Tract)]
+        runtime: Runtime,
+        /// tokenizer.json to use instead of the one embedded in the model.
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Truncate to this many tokens.
+        #[arg(long, default_value_t = 128)]
+        max_len: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time models interleaved after warm-up; report p50/p90/p99 and speedup over the first.
+    Bench {
+        #[arg(required = true)]
+        models: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = Runtime::Tract)]
+        runtime: Runtime,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+        #[arg(long, default_value_t = 30)]
+        iters: usize,
+        /// Intra-op threads for ONNX Runtime (tract runs on one).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        None => export(cli.export),
+        Some(Cmd::Run {
+            model,
+            text,
+            runtime,
+            tokenizer,
+            max_len,
+            json,
+        }) => run_text(&model, &text, runtime, tokenizer.as_deref(), max_len, json),
+        Some(Cmd::Bench {
+            models,
+            runtime,
+            batch,
+            seq,
+            warmup,
+            iters,
+            threads,
+            json,
+        }) => {
+            let r = bench::bench(
+                &models,
+                &BenchConfig {
+                    runtime,
+                    batch,
+                    seq,
+                    warmup,
+                    iters,
+                    threads,
+                    seed: 1,
+                },
+            )?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                bench::print_table(&r);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn export(a: ExportArgs) -> anyhow::Result<()> {
+    if a.list_passes {
+        for p in bertopt_passes::registry::passes() {
+            let args: Vec<&str> = p.args.iter().map(|(k, _)| *k).collect();
+            println!(
+                "{:<10} {}{}",
+                p.name,
+                p.about,
+                if args.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (args: {})", args.join(", "))
+                }
+            );
+        }
+        return Ok(());
+    }
+    let model = a.model.context("a model path is required")?;
+    let report = bertopt::export::export(&model, &a.pipeline, &a.output)?;
+    if a.print_ir {
+        let (g, _) = bertopt_models::load_graph(&model)?;
+        print!("{}", bertopt_ir::print(&g));
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for p in &report.passes {
+            println!(
+                "pass {:<8} params {} -> {}, FLOPs@128 {} -> {}, {:?}",
+                p.pass, p.params_before, p.params_after, p.flops_before, p.flops_after, p.changed
+            );
+        }
+        println!(
+            "wrote {} ({:.1} MB, {} params, {:.2} GFLOPs at seq 128) in {:.2}s (load {:.2}s, passes {:.2}s, emit {:.2}s)",
+            report.output.display(),
+            report.onnx_bytes as f64 / 1e6,
+            report.params,
+            report.flops_seq128 as f64 / 1e9,
+            report.seconds_load + report.seconds_passes + report.seconds_emit,
+            report.seconds_load,
+            report.seconds_passes,
+            report.seconds_emit
+        );
+    }
+    Ok(())
+}
+
+fn run_text(
+    model: &std::path::Path,
+    text: &[String],
+    runtime: Runtime,
+    tokenizer: Option<&std::path::Path>,
+    max_len: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        model.is_file(),
+        "{} does not exist or is not a file",
+        model.display()
+    );
+    let mut enc = bertopt::tokenize::for_model(model, tokenizer)?;
+    let texts: Vec<&str> = text.iter().map(String::as_str).collect();
+    let batch = enc.encode(&texts, max_len, None)?;
+    let mut runner = run::load(runtime, model, RunnerOptions::default())?;
+    let outputs = runner.run(&batch)?;
+    let labels: Vec<String> = bertopt::onnx::read_metadata(model)?
+        .into_iter()
+        .find(|(k, _)| k == bertopt::export::META_LABELS)
+        .and_then(|(_, v)| serde_json::from_str(&v).ok())
+        .unwrap_or_default();
+    let mut rows = vec![];
+    for (r, t) in texts.iter().enumerate() {
+        let mut row = serde_json::json!({ "text": t });
+        for o in &outputs {
+            let per_row = o.data.len() / batch.batch.max(1);
+            let slice = &o.data[r * per_row..(r + 1) * per_row];
+            if o.name == "logits" {
+                let (best, _) = slice
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0, f32::MIN),
+                        |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
+                    );
+                row["label"] = labels
+                    .get(best)
+                    .cloned()
+                    .unwrap_or_else(|| best.to_string())
+                    .into();
+                row["logits"] = slice.to_vec().into();
+            } else if o.name == "pooler_output" || o.shape.len() == 2 {
+                row[&o.name] = slice.to_vec().into();
+            } else {
+                // last_hidden_state: print the [CLS] vector and the shape; the full tensor is rarely wanted here.
+                let d = *o.shape.last().unwrap_or(&1);
+                row[format!("{}[cls]", o.name)] = slice[..d.min(slice.len())].to_vec().into();
+                row[format!("{}.shape", o.name)] = serde_json::json!([1, batch.seq, d]);
+            }
+        }
+        rows.push(row);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        for row in rows {
+            match row.get("label") {
+                Some(l) => println!(
+                    "{}\t{}",
+                    l.as_str().unwrap_or(""),
+                    row["text"].as_str().unwrap_or("")
+                ),
+                None => println!("{row}"),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! The only module that touches `onnx-protobuf`: a small builder for ONNX models and the atomic file writer.
+//! Everything else speaks in names, shapes and `Attr`s, so the protobuf crate can be swapped here alone.
+
+use std::path::Path;
+
+use onnx_protobuf::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// The ONNX opset bertopt emits: 17 is the first with `LayerNormalization`.
+pub const OPSET: i64 = 17;
+/// IR version 8 goes with opset 17.
+pub const IR_VERSION: i64 = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    I64,
+}
+
+impl Elem {
+    fn code(self) -> i32 {
+        match self {
+            Elem::F32 => DataType::FLOAT as i32,
+            Elem::I64 => DataType::INT64 as i32,
+        }
+    }
+}
+
+/// A dimension of a graph input or output.
+#[derive(Clone, Debug)]
+pub enum DimSpec {
+    Fixed(usize),
+    Named(String),
+}
+
+/// A node attribute.
+#[derive(Clone, Debug)]
+pub enum Attr {
+    Int(i64),
+    Ints(Vec<i64>),
+    Float(f32),
+}
+
+#[derive(Default)]
+pub struct OnnxBuilder {
+    graph: GraphProto,
+    used_names: std::collections::HashMap<String, usize>,
+    fresh: usize,
+}
+
+impl OnnxBuilder {
+    pub fn new(name: &str) -> Self {
+        let mut b = OnnxBuilder::default();
+        b.graph.name = name.to_string();
+        b
+    }
+
+    fn value_info(name: &str, elem: Elem, dims: &[DimSpec]) -> ValueInfoProto {
+        let mut shape = TensorShapeProto::new();
+        for d in dims {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            dim.value = Some(match d {
+                DimSpec::Fixed(n) => tensor_shape_proto::dimension::Value::DimValue(*n as i64),
+                DimSpec::Named(s) => tensor_shape_proto::dimension::Value::DimParam(s.clone()),
+            });
+            shape.dim.push(dim);
+        }
+        let mut tensor = type_proto::Tensor::new();
+        tensor.elem_type = elem.code();
+        tensor.shape = Some(shape).into();
+        let mut ty = TypeProto::new();
+        ty.value = Some(type_proto::Value::TensorType(tensor));
+        let mut vi = ValueInfoProto::new();
+        vi.name = name.to_string();
+        vi.type_ = Some(ty).into();
+        vi
+    }
+
+    pub fn input(&mut self, name: &str, elem: Elem, dims: &[DimSpec]) {
+        self.graph.input.push(Self::value_info(name, elem, dims));
+    }
+
+    pub fn output(&mut self, name: &str, elem: Elem, dims: &[DimSpec]) {
+        self.graph.output.push(Self::value_info(name, elem, dims));
+    }
+
+    pub fn initializer_f32(&mut self, name: &str, dims: &[usize], data: &[f32]) {
+        let mut t = TensorProto::new();
+        t.name = name.to_string();
+        t.data_type = Elem::F32.code();
+        t.dims = dims.iter().map(|&d| d as i64).collect();
+        t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.graph.initializer.push(t);
+    }
+
+    pub fn initializer_i64(&mut self, name: &str, dims: &[usize], data: &[i64]) {
+        let mut t = TensorProto::new();
+        t.name = name.to_string();
+        t.data_type = Elem::I64.code();
+        t.dims = dims.iter().map(|&d| d as i64).collect();
+        t.raw_data = data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.graph.initializer.push(t);
+    }
+
+    /// A value name not used before, derived from `hint`.
+    pub fn fresh(&mut self, hint: &str) -> String {
+        self.fresh += 1;
+        format!("{hint}:{}", self.fresh)
+    }
+
+    /// Add a node; returns its output name. `name` is made unique by a numeric suffix when repeated.
+    pub fn node(
+        &mut self,
+        op_type: &str,
+        name: &str,
+        inputs: &[&str],
+        attrs: &[(&str, Attr)],
+    ) -> String {
+        let out = self.fresh(name);
+        self.node_into(op_type, name, inputs, &out, attrs);
+        out
+    }
+
+    /// Add a node writing to a chosen output name.
+    pub fn node_into(
+        &mut self,
+        op_type: &str,
+        name: &str,
+        inputs: &[&str],
+        output: &str,
+        attrs: &[(&str, Attr)],
+    ) {
+        let count = self.used_names.entry(name.to_string()).or_insert(0);
+        *count += 1;
+        let unique = if *count == 1 {
+            name.to_string()
+        } else {
+            format!("{name}_{}", *count - 1)
+        };
+        let mut n = NodeProto::new();
+        n.op_type = op_type.to_string();
+        n.name = unique;
+        n.input = inputs.iter().map(|s| s.to_string()).collect();
+        n.output = vec![output.to_string()];
+        for (k, v) in attrs {
+            let mut a = AttributeProto::new();
+            a.name = k.to_string();
+            match v {
+                Attr::Int(i) => {
+                    a.type_ = AttributeType::INT.into();
+                    a.i = *i;
+                }
+                Attr::Ints(is) => {
+                    a.type_ = AttributeType::INTS.into();
+                    a.ints = is.clone();
+                }
+                Attr::Float(f) => {
+                    a.type_ = AttributeType::FLOAT.into();
+                    a.f = *f;
+                }
+            }
+            n.attribute.push(a);
+        }
+        self.graph.node.push(n);
+    }
+
+    pub fn finish(self, metadata: &[(&str, String)]) -> ModelProto {
+        let mut m = ModelProto::new();
+        m.ir_version = IR_VERSION;
+        let mut op = OperatorSetIdProto::new();
+        op.domain = String::new();
+        op.version = OPSET;
+        m.opset_import.push(op);
+        m.producer_name = "bertopt".into();
+        m.producer_version = env!("CARGO_PKG_VERSION").into();
+        m.graph = Some(self.graph).into();
+        for (k, v) in metadata {
+            let mut e = StringStringEntryProto::new();
+            e.key = k.to_string();
+            e.value = v.clone();
+            m.metadata_props.push(e);
+        }
+        m
+    }
+}
+
+/// Write the model to a temporary file beside `path`, then rename it into place: an interrupted or failed
+/// write leaves the old file or nothing, never a partial model.
+pub fn write_model(model: &ModelProto, path: &Path) -> std::io::Result<()> {
+    crate::atomic::write_atomic(path, |w| {
+        model.write_to_writer(w).map_err(std::io::Error::other)
+    })
+}
+
+/// Read an ONNX model's metadata entries (tokenizer, labels) without interpreting the graph.
+pub fn read_metadata(path: &Path) -> std::io::Result<Vec<(String, String)>> {
+    let bytes = std::fs::read(path)?;
+    let m = ModelProto::parse_from_bytes(&bytes).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("not an ONNX model: {e}"),
+        )
+    })?;
+    Ok(m.metadata_props
+        .into_iter()
+        .map(|e| (e.key, e.value))
+        .collect())
+}

@@ -1,0 +1,371 @@
+//! Lowering IR to ONNX: where structure becomes primitives. Each IR op expands to a short, fixed sequence of
+//! standard ONNX ops (opset 17) that tract and ONNX Runtime both optimize well; node names carry the weight
+//! scope they come from (`encoder.layer.3.attention.self.query/MatMul`).
+
+use std::collections::HashMap;
+
+use bertopt_ir::{interp::MASK_NEG, DType, Dim, Graph, NodeIndex, Op};
+use candle_core::Tensor;
+
+use super::builder::{Attr, DimSpec, Elem, OnnxBuilder};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    #[error("weight @{0} has no data to emit")]
+    NoData(String),
+    #[error("weight @{name}: {source}")]
+    Tensor {
+        name: String,
+        source: candle_core::Error,
+    },
+    #[error("IR graph is not valid: {0}")]
+    Graph(String),
+}
+
+/// Metadata stored in the model (tokenizer, labels) so that `optimize run` needs only the ONNX file.
+pub struct EmitOptions<'a> {
+    pub metadata: Vec<(&'a str, String)>,
+}
+
+struct Emitter<'g> {
+    g: &'g Graph,
+    b: OnnxBuilder,
+    vals: HashMap<NodeIndex, String>,
+    /// Additive attention mask per IR mask value, computed once and shared by every layer.
+    masks: HashMap<NodeIndex, String>,
+    consts: HashMap<String, String>,
+}
+
+fn elem(d: DType) -> Elem {
+    match d {
+        DType::F32 => Elem::F32,
+        DType::I64 => Elem::I64,
+    }
+}
+
+fn dims(shape: &[Dim]) -> Vec<DimSpec> {
+    shape
+        .iter()
+        .map(|d| match d {
+            Dim::Known(n) => DimSpec::Fixed(*n),
+            Dim::Sym(s) => DimSpec::Named(s.clone()),
+        })
+        .collect()
+}
+
+fn data(t: &Tensor, name: &str) -> Result<Vec<f32>, EmitError> {
+    t.flatten_all()
+        .and_then(|t| t.to_vec1::<f32>())
+        .map_err(|source| EmitError::Tensor {
+            name: name.into(),
+            source,
+        })
+}
+
+impl<'g> Emitter<'g> {
+    fn weight(&self, name: &str) -> Result<&'g Tensor, EmitError> {
+        self.g
+            .weights
+            .tensor(name)
+            .ok_or_else(|| EmitError::NoData(name.into()))
+    }
+
+    /// Emit a weight as an initializer under its IR name (once).
+    fn init(&mut self, name: &str) -> Result<String, EmitError> {
+        if !self.consts.contains_key(name) {
+            let t = self.weight(name)?;
+            self.b.initializer_f32(name, t.dims(), &data(t, name)?);
+            self.consts.insert(name.into(), name.into());
+        }
+        Ok(name.to_string())
+    }
+
+    /// A scalar or small constant, shared by value.
+    fn const_f32(&mut self, v: f32) -> String {
+        let key = format!("const.f32.{v:?}");
+        if !self.consts.contains_key(&key) {
+            self.b.initializer_f32(&key, &[], &[v]);
+            self.consts.insert(key.clone(), key.clone());
+        }
+        key
+    }
+
+    fn const_i64(&mut self, v: &[i64]) -> String {
+        let key = format!("const.i64.{v:?}")
+            .replace([' ', '[', ']'], "")
+            .replace(',', "_");
+        if !self.consts.contains_key(&key) {
+            self.b.initializer_i64(&key, &[v.len()], v);
+            self.consts.insert(key.clone(), key.clone());
+        }
+        key
+    }
+
+    fn const_scalar_i64(&mut self, v: i64) -> String {
+        let key = format!("const.i64.scalar.{v}");
+        if !self.consts.contains_key(&key) {
+            self.b.initializer_i64(&key, &[], &[v]);
+            self.consts.insert(key.clone(), key.clone());
+        }
+        key
+    }
+
+    /// `x·W + b` for the linear parameter group `p` (optionally with W and b pre-scaled).
+    fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
+        let (w, bias) = match scale {
+            None => (
+                self.init(&format!("{p}.weight"))?,
+                self.init(&format!("{p}.bias"))?,
+            ),
+            Some(s) => {
+                let mut names = vec![];
+                for part in ["weight", "bias"] {
+                    let src = format!("{p}.{part}");
+                    let t = self.weight(&src)?;
+                    let name = format!("{src}_scaled");
+                    let v: Vec<f32> = data(t, &src)?.into_iter().map(|x| x * s).collect();
+                    self.b.initializer_f32(&name, t.dims(), &v);
+                    names.push(name);
+                }
+                (names[0].clone(), names[1].clone())
+            }
+        };
+        let mm = self.b.node("MatMul", &format!("{p}/MatMul"), &[x, &w], &[]);
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&mm, &bias], &[]))
+    }
+
+    fn layer_norm(&mut self, x: &str, p: &str, eps: f32) -> Result<String, EmitError> {
+        let w = self.init(&format!("{p}.weight"))?;
+        let bias = self.init(&format!("{p}.bias"))?;
+        Ok(self.b.node(
+            "LayerNormalization",
+            p,
+            &[x, &w, &bias],
+            &[("axis", Attr::Int(-1)), ("epsilon", Attr::Float(eps))],
+        ))
+    }
+
+    /// `(1 - mask) * MASK_NEG` shaped `[batch, 1, 1, seq]`.
+    fn additive_mask(&mut self, mask_node: NodeIndex) -> String {
+        if let Some(m) = self.masks.get(&mask_node) {
+            return m.clone();
+        }
+        let mask = self.vals[&mask_node].clone();
+        let f = self.b.node(
+            "Cast",
+            "attention_mask/Cast",
+            &[&mask],
+            &[("to", Attr::Int(1))],
+        );
+        let one = self.const_f32(1.0);
+        let inv = self.b.node("Sub", "attention_mask/Sub", &[&one, &f], &[]);
+        let neg = self.const_f32(MASK_NEG);
+        let add = self.b.node("Mul", "attention_mask/Mul", &[&inv, &neg], &[]);
+        let axes = self.const_i64(&[1, 2]);
+        let out = self
+            .b
+            .node("Unsqueeze", "attention_mask/Unsqueeze", &[&add, &axes], &[]);
+        self.masks.insert(mask_node, out.clone());
+        out
+    }
+
+    fn emit(&mut self, n: NodeIndex) -> Result<String, EmitError> {
+        let node = &self.g.dag[n];
+        let args: Vec<String> = self
+            .g
+            .operands(n)
+            .iter()
+            .map(|o| self.vals[o].clone())
+            .collect();
+        let a = |i: usize| args[i].as_str();
+        Ok(match &node.op {
+            Op::Input { name } => name.clone(),
+            Op::Const { weight } => self.init(weight)?,
+            Op::Embed {
+                word,
+                position,
+                token_type,
+                ln,
+                eps,
+                position_offset,
+            } => {
+                let scope = ln.trim_end_matches(".LayerNorm");
+                let word = self.init(word)?;
+                let tt_table = self.init(token_type)?;
+                let pos_table = self.init(position)?;
+                let we = self.b.node(
+                    "Gather",
+                    &format!("{scope}.word_embeddings"),
+                    &[&word, a(0)],
+                    &[],
+                );
+                let te = self.b.node(
+                    "Gather",
+                    &format!("{scope}.token_type_embeddings"),
+                    &[&tt_table, a(1)],
+                    &[],
+                );
+                // positions offset..offset+seq, as a slice of the table.
+                let seq = self.b.node(
+                    "Shape",
+                    &format!("{scope}.position_embeddings/Shape"),
+                    &[a(0)],
+                    &[("start", Attr::Int(1)), ("end", Attr::Int(2))],
+                );
+                let start = self.const_i64(&[*position_offset as i64]);
+                let end = self.b.node(
+                    "Add",
+                    &format!("{scope}.position_embeddings/End"),
+                    &[&seq, &start],
+                    &[],
+                );
+                let axes = self.const_i64(&[0]);
+                let pe = self.b.node(
+                    "Slice",
+                    &format!("{scope}.position_embeddings"),
+                    &[&pos_table, &start, &end, &axes],
+                    &[],
+                );
+                let x = self
+                    .b
+                    .node("Add", &format!("{scope}/Add"), &[&we, &te], &[]);
+                let x = self
+                    .b
+                    .node("Add", &format!("{scope}/AddPosition"), &[&x, &pe], &[]);
+                self.layer_norm(&x, ln, *eps)?
+            }
+            Op::Attention {
+                heads,
+                head_dim,
+                query,
+                key,
+                value,
+                output,
+            } => {
+                let scope = query.trim_end_matches(".self.query").to_string();
+                let mask_node = self.g.operands(n)[1];
+                let mask = self.additive_mask(mask_node);
+                let (h, d) = (*heads as i64, *head_dim as i64);
+                let split = self.const_i64(&[0, 0, h, d]);
+                let merge = self.const_i64(&[0, 0, h * d]);
+                // The 1/sqrt(d) score scale is folded into the query projection.
+                let q = self.linear(a(0), query, Some(1.0 / (*head_dim as f32).sqrt()))?;
+                let k = self.linear(a(0), key, None)?;
+                let v = self.linear(a(0), value, None)?;
+                let q = self
+                    .b
+                    .node("Reshape", &format!("{query}/Reshape"), &[&q, &split], &[]);
+                let q = self.b.node(
+                    "Transpose",
+                    &format!("{query}/Transpose"),
+                    &[&q],
+                    &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+                );
+                let k = self
+                    .b
+                    .node("Reshape", &format!("{key}/Reshape"), &[&k, &split], &[]);
+                let k = self.b.node(
+                    "Transpose",
+                    &format!("{key}/Transpose"),
+                    &[&k],
+                    &[("perm", Attr::Ints(vec![0, 2, 3, 1]))],
+                );
+                let v = self
+                    .b
+                    .node("Reshape", &format!("{value}/Reshape"), &[&v, &split], &[]);
+                let v = self.b.node(
+                    "Transpose",
+                    &format!("{value}/Transpose"),
+                    &[&v],
+                    &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+                );
+                let s = self
+                    .b
+                    .node("MatMul", &format!("{scope}.scores/MatMul"), &[&q, &k], &[]);
+                let s = self
+                    .b
+                    .node("Add", &format!("{scope}.scores/AddMask"), &[&s, &mask], &[]);
+                let p = self.b.node(
+                    "Softmax",
+                    &format!("{scope}.probs/Softmax"),
+                    &[&s],
+                    &[("axis", Attr::Int(-1))],
+                );
+                let c = self
+                    .b
+                    .node("MatMul", &format!("{scope}.context/MatMul"), &[&p, &v], &[]);
+                let c = self.b.node(
+                    "Transpose",
+                    &format!("{scope}.context/Transpose"),
+                    &[&c],
+                    &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+                );
+                let c = self.b.node(
+                    "Reshape",
+                    &format!("{scope}.context/Reshape"),
+                    &[&c, &merge],
+                    &[],
+                );
+                self.linear(&c, output, None)?
+            }
+            Op::AddNorm { ln, eps } => {
+                let x = self
+                    .b
+                    .node("Add", &format!("{ln}/AddResidual"), &[a(0), a(1)], &[]);
+                self.layer_norm(&x, ln, *eps)?
+            }
+            Op::Linear { w, .. } => self.linear(a(0), w, None)?,
+            Op::Gelu => {
+                // x * 0.5 * (1 + erf(x / sqrt 2)): the exact GELU, as ONNX Runtime's fusion recognises it.
+                let sqrt2 = self.const_f32(std::f32::consts::SQRT_2);
+                let one = self.const_f32(1.0);
+                let half = self.const_f32(0.5);
+                let y = self.b.node("Div", "gelu/Div", &[a(0), &sqrt2], &[]);
+                let y = self.b.node("Erf", "gelu/Erf", &[&y], &[]);
+                let y = self.b.node("Add", "gelu/Add", &[&y, &one], &[]);
+                let y = self.b.node("Mul", "gelu/Mul", &[a(0), &y], &[]);
+                self.b.node("Mul", "gelu/MulHalf", &[&y, &half], &[])
+            }
+            Op::Tanh => self.b.node("Tanh", "tanh", &[a(0)], &[]),
+            Op::Add => self.b.node("Add", "add", &[a(0), a(1)], &[]),
+            Op::TakeCls => {
+                let zero = self.const_scalar_i64(0);
+                self.b.node(
+                    "Gather",
+                    "take_cls",
+                    &[a(0), &zero],
+                    &[("axis", Attr::Int(1))],
+                )
+            }
+        })
+    }
+}
+
+/// Lower a verified IR graph to an ONNX model.
+pub fn emit(g: &Graph, opts: &EmitOptions) -> Result<onnx_protobuf::ModelProto, EmitError> {
+    let order = g.topo_order().map_err(EmitError::Graph)?;
+    let mut e = Emitter {
+        g,
+        b: OnnxBuilder::new(&g.name),
+        vals: HashMap::new(),
+        masks: HashMap::new(),
+        consts: HashMap::new(),
+    };
+    for &i in &g.inputs {
+        let node = &g.dag[i];
+        if let Op::Input { name } = &node.op {
+            e.b.input(name, elem(node.ty.dtype), &dims(&node.ty.shape));
+        }
+    }
+    for n in order {
+        let v = e.emit(n)?;
+        e.vals.insert(n, v);
+    }
+    for (name, n) in &g.outputs {
+        let ty = &g.dag[*n].ty;
+        let v = e.vals[n].clone();
+        e.b.node_into("Identity", name, &[&v], name, &[]);
+        e.b.output(name, elem(ty.dtype), &dims(&ty.shape));
+    }
+    Ok(e.b.finish(&opts.metadata))
+}

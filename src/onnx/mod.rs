@@ -1,0 +1,7 @@
+//! ONNX emission: `builder` wraps the protobuf crate, `emit` lowers the IR.
+
+pub mod builder;
+pub mod emit;
+
+pub use builder::{read_metadata, write_model};
+pub use emit::{emit, EmitError, EmitOptions};

@@ -1,0 +1,96 @@
+//! ONNX Runtime through the `ort` crate, loading `libonnxruntime.so` from `ORT_DYLIB_PATH` (no download:
+//! `scripts/fetch-assets` extracts it from the PyPI wheel).
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+use ort::value::Tensor;
+
+use super::{Batch, Output, Runner, RunnerOptions};
+
+static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
+
+/// Load the ONNX Runtime library once per process.
+fn environment() -> anyhow::Result<&'static ort::environment::Environment> {
+    ENV.get_or_init(|| {
+        let path = std::env::var("ORT_DYLIB_PATH").map_err(|_| {
+            "ORT_DYLIB_PATH is not set: run `eval $(scripts/fetch-assets)` to fetch libonnxruntime from the \
+             onnxruntime==1.31.1 wheel and point ORT_DYLIB_PATH at it"
+                .to_string()
+        })?;
+        if !Path::new(&path).is_file() {
+            return Err(format!("ORT_DYLIB_PATH={path} is not a file: run `eval $(scripts/fetch-assets)`"));
+        }
+        ort::init_from(&path)
+            .map_err(|e| format!("cannot load ONNX Runtime from {path}: {e}"))?
+            .with_name("bertopt")
+            .build()
+            .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
+    })
+    .as_ref()
+    .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+pub struct OrtRunner {
+    session: Session,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+}
+
+impl OrtRunner {
+    pub fn load(path: &Path, opts: RunnerOptions) -> anyhow::Result<Self> {
+        let env = environment()?;
+        let threads = if opts.threads == 0 { 1 } else { opts.threads };
+        let session = Session::builder(env)
+            .and_then(|b| {
+                b.with_optimization_level(GraphOptimizationLevel::Level3)
+                    .map_err(Into::into)
+            })
+            .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
+            .and_then(|mut b| b.commit_from_file(path))
+            .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load {}: {e}", path.display()))?;
+        let inputs = session
+            .inputs()
+            .iter()
+            .map(|i| i.name().to_string())
+            .collect();
+        let outputs = session
+            .outputs()
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect();
+        Ok(OrtRunner {
+            session,
+            inputs,
+            outputs,
+        })
+    }
+}
+
+impl Runner for OrtRunner {
+    fn run(&mut self, b: &Batch) -> anyhow::Result<Vec<Output>> {
+        let mut feeds = vec![];
+        for name in &self.inputs {
+            let data = b
+                .by_name(name)
+                .with_context(|| format!("model input `{name}` is not one bertopt feeds"))?;
+            let t = Tensor::from_array(([b.batch, b.seq], data.to_vec()))?;
+            feeds.push((name.clone(), ort::value::DynValue::from(t)));
+        }
+        let out = self.session.run(feeds)?;
+        self.outputs
+            .iter()
+            .map(|name| {
+                let (shape, data) = out[name.as_str()].try_extract_tensor::<f32>()?;
+                Ok(Output {
+                    name: name.clone(),
+                    shape: shape.iter().map(|&d| d as usize).collect(),
+                    data: data.to_vec(),
+                })
+            })
+            .collect()
+    }
+}
