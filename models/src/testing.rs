@@ -157,6 +157,9 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
         "max_position_embeddings": spec.max_positions,
         "type_vocab_size": type_vocab,
         "layer_norm_eps": 1e-12,
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "initializer_range": 0.02,
         "pad_token_id": if spec.scheme == Scheme::Roberta { 1 } else { 0 },
     });
     if spec.labels > 0 {

@@ -1,0 +1,107 @@
+//! The text form: print and parse are inverses, errors say where, the verifier catches what parsing cannot.
+
+use bertopt_ir::{parse, print, verify};
+
+const SMALL: &str = "graph small(%input_ids: i64[batch, sequence], %attention_mask: i64[batch, sequence], %token_type_ids: i64[batch, sequence]) {
+  %0: f32[batch, sequence, 8] = embed(%input_ids, %token_type_ids) {word: @w, position: @p, token_type: @t, ln: @ln, eps: 1e-12, position_offset: 0}
+  %1: f32[batch, sequence, 8] = attention(%0, %attention_mask) {heads: 2, head_dim: 4, query: @q, key: @k, value: @v, output: @o}
+  %2: f32[batch, sequence, 8] = add_norm(%1, %0) {ln: @ln2, eps: 1e-5}
+  %3: f32[batch, sequence, 16] = linear(%2) {w: @ff, k: 8, n: 16}
+  %4: f32[batch, sequence, 16] = gelu(%3)
+  %5: f32[batch, 16] = take_cls(%4)
+  %6: f32[batch, 16] = tanh(%5)
+  return last_hidden_state = %4, pooled = %6
+}
+weights {
+  @ff.bias: f32[16]
+  @ff.weight: f32[8, 16]
+  @k.bias: f32[8]
+  @k.weight: f32[8, 8]
+  @ln.bias: f32[8]
+  @ln.weight: f32[8]
+  @ln2.bias: f32[8]
+  @ln2.weight: f32[8]
+  @o.bias: f32[8]
+  @o.weight: f32[8, 8]
+  @p: f32[32, 8]
+  @q.bias: f32[8]
+  @q.weight: f32[8, 8]
+  @t: f32[2, 8]
+  @v.bias: f32[8]
+  @v.weight: f32[8, 8]
+  @w: f32[50, 8]
+}
+";
+
+#[test]
+fn print_parse_round_trip_is_exact() {
+    let g = parse(SMALL).expect("parses");
+    verify(&g).expect("verifies");
+    assert_eq!(print(&g), SMALL);
+    let again = parse(&print(&g)).expect("reparses");
+    assert_eq!(print(&again), SMALL);
+    assert_eq!(again.dag.node_count(), 10);
+    assert_eq!(again.outputs.len(), 2);
+}
+
+#[test]
+fn parse_errors_carry_line_and_column() {
+    let bad = SMALL.replace(
+        "%2: f32[batch, sequence, 8] = add_norm(%1, %0)",
+        "%2: f32[batch, sequence, 8] = add_norm(%1, %9)",
+    );
+    let e = parse(&bad).unwrap_err();
+    assert_eq!(e.line, 4, "{e}");
+    assert!(e.to_string().contains("undefined value %9"), "{e}");
+
+    let e = parse(&SMALL.replace("gelu(%3)", "swish(%3)")).unwrap_err();
+    assert!(e.to_string().contains("unknown op `swish`"), "{e}");
+    assert_eq!(e.line, 6);
+
+    let e = parse(&SMALL.replace("eps: 1e-5}", "eps: 1e-5, colour: 3}")).unwrap_err();
+    assert!(e.to_string().contains("no attribute `colour`"), "{e}");
+
+    let e = parse(&SMALL.replace("f32[8, 16]", "f32[8, x]")).unwrap_err();
+    assert!(e.to_string().contains("fully known shape"), "{e}");
+
+    let e = parse("graph g() {\n  return\n}").unwrap_err();
+    assert!(e.to_string().contains("expected a name"), "{e}");
+}
+
+#[test]
+fn verifier_rejects_wrong_weight_shapes_and_types() {
+    // A weight whose shape does not fit the linear's K x N.
+    let g = parse(&SMALL.replace("@ff.weight: f32[8, 16]", "@ff.weight: f32[8, 12]")).unwrap();
+    let e = verify(&g).unwrap_err().to_string();
+    assert!(
+        e.contains("@ff.weight is f32[8, 12], expected f32[8, 16]"),
+        "{e}"
+    );
+
+    // A declared value type that disagrees with inference.
+    let g = parse(&SMALL.replace(
+        "%5: f32[batch, 16] = take_cls",
+        "%5: f32[batch, 15] = take_cls",
+    ))
+    .unwrap();
+    let e = verify(&g).unwrap_err().to_string();
+    assert!(
+        e.contains("declared f32[batch, 15] but inferred f32[batch, 16]"),
+        "{e}"
+    );
+
+    // Heads x head_dim must match the projections.
+    let g = parse(&SMALL.replace("heads: 2, head_dim: 4", "heads: 4, head_dim: 4")).unwrap();
+    let e = verify(&g).unwrap_err().to_string();
+    assert!(
+        e.contains("@q.weight is f32[8, 8], expected f32[8, 16]"),
+        "{e}"
+    );
+
+    // A missing weight.
+    let g = parse(&SMALL.replace("  @ln2.bias: f32[8]\n", "")).unwrap();
+    assert!(verify(&g)
+        .unwrap_err()
+        .to_string()
+        .contains("@ln2.bias does not exist"));
+}
