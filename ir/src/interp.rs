@@ -82,11 +82,7 @@ fn check_input(
     for (d, &actual) in ty.shape.iter().zip(t.dims()) {
         match d {
             Dim::Known(k) if *k != actual => return Err(bad()),
-            Dim::Sym(s) => {
-                if *syms.entry(s.clone()).or_insert(actual) != actual {
-                    return Err(bad());
-                }
-            }
+            Dim::Sym(s) if *syms.entry(s.clone()).or_insert(actual) != actual => return Err(bad()),
             _ => {}
         }
     }
