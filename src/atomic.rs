@@ -4,10 +4,7 @@
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-pub fn write_atomic(
-    path: &Path,
-    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
-) -> std::io::Result<()> {
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -18,10 +15,7 @@ pub fn write_atomic(
             format!("output directory {} does not exist", dir.display()),
         ));
     }
-    let tmp = tempfile::Builder::new()
-        .prefix(".bertopt-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
+    let tmp = tempfile::Builder::new().prefix(".bertopt-").suffix(".tmp").tempfile_in(dir)?;
     {
         let mut w = BufWriter::new(tmp.as_file());
         write(&mut w)?;

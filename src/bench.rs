@@ -67,30 +67,17 @@ fn cpu_model() -> String {
 fn vocab_of(path: &std::path::Path) -> usize {
     crate::onnx::read_metadata(path)
         .ok()
-        .and_then(|m| {
-            m.into_iter()
-                .find(|(k, _)| k == crate::export::META_VOCAB)
-                .and_then(|(_, v)| v.parse().ok())
-        })
+        .and_then(|m| m.into_iter().find(|(k, _)| k == crate::export::META_VOCAB).and_then(|(_, v)| v.parse().ok()))
         .unwrap_or(100)
 }
 
 pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(!models.is_empty(), "bench needs at least one model");
-    anyhow::ensure!(
-        cfg.batch > 0 && cfg.seq > 0 && cfg.iters > 0,
-        "batch, seq and iters must be positive"
-    );
+    anyhow::ensure!(cfg.batch > 0 && cfg.seq > 0 && cfg.iters > 0, "batch, seq and iters must be positive");
     let vocab = models.iter().map(|m| vocab_of(m)).min().unwrap_or(100);
     let input = Batch::synthetic(cfg.batch, cfg.seq, vocab, cfg.seed);
-    let opts = RunnerOptions {
-        fixed_shape: Some((cfg.batch, cfg.seq)),
-        threads: cfg.threads,
-    };
-    let mut runners = models
-        .iter()
-        .map(|m| run::load(cfg.runtime, m, opts))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let opts = RunnerOptions { fixed_shape: Some((cfg.batch, cfg.seq)), threads: cfg.threads };
+    let mut runners = models.iter().map(|m| run::load(cfg.runtime, m, opts)).collect::<anyhow::Result<Vec<_>>>()?;
     for _ in 0..cfg.warmup {
         for r in runners.iter_mut() {
             r.run(&input)?;
@@ -130,17 +117,11 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
         },
         batch: cfg.batch,
         seq: cfg.seq,
-        threads: if cfg.runtime == Runtime::Tract {
-            1
-        } else {
-            cfg.threads.max(1)
-        },
+        threads: if cfg.runtime == Runtime::Tract { 1 } else { cfg.threads.max(1) },
         warmup: cfg.warmup,
         iters: cfg.iters,
         cpu: cpu_model(),
-        cores: std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1),
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         models: timings,
     })
 }
@@ -150,10 +131,7 @@ pub fn print_table(r: &BenchReport) {
         "runtime {} ({}), batch {}, seq {}, threads {}, {} iters after {} warm-up, {} ({} cores)",
         r.runtime, r.runtime_version, r.batch, r.seq, r.threads, r.iters, r.warmup, r.cpu, r.cores
     );
-    println!(
-        "{:<40} {:>9} {:>9} {:>9} {:>11} {:>8}",
-        "model", "p50 ms", "p90 ms", "p99 ms", "seq/s", "speedup"
-    );
+    println!("{:<40} {:>9} {:>9} {:>9} {:>11} {:>8}", "model", "p50 ms", "p90 ms", "p99 ms", "seq/s", "speedup");
     for m in &r.models {
         println!(
             "{:<40} {:>9.2} {:>9.2} {:>9.2} {:>11.1} {:>7.2}x",

@@ -53,11 +53,7 @@ impl From<&PassReport> for PassSummary {
 /// Load, lower, run the pipeline and write the ONNX model atomically. The pipeline is parsed before any
 /// loading, so a typo fails fast.
 pub fn export(model: &Path, pipeline: &str, output: &Path) -> anyhow::Result<ExportReport> {
-    let passes = if pipeline.is_empty() {
-        Pipeline::empty()
-    } else {
-        Pipeline::parse(pipeline)?
-    };
+    let passes = if pipeline.is_empty() { Pipeline::empty() } else { Pipeline::parse(pipeline)? };
     check_output_dir(output)?;
     let t0 = Instant::now();
     let (mut graph, info) = bertopt_models::load_graph(model)?;
@@ -70,15 +66,13 @@ pub fn export(model: &Path, pipeline: &str, output: &Path) -> anyhow::Result<Exp
         (META_VOCAB, info.config.vocab_size.to_string()),
     ];
     if let Some(tok) = &info.files.tokenizer {
-        let json =
-            std::fs::read_to_string(tok).with_context(|| format!("reading {}", tok.display()))?;
+        let json = std::fs::read_to_string(tok).with_context(|| format!("reading {}", tok.display()))?;
         metadata.push((META_TOKENIZER, json));
     }
     let proto = crate::onnx::emit(&graph, &crate::onnx::EmitOptions { metadata })?;
     let cost = bertopt_passes::cost(&graph, 128);
     drop(graph);
-    crate::onnx::write_model(&proto, output)
-        .with_context(|| format!("cannot write {}", output.display()))?;
+    crate::onnx::write_model(&proto, output).with_context(|| format!("cannot write {}", output.display()))?;
     let t3 = Instant::now();
     Ok(ExportReport {
         model: model.to_path_buf(),
@@ -102,17 +96,10 @@ pub fn check_output_dir(output: &Path) -> anyhow::Result<()> {
         _ => Path::new("."),
     };
     if !dir.is_dir() {
-        anyhow::bail!(
-            "output directory {} does not exist (for {})",
-            dir.display(),
-            output.display()
-        );
+        anyhow::bail!("output directory {} does not exist (for {})", dir.display(), output.display());
     }
     if output.is_dir() {
-        anyhow::bail!(
-            "output {} is a directory; give a file name such as model.onnx",
-            output.display()
-        );
+        anyhow::bail!("output {} is a directory; give a file name such as model.onnx", output.display());
     }
     Ok(())
 }

@@ -103,36 +103,11 @@ fn main() -> ExitCode {
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         None => export(cli.export),
-        Some(Cmd::Run {
-            model,
-            text,
-            runtime,
-            tokenizer,
-            max_len,
-            json,
-        }) => run_text(&model, &text, runtime, tokenizer.as_deref(), max_len, json),
-        Some(Cmd::Bench {
-            models,
-            runtime,
-            batch,
-            seq,
-            warmup,
-            iters,
-            threads,
-            json,
-        }) => {
-            let r = bench::bench(
-                &models,
-                &BenchConfig {
-                    runtime,
-                    batch,
-                    seq,
-                    warmup,
-                    iters,
-                    threads,
-                    seed: 1,
-                },
-            )?;
+        Some(Cmd::Run { model, text, runtime, tokenizer, max_len, json }) => {
+            run_text(&model, &text, runtime, tokenizer.as_deref(), max_len, json)
+        }
+        Some(Cmd::Bench { models, runtime, batch, seq, warmup, iters, threads, json }) => {
+            let r = bench::bench(&models, &BenchConfig { runtime, batch, seq, warmup, iters, threads, seed: 1 })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -151,11 +126,7 @@ fn export(a: ExportArgs) -> anyhow::Result<()> {
                 "{:<10} {}{}",
                 p.name,
                 p.about,
-                if args.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (args: {})", args.join(", "))
-                }
+                if args.is_empty() { String::new() } else { format!(" (args: {})", args.join(", ")) }
             );
         }
         return Ok(());
@@ -198,11 +169,7 @@ fn run_text(
     max_len: usize,
     json: bool,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        model.is_file(),
-        "{} does not exist or is not a file",
-        model.display()
-    );
+    anyhow::ensure!(model.is_file(), "{} does not exist or is not a file", model.display());
     let mut enc = bertopt::tokenize::for_model(model, tokenizer)?;
     let texts: Vec<&str> = text.iter().map(String::as_str).collect();
     let batch = enc.encode(&texts, max_len, None)?;
@@ -220,18 +187,9 @@ fn run_text(
             let per_row = o.data.len() / batch.batch.max(1);
             let slice = &o.data[r * per_row..(r + 1) * per_row];
             if o.name == "logits" {
-                let (best, _) = slice
-                    .iter()
-                    .enumerate()
-                    .fold(
-                        (0, f32::MIN),
-                        |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc },
-                    );
-                row["label"] = labels
-                    .get(best)
-                    .cloned()
-                    .unwrap_or_else(|| best.to_string())
-                    .into();
+                let (best, _) =
+                    slice.iter().enumerate().fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
+                row["label"] = labels.get(best).cloned().unwrap_or_else(|| best.to_string()).into();
                 row["logits"] = slice.to_vec().into();
             } else if o.name == "pooler_output" || o.shape.len() == 2 {
                 row[&o.name] = slice.to_vec().into();
@@ -249,11 +207,7 @@ fn run_text(
     } else {
         for row in rows {
             match row.get("label") {
-                Some(l) => println!(
-                    "{}\t{}",
-                    l.as_str().unwrap_or(""),
-                    row["text"].as_str().unwrap_or("")
-                ),
+                Some(l) => println!("{}\t{}", l.as_str().unwrap_or(""), row["text"].as_str().unwrap_or("")),
                 None => println!("{row}"),
             }
         }

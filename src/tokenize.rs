@@ -15,43 +15,26 @@ pub struct TextEncoder {
 
 impl TextEncoder {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let tok = Tokenizer::from_file(path)
-            .map_err(|e| anyhow::anyhow!("cannot read tokenizer {}: {e}", path.display()))?;
+        let tok =
+            Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("cannot read tokenizer {}: {e}", path.display()))?;
         Ok(TextEncoder { tok })
     }
 
     pub fn from_json(json: &str) -> anyhow::Result<Self> {
-        let tok: Tokenizer = json
-            .parse()
-            .map_err(|e| anyhow::anyhow!("bad tokenizer JSON: {e}"))?;
+        let tok: Tokenizer = json.parse().map_err(|e| anyhow::anyhow!("bad tokenizer JSON: {e}"))?;
         Ok(TextEncoder { tok })
     }
 
     /// Encode texts into one batch: truncate to `max_len`, pad (id 0, mask 0) to the longest row or to
     /// `pad_to` when given.
-    pub fn encode(
-        &mut self,
-        texts: &[&str],
-        max_len: usize,
-        pad_to: Option<usize>,
-    ) -> anyhow::Result<Batch> {
+    pub fn encode(&mut self, texts: &[&str], max_len: usize, pad_to: Option<usize>) -> anyhow::Result<Batch> {
         self.tok
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                ..Default::default()
-            }))
+            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
             .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
         self.tok.with_padding(None);
-        let enc = self
-            .tok
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| anyhow::anyhow!("tokenization failed: {e}"))?;
-        let longest = enc
-            .iter()
-            .map(|e| e.get_ids().len())
-            .max()
-            .unwrap_or(1)
-            .max(1);
+        let enc =
+            self.tok.encode_batch(texts.to_vec(), true).map_err(|e| anyhow::anyhow!("tokenization failed: {e}"))?;
+        let longest = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
         let seq = pad_to.unwrap_or(longest).max(longest);
         let batch = texts.len();
         let mut b = Batch {
@@ -62,12 +45,7 @@ impl TextEncoder {
             token_type_ids: vec![0; batch * seq],
         };
         for (r, e) in enc.iter().enumerate() {
-            for (c, ((&id, &m), &t)) in e
-                .get_ids()
-                .iter()
-                .zip(e.get_attention_mask())
-                .zip(e.get_type_ids())
-                .enumerate()
+            for (c, ((&id, &m), &t)) in e.get_ids().iter().zip(e.get_attention_mask()).zip(e.get_type_ids()).enumerate()
             {
                 b.input_ids[r * seq + c] = id as i64;
                 b.attention_mask[r * seq + c] = m as i64;
@@ -83,17 +61,10 @@ pub fn for_model(onnx: &Path, explicit: Option<&Path>) -> anyhow::Result<TextEnc
     if let Some(p) = explicit {
         return TextEncoder::from_file(p);
     }
-    let meta =
-        crate::onnx::read_metadata(onnx).with_context(|| format!("reading {}", onnx.display()))?;
-    let json = meta
-        .iter()
-        .find(|(k, _)| k == crate::export::META_TOKENIZER)
-        .map(|(_, v)| v.clone())
-        .with_context(|| {
-            format!(
-                "{} has no embedded tokenizer: pass --tokenizer PATH/tokenizer.json",
-                onnx.display()
-            )
+    let meta = crate::onnx::read_metadata(onnx).with_context(|| format!("reading {}", onnx.display()))?;
+    let json =
+        meta.iter().find(|(k, _)| k == crate::export::META_TOKENIZER).map(|(_, v)| v.clone()).with_context(|| {
+            format!("{} has no embedded tokenizer: pass --tokenizer PATH/tokenizer.json", onnx.display())
         })?;
     TextEncoder::from_json(&json)
 }

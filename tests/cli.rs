@@ -11,10 +11,7 @@ use bertopt_models::Scheme;
 
 fn optimize(args: &[&str]) -> Output {
     common::ensure_ort();
-    Command::new(env!("CARGO_BIN_EXE_optimize"))
-        .args(args)
-        .output()
-        .expect("binary runs")
+    Command::new(env!("CARGO_BIN_EXE_optimize")).args(args).output().expect("binary runs")
 }
 
 fn s(p: &Path) -> &str {
@@ -27,11 +24,7 @@ fn must_fail(args: &[&str], out: &Path) -> String {
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert_eq!(o.status.code(), Some(1), "exit code for {args:?}: {err}");
     assert!(err.starts_with("error: "), "{err}");
-    assert!(
-        !out.exists(),
-        "{} was created despite the error",
-        out.display()
-    );
+    assert!(!out.exists(), "{} was created despite the error", out.display());
     if let Some(dir) = out.parent().filter(|d| d.is_dir()) {
         let leftovers: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -44,15 +37,7 @@ fn must_fail(args: &[&str], out: &Path) -> String {
 }
 
 fn tiny_classifier(dir: &Path) {
-    write_tiny_model(
-        dir,
-        &TinySpec {
-            scheme: Scheme::Bert,
-            labels: 2,
-            ..TinySpec::default()
-        },
-    )
-    .unwrap();
+    write_tiny_model(dir, &TinySpec { scheme: Scheme::Bert, labels: 2, ..TinySpec::default() }).unwrap();
 }
 
 #[test]
@@ -64,10 +49,7 @@ fn export_then_run_prints_a_label_in_both_runtimes() {
     let o = optimize(&[s(&model), "-o", s(&onnx), "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(
-        report["onnx_bytes"].as_u64().unwrap(),
-        std::fs::metadata(&onnx).unwrap().len()
-    );
+    assert_eq!(report["onnx_bytes"].as_u64().unwrap(), std::fs::metadata(&onnx).unwrap().len());
     assert!(report["params"].as_u64().unwrap() > 0);
 
     let mut labels = vec![];
@@ -83,11 +65,7 @@ fn export_then_run_prints_a_label_in_both_runtimes() {
             "--text",
             "boring plot",
         ]);
-        assert!(
-            o.status.success(),
-            "{rt}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        assert!(o.status.success(), "{rt}: {}", String::from_utf8_lossy(&o.stderr));
         let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         let rows = rows.as_array().unwrap();
         assert_eq!(rows.len(), 2);
@@ -98,11 +76,7 @@ fn export_then_run_prints_a_label_in_both_runtimes() {
             labels.push(l);
         }
     }
-    assert_eq!(
-        labels[..2],
-        labels[2..],
-        "tract and ORT agree on the labels"
-    );
+    assert_eq!(labels[..2], labels[2..], "tract and ORT agree on the labels");
 }
 
 #[test]
@@ -139,11 +113,8 @@ fn bench_json_has_percentiles_and_speedups() {
         assert_eq!(models.len(), 2);
         assert_eq!(models[0]["speedup_vs_first"], 1.0);
         for m in models {
-            let (p50, p90, p99) = (
-                m["p50_ms"].as_f64().unwrap(),
-                m["p90_ms"].as_f64().unwrap(),
-                m["p99_ms"].as_f64().unwrap(),
-            );
+            let (p50, p90, p99) =
+                (m["p50_ms"].as_f64().unwrap(), m["p90_ms"].as_f64().unwrap(), m["p99_ms"].as_f64().unwrap());
             assert!(p50 > 0.0 && p50 <= p90 && p90 <= p99, "{m}");
         }
     }
@@ -160,10 +131,7 @@ fn bad_safetensors_give_clear_errors_and_no_output() {
 
     std::fs::write(&st, &bytes[..bytes.len() - 100]).unwrap();
     let e = must_fail(&[s(&model), "-o", s(&out)], &out);
-    assert!(
-        e.contains("model.safetensors is not a valid safetensors file"),
-        "{e}"
-    );
+    assert!(e.contains("model.safetensors is not a valid safetensors file"), "{e}");
 
     std::fs::write(&st, vec![0xAB; 4096]).unwrap();
     let e = must_fail(&[s(&st), "-o", s(&out)], &out);
@@ -179,29 +147,13 @@ fn bad_configs_give_clear_errors_and_no_output() {
     let cfg_path = model.join("config.json");
     let cfg = std::fs::read_to_string(&cfg_path).unwrap();
 
-    std::fs::write(
-        &cfg_path,
-        cfg.replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 3"),
-    )
-    .unwrap();
+    std::fs::write(&cfg_path, cfg.replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 3")).unwrap();
     let e = must_fail(&[s(&model), "-o", s(&out)], &out);
-    assert!(
-        e.contains("num_attention_heads = 3 does not divide hidden_size = 32"),
-        "{e}"
-    );
+    assert!(e.contains("num_attention_heads = 3 does not divide hidden_size = 32"), "{e}");
 
-    std::fs::write(
-        &cfg_path,
-        cfg.replace("\"intermediate_size\": 64", "\"intermediate_size\": 128"),
-    )
-    .unwrap();
+    std::fs::write(&cfg_path, cfg.replace("\"intermediate_size\": 64", "\"intermediate_size\": 128")).unwrap();
     let e = must_fail(&[s(&model), "-o", s(&out)], &out);
-    assert!(
-        e.contains(
-            "intermediate.dense.weight` has shape [64, 32], but config.json implies [128, 32]"
-        ),
-        "{e}"
-    );
+    assert!(e.contains("intermediate.dense.weight` has shape [64, 32], but config.json implies [128, 32]"), "{e}");
 
     std::fs::remove_file(&cfg_path).unwrap();
     let e = must_fail(&[s(&model), "-o", s(&out)], &out);
@@ -215,17 +167,11 @@ fn bad_output_paths_and_pipelines_fail_before_any_work() {
     tiny_classifier(&model);
     let nowhere = d.path().join("no/such/dir/out.onnx");
     let e = must_fail(&[s(&model), "-o", s(&nowhere)], &nowhere);
-    assert!(
-        e.contains("output directory") && e.contains("does not exist"),
-        "{e}"
-    );
+    assert!(e.contains("output directory") && e.contains("does not exist"), "{e}");
 
     let out = d.path().join("out.onnx");
     let e = must_fail(&[s(&model), "--pass", "dce,shrink", "-o", s(&out)], &out);
-    assert!(
-        e.contains("unknown pass `shrink` (passes: dce, fold"),
-        "{e}"
-    );
+    assert!(e.contains("unknown pass `shrink` (passes: dce, fold"), "{e}");
     let e = must_fail(&[s(&model), "--pass", "fold(level=3)", "-o", s(&out)], &out);
     assert!(e.contains("pass `fold` has no argument `level`"), "{e}");
     let e = must_fail(&[s(&d.path().join("absent")), "-o", s(&out)], &out);
@@ -243,9 +189,5 @@ fn a_failed_export_keeps_the_previous_file() {
     std::fs::write(model.join("model.safetensors"), b"garbage").unwrap();
     let o = optimize(&[s(&model), "-o", s(&out)]);
     assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        std::fs::read(&out).unwrap(),
-        before,
-        "the old output is untouched"
-    );
+    assert_eq!(std::fs::read(&out).unwrap(), before, "the old output is untouched");
 }

@@ -14,42 +14,24 @@ fn check_with_onnx(path: &Path) {
                   assert [i.name for i in m.graph.input] == ['input_ids', 'attention_mask', 'token_type_ids']\n\
                   assert any(n.op_type == 'LayerNormalization' for n in m.graph.node)\nprint('ok')";
     let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let o = Command::new(&py)
-        .arg("-c")
-        .arg(script)
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot start {py}: {e}"));
+    let o =
+        Command::new(&py).arg("-c").arg(script).arg(path).output().unwrap_or_else(|e| panic!("cannot start {py}: {e}"));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !err.contains("No module named 'onnx'"),
         "the onnx Python package is missing: `pip install onnx==1.23.2` (the README's test command does this)"
     );
-    assert!(
-        o.status.success() && o.stdout.starts_with(b"ok"),
-        "onnx.checker rejected {}: {err}",
-        path.display()
-    );
+    assert!(o.status.success() && o.stdout.starts_with(b"ok"), "onnx.checker rejected {}: {err}", path.display());
 }
 
 #[test]
 fn checker_accepts_every_scheme_and_minilm() {
     let d = tempfile::tempdir().unwrap();
-    for (name, scheme, labels) in [
-        ("bare", Scheme::Bare, 0),
-        ("bert", Scheme::Bert, 2),
-        ("roberta", Scheme::Roberta, 3),
-    ] {
+    for (name, scheme, labels) in
+        [("bare", Scheme::Bare, 0), ("bert", Scheme::Bert, 2), ("roberta", Scheme::Roberta, 3)]
+    {
         let dir = d.path().join(name);
-        write_tiny_model(
-            &dir,
-            &TinySpec {
-                scheme,
-                labels,
-                ..TinySpec::default()
-            },
-        )
-        .unwrap();
+        write_tiny_model(&dir, &TinySpec { scheme, labels, ..TinySpec::default() }).unwrap();
         let out = d.path().join(format!("{name}.onnx"));
         bertopt::export::export(&dir, "", &out).unwrap();
         check_with_onnx(&out);

@@ -22,16 +22,9 @@ fn check(dir: &Path, batch: &Batch, with_reference: bool) -> Vec<(String, String
     let (g, _) = bertopt_models::load_graph(dir).unwrap();
     let ir = bertopt_ir::interp::run(&g, &ir_inputs(batch)).unwrap();
     let mut results = vec![];
-    let reference = if with_reference {
-        Some(reference(dir, batch))
-    } else {
-        None
-    };
+    let reference = if with_reference { Some(reference(dir, batch)) } else { None };
     for rt in [Runtime::Tract, Runtime::Ort] {
-        let outs = run::load(rt, &onnx, RunnerOptions::default())
-            .unwrap()
-            .run(batch)
-            .unwrap();
+        let outs = run::load(rt, &onnx, RunnerOptions::default()).unwrap().run(batch).unwrap();
         for (name, t) in &ir {
             let o = output(&outs, name);
             assert_eq!(o.shape, t.dims(), "{rt} {name} shape");
@@ -41,9 +34,7 @@ fn check(dir: &Path, batch: &Batch, with_reference: bool) -> Vec<(String, String
     }
     if let Some(r) = reference {
         for (name, t) in &ir {
-            let want = r
-                .get(name)
-                .unwrap_or_else(|| panic!("reference lacks {name}"));
+            let want = r.get(name).unwrap_or_else(|| panic!("reference lacks {name}"));
             assert_eq!(want.dims(), t.dims());
             let d = max_diff(name, batch, t.dims(), &flat(want), &flat(t));
             results.push(("candle-transformers vs ir".into(), name.clone(), d));
@@ -61,10 +52,7 @@ fn tiny_encoder_four_way_parity_with_padding() {
     let d = tempfile::tempdir().unwrap();
     write_tiny_model(d.path(), &TinySpec::default()).unwrap();
     let batch = Batch::synthetic(3, 11, 32, 5);
-    assert!(
-        batch.attention_mask.contains(&0),
-        "the batch must exercise padding"
-    );
+    assert!(batch.attention_mask.contains(&0), "the batch must exercise padding");
     let r = check(d.path(), &batch, true);
     assert_eq!(r.len(), 6, "2 outputs x (tract, ort, reference)");
 }
@@ -72,16 +60,7 @@ fn tiny_encoder_four_way_parity_with_padding() {
 #[test]
 fn tiny_bert_classifier_four_way_parity() {
     let d = tempfile::tempdir().unwrap();
-    write_tiny_model(
-        d.path(),
-        &TinySpec {
-            scheme: Scheme::Bert,
-            labels: 3,
-            seed: 11,
-            ..TinySpec::default()
-        },
-    )
-    .unwrap();
+    write_tiny_model(d.path(), &TinySpec { scheme: Scheme::Bert, labels: 3, seed: 11, ..TinySpec::default() }).unwrap();
     check(d.path(), &Batch::synthetic(4, 7, 32, 9), true);
     check(d.path(), &Batch::synthetic(1, 5, 32, 3), true);
 }
@@ -91,16 +70,8 @@ fn tiny_roberta_classifier_parity() {
     // candle-transformers has no RoBERTa classifier: interpreter vs tract vs ONNX Runtime only. The position
     // offset (padding_idx + 1) is checked through the lowering's IR in models/tests/load.rs.
     let d = tempfile::tempdir().unwrap();
-    write_tiny_model(
-        d.path(),
-        &TinySpec {
-            scheme: Scheme::Roberta,
-            labels: 2,
-            seed: 3,
-            ..TinySpec::default()
-        },
-    )
-    .unwrap();
+    write_tiny_model(d.path(), &TinySpec { scheme: Scheme::Roberta, labels: 2, seed: 3, ..TinySpec::default() })
+        .unwrap();
     check(d.path(), &Batch::synthetic(2, 9, 32, 1), false);
 }
 

@@ -33,10 +33,7 @@ impl Weight {
             candle_core::DType::I64 => DType::I64,
             _ => DType::F32,
         };
-        Weight {
-            ty: ValueType::known(dtype, t.dims()),
-            data: Some(t),
-        }
+        Weight { ty: ValueType::known(dtype, t.dims()), data: Some(t) }
     }
 }
 
@@ -90,12 +87,7 @@ impl Graph {
 
     /// Add a graph parameter.
     pub fn add_input(&mut self, name: &str, ty: ValueType) -> NodeIndex {
-        let n = self.dag.add_node(Node {
-            op: Op::Input {
-                name: name.to_string(),
-            },
-            ty,
-        });
+        let n = self.dag.add_node(Node { op: Op::Input { name: name.to_string() }, ty });
         self.inputs.push(n);
         n
     }
@@ -122,11 +114,8 @@ impl Graph {
 
     /// Operands of `n` in position order.
     pub fn operands(&self, n: NodeIndex) -> Vec<NodeIndex> {
-        let mut e: Vec<(usize, NodeIndex)> = self
-            .dag
-            .edges_directed(n, Direction::Incoming)
-            .map(|e| (*e.weight(), e.source()))
-            .collect();
+        let mut e: Vec<(usize, NodeIndex)> =
+            self.dag.edges_directed(n, Direction::Incoming).map(|e| (*e.weight(), e.source())).collect();
         e.sort();
         e.into_iter().map(|(_, s)| s).collect()
     }
@@ -137,11 +126,8 @@ impl Graph {
         for n in self.dag.node_indices() {
             indeg.insert(n, self.dag.edges_directed(n, Direction::Incoming).count());
         }
-        let mut ready: std::collections::BTreeSet<NodeIndex> = indeg
-            .iter()
-            .filter(|(_, &d)| d == 0)
-            .map(|(&n, _)| n)
-            .collect();
+        let mut ready: std::collections::BTreeSet<NodeIndex> =
+            indeg.iter().filter(|(_, &d)| d == 0).map(|(&n, _)| n).collect();
         let mut order = Vec::with_capacity(indeg.len());
         while let Some(&n) = ready.iter().next() {
             ready.remove(&n);
@@ -162,11 +148,8 @@ impl Graph {
 
     /// Replace every use of `old` (as operand or output) by `new`.
     pub fn replace_uses(&mut self, old: NodeIndex, new: NodeIndex) {
-        let uses: Vec<(NodeIndex, usize, petgraph::stable_graph::EdgeIndex)> = self
-            .dag
-            .edges_directed(old, Direction::Outgoing)
-            .map(|e| (e.target(), *e.weight(), e.id()))
-            .collect();
+        let uses: Vec<(NodeIndex, usize, petgraph::stable_graph::EdgeIndex)> =
+            self.dag.edges_directed(old, Direction::Outgoing).map(|e| (e.target(), *e.weight(), e.id())).collect();
         for (target, pos, id) in uses {
             self.dag.remove_edge(id);
             self.dag.add_edge(new, target, pos);

@@ -10,18 +10,9 @@ pub trait WeightTypes {
 }
 
 /// Infer the output type of `op` applied to `operands`, checking every weight it reads.
-pub fn infer(
-    op: &Op,
-    operands: &[&ValueType],
-    weights: &dyn WeightTypes,
-) -> Result<ValueType, String> {
+pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Result<ValueType, String> {
     if operands.len() != op.arity() {
-        return Err(format!(
-            "`{}` takes {} operand(s), got {}",
-            op.mnemonic(),
-            op.arity(),
-            operands.len()
-        ));
+        return Err(format!("`{}` takes {} operand(s), got {}", op.mnemonic(), op.arity(), operands.len()));
     }
     let expect = |name: String, dims: &[usize]| -> Result<(), String> {
         let want = ValueType::known(DType::F32, dims);
@@ -41,18 +32,10 @@ pub fn infer(
     };
     match op {
         Op::Input { name } => Err(format!("input %{name} has no operands to infer from")),
-        Op::Const { weight } => weights
-            .weight_type(weight)
-            .cloned()
-            .ok_or_else(|| format!("weight @{weight} does not exist")),
-        Op::Embed {
-            word,
-            position,
-            token_type,
-            ln,
-            position_offset,
-            ..
-        } => {
+        Op::Const { weight } => {
+            weights.weight_type(weight).cloned().ok_or_else(|| format!("weight @{weight} does not exist"))
+        }
+        Op::Embed { word, position, token_type, ln, position_offset, .. } => {
             let (ids, tt) = (operands[0], operands[1]);
             for (what, t) in [("ids", ids), ("token_type_ids", tt)] {
                 if t.dtype != DType::I64 || t.rank() != 2 {
@@ -60,9 +43,7 @@ pub fn infer(
                 }
             }
             if ids.shape != tt.shape {
-                return Err(format!(
-                    "embed ids {ids} and token_type_ids {tt} differ in shape"
-                ));
+                return Err(format!("embed ids {ids} and token_type_ids {tt} differ in shape"));
             }
             let table = |name: &str| -> Result<(usize, usize), String> {
                 match weights.weight_type(name).and_then(|t| t.known_dims()) {
@@ -75,43 +56,24 @@ pub fn infer(
             let (rows, dp) = table(position)?;
             let (_, dt) = table(token_type)?;
             if dp != d || dt != d {
-                return Err(format!(
-                    "embedding widths differ: word {d}, position {dp}, token_type {dt}"
-                ));
+                return Err(format!("embedding widths differ: word {d}, position {dp}, token_type {dt}"));
             }
             if let Some(s) = ids.shape[1].known() {
                 if position_offset + s > rows {
-                    return Err(format!(
-                        "sequence {s} + offset {position_offset} exceeds {rows} positions"
-                    ));
+                    return Err(format!("sequence {s} + offset {position_offset} exceeds {rows} positions"));
                 }
             }
             norm(ln, d)?;
-            Ok(ValueType::new(
-                DType::F32,
-                vec![ids.shape[0].clone(), ids.shape[1].clone(), Dim::Known(d)],
-            ))
+            Ok(ValueType::new(DType::F32, vec![ids.shape[0].clone(), ids.shape[1].clone(), Dim::Known(d)]))
         }
-        Op::Attention {
-            heads,
-            head_dim,
-            query,
-            key,
-            value,
-            output,
-        } => {
+        Op::Attention { heads, head_dim, query, key, value, output } => {
             let (x, mask) = (operands[0], operands[1]);
             let d = hidden(x, "attention input")?;
             if mask.dtype != DType::I64 || mask.rank() != 2 || mask.shape[..] != x.shape[..2] {
-                return Err(format!(
-                    "attention mask must be i64[{}, {}], got {mask}",
-                    x.shape[0], x.shape[1]
-                ));
+                return Err(format!("attention mask must be i64[{}, {}], got {mask}", x.shape[0], x.shape[1]));
             }
             if *heads == 0 || *head_dim == 0 {
-                return Err(format!(
-                    "attention needs heads >= 1 and head_dim >= 1 (got {heads} x {head_dim})"
-                ));
+                return Err(format!("attention needs heads >= 1 and head_dim >= 1 (got {heads} x {head_dim})"));
             }
             let inner = heads * head_dim;
             linear(query, d, inner)?;
@@ -126,6 +88,16 @@ pub fn infer(
                 return Err(format!("add_norm operands differ: {x} vs {r}"));
             }
             norm(ln, hidden(x, "add_norm input")?)?;
+            Ok(x.clone())
+        }
+        Op::LayerNorm { ln, .. } => {
+            let x = operands[0];
+            norm(ln, hidden(x, "layer_norm input")?)?;
+            Ok(x.clone())
+        }
+        Op::AddBias { bias } => {
+            let x = operands[0];
+            expect(bias.clone(), &[hidden(x, "add_bias input")?])?;
             Ok(x.clone())
         }
         Op::Linear { w, k, n } => {
@@ -154,10 +126,7 @@ pub fn infer(
                 return Err(format!("take_cls needs f32[batch, seq, D], got {x}"));
             }
             float(x, "take_cls")?;
-            Ok(ValueType::new(
-                DType::F32,
-                vec![x.shape[0].clone(), x.shape[2].clone()],
-            ))
+            Ok(ValueType::new(DType::F32, vec![x.shape[0].clone(), x.shape[2].clone()]))
         }
     }
 }
@@ -171,7 +140,5 @@ fn float(t: &ValueType, what: &str) -> Result<(), String> {
 
 fn hidden(t: &ValueType, what: &str) -> Result<usize, String> {
     float(t, what)?;
-    t.last()
-        .and_then(Dim::known)
-        .ok_or_else(|| format!("{what} {t} has no known last dim"))
+    t.last().and_then(Dim::known).ok_or_else(|| format!("{what} {t} has no known last dim"))
 }

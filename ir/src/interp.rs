@@ -14,28 +14,17 @@ pub enum InterpError {
     #[error("missing input `{0}`")]
     MissingInput(String),
     #[error("input `{name}`: expected {expected}, got dtype {dtype:?} dims {dims:?}")]
-    BadInput {
-        name: String,
-        expected: String,
-        dtype: CDType,
-        dims: Vec<usize>,
-    },
+    BadInput { name: String, expected: String, dtype: CDType, dims: Vec<usize> },
     #[error("weight @{0} has no data (a graph parsed from text must have its weights attached)")]
     NoData(String),
     #[error("{0}")]
     Graph(String),
     #[error("at `{op}`: {source}")]
-    Candle {
-        op: String,
-        source: candle_core::Error,
-    },
+    Candle { op: String, source: candle_core::Error },
 }
 
 /// Run the graph on named inputs (i64 tensors for ids and masks). Returns the outputs in declaration order.
-pub fn run(
-    g: &Graph,
-    inputs: &HashMap<String, Tensor>,
-) -> Result<Vec<(String, Tensor)>, InterpError> {
+pub fn run(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, InterpError> {
     let order = g.topo_order().map_err(InterpError::Graph)?;
     let mut vals: HashMap<petgraph::stable_graph::NodeIndex, Tensor> = HashMap::new();
     let mut syms: HashMap<String, usize> = HashMap::new();
@@ -44,9 +33,7 @@ pub fn run(
         let args: Vec<&Tensor> = g.operands(n).iter().map(|o| &vals[o]).collect();
         let out = match &node.op {
             Op::Input { name } => {
-                let t = inputs
-                    .get(name)
-                    .ok_or_else(|| InterpError::MissingInput(name.clone()))?;
+                let t = inputs.get(name).ok_or_else(|| InterpError::MissingInput(name.clone()))?;
                 check_input(name, t, &node.ty, &mut syms)?;
                 t.clone()
             }
@@ -54,10 +41,7 @@ pub fn run(
         };
         vals.insert(n, out);
     }
-    Ok(g.outputs
-        .iter()
-        .map(|(name, n)| (name.clone(), vals[n].clone()))
-        .collect())
+    Ok(g.outputs.iter().map(|(name, n)| (name.clone(), vals[n].clone())).collect())
 }
 
 fn check_input(
@@ -101,9 +85,7 @@ impl From<candle_core::Error> for Fail {
 }
 
 fn weight<'a>(g: &'a Graph, name: &str) -> Result<&'a Tensor, Fail> {
-    g.weights
-        .tensor(name)
-        .ok_or_else(|| Fail::Other(InterpError::NoData(name.to_string())))
+    g.weights.tensor(name).ok_or_else(|| Fail::Other(InterpError::NoData(name.to_string())))
 }
 
 /// `x·W + b` over the last dim of x, any rank.
@@ -136,25 +118,16 @@ pub fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
 pub const MASK_NEG: f32 = f32::MIN;
 
 fn lin(g: &Graph, x: &Tensor, p: &str) -> Result<Tensor, Fail> {
-    Ok(linear(
-        x,
-        weight(g, &format!("{p}.weight"))?,
-        weight(g, &format!("{p}.bias"))?,
-    )?)
+    Ok(linear(x, weight(g, &format!("{p}.weight"))?, weight(g, &format!("{p}.bias"))?)?)
 }
 
 /// Evaluate one op on operand values (used by constant folding).
 pub fn eval_op(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, InterpError> {
     if matches!(op, Op::Input { .. }) {
-        return Err(InterpError::Graph(
-            "an input has no value to evaluate".into(),
-        ));
+        return Err(InterpError::Graph("an input has no value to evaluate".into()));
     }
     eval(g, op, a).map_err(|e| match e {
-        Fail::Candle(source) => InterpError::Candle {
-            op: op.mnemonic().into(),
-            source,
-        },
+        Fail::Candle(source) => InterpError::Candle { op: op.mnemonic().into(), source },
         Fail::Other(e) => e,
     })
 }
@@ -163,71 +136,42 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
     Ok(match op {
         Op::Input { .. } => unreachable!("inputs are bound before eval"),
         Op::Const { weight: w } => weight(g, w)?.clone(),
-        Op::Embed {
-            word,
-            position,
-            token_type,
-            ln,
-            eps,
-            position_offset,
-        } => {
+        Op::Embed { word, position, token_type, ln, eps, position_offset } => {
             let (ids, tt) = (a[0], a[1]);
             let (b, s) = ids.dims2()?;
             let gather = |table: &Tensor, idx: &Tensor| -> candle_core::Result<Tensor> {
-                table
-                    .index_select(&idx.flatten_all()?, 0)?
-                    .reshape((b, s, table.dim(1)?))
+                table.index_select(&idx.flatten_all()?, 0)?.reshape((b, s, table.dim(1)?))
             };
             let we = gather(weight(g, word)?, ids)?;
             let te = gather(weight(g, token_type)?, tt)?;
             let pe = weight(g, position)?.narrow(0, *position_offset, s)?;
             let x = (we + te)?.broadcast_add(&pe)?;
-            layer_norm(
-                &x,
-                weight(g, &format!("{ln}.weight"))?,
-                weight(g, &format!("{ln}.bias"))?,
-                *eps,
-            )?
+            layer_norm(&x, weight(g, &format!("{ln}.weight"))?, weight(g, &format!("{ln}.bias"))?, *eps)?
         }
-        Op::Attention {
-            heads,
-            head_dim,
-            query,
-            key,
-            value,
-            output,
-        } => {
+        Op::Attention { heads, head_dim, query, key, value, output } => {
             let (x, mask) = (a[0], a[1]);
             let (b, s, _) = x.dims3()?;
             let split = |t: Tensor| -> candle_core::Result<Tensor> {
-                t.reshape((b, s, *heads, *head_dim))?
-                    .transpose(1, 2)?
-                    .contiguous()
+                t.reshape((b, s, *heads, *head_dim))?.transpose(1, 2)?.contiguous()
             };
             let q = split(lin(g, x, query)?)?;
             let k = split(lin(g, x, key)?)?;
             let v = split(lin(g, x, value)?)?;
             let scores = (q.matmul(&k.t()?.contiguous()?)? / (*head_dim as f64).sqrt())?;
             // (1 - mask) * MASK_NEG, broadcast over heads and query positions.
-            let add =
-                ((1.0 - mask.to_dtype(CDType::F32)?)? * MASK_NEG as f64)?.reshape((b, 1, 1, s))?;
+            let add = ((1.0 - mask.to_dtype(CDType::F32)?)? * MASK_NEG as f64)?.reshape((b, 1, 1, s))?;
             let p = softmax(&scores.broadcast_add(&add)?)?;
-            let ctx =
-                p.matmul(&v)?
-                    .transpose(1, 2)?
-                    .contiguous()?
-                    .reshape((b, s, heads * head_dim))?;
+            let ctx = p.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, heads * head_dim))?;
             lin(g, &ctx, output)?
         }
         Op::AddNorm { ln, eps } => {
             let x = (a[0] + a[1])?;
-            layer_norm(
-                &x,
-                weight(g, &format!("{ln}.weight"))?,
-                weight(g, &format!("{ln}.bias"))?,
-                *eps,
-            )?
+            layer_norm(&x, weight(g, &format!("{ln}.weight"))?, weight(g, &format!("{ln}.bias"))?, *eps)?
         }
+        Op::LayerNorm { ln, eps } => {
+            layer_norm(a[0], weight(g, &format!("{ln}.weight"))?, weight(g, &format!("{ln}.bias"))?, *eps)?
+        }
+        Op::AddBias { bias } => a[0].broadcast_add(weight(g, bias)?)?,
         Op::Linear { w, .. } => lin(g, a[0], w)?,
         Op::Gelu => a[0].gelu_erf()?,
         Op::Tanh => a[0].tanh()?,

@@ -52,6 +52,15 @@ pub enum Op {
         ln: String,
         eps: f32,
     },
+    /// `LayerNorm(x)` over the last dim.
+    LayerNorm {
+        ln: String,
+        eps: f32,
+    },
+    /// `x + b` with `b: f32[D]` broadcast over the last dim (what is left of a block whose units are all pruned).
+    AddBias {
+        bias: String,
+    },
     /// `x·W + b` over the last dim. Operand: x.
     Linear {
         w: String,
@@ -76,6 +85,8 @@ impl Op {
             Op::Embed { .. } => "embed",
             Op::Attention { .. } => "attention",
             Op::AddNorm { .. } => "add_norm",
+            Op::LayerNorm { .. } => "layer_norm",
+            Op::AddBias { .. } => "add_bias",
             Op::Linear { .. } => "linear",
             Op::Gelu => "gelu",
             Op::Tanh => "tanh",
@@ -89,7 +100,7 @@ impl Op {
         match self {
             Op::Input { .. } | Op::Const { .. } => 0,
             Op::Embed { .. } | Op::Attention { .. } | Op::AddNorm { .. } | Op::Add => 2,
-            Op::Linear { .. } | Op::Gelu | Op::Tanh | Op::TakeCls => 1,
+            Op::Linear { .. } | Op::Gelu | Op::Tanh | Op::TakeCls | Op::LayerNorm { .. } | Op::AddBias { .. } => 1,
         }
     }
 
@@ -99,14 +110,7 @@ impl Op {
         match self {
             Op::Input { .. } | Op::Gelu | Op::Tanh | Op::Add | Op::TakeCls => vec![],
             Op::Const { weight } => vec![("value", w(weight))],
-            Op::Embed {
-                word,
-                position,
-                token_type,
-                ln,
-                eps,
-                position_offset,
-            } => vec![
+            Op::Embed { word, position, token_type, ln, eps, position_offset } => vec![
                 ("word", w(word)),
                 ("position", w(position)),
                 ("token_type", w(token_type)),
@@ -114,14 +118,7 @@ impl Op {
                 ("eps", Attr::Float(*eps)),
                 ("position_offset", Attr::Int(*position_offset as i64)),
             ],
-            Op::Attention {
-                heads,
-                head_dim,
-                query,
-                key,
-                value,
-                output,
-            } => vec![
+            Op::Attention { heads, head_dim, query, key, value, output } => vec![
                 ("heads", Attr::Int(*heads as i64)),
                 ("head_dim", Attr::Int(*head_dim as i64)),
                 ("query", w(query)),
@@ -129,23 +126,17 @@ impl Op {
                 ("value", w(value)),
                 ("output", w(output)),
             ],
-            Op::AddNorm { ln, eps } => vec![("ln", w(ln)), ("eps", Attr::Float(*eps))],
+            Op::AddNorm { ln, eps } | Op::LayerNorm { ln, eps } => vec![("ln", w(ln)), ("eps", Attr::Float(*eps))],
+            Op::AddBias { bias } => vec![("bias", w(bias))],
             Op::Linear { w: p, k, n } => {
-                vec![
-                    ("w", w(p)),
-                    ("k", Attr::Int(*k as i64)),
-                    ("n", Attr::Int(*n as i64)),
-                ]
+                vec![("w", w(p)), ("k", Attr::Int(*k as i64)), ("n", Attr::Int(*n as i64))]
             }
         }
     }
 
     /// Build an op from its mnemonic and attributes (the parser's half of `attrs`).
     pub fn from_parts(mnemonic: &str, attrs: &[(String, Attr)]) -> Result<Op, String> {
-        let mut a = AttrReader {
-            attrs,
-            used: vec![false; attrs.len()],
-        };
+        let mut a = AttrReader { attrs, used: vec![false; attrs.len()] };
         let op = match mnemonic {
             "const" => Op::Const { weight: a.weight("value")? },
             "embed" => Op::Embed {
@@ -165,6 +156,8 @@ impl Op {
                 output: a.weight("output")?,
             },
             "add_norm" => Op::AddNorm { ln: a.weight("ln")?, eps: a.float("eps")? },
+            "layer_norm" => Op::LayerNorm { ln: a.weight("ln")?, eps: a.float("eps")? },
+            "add_bias" => Op::AddBias { bias: a.weight("bias")? },
             "linear" => Op::Linear { w: a.weight("w")?, k: a.usize("k")?, n: a.usize("n")? },
             "gelu" => Op::Gelu,
             "tanh" => Op::Tanh,
@@ -172,7 +165,7 @@ impl Op {
             "take_cls" => Op::TakeCls,
             other => {
                 return Err(format!(
-                    "unknown op `{other}` (ops: const, embed, attention, add_norm, linear, gelu, tanh, add, take_cls)"
+                    "unknown op `{other}` (ops: const, embed, attention, add_norm, layer_norm, add_bias, linear, gelu, tanh, add, take_cls)"
                 ))
             }
         };
@@ -186,21 +179,10 @@ impl Op {
     pub fn weight_refs(&self) -> Vec<&str> {
         match self {
             Op::Const { weight } => vec![weight],
-            Op::Embed {
-                word,
-                position,
-                token_type,
-                ln,
-                ..
-            } => vec![word, position, token_type, ln],
-            Op::Attention {
-                query,
-                key,
-                value,
-                output,
-                ..
-            } => vec![query, key, value, output],
-            Op::AddNorm { ln, .. } => vec![ln],
+            Op::Embed { word, position, token_type, ln, .. } => vec![word, position, token_type, ln],
+            Op::Attention { query, key, value, output, .. } => vec![query, key, value, output],
+            Op::AddNorm { ln, .. } | Op::LayerNorm { ln, .. } => vec![ln],
+            Op::AddBias { bias } => vec![bias],
             Op::Linear { w, .. } => vec![w],
             _ => vec![],
         }
@@ -214,20 +196,14 @@ struct AttrReader<'a> {
 
 impl AttrReader<'_> {
     fn get(&mut self, key: &str) -> Result<&Attr, String> {
-        let i = self
-            .attrs
-            .iter()
-            .position(|(k, _)| k == key)
-            .ok_or_else(|| format!("missing attribute `{key}`"))?;
+        let i = self.attrs.iter().position(|(k, _)| k == key).ok_or_else(|| format!("missing attribute `{key}`"))?;
         self.used[i] = true;
         Ok(&self.attrs[i].1)
     }
     fn weight(&mut self, key: &str) -> Result<String, String> {
         match self.get(key)? {
             Attr::Weight(s) => Ok(s.clone()),
-            other => Err(format!(
-                "attribute `{key}` must be a weight (@name), got {other:?}"
-            )),
+            other => Err(format!("attribute `{key}` must be a weight (@name), got {other:?}")),
         }
     }
     fn float(&mut self, key: &str) -> Result<f32, String> {
@@ -240,9 +216,7 @@ impl AttrReader<'_> {
     fn usize(&mut self, key: &str) -> Result<usize, String> {
         match self.get(key)? {
             Attr::Int(i) if *i >= 0 => Ok(*i as usize),
-            other => Err(format!(
-                "attribute `{key}` must be a non-negative integer, got {other:?}"
-            )),
+            other => Err(format!("attribute `{key}` must be a non-negative integer, got {other:?}")),
         }
     }
 }

@@ -89,9 +89,7 @@ impl<'a> Lexer<'a> {
                     Tok::Weight(name)
                 }
             }
-            b'0'..=b'9' | b'-' => {
-                Tok::Num(self.take_while(|c| c.is_ascii_alphanumeric() || b".-+".contains(&c)))
-            }
+            b'0'..=b'9' | b'-' => Tok::Num(self.take_while(|c| c.is_ascii_alphanumeric() || b".-+".contains(&c))),
             c if c.is_ascii_alphabetic() || c == b'_' => Tok::Ident(self.take_while(is_name_char)),
             b'(' | b')' | b'{' | b'}' | b'[' | b']' | b':' | b',' | b'=' => {
                 self.pos += 1;
@@ -113,11 +111,7 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn err<T>(&self, msg: impl Into<String>) -> Result<T, ParseError> {
-        Err(ParseError {
-            line: self.line,
-            col: self.col,
-            msg: msg.into(),
-        })
+        Err(ParseError { line: self.line, col: self.col, msg: msg.into() })
     }
     fn bump(&mut self) -> Result<Tok, ParseError> {
         let (t, l, c) = self.lex.next()?;
@@ -207,10 +201,7 @@ impl<'a> Parser<'a> {
                     self.err(format!("bad number `{n}`"))
                 }
             }
-            t => self.err(format!(
-                "expected an attribute value, found {}",
-                describe(&t)
-            )),
+            t => self.err(format!("expected an attribute value, found {}", describe(&t))),
         }
     }
 }
@@ -228,17 +219,7 @@ fn describe(t: &Tok) -> String {
 
 /// Parse a graph from its text form. The result is not verified: call `verify` for that.
 pub fn parse(src: &str) -> Result<Graph, ParseError> {
-    let mut p = Parser {
-        lex: Lexer {
-            src: src.as_bytes(),
-            pos: 0,
-            line: 1,
-            col: 1,
-        },
-        tok: Tok::Eof,
-        line: 1,
-        col: 1,
-    };
+    let mut p = Parser { lex: Lexer { src: src.as_bytes(), pos: 0, line: 1, col: 1 }, tok: Tok::Eof, line: 1, col: 1 };
     p.bump()?;
     p.keyword("graph")?;
     let mut g = Graph::new(p.ident()?);
@@ -317,20 +298,12 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                 p.punct(',')?;
             }
         }
-        let op = Op::from_parts(&mnemonic, &attrs).map_err(|msg| ParseError {
-            line: mline,
-            col: mcol,
-            msg,
-        })?;
+        let op = Op::from_parts(&mnemonic, &attrs).map_err(|msg| ParseError { line: mline, col: mcol, msg })?;
         if args.len() != op.arity() {
             return Err(ParseError {
                 line: mline,
                 col: mcol,
-                msg: format!(
-                    "`{mnemonic}` takes {} operand(s), got {}",
-                    op.arity(),
-                    args.len()
-                ),
+                msg: format!("`{mnemonic}` takes {} operand(s), got {}", op.arity(), args.len()),
             });
         }
         let n = g.add_node(op, ty, &args);
@@ -343,22 +316,14 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
             while !p.eat('}')? {
                 let name = match p.bump()? {
                     Tok::Weight(w) => w,
-                    t => {
-                        return p.err(format!("expected a weight (@name), found {}", describe(&t)))
-                    }
+                    t => return p.err(format!("expected a weight (@name), found {}", describe(&t))),
                 };
                 p.punct(':')?;
                 let ty = p.ty()?;
                 if ty.known_dims().is_none() {
-                    return p.err(format!(
-                        "weight @{name} must have a fully known shape, got {ty}"
-                    ));
+                    return p.err(format!("weight @{name} must have a fully known shape, got {ty}"));
                 }
-                if g.weights
-                    .0
-                    .insert(name.clone(), Weight { ty, data: None })
-                    .is_some()
-                {
+                if g.weights.0.insert(name.clone(), Weight { ty, data: None }).is_some() {
                     return p.err(format!("weight @{name} declared twice"));
                 }
             }

@@ -40,10 +40,7 @@ impl ValueNames {
         ValueNames(m)
     }
     pub fn get(&self, n: NodeIndex) -> String {
-        self.0
-            .get(&n)
-            .cloned()
-            .unwrap_or_else(|| format!("%<{}>", n.index()))
+        self.0.get(&n).cloned().unwrap_or_else(|| format!("%<{}>", n.index()))
     }
 }
 
@@ -58,16 +55,10 @@ pub fn format_attr(a: &Attr) -> String {
 
 /// Print the graph. A graph with a cycle prints its nodes in index order (the verifier reports the cycle).
 pub fn print(g: &Graph) -> String {
-    let order = g
-        .topo_order()
-        .unwrap_or_else(|_| g.dag.node_indices().collect());
+    let order = g.topo_order().unwrap_or_else(|_| g.dag.node_indices().collect());
     let names = ValueNames::new(g, &order);
     let mut s = String::new();
-    let params: Vec<String> = g
-        .inputs
-        .iter()
-        .map(|&i| format!("{}: {}", names.get(i), g.dag[i].ty))
-        .collect();
+    let params: Vec<String> = g.inputs.iter().map(|&i| format!("{}: {}", names.get(i), g.dag[i].ty)).collect();
     let _ = writeln!(s, "graph {}({}) {{", g.name, params.join(", "));
     for &n in &order {
         let node = &g.dag[n];
@@ -75,29 +66,15 @@ pub fn print(g: &Graph) -> String {
             continue;
         }
         let args: Vec<String> = g.operands(n).into_iter().map(|o| names.get(o)).collect();
-        let _ = write!(
-            s,
-            "  {}: {} = {}({})",
-            names.get(n),
-            node.ty,
-            node.op.mnemonic(),
-            args.join(", ")
-        );
+        let _ = write!(s, "  {}: {} = {}({})", names.get(n), node.ty, node.op.mnemonic(), args.join(", "));
         let attrs = node.op.attrs();
         if !attrs.is_empty() {
-            let a: Vec<String> = attrs
-                .iter()
-                .map(|(k, v)| format!("{k}: {}", format_attr(v)))
-                .collect();
+            let a: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}: {}", format_attr(v))).collect();
             let _ = write!(s, " {{{}}}", a.join(", "));
         }
         s.push('\n');
     }
-    let outs: Vec<String> = g
-        .outputs
-        .iter()
-        .map(|(name, o)| format!("{name} = {}", names.get(*o)))
-        .collect();
+    let outs: Vec<String> = g.outputs.iter().map(|(name, o)| format!("{name} = {}", names.get(*o))).collect();
     let _ = writeln!(s, "  return {}", outs.join(", "));
     s.push_str("}\n");
     if !g.weights.0.is_empty() {

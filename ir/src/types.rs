@@ -75,10 +75,7 @@ impl ValueType {
 
     /// A fully known shape (weights always have one).
     pub fn known(dtype: DType, dims: &[usize]) -> Self {
-        ValueType {
-            dtype,
-            shape: dims.iter().map(|&d| Dim::Known(d)).collect(),
-        }
+        ValueType { dtype, shape: dims.iter().map(|&d| Dim::Known(d)).collect() }
     }
 
     pub fn rank(&self) -> usize {
@@ -96,9 +93,7 @@ impl ValueType {
 
     /// Number of elements, if the shape is fully known and the product does not overflow.
     pub fn num_elements(&self) -> Option<usize> {
-        self.known_dims()?
-            .iter()
-            .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        self.known_dims()?.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
     }
 
     /// Same type with the last dim replaced.

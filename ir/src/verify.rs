@@ -17,10 +17,7 @@ pub struct VerifyError {
 }
 
 pub fn verify(g: &Graph) -> Result<(), VerifyError> {
-    let fail = |p: String| VerifyError {
-        graph: g.name.clone(),
-        problems: p,
-    };
+    let fail = |p: String| VerifyError { graph: g.name.clone(), problems: p };
     let order = g.topo_order().map_err(fail)?;
     let names = ValueNames::new(g, &order);
     let mut problems = vec![];
@@ -44,29 +41,19 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
         }
         let ops = g.operands(n);
         let positions: Vec<usize> = {
-            let mut p: Vec<usize> = g
-                .dag
-                .edges_directed(n, petgraph::Direction::Incoming)
-                .map(|e| *e.weight())
-                .collect();
+            let mut p: Vec<usize> =
+                g.dag.edges_directed(n, petgraph::Direction::Incoming).map(|e| *e.weight()).collect();
             p.sort();
             p
         };
         if positions != (0..ops.len()).collect::<Vec<_>>() {
-            problems.push(format!(
-                "{here}: operand positions {positions:?} are not 0..{}",
-                ops.len()
-            ));
+            problems.push(format!("{here}: operand positions {positions:?} are not 0..{}", ops.len()));
             continue;
         }
         let tys: Vec<&ValueType> = ops.iter().map(|&o| &g.dag[o].ty).collect();
         match infer(&node.op, &tys, &g.weights) {
             Ok(t) if t == node.ty => {}
-            Ok(t) => problems.push(format!(
-                "{here} = {}: declared {} but inferred {t}",
-                node.op.mnemonic(),
-                node.ty
-            )),
+            Ok(t) => problems.push(format!("{here} = {}: declared {} but inferred {t}", node.op.mnemonic(), node.ty)),
             Err(e) => problems.push(format!("{here} = {}: {e}", node.op.mnemonic())),
         }
     }
@@ -85,11 +72,7 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
     for (name, w) in &g.weights.0 {
         if let Some(t) = &w.data {
             if t.dims() != w.ty.known_dims().unwrap_or_default().as_slice() {
-                problems.push(format!(
-                    "weight @{name} is declared {} but holds {:?}",
-                    w.ty,
-                    t.dims()
-                ));
+                problems.push(format!("weight @{name} is declared {} but holds {:?}", w.ty, t.dims()));
             }
         }
     }

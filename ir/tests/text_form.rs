@@ -46,10 +46,8 @@ fn print_parse_round_trip_is_exact() {
 
 #[test]
 fn parse_errors_carry_line_and_column() {
-    let bad = SMALL.replace(
-        "%2: f32[batch, sequence, 8] = add_norm(%1, %0)",
-        "%2: f32[batch, sequence, 8] = add_norm(%1, %9)",
-    );
+    let bad = SMALL
+        .replace("%2: f32[batch, sequence, 8] = add_norm(%1, %0)", "%2: f32[batch, sequence, 8] = add_norm(%1, %9)");
     let e = parse(&bad).unwrap_err();
     assert_eq!(e.line, 4, "{e}");
     assert!(e.to_string().contains("undefined value %9"), "{e}");
@@ -73,35 +71,19 @@ fn verifier_rejects_wrong_weight_shapes_and_types() {
     // A weight whose shape does not fit the linear's K x N.
     let g = parse(&SMALL.replace("@ff.weight: f32[8, 16]", "@ff.weight: f32[8, 12]")).unwrap();
     let e = verify(&g).unwrap_err().to_string();
-    assert!(
-        e.contains("@ff.weight is f32[8, 12], expected f32[8, 16]"),
-        "{e}"
-    );
+    assert!(e.contains("@ff.weight is f32[8, 12], expected f32[8, 16]"), "{e}");
 
     // A declared value type that disagrees with inference.
-    let g = parse(&SMALL.replace(
-        "%5: f32[batch, 16] = take_cls",
-        "%5: f32[batch, 15] = take_cls",
-    ))
-    .unwrap();
+    let g = parse(&SMALL.replace("%5: f32[batch, 16] = take_cls", "%5: f32[batch, 15] = take_cls")).unwrap();
     let e = verify(&g).unwrap_err().to_string();
-    assert!(
-        e.contains("declared f32[batch, 15] but inferred f32[batch, 16]"),
-        "{e}"
-    );
+    assert!(e.contains("declared f32[batch, 15] but inferred f32[batch, 16]"), "{e}");
 
     // Heads x head_dim must match the projections.
     let g = parse(&SMALL.replace("heads: 2, head_dim: 4", "heads: 4, head_dim: 4")).unwrap();
     let e = verify(&g).unwrap_err().to_string();
-    assert!(
-        e.contains("@q.weight is f32[8, 8], expected f32[8, 16]"),
-        "{e}"
-    );
+    assert!(e.contains("@q.weight is f32[8, 8], expected f32[8, 16]"), "{e}");
 
     // A missing weight.
     let g = parse(&SMALL.replace("  @ln2.bias: f32[8]\n", "")).unwrap();
-    assert!(verify(&g)
-        .unwrap_err()
-        .to_string()
-        .contains("@ln2.bias does not exist"));
+    assert!(verify(&g).unwrap_err().to_string().contains("@ln2.bias does not exist"));
 }

@@ -25,34 +25,21 @@ impl ModelFiles {
         let (dir, weights) = if path.is_dir() {
             (path.to_path_buf(), path.join("model.safetensors"))
         } else {
-            let dir = path
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from("."));
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
             (dir, path.to_path_buf())
         };
         if !weights.is_file() {
-            return Err(LoadError::Missing {
-                path: weights,
-                hint: String::new(),
-            });
+            return Err(LoadError::Missing { path: weights, hint: String::new() });
         }
         let config = dir.join("config.json");
         if !config.is_file() {
             return Err(LoadError::Missing {
                 path: config,
-                hint:
-                    " (it must sit beside the weights, as Hugging Face's save_pretrained writes it)"
-                        .into(),
+                hint: " (it must sit beside the weights, as Hugging Face's save_pretrained writes it)".into(),
             });
         }
         let tokenizer = Some(dir.join("tokenizer.json")).filter(|p| p.is_file());
-        Ok(ModelFiles {
-            dir,
-            config,
-            weights,
-            tokenizer,
-        })
+        Ok(ModelFiles { dir, config, weights, tokenizer })
     }
 }
 
@@ -121,14 +108,7 @@ impl Checkpoint {
             }
         }
         let head = detect_head(&tensors, scheme);
-        let ck = Checkpoint {
-            files,
-            config,
-            scheme,
-            head,
-            tensors,
-            ignored,
-        };
+        let ck = Checkpoint { files, config, scheme, head, tensors, ignored };
         ck.check()?;
         Ok(ck)
     }
@@ -140,18 +120,9 @@ impl Checkpoint {
         let path = &self.files.weights;
         let (d, i) = (c.hidden_size, c.intermediate_size);
         let mut expected: Vec<(String, Vec<usize>)> = vec![
-            (
-                "embeddings.word_embeddings.weight".into(),
-                vec![c.vocab_size, d],
-            ),
-            (
-                "embeddings.position_embeddings.weight".into(),
-                vec![c.max_position_embeddings, d],
-            ),
-            (
-                "embeddings.token_type_embeddings.weight".into(),
-                vec![c.type_vocab_size, d],
-            ),
+            ("embeddings.word_embeddings.weight".into(), vec![c.vocab_size, d]),
+            ("embeddings.position_embeddings.weight".into(), vec![c.max_position_embeddings, d]),
+            ("embeddings.token_type_embeddings.weight".into(), vec![c.type_vocab_size, d]),
             ("embeddings.LayerNorm.weight".into(), vec![d]),
             ("embeddings.LayerNorm.bias".into(), vec![d]),
         ];
@@ -193,11 +164,7 @@ impl Checkpoint {
                     Scheme::Bert => " (looked for it under the `bert.` prefix)",
                     Scheme::Roberta => " (looked for it under the `roberta.` prefix)",
                 };
-                return Err(LoadError::MissingTensor {
-                    path: path.clone(),
-                    tensor: name,
-                    hint: hint.into(),
-                });
+                return Err(LoadError::MissingTensor { path: path.clone(), tensor: name, hint: hint.into() });
             };
             if t.dims() != shape.as_slice() {
                 return Err(LoadError::Shape {
@@ -211,13 +178,7 @@ impl Checkpoint {
         let layers_in_file = self
             .tensors
             .keys()
-            .filter_map(|k| {
-                k.strip_prefix("encoder.layer.")?
-                    .split('.')
-                    .next()?
-                    .parse::<usize>()
-                    .ok()
-            })
+            .filter_map(|k| k.strip_prefix("encoder.layer.")?.split('.').next()?.parse::<usize>().ok())
             .max()
             .map_or(0, |m| m + 1);
         if layers_in_file != c.num_hidden_layers {
@@ -235,9 +196,7 @@ impl Checkpoint {
             if n != *labels {
                 return Err(LoadError::Mismatch {
                     path: path.clone(),
-                    problem: format!(
-                        "config.json says num_labels = {n} but the classifier has {labels} outputs"
-                    ),
+                    problem: format!("config.json says num_labels = {n} but the classifier has {labels} outputs"),
                 });
             }
         }
@@ -260,9 +219,7 @@ fn canonical_name(name: &str, scheme: Scheme) -> String {
         Scheme::Roberta => name.strip_prefix("roberta.").unwrap_or(name),
     };
     // Old TF-converted checkpoints spell LayerNorm parameters gamma/beta.
-    stripped
-        .replace("LayerNorm.gamma", "LayerNorm.weight")
-        .replace("LayerNorm.beta", "LayerNorm.bias")
+    stripped.replace("LayerNorm.gamma", "LayerNorm.weight").replace("LayerNorm.beta", "LayerNorm.bias")
 }
 
 fn detect_head(t: &BTreeMap<String, Tensor>, scheme: Scheme) -> Head {
@@ -270,15 +227,11 @@ fn detect_head(t: &BTreeMap<String, Tensor>, scheme: Scheme) -> Head {
     match scheme {
         Scheme::Roberta => match rows("classifier.out_proj.weight") {
             Some(labels) => Head::RobertaClassifier { labels },
-            None => Head::Encoder {
-                pooler: t.contains_key("pooler.dense.weight"),
-            },
+            None => Head::Encoder { pooler: t.contains_key("pooler.dense.weight") },
         },
         _ => match rows("classifier.weight") {
             Some(labels) => Head::BertClassifier { labels },
-            None => Head::Encoder {
-                pooler: t.contains_key("pooler.dense.weight"),
-            },
+            None => Head::Encoder { pooler: t.contains_key("pooler.dense.weight") },
         },
     }
 }
@@ -289,25 +242,16 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, LoadErr
     let file = std::fs::File::open(path).map_err(|e| LoadError::io(path, e))?;
     // SAFETY: the map is read-only and dropped before this function returns; tensors are copied out of it.
     let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| LoadError::io(path, e))?;
-    let st = SafeTensors::deserialize(&mmap).map_err(|e| LoadError::Safetensors {
-        path: path.into(),
-        problem: e.to_string(),
-    })?;
+    let st = SafeTensors::deserialize(&mmap)
+        .map_err(|e| LoadError::Safetensors { path: path.into(), problem: e.to_string() })?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
-        let terr = |problem: String| LoadError::Tensor {
-            path: path.into(),
-            tensor: name.clone(),
-            problem,
-        };
+        let terr = |problem: String| LoadError::Tensor { path: path.into(), tensor: name.clone(), problem };
         let data = view.data();
         let t = match view.dtype() {
             Dtype::F32 => {
-                let v: Vec<f32> = data
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect();
+                let v: Vec<f32> = data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
                 Tensor::from_vec(v, shape.as_slice(), &Device::Cpu)
             }
             Dtype::F16 | Dtype::BF16 | Dtype::F64 => {
@@ -321,11 +265,7 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, LoadErr
             }
             // Integer buffers (position_ids) are not weights; keep them out of the float world.
             Dtype::I64 | Dtype::I32 | Dtype::U8 | Dtype::BOOL => continue,
-            other => {
-                return Err(terr(format!(
-                    "dtype {other:?} is not supported (f32, f16, bf16, f64)"
-                )))
-            }
+            other => return Err(terr(format!("dtype {other:?} is not supported (f32, f16, bf16, f64)"))),
         }
         .map_err(|e| terr(e.to_string()))?;
         out.insert(name, t);

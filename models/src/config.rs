@@ -53,22 +53,15 @@ const MAX_LAYERS: usize = 1024;
 impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
         let text = std::fs::read_to_string(path).map_err(|e| LoadError::io(path, e))?;
-        let cfg: BertConfig = serde_json::from_str(&text).map_err(|e| LoadError::Config {
-            path: path.into(),
-            problem: e.to_string(),
-        })?;
+        let cfg: BertConfig =
+            serde_json::from_str(&text).map_err(|e| LoadError::Config { path: path.into(), problem: e.to_string() })?;
         cfg.check(path)?;
         Ok(cfg)
     }
 
     /// Checks that need only the config (consistency with the weights is checked by the loader).
     pub fn check(&self, path: &Path) -> Result<(), LoadError> {
-        let bad = |problem: String| {
-            Err(LoadError::Config {
-                path: path.into(),
-                problem,
-            })
-        };
+        let bad = |problem: String| Err(LoadError::Config { path: path.into(), problem });
         for (name, v) in [
             ("vocab_size", self.vocab_size),
             ("hidden_size", self.hidden_size),
@@ -82,10 +75,7 @@ impl BertConfig {
             }
         }
         if self.num_hidden_layers > MAX_LAYERS {
-            return bad(format!(
-                "num_hidden_layers = {} is over {MAX_LAYERS}",
-                self.num_hidden_layers
-            ));
+            return bad(format!("num_hidden_layers = {} is over {MAX_LAYERS}", self.num_hidden_layers));
         }
         if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(format!(
@@ -100,10 +90,7 @@ impl BertConfig {
             ));
         }
         if !matches!(self.model_type.as_str(), "bert" | "roberta") {
-            return bad(format!(
-                "model_type `{}` is not supported (supported: bert, roberta)",
-                self.model_type
-            ));
+            return bad(format!("model_type `{}` is not supported (supported: bert, roberta)", self.model_type));
         }
         Ok(())
     }
@@ -126,10 +113,7 @@ impl BertConfig {
         let Some(m) = &self.id2label else {
             return vec![];
         };
-        let mut v: Vec<(usize, String)> = m
-            .iter()
-            .filter_map(|(k, l)| Some((k.parse().ok()?, l.clone())))
-            .collect();
+        let mut v: Vec<(usize, String)> = m.iter().filter_map(|(k, l)| Some((k.parse().ok()?, l.clone()))).collect();
         v.sort();
         v.into_iter().map(|(_, l)| l).collect()
     }

@@ -35,14 +35,7 @@ impl ModelInfo {
         if labels.len() != ck.num_labels() {
             labels = (0..ck.num_labels()).map(|i| format!("LABEL_{i}")).collect();
         }
-        let safetensors_bytes = std::fs::metadata(&ck.files.weights)
-            .map(|m| m.len())
-            .unwrap_or(0);
-        ModelInfo {
-            files: ck.files.clone(),
-            config: ck.config.clone(),
-            labels,
-            safetensors_bytes,
-        }
+        let safetensors_bytes = std::fs::metadata(&ck.files.weights).map(|m| m.len()).unwrap_or(0);
+        ModelInfo { files: ck.files.clone(), config: ck.config.clone(), labels, safetensors_bytes }
     }
 }

@@ -23,17 +23,12 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
     let head = ck.head.clone();
     let mut g = Graph::new(c.model_type.clone());
     let mut tensors = ck.tensors;
-    let err = |what: &str, problem: String| LowerError {
-        what: what.into(),
-        problem,
-    };
+    let err = |what: &str, problem: String| LowerError { what: what.into(), problem };
 
     // Move tensors into the graph; linear weights (2-D, not embeddings) are transposed to K×N.
     for (name, t) in std::mem::take(&mut tensors) {
         let t = if name.ends_with(".weight") && t.rank() == 2 && !name.starts_with("embeddings.") {
-            t.t()
-                .and_then(|t| t.contiguous())
-                .map_err(|e| err(&name, e.to_string()))?
+            t.t().and_then(|t| t.contiguous()).map_err(|e| err(&name, e.to_string()))?
         } else {
             t
         };
@@ -78,62 +73,18 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
             &[h, mask],
             &p,
         )?;
-        let h1 = add(
-            &mut g,
-            Op::AddNorm {
-                ln: format!("{p}.attention.output.LayerNorm"),
-                eps,
-            },
-            &[a, h],
-            &p,
-        )?;
-        let f = add(
-            &mut g,
-            Op::Linear {
-                w: format!("{p}.intermediate.dense"),
-                k: d,
-                n: i,
-            },
-            &[h1],
-            &p,
-        )?;
+        let h1 = add(&mut g, Op::AddNorm { ln: format!("{p}.attention.output.LayerNorm"), eps }, &[a, h], &p)?;
+        let f = add(&mut g, Op::Linear { w: format!("{p}.intermediate.dense"), k: d, n: i }, &[h1], &p)?;
         let f = add(&mut g, Op::Gelu, &[f], &p)?;
-        let o = add(
-            &mut g,
-            Op::Linear {
-                w: format!("{p}.output.dense"),
-                k: i,
-                n: d,
-            },
-            &[f],
-            &p,
-        )?;
-        h = add(
-            &mut g,
-            Op::AddNorm {
-                ln: format!("{p}.output.LayerNorm"),
-                eps,
-            },
-            &[o, h1],
-            &p,
-        )?;
+        let o = add(&mut g, Op::Linear { w: format!("{p}.output.dense"), k: i, n: d }, &[f], &p)?;
+        h = add(&mut g, Op::AddNorm { ln: format!("{p}.output.LayerNorm"), eps }, &[o, h1], &p)?;
     }
     let pooled = |g: &mut Graph, h| -> Result<_, LowerError> {
-        let cls = g
-            .add_inferred(Op::TakeCls, &[h])
-            .map_err(|p| err("pooler", p))?;
+        let cls = g.add_inferred(Op::TakeCls, &[h]).map_err(|p| err("pooler", p))?;
         let lin = g
-            .add_inferred(
-                Op::Linear {
-                    w: "pooler.dense".into(),
-                    k: d,
-                    n: d,
-                },
-                &[cls],
-            )
+            .add_inferred(Op::Linear { w: "pooler.dense".into(), k: d, n: d }, &[cls])
             .map_err(|p| err("pooler", p))?;
-        g.add_inferred(Op::Tanh, &[lin])
-            .map_err(|p| err("pooler", p))
+        g.add_inferred(Op::Tanh, &[lin]).map_err(|p| err("pooler", p))
     };
     match head {
         Head::Encoder { pooler } => {
@@ -145,41 +96,15 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
         }
         Head::BertClassifier { labels } => {
             let p = pooled(&mut g, h)?;
-            let logits = add(
-                &mut g,
-                Op::Linear {
-                    w: "classifier".into(),
-                    k: d,
-                    n: labels,
-                },
-                &[p],
-                "classifier",
-            )?;
+            let logits = add(&mut g, Op::Linear { w: "classifier".into(), k: d, n: labels }, &[p], "classifier")?;
             g.add_output("logits", logits);
         }
         Head::RobertaClassifier { labels } => {
             let cls = add(&mut g, Op::TakeCls, &[h], "classifier")?;
-            let x = add(
-                &mut g,
-                Op::Linear {
-                    w: "classifier.dense".into(),
-                    k: d,
-                    n: d,
-                },
-                &[cls],
-                "classifier",
-            )?;
+            let x = add(&mut g, Op::Linear { w: "classifier.dense".into(), k: d, n: d }, &[cls], "classifier")?;
             let x = add(&mut g, Op::Tanh, &[x], "classifier")?;
-            let logits = add(
-                &mut g,
-                Op::Linear {
-                    w: "classifier.out_proj".into(),
-                    k: d,
-                    n: labels,
-                },
-                &[x],
-                "classifier",
-            )?;
+            let logits =
+                add(&mut g, Op::Linear { w: "classifier.out_proj".into(), k: d, n: labels }, &[x], "classifier")?;
             g.add_output("logits", logits);
         }
     }

@@ -41,9 +41,8 @@ impl Default for TinySpec {
 
 const SPECIALS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
 const WORDS: [&str; 27] = [
-    "the", "a", "movie", "film", "was", "is", "good", "bad", "great", "terrible", "i", "loved",
-    "hated", "it", "plot", "acting", "fun", "boring", "not", "very", ".", ",", "!", "##s", "##ly",
-    "and", "but",
+    "the", "a", "movie", "film", "was", "is", "good", "bad", "great", "terrible", "i", "loved", "hated", "it", "plot",
+    "acting", "fun", "boring", "not", "very", ".", ",", "!", "##s", "##ly", "and", "but",
 ];
 
 /// Deterministic pseudo-random numbers (xorshift64*), so generated models do not depend on a crate's RNG.
@@ -79,46 +78,26 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
     let mut put = |name: String, x: Tensor| {
         t.insert(name, x);
     };
-    put(
-        format!("{prefix}embeddings.word_embeddings.weight"),
-        rng.tensor(&[spec.vocab, d], 0.0, 1.0),
-    );
-    put(
-        format!("{prefix}embeddings.position_embeddings.weight"),
-        rng.tensor(&[spec.max_positions, d], 0.0, 0.5),
-    );
-    put(
-        format!("{prefix}embeddings.token_type_embeddings.weight"),
-        rng.tensor(&[type_vocab, d], 0.0, 0.5),
-    );
+    put(format!("{prefix}embeddings.word_embeddings.weight"), rng.tensor(&[spec.vocab, d], 0.0, 1.0));
+    put(format!("{prefix}embeddings.position_embeddings.weight"), rng.tensor(&[spec.max_positions, d], 0.0, 0.5));
+    put(format!("{prefix}embeddings.token_type_embeddings.weight"), rng.tensor(&[type_vocab, d], 0.0, 0.5));
     let norm = |rng: &mut Rng, p: String, put: &mut dyn FnMut(String, Tensor)| {
         put(format!("{p}.weight"), rng.tensor(&[d], 1.0, 0.2));
         put(format!("{p}.bias"), rng.tensor(&[d], 0.0, 0.1));
     };
-    let lin =
-        |rng: &mut Rng, p: String, n: usize, k: usize, put: &mut dyn FnMut(String, Tensor)| {
-            let scale = (3.0 / k as f32).sqrt();
-            put(format!("{p}.weight"), rng.tensor(&[n, k], 0.0, scale));
-            put(format!("{p}.bias"), rng.tensor(&[n], 0.0, 0.1));
-        };
+    let lin = |rng: &mut Rng, p: String, n: usize, k: usize, put: &mut dyn FnMut(String, Tensor)| {
+        let scale = (3.0 / k as f32).sqrt();
+        put(format!("{p}.weight"), rng.tensor(&[n, k], 0.0, scale));
+        put(format!("{p}.bias"), rng.tensor(&[n], 0.0, 0.1));
+    };
     norm(&mut rng, format!("{prefix}embeddings.LayerNorm"), &mut put);
     for l in 0..spec.layers {
         let p = format!("{prefix}encoder.layer.{l}");
         for m in ["query", "key", "value"] {
             lin(&mut rng, format!("{p}.attention.self.{m}"), d, d, &mut put);
         }
-        lin(
-            &mut rng,
-            format!("{p}.attention.output.dense"),
-            d,
-            d,
-            &mut put,
-        );
-        norm(
-            &mut rng,
-            format!("{p}.attention.output.LayerNorm"),
-            &mut put,
-        );
+        lin(&mut rng, format!("{p}.attention.output.dense"), d, d, &mut put);
+        norm(&mut rng, format!("{p}.attention.output.LayerNorm"), &mut put);
         lin(&mut rng, format!("{p}.intermediate.dense"), i, d, &mut put);
         lin(&mut rng, format!("{p}.output.dense"), d, i, &mut put);
         norm(&mut rng, format!("{p}.output.LayerNorm"), &mut put);
@@ -136,8 +115,7 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
         }
     }
     let t: std::collections::HashMap<String, Tensor> = t.into_iter().collect();
-    candle_core::safetensors::save(&t, dir.join("model.safetensors"))
-        .map_err(std::io::Error::other)?;
+    candle_core::safetensors::save(&t, dir.join("model.safetensors")).map_err(std::io::Error::other)?;
 
     let (model_type, arch) = match (spec.scheme, spec.labels) {
         (Scheme::Roberta, 0) => ("roberta", "RobertaModel"),
@@ -163,9 +141,8 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
         "pad_token_id": if spec.scheme == Scheme::Roberta { 1 } else { 0 },
     });
     if spec.labels > 0 {
-        let id2label: BTreeMap<String, String> = (0..spec.labels)
-            .map(|k| (k.to_string(), format!("class_{k}")))
-            .collect();
+        let id2label: BTreeMap<String, String> =
+            (0..spec.labels).map(|k| (k.to_string(), format!("class_{k}"))).collect();
         cfg["id2label"] = serde_json::to_value(id2label)?;
         cfg["num_labels"] = spec.labels.into();
     }
@@ -176,12 +153,8 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
 
 /// A WordPiece tokenizer over the tiny vocabulary, in the `tokenizers` JSON format.
 pub fn tiny_tokenizer_json() -> String {
-    let vocab: serde_json::Map<String, serde_json::Value> = SPECIALS
-        .iter()
-        .chain(WORDS.iter())
-        .enumerate()
-        .map(|(i, w)| (w.to_string(), i.into()))
-        .collect();
+    let vocab: serde_json::Map<String, serde_json::Value> =
+        SPECIALS.iter().chain(WORDS.iter()).enumerate().map(|(i, w)| (w.to_string(), i.into())).collect();
     let cls = SPECIALS.iter().position(|s| *s == "[CLS]").expect("listed");
     let sep = SPECIALS.iter().position(|s| *s == "[SEP]").expect("listed");
     serde_json::to_string_pretty(&serde_json::json!({

@@ -14,17 +14,12 @@ pub struct Cost {
 /// Count the cost of `g` for one sequence of length `seq`.
 pub fn cost(g: &Graph, seq: usize) -> Cost {
     let used = g.used_weight_names();
-    let params = used
-        .iter()
-        .filter_map(|n| g.weights.get(n)?.ty.num_elements())
-        .sum();
+    let params = used.iter().filter_map(|n| g.weights.get(n)?.ty.num_elements()).sum();
     let s = seq as u64;
     let mut flops = 0u64;
     for n in g.dag.node_weights() {
         flops += match &n.op {
-            Op::Attention {
-                heads, head_dim, ..
-            } => {
+            Op::Attention { heads, head_dim, .. } => {
                 let d = n.ty.last().and_then(|d| d.known()).unwrap_or(0) as u64;
                 let inner = (*heads * *head_dim) as u64;
                 // Q, K, V and output projections, then scores and context.

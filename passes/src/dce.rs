@@ -14,12 +14,7 @@ impl Pass for Dce {
     fn name(&self) -> &'static str {
         "dce"
     }
-    fn run(
-        &self,
-        g: &mut Graph,
-        _: &mut PassContext,
-        changed: &mut BTreeMap<String, usize>,
-    ) -> Result<(), PassError> {
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let mut live = std::collections::HashSet::new();
         let mut stack: Vec<NodeIndex> = g.outputs.iter().map(|(_, n)| *n).collect();
         while let Some(n) = stack.pop() {
@@ -27,11 +22,8 @@ impl Pass for Dce {
                 stack.extend(g.dag.neighbors_directed(n, Direction::Incoming));
             }
         }
-        let dead: Vec<NodeIndex> = g
-            .dag
-            .node_indices()
-            .filter(|n| !live.contains(n) && !matches!(g.dag[*n].op, Op::Input { .. }))
-            .collect();
+        let dead: Vec<NodeIndex> =
+            g.dag.node_indices().filter(|n| !live.contains(n) && !matches!(g.dag[*n].op, Op::Input { .. })).collect();
         for &n in &dead {
             g.dag.remove_node(n);
         }

@@ -13,16 +13,8 @@ impl Pass for Fold {
     fn name(&self) -> &'static str {
         "fold"
     }
-    fn run(
-        &self,
-        g: &mut Graph,
-        _: &mut PassContext,
-        changed: &mut BTreeMap<String, usize>,
-    ) -> Result<(), PassError> {
-        let order = g.topo_order().map_err(|p| PassError::Failed {
-            pass: "fold".into(),
-            problem: p,
-        })?;
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        let order = g.topo_order().map_err(|p| PassError::Failed { pass: "fold".into(), problem: p })?;
         let mut folded = 0;
         for n in order {
             if matches!(g.dag[n].op, Op::Input { .. } | Op::Const { .. }) {
@@ -38,21 +30,15 @@ impl Pass for Fold {
                 .collect();
             let Some(consts) = consts else { continue };
             let refs: Vec<&candle_core::Tensor> = consts.iter().collect();
-            let value = interp::eval_op(g, &g.dag[n].op, &refs).map_err(|e| PassError::Failed {
-                pass: "fold".into(),
-                problem: e.to_string(),
-            })?;
+            let value = interp::eval_op(g, &g.dag[n].op, &refs)
+                .map_err(|e| PassError::Failed { pass: "fold".into(), problem: e.to_string() })?;
             let mut k = 0;
             while g.weights.0.contains_key(&format!("folded.{k}")) {
                 k += 1;
             }
             let name = format!("folded.{k}");
             g.weights.0.insert(name.clone(), Weight::from_tensor(value));
-            for e in operands
-                .iter()
-                .filter_map(|&o| g.dag.find_edge(o, n))
-                .collect::<Vec<_>>()
-            {
+            for e in operands.iter().filter_map(|&o| g.dag.find_edge(o, n)).collect::<Vec<_>>() {
                 g.dag.remove_edge(e);
             }
             g.dag[n].op = Op::Const { weight: name };

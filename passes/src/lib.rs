@@ -4,6 +4,8 @@
 pub mod cost;
 pub mod dce;
 pub mod fold;
+pub mod heads;
+pub mod mask;
 pub mod pass;
 pub mod pipeline;
 pub mod registry;
@@ -25,10 +27,7 @@ impl Pipeline {
     /// Parse and build `--pass` text. Fails on syntax, unknown passes and unknown arguments, before any work.
     pub fn parse(text: &str) -> Result<Self, PassError> {
         let specs = parse_pipeline(text)?;
-        let passes = specs
-            .iter()
-            .map(registry::build)
-            .collect::<Result<_, _>>()?;
+        let passes = specs.iter().map(registry::build).collect::<Result<_, _>>()?;
         Ok(Pipeline { passes })
     }
 
@@ -38,11 +37,7 @@ impl Pipeline {
 
     /// Run every pass, verifying after each and running cleanup (dce, fold) after each user pass.
     pub fn run(&self, g: &mut Graph, ctx: &mut PassContext) -> Result<Vec<PassReport>, PassError> {
-        let seq = if ctx.flops_seq == 0 {
-            128
-        } else {
-            ctx.flops_seq
-        };
+        let seq = if ctx.flops_seq == 0 { 128 } else { ctx.flops_seq };
         let mut reports = vec![];
         for p in &self.passes {
             let before = cost(g, seq);
@@ -52,12 +47,7 @@ impl Pipeline {
                 run_verified(&fold::Fold, g, ctx, &mut changed)?;
                 run_verified(&dce::Dce, g, ctx, &mut changed)?;
             }
-            reports.push(PassReport {
-                pass: p.name().into(),
-                before,
-                after: cost(g, seq),
-                changed,
-            });
+            reports.push(PassReport { pass: p.name().into(), before, after: cost(g, seq), changed });
         }
         Ok(reports)
     }
@@ -70,8 +60,5 @@ fn run_verified(
     changed: &mut BTreeMap<String, usize>,
 ) -> Result<(), PassError> {
     p.run(g, ctx, changed)?;
-    bertopt_ir::verify(g).map_err(|source| PassError::Verify {
-        pass: p.name().into(),
-        source,
-    })
+    bertopt_ir::verify(g).map_err(|source| PassError::Verify { pass: p.name().into(), source })
 }

@@ -29,30 +29,15 @@ pub enum PassError {
     #[error("unknown pass `{name}` (passes: {known})")]
     UnknownPass { name: String, known: String },
     #[error("pass `{pass}` has no argument `{arg}` (arguments: {known})")]
-    UnknownArg {
-        pass: String,
-        arg: String,
-        known: String,
-    },
+    UnknownArg { pass: String, arg: String, known: String },
     #[error("pass `{pass}`, argument `{arg}`: {problem}")]
-    BadArg {
-        pass: String,
-        arg: String,
-        problem: String,
-    },
+    BadArg { pass: String, arg: String, problem: String },
     #[error("bad pipeline `{pipeline}` at column {col}: {problem}")]
-    Syntax {
-        pipeline: String,
-        col: usize,
-        problem: String,
-    },
+    Syntax { pipeline: String, col: usize, problem: String },
     #[error("pass `{pass}` failed: {problem}")]
     Failed { pass: String, problem: String },
     #[error("after pass `{pass}`: {source}")]
-    Verify {
-        pass: String,
-        source: bertopt_ir::VerifyError,
-    },
+    Verify { pass: String, source: bertopt_ir::VerifyError },
 }
 
 pub trait Pass {

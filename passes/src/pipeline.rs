@@ -13,11 +13,8 @@ pub struct PassSpec {
 
 /// Parse `a,b(k=v,k2=v2),c`. Names and keys are `[A-Za-z0-9_-]+`; values run to the next `,` or `)`.
 pub fn parse_pipeline(text: &str) -> Result<Vec<PassSpec>, PassError> {
-    let err = |col: usize, problem: &str| PassError::Syntax {
-        pipeline: text.into(),
-        col: col + 1,
-        problem: problem.into(),
-    };
+    let err =
+        |col: usize, problem: &str| PassError::Syntax { pipeline: text.into(), col: col + 1, problem: problem.into() };
     let b = text.as_bytes();
     let mut i = 0;
     let mut out = vec![];

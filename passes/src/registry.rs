@@ -29,15 +29,21 @@ pub fn passes() -> &'static [PassInfo] {
             args: &[],
             build: |_| Ok(Box::new(crate::fold::Fold)),
         },
+        PassInfo {
+            name: "heads",
+            about: "remove attention heads (Q/K/V columns, output rows); a layer with none left loses its attention",
+            args: &[
+                ("mask", "SMP head_mask.bin, JSON, .npy or safetensors [layers, heads]; true = keep"),
+                ("ratio", "fraction of heads removed per layer, lowest weight magnitude first"),
+                ("count", "number of heads removed per layer, lowest weight magnitude first"),
+            ],
+            build: |a| Ok(Box::new(crate::heads::Heads::from_args(a)?)),
+        },
     ]
 }
 
 pub fn names() -> String {
-    passes()
-        .iter()
-        .map(|p| p.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    passes().iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
 }
 
 /// Build a pass from its spec, rejecting unknown names and arguments with the list of what exists.
@@ -45,32 +51,18 @@ pub fn build(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
     let info = passes()
         .iter()
         .find(|p| p.name == spec.name)
-        .ok_or_else(|| PassError::UnknownPass {
-            name: spec.name.clone(),
-            known: names(),
-        })?;
+        .ok_or_else(|| PassError::UnknownPass { name: spec.name.clone(), known: names() })?;
     for key in spec.args.keys() {
         if !info.args.iter().any(|(a, _)| a == key) {
             let known = if info.args.is_empty() {
                 "none".to_string()
             } else {
-                info.args
-                    .iter()
-                    .map(|(a, _)| *a)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                info.args.iter().map(|(a, _)| *a).collect::<Vec<_>>().join(", ")
             };
-            return Err(PassError::UnknownArg {
-                pass: spec.name.clone(),
-                arg: key.clone(),
-                known,
-            });
+            return Err(PassError::UnknownArg { pass: spec.name.clone(), arg: key.clone(), known });
         }
     }
-    (info.build)(&Args {
-        pass: spec.name.clone(),
-        map: spec.args.clone(),
-    })
+    (info.build)(&Args { pass: spec.name.clone(), map: spec.args.clone() })
 }
 
 /// A pass's arguments with typed accessors that name the pass and argument on error.

@@ -3,28 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use bertopt_ir::{interp, parse, print, verify, Graph};
+mod common;
+
+use bertopt_ir::{interp, parse, print, verify};
 use bertopt_passes::{PassContext, Pipeline};
 use candle_core::{Device, Tensor};
-
-fn golden(name: &str, before: &str, after: &str) {
-    insta::with_settings!({snapshot_path => "../../goldens/passes", prepend_module_to_snapshot => false, omit_expression => true}, {
-        insta::assert_snapshot!(name, format!("; before\n{before}\n; after\n{after}"));
-    });
-}
-
-/// Attach deterministic data to every declared weight so the graph can run.
-fn with_data(mut g: Graph) -> Graph {
-    for (i, (_, w)) in g.weights.0.iter_mut().enumerate() {
-        let dims = w.ty.known_dims().unwrap();
-        let n: usize = dims.iter().product();
-        let v: Vec<f32> = (0..n)
-            .map(|k| ((k * 7 + i * 3) % 11) as f32 / 11.0 - 0.5)
-            .collect();
-        w.data = Some(Tensor::from_vec(v, dims.as_slice(), &Device::Cpu).unwrap());
-    }
-    g
-}
+use common::{golden, with_data};
 
 const DEAD: &str = "graph dead(%input_ids: i64[batch, sequence], %attention_mask: i64[batch, sequence], %token_type_ids: i64[batch, sequence]) {
   %0: f32[batch, sequence, 4] = embed(%input_ids, %token_type_ids) {word: @w, position: @p, token_type: @t, ln: @ln, eps: 1e-12, position_offset: 0}
@@ -48,25 +32,13 @@ weights {
 fn dce_removes_dead_values_and_their_weights_but_keeps_inputs() {
     let mut g = parse(DEAD).unwrap();
     verify(&g).unwrap();
-    let reports = Pipeline::parse("dce")
-        .unwrap()
-        .run(&mut g, &mut PassContext::default())
-        .unwrap();
+    let reports = Pipeline::parse("dce").unwrap().run(&mut g, &mut PassContext::default()).unwrap();
     let after = print(&g);
-    assert!(
-        !after.contains("linear") && !after.contains("@unused"),
-        "{after}"
-    );
-    assert!(
-        after.contains("%attention_mask: i64[batch, sequence]"),
-        "inputs stay even when unused: {after}"
-    );
+    assert!(!after.contains("linear") && !after.contains("@unused"), "{after}");
+    assert!(after.contains("%attention_mask: i64[batch, sequence]"), "inputs stay even when unused: {after}");
     assert_eq!(reports[0].changed["nodes removed"], 2);
     assert_eq!(reports[0].changed["weights removed"], 2);
-    assert_eq!(
-        reports[0].before.params - reports[0].after.params,
-        4 * 6 + 6
-    );
+    assert_eq!(reports[0].before.params - reports[0].after.params, 4 * 6 + 6);
     golden("dce", DEAD, &after);
 }
 
@@ -96,42 +68,20 @@ weights {
 fn fold_evaluates_constant_subgraphs_to_the_same_values() {
     let g0 = with_data(parse(CONSTS).unwrap());
     verify(&g0).unwrap();
-    let inputs: std::collections::HashMap<String, Tensor> =
-        ["input_ids", "attention_mask", "token_type_ids"]
-            .iter()
-            .map(|n| {
-                (
-                    n.to_string(),
-                    Tensor::zeros((1, 3), candle_core::DType::I64, &Device::Cpu).unwrap(),
-                )
-            })
-            .collect();
+    let inputs: std::collections::HashMap<String, Tensor> = ["input_ids", "attention_mask", "token_type_ids"]
+        .iter()
+        .map(|n| (n.to_string(), Tensor::zeros((1, 3), candle_core::DType::I64, &Device::Cpu).unwrap()))
+        .collect();
     let expected = interp::run(&g0, &inputs).unwrap();
 
     let mut g = g0.clone();
-    let reports = Pipeline::parse("fold,dce")
-        .unwrap()
-        .run(&mut g, &mut PassContext::default())
-        .unwrap();
-    assert_eq!(
-        reports[0].changed["values folded"], 3,
-        "add, tanh and linear fold"
-    );
+    let reports = Pipeline::parse("fold,dce").unwrap().run(&mut g, &mut PassContext::default()).unwrap();
+    assert_eq!(reports[0].changed["values folded"], 3, "add, tanh and linear fold");
     let after = print(&g);
-    assert!(
-        !after.contains("tanh") && !after.contains("@a:") && !after.contains("@l.weight"),
-        "{after}"
-    );
+    assert!(!after.contains("tanh") && !after.contains("@a:") && !after.contains("@l.weight"), "{after}");
     let got = interp::run(&g, &inputs).unwrap();
     for ((n, a), (_, b)) in expected.iter().zip(&got) {
-        let d = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(d == 0.0, "{n} differs by {d} after folding");
     }
     golden("fold", CONSTS, &after);
@@ -142,8 +92,6 @@ fn fold_skips_consts_without_data() {
     let mut g = parse(CONSTS).unwrap();
     let mut changed = BTreeMap::new();
     use bertopt_passes::Pass;
-    bertopt_passes::fold::Fold
-        .run(&mut g, &mut PassContext::default(), &mut changed)
-        .unwrap();
+    bertopt_passes::fold::Fold.run(&mut g, &mut PassContext::default(), &mut changed).unwrap();
     assert_eq!(changed["values folded"], 0);
 }

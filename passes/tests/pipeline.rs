@@ -29,9 +29,7 @@ fn syntax_errors_point_at_the_column() {
         ("a(=1)", 3, "expected an argument name"),
     ] {
         match parse_pipeline(text) {
-            Err(PassError::Syntax {
-                col: c, problem, ..
-            }) => {
+            Err(PassError::Syntax { col: c, problem, .. }) => {
                 assert_eq!(c, col, "{text}: {problem}");
                 assert!(problem.contains(what), "{text}: {problem}");
             }
@@ -42,20 +40,14 @@ fn syntax_errors_point_at_the_column() {
 
 #[test]
 fn unknown_pass_lists_the_registered_ones() {
-    let e = Pipeline::parse("dce,prune-everything")
-        .err()
-        .expect("unknown pass fails")
-        .to_string();
+    let e = Pipeline::parse("dce,prune-everything").err().expect("unknown pass fails").to_string();
     assert!(e.contains("unknown pass `prune-everything`"), "{e}");
     assert!(e.contains("dce") && e.contains("fold"), "{e}");
 }
 
 #[test]
 fn unknown_argument_lists_the_pass_arguments() {
-    let e = Pipeline::parse("dce(ratio=0.5)")
-        .err()
-        .expect("unknown arg fails")
-        .to_string();
+    let e = Pipeline::parse("dce(ratio=0.5)").err().expect("unknown arg fails").to_string();
     assert!(e.contains("pass `dce` has no argument `ratio`"), "{e}");
     assert!(e.contains("arguments: none"), "{e}");
 }

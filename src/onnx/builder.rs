@@ -4,9 +4,9 @@
 use std::path::Path;
 
 use onnx_protobuf::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
-    AttributeProto, GraphProto, Message, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto, GraphProto,
+    Message, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto,
+    TypeProto, ValueInfoProto,
 };
 
 /// The ONNX opset bertopt emits: 17 is the first with `LayerNormalization`.
@@ -112,34 +112,17 @@ impl OnnxBuilder {
     }
 
     /// Add a node; returns its output name. `name` is made unique by a numeric suffix when repeated.
-    pub fn node(
-        &mut self,
-        op_type: &str,
-        name: &str,
-        inputs: &[&str],
-        attrs: &[(&str, Attr)],
-    ) -> String {
+    pub fn node(&mut self, op_type: &str, name: &str, inputs: &[&str], attrs: &[(&str, Attr)]) -> String {
         let out = self.fresh(name);
         self.node_into(op_type, name, inputs, &out, attrs);
         out
     }
 
     /// Add a node writing to a chosen output name.
-    pub fn node_into(
-        &mut self,
-        op_type: &str,
-        name: &str,
-        inputs: &[&str],
-        output: &str,
-        attrs: &[(&str, Attr)],
-    ) {
+    pub fn node_into(&mut self, op_type: &str, name: &str, inputs: &[&str], output: &str, attrs: &[(&str, Attr)]) {
         let count = self.used_names.entry(name.to_string()).or_insert(0);
         *count += 1;
-        let unique = if *count == 1 {
-            name.to_string()
-        } else {
-            format!("{name}_{}", *count - 1)
-        };
+        let unique = if *count == 1 { name.to_string() } else { format!("{name}_{}", *count - 1) };
         let mut n = NodeProto::new();
         n.op_type = op_type.to_string();
         n.name = unique;
@@ -190,22 +173,13 @@ impl OnnxBuilder {
 /// Write the model to a temporary file beside `path`, then rename it into place: an interrupted or failed
 /// write leaves the old file or nothing, never a partial model.
 pub fn write_model(model: &ModelProto, path: &Path) -> std::io::Result<()> {
-    crate::atomic::write_atomic(path, |w| {
-        model.write_to_writer(w).map_err(std::io::Error::other)
-    })
+    crate::atomic::write_atomic(path, |w| model.write_to_writer(w).map_err(std::io::Error::other))
 }
 
 /// Read an ONNX model's metadata entries (tokenizer, labels) without interpreting the graph.
 pub fn read_metadata(path: &Path) -> std::io::Result<Vec<(String, String)>> {
     let bytes = std::fs::read(path)?;
-    let m = ModelProto::parse_from_bytes(&bytes).map_err(|e| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("not an ONNX model: {e}"),
-        )
-    })?;
-    Ok(m.metadata_props
-        .into_iter()
-        .map(|e| (e.key, e.value))
-        .collect())
+    let m = ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an ONNX model: {e}")))?;
+    Ok(m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect())
 }

@@ -14,10 +14,7 @@ pub enum EmitError {
     #[error("weight @{0} has no data to emit")]
     NoData(String),
     #[error("weight @{name}: {source}")]
-    Tensor {
-        name: String,
-        source: candle_core::Error,
-    },
+    Tensor { name: String, source: candle_core::Error },
     #[error("IR graph is not valid: {0}")]
     Graph(String),
 }
@@ -54,20 +51,12 @@ fn dims(shape: &[Dim]) -> Vec<DimSpec> {
 }
 
 fn data(t: &Tensor, name: &str) -> Result<Vec<f32>, EmitError> {
-    t.flatten_all()
-        .and_then(|t| t.to_vec1::<f32>())
-        .map_err(|source| EmitError::Tensor {
-            name: name.into(),
-            source,
-        })
+    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|source| EmitError::Tensor { name: name.into(), source })
 }
 
 impl<'g> Emitter<'g> {
     fn weight(&self, name: &str) -> Result<&'g Tensor, EmitError> {
-        self.g
-            .weights
-            .tensor(name)
-            .ok_or_else(|| EmitError::NoData(name.into()))
+        self.g.weights.tensor(name).ok_or_else(|| EmitError::NoData(name.into()))
     }
 
     /// Emit a weight as an initializer under its IR name (once).
@@ -91,9 +80,7 @@ impl<'g> Emitter<'g> {
     }
 
     fn const_i64(&mut self, v: &[i64]) -> String {
-        let key = format!("const.i64.{v:?}")
-            .replace([' ', '[', ']'], "")
-            .replace(',', "_");
+        let key = format!("const.i64.{v:?}").replace([' ', '[', ']'], "").replace(',', "_");
         if !self.consts.contains_key(&key) {
             self.b.initializer_i64(&key, &[v.len()], v);
             self.consts.insert(key.clone(), key.clone());
@@ -113,10 +100,7 @@ impl<'g> Emitter<'g> {
     /// `x·W + b` for the linear parameter group `p` (optionally with W and b pre-scaled).
     fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
         let (w, bias) = match scale {
-            None => (
-                self.init(&format!("{p}.weight"))?,
-                self.init(&format!("{p}.bias"))?,
-            ),
+            None => (self.init(&format!("{p}.weight"))?, self.init(&format!("{p}.bias"))?),
             Some(s) => {
                 let mut names = vec![];
                 for part in ["weight", "bias"] {
@@ -151,60 +135,31 @@ impl<'g> Emitter<'g> {
             return m.clone();
         }
         let mask = self.vals[&mask_node].clone();
-        let f = self.b.node(
-            "Cast",
-            "attention_mask/Cast",
-            &[&mask],
-            &[("to", Attr::Int(1))],
-        );
+        let f = self.b.node("Cast", "attention_mask/Cast", &[&mask], &[("to", Attr::Int(1))]);
         let one = self.const_f32(1.0);
         let inv = self.b.node("Sub", "attention_mask/Sub", &[&one, &f], &[]);
         let neg = self.const_f32(MASK_NEG);
         let add = self.b.node("Mul", "attention_mask/Mul", &[&inv, &neg], &[]);
         let axes = self.const_i64(&[1, 2]);
-        let out = self
-            .b
-            .node("Unsqueeze", "attention_mask/Unsqueeze", &[&add, &axes], &[]);
+        let out = self.b.node("Unsqueeze", "attention_mask/Unsqueeze", &[&add, &axes], &[]);
         self.masks.insert(mask_node, out.clone());
         out
     }
 
     fn emit(&mut self, n: NodeIndex) -> Result<String, EmitError> {
         let node = &self.g.dag[n];
-        let args: Vec<String> = self
-            .g
-            .operands(n)
-            .iter()
-            .map(|o| self.vals[o].clone())
-            .collect();
+        let args: Vec<String> = self.g.operands(n).iter().map(|o| self.vals[o].clone()).collect();
         let a = |i: usize| args[i].as_str();
         Ok(match &node.op {
             Op::Input { name } => name.clone(),
             Op::Const { weight } => self.init(weight)?,
-            Op::Embed {
-                word,
-                position,
-                token_type,
-                ln,
-                eps,
-                position_offset,
-            } => {
+            Op::Embed { word, position, token_type, ln, eps, position_offset } => {
                 let scope = ln.trim_end_matches(".LayerNorm");
                 let word = self.init(word)?;
                 let tt_table = self.init(token_type)?;
                 let pos_table = self.init(position)?;
-                let we = self.b.node(
-                    "Gather",
-                    &format!("{scope}.word_embeddings"),
-                    &[&word, a(0)],
-                    &[],
-                );
-                let te = self.b.node(
-                    "Gather",
-                    &format!("{scope}.token_type_embeddings"),
-                    &[&tt_table, a(1)],
-                    &[],
-                );
+                let we = self.b.node("Gather", &format!("{scope}.word_embeddings"), &[&word, a(0)], &[]);
+                let te = self.b.node("Gather", &format!("{scope}.token_type_embeddings"), &[&tt_table, a(1)], &[]);
                 // positions offset..offset+seq, as a slice of the table.
                 let seq = self.b.node(
                     "Shape",
@@ -213,12 +168,7 @@ impl<'g> Emitter<'g> {
                     &[("start", Attr::Int(1)), ("end", Attr::Int(2))],
                 );
                 let start = self.const_i64(&[*position_offset as i64]);
-                let end = self.b.node(
-                    "Add",
-                    &format!("{scope}.position_embeddings/End"),
-                    &[&seq, &start],
-                    &[],
-                );
+                let end = self.b.node("Add", &format!("{scope}.position_embeddings/End"), &[&seq, &start], &[]);
                 let axes = self.const_i64(&[0]);
                 let pe = self.b.node(
                     "Slice",
@@ -226,22 +176,11 @@ impl<'g> Emitter<'g> {
                     &[&pos_table, &start, &end, &axes],
                     &[],
                 );
-                let x = self
-                    .b
-                    .node("Add", &format!("{scope}/Add"), &[&we, &te], &[]);
-                let x = self
-                    .b
-                    .node("Add", &format!("{scope}/AddPosition"), &[&x, &pe], &[]);
+                let x = self.b.node("Add", &format!("{scope}/Add"), &[&we, &te], &[]);
+                let x = self.b.node("Add", &format!("{scope}/AddPosition"), &[&x, &pe], &[]);
                 self.layer_norm(&x, ln, *eps)?
             }
-            Op::Attention {
-                heads,
-                head_dim,
-                query,
-                key,
-                value,
-                output,
-            } => {
+            Op::Attention { heads, head_dim, query, key, value, output } => {
                 let scope = query.trim_end_matches(".self.query").to_string();
                 let mask_node = self.g.operands(n)[1];
                 let mask = self.additive_mask(mask_node);
@@ -252,67 +191,48 @@ impl<'g> Emitter<'g> {
                 let q = self.linear(a(0), query, Some(1.0 / (*head_dim as f32).sqrt()))?;
                 let k = self.linear(a(0), key, None)?;
                 let v = self.linear(a(0), value, None)?;
-                let q = self
-                    .b
-                    .node("Reshape", &format!("{query}/Reshape"), &[&q, &split], &[]);
+                let q = self.b.node("Reshape", &format!("{query}/Reshape"), &[&q, &split], &[]);
                 let q = self.b.node(
                     "Transpose",
                     &format!("{query}/Transpose"),
                     &[&q],
                     &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
                 );
-                let k = self
-                    .b
-                    .node("Reshape", &format!("{key}/Reshape"), &[&k, &split], &[]);
+                let k = self.b.node("Reshape", &format!("{key}/Reshape"), &[&k, &split], &[]);
                 let k = self.b.node(
                     "Transpose",
                     &format!("{key}/Transpose"),
                     &[&k],
                     &[("perm", Attr::Ints(vec![0, 2, 3, 1]))],
                 );
-                let v = self
-                    .b
-                    .node("Reshape", &format!("{value}/Reshape"), &[&v, &split], &[]);
+                let v = self.b.node("Reshape", &format!("{value}/Reshape"), &[&v, &split], &[]);
                 let v = self.b.node(
                     "Transpose",
                     &format!("{value}/Transpose"),
                     &[&v],
                     &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
                 );
-                let s = self
-                    .b
-                    .node("MatMul", &format!("{scope}.scores/MatMul"), &[&q, &k], &[]);
-                let s = self
-                    .b
-                    .node("Add", &format!("{scope}.scores/AddMask"), &[&s, &mask], &[]);
-                let p = self.b.node(
-                    "Softmax",
-                    &format!("{scope}.probs/Softmax"),
-                    &[&s],
-                    &[("axis", Attr::Int(-1))],
-                );
-                let c = self
-                    .b
-                    .node("MatMul", &format!("{scope}.context/MatMul"), &[&p, &v], &[]);
+                let s = self.b.node("MatMul", &format!("{scope}.scores/MatMul"), &[&q, &k], &[]);
+                let s = self.b.node("Add", &format!("{scope}.scores/AddMask"), &[&s, &mask], &[]);
+                let p = self.b.node("Softmax", &format!("{scope}.probs/Softmax"), &[&s], &[("axis", Attr::Int(-1))]);
+                let c = self.b.node("MatMul", &format!("{scope}.context/MatMul"), &[&p, &v], &[]);
                 let c = self.b.node(
                     "Transpose",
                     &format!("{scope}.context/Transpose"),
                     &[&c],
                     &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
                 );
-                let c = self.b.node(
-                    "Reshape",
-                    &format!("{scope}.context/Reshape"),
-                    &[&c, &merge],
-                    &[],
-                );
+                let c = self.b.node("Reshape", &format!("{scope}.context/Reshape"), &[&c, &merge], &[]);
                 self.linear(&c, output, None)?
             }
             Op::AddNorm { ln, eps } => {
-                let x = self
-                    .b
-                    .node("Add", &format!("{ln}/AddResidual"), &[a(0), a(1)], &[]);
+                let x = self.b.node("Add", &format!("{ln}/AddResidual"), &[a(0), a(1)], &[]);
                 self.layer_norm(&x, ln, *eps)?
+            }
+            Op::LayerNorm { ln, eps } => self.layer_norm(a(0), ln, *eps)?,
+            Op::AddBias { bias } => {
+                let b = self.init(bias)?;
+                self.b.node("Add", &format!("{bias}/Add"), &[a(0), &b], &[])
             }
             Op::Linear { w, .. } => self.linear(a(0), w, None)?,
             Op::Gelu => {
@@ -330,12 +250,7 @@ impl<'g> Emitter<'g> {
             Op::Add => self.b.node("Add", "add", &[a(0), a(1)], &[]),
             Op::TakeCls => {
                 let zero = self.const_scalar_i64(0);
-                self.b.node(
-                    "Gather",
-                    "take_cls",
-                    &[a(0), &zero],
-                    &[("axis", Attr::Int(1))],
-                )
+                self.b.node("Gather", "take_cls", &[a(0), &zero], &[("axis", Attr::Int(1))])
             }
         })
     }

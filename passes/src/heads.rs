@@ -1,0 +1,207 @@
+//! `heads`: true head pruning. A removed head loses its query, key and value output columns and the matching
+//! rows of the attention-output matrix, so the graph is physically smaller. A layer whose heads are all removed
+//! loses its attention block: what remains of it is the output bias, so `add_norm(attention(h), h)` becomes
+//! `layer_norm(add_bias(h))`, exactly what the dense model computes with every head masked.
+//!
+//! Which heads go: `mask=PATH` (SMP's head_mask.bin, JSON, .npy or safetensors; True = keep), or per layer the
+//! `count=N` / `int(H * ratio)` heads of lowest weight magnitude (the cheap fallback when no scores are given).
+//! The release's "type 0" (64-row input blocks) is a different cut and is not this pass.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use bertopt_ir::{Graph, NodeIndex, Op, Weight};
+use candle_core::{Device, Tensor};
+use petgraph::Direction;
+
+use crate::mask::HeadMask;
+use crate::pass::{Pass, PassContext, PassError};
+use crate::registry::Args;
+
+pub enum Select {
+    Mask(PathBuf),
+    Ratio(f64),
+    Count(usize),
+}
+
+pub struct Heads {
+    pub select: Select,
+}
+
+impl Heads {
+    pub fn from_args(a: &Args) -> Result<Self, PassError> {
+        let bad = |problem: &str| PassError::BadArg {
+            pass: "heads".into(),
+            arg: "mask|ratio|count".into(),
+            problem: problem.into(),
+        };
+        let given = ["mask", "ratio", "count"].iter().filter(|k| a.map.contains_key(**k)).count();
+        if given != 1 {
+            return Err(bad("give exactly one of mask=PATH, ratio=FRACTION (heads removed per layer), count=N"));
+        }
+        let select = if let Some(p) = a.map.get("mask") {
+            Select::Mask(PathBuf::from(p))
+        } else if a.map.contains_key("ratio") {
+            let r: f64 = a.get("ratio", 0.0)?;
+            if !(0.0..=1.0).contains(&r) {
+                return Err(PassError::BadArg {
+                    pass: "heads".into(),
+                    arg: "ratio".into(),
+                    problem: format!("{r} is not in [0, 1]"),
+                });
+            }
+            Select::Ratio(r)
+        } else {
+            Select::Count(a.get("count", 0)?)
+        };
+        Ok(Heads { select })
+    }
+}
+
+fn fail(problem: impl Into<String>) -> PassError {
+    PassError::Failed { pass: "heads".into(), problem: problem.into() }
+}
+
+fn tensor<'g>(g: &'g Graph, name: &str) -> Result<&'g Tensor, PassError> {
+    g.weights.tensor(name).ok_or_else(|| fail(format!("weight @{name} has no data")))
+}
+
+/// Sum of squares of each head's slice of Q, K, V (columns) and O (rows).
+fn magnitude(g: &Graph, op: &Op) -> Result<Vec<f32>, PassError> {
+    let Op::Attention { heads, head_dim, query, key, value, output } = op else { unreachable!("attention only") };
+    let c = |e: candle_core::Error| fail(e.to_string());
+    let mut score = vec![0f32; *heads];
+    for p in [query, key, value] {
+        let w = tensor(g, &format!("{p}.weight"))?;
+        let per_head =
+            w.sqr().map_err(c)?.sum(0).map_err(c)?.reshape((*heads, *head_dim)).map_err(c)?.sum(1).map_err(c)?;
+        for (s, v) in score.iter_mut().zip(per_head.to_vec1::<f32>().map_err(c)?) {
+            *s += v;
+        }
+    }
+    let w = tensor(g, &format!("{output}.weight"))?;
+    let per_head = w.sqr().map_err(c)?.sum(1).map_err(c)?.reshape((*heads, *head_dim)).map_err(c)?.sum(1).map_err(c)?;
+    for (s, v) in score.iter_mut().zip(per_head.to_vec1::<f32>().map_err(c)?) {
+        *s += v;
+    }
+    Ok(score)
+}
+
+/// Keep all but the `remove` lowest-scoring heads (ties: the lower index is kept).
+fn keep_top(score: &[f32], remove: usize) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..score.len()).collect();
+    order.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(b.cmp(&a)));
+    let mut keep = vec![true; score.len()];
+    for &h in order.iter().take(remove.min(score.len())) {
+        keep[h] = false;
+    }
+    keep
+}
+
+fn replace_weight(g: &mut Graph, name: &str, t: Tensor) {
+    g.weights.0.insert(name.to_string(), Weight::from_tensor(t));
+}
+
+impl Pass for Heads {
+    fn name(&self) -> &'static str {
+        "heads"
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        let order = g.topo_order().map_err(fail)?;
+        let attns: Vec<NodeIndex> =
+            order.into_iter().filter(|n| matches!(g.dag[*n].op, Op::Attention { .. })).collect();
+        let heads_of = |g: &Graph, n: NodeIndex| match g.dag[n].op {
+            Op::Attention { heads, .. } => heads,
+            _ => 0,
+        };
+        let keep: Vec<Vec<bool>> = match &self.select {
+            Select::Mask(path) => {
+                let mask = HeadMask::read(path).map_err(|e| fail(e.to_string()))?;
+                let model_heads: Vec<usize> = attns.iter().map(|&n| heads_of(g, n)).collect();
+                if mask.layers() != attns.len() || model_heads.iter().any(|&h| h != mask.heads()) {
+                    let shape = match model_heads.iter().all(|&h| Some(&h) == model_heads.first()) {
+                        true => format!("[{}, {}]", attns.len(), model_heads.first().copied().unwrap_or(0)),
+                        false => format!("{} layers with heads {model_heads:?}", attns.len()),
+                    };
+                    return Err(fail(format!(
+                        "head mask {} is [{}, {}] (layers x heads) but the model is {shape}",
+                        path.display(),
+                        mask.layers(),
+                        mask.heads()
+                    )));
+                }
+                mask.keep
+            }
+            Select::Ratio(r) => attns
+                .iter()
+                .map(|&n| {
+                    let h = heads_of(g, n);
+                    Ok(keep_top(&magnitude(g, &g.dag[n].op)?, (h as f64 * r) as usize))
+                })
+                .collect::<Result<_, PassError>>()?,
+            Select::Count(c) => attns
+                .iter()
+                .map(|&n| Ok(keep_top(&magnitude(g, &g.dag[n].op)?, *c)))
+                .collect::<Result<_, PassError>>()?,
+        };
+        let (mut removed, mut blocks) = (0, 0);
+        for (layer, (&n, keep)) in attns.iter().zip(&keep).enumerate() {
+            let Op::Attention { heads, head_dim, query, key, value, output } = g.dag[n].op.clone() else { continue };
+            let kept: Vec<usize> = (0..heads).filter(|&h| keep[h]).collect();
+            removed += heads - kept.len();
+            if kept.len() == heads {
+                continue;
+            }
+            if kept.is_empty() {
+                remove_block(g, n, &output, layer)?;
+                blocks += 1;
+                continue;
+            }
+            let idx: Vec<u32> =
+                kept.iter().flat_map(|&h| (h * head_dim..(h + 1) * head_dim).map(|i| i as u32)).collect();
+            let idx = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(|e| fail(e.to_string()))?;
+            let c = |e: candle_core::Error| fail(e.to_string());
+            for p in [&query, &key, &value] {
+                let w = tensor(g, &format!("{p}.weight"))?.index_select(&idx, 1).map_err(c)?;
+                let b = tensor(g, &format!("{p}.bias"))?.index_select(&idx, 0).map_err(c)?;
+                replace_weight(g, &format!("{p}.weight"), w);
+                replace_weight(g, &format!("{p}.bias"), b);
+            }
+            let w = tensor(g, &format!("{output}.weight"))?.index_select(&idx, 0).map_err(c)?;
+            replace_weight(g, &format!("{output}.weight"), w);
+            g.dag[n].op = Op::Attention { heads: kept.len(), head_dim, query, key, value, output };
+        }
+        changed.insert("heads removed".into(), removed);
+        changed.insert("attention blocks removed".into(), blocks);
+        Ok(())
+    }
+}
+
+/// Replace `add_norm(attention(h), h)` by `layer_norm(add_bias(h))` with the output projection's bias.
+fn remove_block(g: &mut Graph, attn: NodeIndex, output: &str, layer: usize) -> Result<(), PassError> {
+    let users: Vec<NodeIndex> = g.dag.neighbors_directed(attn, Direction::Outgoing).collect();
+    let residual = g.operands(attn)[0];
+    let [user] = users.as_slice() else {
+        return Err(fail(format!(
+            "layer {layer}: every head is removed, but its attention output has {} users",
+            users.len()
+        )));
+    };
+    let Op::AddNorm { ln, eps } = g.dag[*user].op.clone() else {
+        return Err(fail(format!(
+            "layer {layer}: every head is removed, but its attention output feeds `{}`",
+            g.dag[*user].op.mnemonic()
+        )));
+    };
+    if g.operands(*user) != vec![attn, residual] {
+        return Err(fail(format!(
+            "layer {layer}: attention is not followed by add_norm with its own input as residual"
+        )));
+    }
+    let ty = g.dag[residual].ty.clone();
+    let biased = g.add_node(Op::AddBias { bias: format!("{output}.bias") }, ty.clone(), &[residual]);
+    let normed = g.add_node(Op::LayerNorm { ln, eps }, ty, &[biased]);
+    g.replace_uses(*user, normed);
+    Ok(())
+}
