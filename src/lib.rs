@@ -1,9 +1,10 @@
 //! bertopt: the library behind the `optimize` binary. Wires the IR, the models and the passes to ONNX
 //! emission, the tract and ONNX Runtime runners, and benchmarks.
 
-pub mod atomic;
+pub use bertopt_models::atomic;
 pub mod bench;
 pub mod export;
 pub mod onnx;
 pub mod run;
 pub mod tokenize;
+pub mod train_cmd;

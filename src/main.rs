@@ -64,6 +64,46 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Fine-tune a sequence classifier (or train one from a config) and write a Hugging Face folder.
+    Train {
+        /// Labelled data: JSON lines, CSV/TSV (text and label columns), UCI JSON, MR CSV. Repeatable.
+        #[arg(long, required = true)]
+        data: Vec<PathBuf>,
+        /// Start from this Hugging Face folder (adds a pooler/classifier if it has none).
+        #[arg(long, conflicts_with = "config")]
+        from: Option<PathBuf>,
+        /// Train from scratch with this config.json (needs --tokenizer).
+        #[arg(long, requires = "tokenizer")]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Held-out file; without it the data is split with --train-size and --seed.
+        #[arg(long)]
+        eval: Option<PathBuf>,
+        /// Examples used for training when splitting (default 80 %).
+        #[arg(long)]
+        train_size: Option<usize>,
+        #[arg(short, long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        epochs: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 5e-5)]
+        lr: f64,
+        #[arg(long, default_value_t = 0.01)]
+        weight_decay: f64,
+        #[arg(long, default_value_t = 0.1)]
+        warmup: f64,
+        #[arg(long, default_value_t = 64)]
+        max_len: usize,
+        #[arg(long, default_value_t = 0.1)]
+        dropout: f32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// Time models interleaved after warm-up; report p50/p90/p99 and speedup over the first.
     Bench {
         #[arg(required = true)]
@@ -105,6 +145,61 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         None => export(cli.export),
         Some(Cmd::Run { model, text, runtime, tokenizer, max_len, json }) => {
             run_text(&model, &text, runtime, tokenizer.as_deref(), max_len, json)
+        }
+        Some(Cmd::Train {
+            data,
+            from,
+            config,
+            tokenizer,
+            eval,
+            train_size,
+            out,
+            epochs,
+            batch,
+            lr,
+            weight_decay,
+            warmup,
+            max_len,
+            dropout,
+            seed,
+            json,
+        }) => {
+            let start = match (from, config, tokenizer) {
+                (Some(dir), _, _) => bertopt::train_cmd::Start::Pretrained(dir),
+                (None, Some(config), Some(tokenizer)) => bertopt::train_cmd::Start::Scratch { config, tokenizer },
+                _ => anyhow::bail!("give --from MODEL_DIR, or --config CONFIG.json with --tokenizer TOKENIZER.json"),
+            };
+            let cfg = bertopt_models::train::TrainConfig {
+                epochs,
+                batch_size: batch,
+                lr,
+                weight_decay,
+                warmup,
+                max_len,
+                clip: 1.0,
+                dropout,
+                seed,
+            };
+            let report = bertopt::train_cmd::run(&bertopt::train_cmd::TrainArgs {
+                start,
+                data,
+                eval,
+                train_size,
+                out,
+                cfg,
+                progress: !json,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!(
+                    "best held-out accuracy {:.2} % (epoch {}), saved to {}",
+                    report.best_accuracy * 100.0,
+                    report.best_epoch,
+                    report.output.display()
+                );
+            }
+            Ok(())
         }
         Some(Cmd::Bench { models, runtime, batch, seq, warmup, iters, threads, json }) => {
             let r = bench::bench(&models, &BenchConfig { runtime, batch, seq, warmup, iters, threads, seed: 1 })?;

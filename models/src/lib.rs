@@ -1,11 +1,18 @@
 //! bertopt's model side: Hugging Face config and safetensors loading (checked against each other), and
 //! lowering to the IR.
 
+pub mod atomic;
+pub mod batch;
 pub mod checkpoint;
+pub mod classifier;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod lower;
+pub mod rng;
 pub mod testing;
+pub mod tokenize;
+pub mod train;
 
 pub use checkpoint::{Checkpoint, Head, ModelFiles, Scheme};
 pub use config::BertConfig;

@@ -7,6 +7,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 
 use crate::checkpoint::Scheme;
+use crate::rng::Rng;
 
 /// Shape and naming of a generated model.
 #[derive(Clone, Debug)]
@@ -45,28 +46,17 @@ const WORDS: [&str; 27] = [
     "acting", "fun", "boring", "not", "very", ".", ",", "!", "##s", "##ly", "and", "but",
 ];
 
-/// Deterministic pseudo-random numbers (xorshift64*), so generated models do not depend on a crate's RNG.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f32(&mut self) -> f32 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (x >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn tensor(&mut self, dims: &[usize], center: f32, scale: f32) -> Tensor {
-        let n: usize = dims.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| center + scale * self.next_f32()).collect();
-        Tensor::from_vec(v, dims, &Device::Cpu).expect("shape matches data")
-    }
+/// A tensor of `center + scale * U(-1, 1)` values.
+fn uniform_tensor(rng: &mut Rng, dims: &[usize], center: f32, scale: f32) -> Tensor {
+    let n: usize = dims.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| center + scale * (rng.uniform() * 2.0 - 1.0)).collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).expect("shape matches data")
 }
 
 /// Write `config.json`, `model.safetensors` and `tokenizer.json` for a random model into `dir`.
 pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
-    let mut rng = Rng(spec.seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::new(spec.seed);
     let (d, i) = (spec.hidden, spec.intermediate);
     let prefix = match spec.scheme {
         Scheme::Bare => "",
@@ -78,17 +68,23 @@ pub fn write_tiny_model(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
     let mut put = |name: String, x: Tensor| {
         t.insert(name, x);
     };
-    put(format!("{prefix}embeddings.word_embeddings.weight"), rng.tensor(&[spec.vocab, d], 0.0, 1.0));
-    put(format!("{prefix}embeddings.position_embeddings.weight"), rng.tensor(&[spec.max_positions, d], 0.0, 0.5));
-    put(format!("{prefix}embeddings.token_type_embeddings.weight"), rng.tensor(&[type_vocab, d], 0.0, 0.5));
+    put(format!("{prefix}embeddings.word_embeddings.weight"), uniform_tensor(&mut rng, &[spec.vocab, d], 0.0, 1.0));
+    put(
+        format!("{prefix}embeddings.position_embeddings.weight"),
+        uniform_tensor(&mut rng, &[spec.max_positions, d], 0.0, 0.5),
+    );
+    put(
+        format!("{prefix}embeddings.token_type_embeddings.weight"),
+        uniform_tensor(&mut rng, &[type_vocab, d], 0.0, 0.5),
+    );
     let norm = |rng: &mut Rng, p: String, put: &mut dyn FnMut(String, Tensor)| {
-        put(format!("{p}.weight"), rng.tensor(&[d], 1.0, 0.2));
-        put(format!("{p}.bias"), rng.tensor(&[d], 0.0, 0.1));
+        put(format!("{p}.weight"), uniform_tensor(rng, &[d], 1.0, 0.2));
+        put(format!("{p}.bias"), uniform_tensor(rng, &[d], 0.0, 0.1));
     };
     let lin = |rng: &mut Rng, p: String, n: usize, k: usize, put: &mut dyn FnMut(String, Tensor)| {
         let scale = (3.0 / k as f32).sqrt();
-        put(format!("{p}.weight"), rng.tensor(&[n, k], 0.0, scale));
-        put(format!("{p}.bias"), rng.tensor(&[n], 0.0, 0.1));
+        put(format!("{p}.weight"), uniform_tensor(rng, &[n, k], 0.0, scale));
+        put(format!("{p}.bias"), uniform_tensor(rng, &[n], 0.0, 0.1));
     };
     norm(&mut rng, format!("{prefix}embeddings.LayerNorm"), &mut put);
     for l in 0..spec.layers {

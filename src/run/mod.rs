@@ -6,54 +6,7 @@ pub mod tract_runner;
 
 use std::path::Path;
 
-/// One batch of tokenized inputs, row-major `[batch, seq]`.
-#[derive(Clone, Debug)]
-pub struct Batch {
-    pub batch: usize,
-    pub seq: usize,
-    pub input_ids: Vec<i64>,
-    pub attention_mask: Vec<i64>,
-    pub token_type_ids: Vec<i64>,
-}
-
-impl Batch {
-    /// The tensor for a graph input by its Optimum name.
-    pub fn by_name(&self, name: &str) -> Option<&[i64]> {
-        match name {
-            "input_ids" => Some(&self.input_ids),
-            "attention_mask" => Some(&self.attention_mask),
-            "token_type_ids" => Some(&self.token_type_ids),
-            _ => None,
-        }
-    }
-
-    /// A deterministic batch of random token ids with random right padding (for benches and checks).
-    pub fn synthetic(batch: usize, seq: usize, vocab: usize, seed: u64) -> Batch {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        let mut b = Batch {
-            batch,
-            seq,
-            input_ids: vec![0; batch * seq],
-            attention_mask: vec![0; batch * seq],
-            token_type_ids: vec![0; batch * seq],
-        };
-        for r in 0..batch {
-            // the first row is full length; the others keep at least half
-            let len = if r == 0 { seq } else { seq / 2 + (next() as usize % (seq - seq / 2).max(1)) }.max(1);
-            for c in 0..len {
-                b.input_ids[r * seq + c] = 1 + (next() % (vocab as u64 - 1).max(1)) as i64;
-                b.attention_mask[r * seq + c] = 1;
-            }
-        }
-        b
-    }
-}
+pub use bertopt_models::batch::Batch;
 
 /// One named output as plain f32 data.
 #[derive(Clone, Debug)]

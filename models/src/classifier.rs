@@ -1,0 +1,242 @@
+//! A BERT sequence classifier in candle for training: the same computation as Hugging Face's
+//! `BertForSequenceClassification` (pooler on [CLS], dropout, linear), with parameters held as candle `Var`s under
+//! the standard names (`bert.…`, `classifier.…`) so that saving writes a folder `transformers` loads as is.
+//! Randomness (initialisation, dropout) comes from a seeded generator: CPU training is deterministic.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use bertopt_ir::interp::{layer_norm, softmax, MASK_NEG};
+use candle_core::{DType, Device, Tensor, Var, D};
+
+use crate::batch::Batch;
+use crate::checkpoint::{Checkpoint, Head, Scheme};
+use crate::config::BertConfig;
+use crate::rng::Rng;
+
+pub type Result<T> = anyhow::Result<T>;
+
+/// The trainable model: config, label names and every parameter by its Hugging Face name.
+pub struct BertClassifier {
+    pub config: BertConfig,
+    pub labels: Vec<String>,
+    pub params: BTreeMap<String, Var>,
+    pub dropout: f32,
+}
+
+fn normal(rng: &mut Rng, dims: &[usize], std: f32) -> Result<Tensor> {
+    let n: usize = dims.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.normal() * std).collect();
+    Ok(Tensor::from_vec(v, dims, &Device::Cpu)?)
+}
+
+/// Names and shapes (PyTorch layout) of every parameter of a classifier with `labels` outputs.
+fn parameter_shapes(c: &BertConfig, labels: usize) -> Vec<(String, Vec<usize>)> {
+    let (d, i) = (c.hidden_size, c.intermediate_size);
+    let mut v = vec![
+        ("bert.embeddings.word_embeddings.weight".to_string(), vec![c.vocab_size, d]),
+        ("bert.embeddings.position_embeddings.weight".into(), vec![c.max_position_embeddings, d]),
+        ("bert.embeddings.token_type_embeddings.weight".into(), vec![c.type_vocab_size, d]),
+        ("bert.embeddings.LayerNorm.weight".into(), vec![d]),
+        ("bert.embeddings.LayerNorm.bias".into(), vec![d]),
+    ];
+    let mut lin = |p: String, out: usize, inp: Option<usize>| {
+        match inp {
+            Some(k) => v.push((format!("{p}.weight"), vec![out, k])),
+            None => v.push((format!("{p}.weight"), vec![out])),
+        }
+        v.push((format!("{p}.bias"), vec![out]));
+    };
+    for l in 0..c.num_hidden_layers {
+        let p = format!("bert.encoder.layer.{l}");
+        for m in ["query", "key", "value"] {
+            lin(format!("{p}.attention.self.{m}"), d, Some(d));
+        }
+        lin(format!("{p}.attention.output.dense"), d, Some(d));
+        lin(format!("{p}.attention.output.LayerNorm"), d, None);
+        lin(format!("{p}.intermediate.dense"), i, Some(d));
+        lin(format!("{p}.output.dense"), d, Some(i));
+        lin(format!("{p}.output.LayerNorm"), d, None);
+    }
+    lin("bert.pooler.dense".into(), d, Some(d));
+    lin("classifier".into(), labels, Some(d));
+    v
+}
+
+impl BertClassifier {
+    /// A freshly initialised model (weights N(0, 0.02), biases 0, norms 1), as BERT initialises.
+    pub fn random(config: BertConfig, labels: Vec<String>, seed: u64) -> Result<Self> {
+        anyhow::ensure!(labels.len() >= 2, "a classifier needs at least two labels");
+        let mut rng = Rng::new(seed);
+        let mut params = BTreeMap::new();
+        for (name, dims) in parameter_shapes(&config, labels.len()) {
+            let t = if name.contains("LayerNorm.weight") {
+                Tensor::ones(dims.as_slice(), DType::F32, &Device::Cpu)?
+            } else if name.ends_with(".bias") {
+                Tensor::zeros(dims.as_slice(), DType::F32, &Device::Cpu)?
+            } else {
+                normal(&mut rng, &dims, 0.02)?
+            };
+            params.insert(name, Var::from_tensor(&t)?);
+        }
+        Ok(BertClassifier { config, labels, params, dropout: 0.1 })
+    }
+
+    /// Start from a Hugging Face folder: every tensor it has is used; a missing pooler or classifier is
+    /// initialised as in `random`. A classifier with a different number of labels is an error.
+    pub fn from_pretrained(path: &Path, labels: Vec<String>, seed: u64) -> Result<Self> {
+        let ck = Checkpoint::load(path)?;
+        anyhow::ensure!(ck.scheme != Scheme::Roberta, "fine-tuning RoBERTa checkpoints is not supported yet");
+        if let Head::BertClassifier { labels: n } = ck.head {
+            anyhow::ensure!(
+                n == labels.len(),
+                "{} has a classifier with {n} labels but the data has {}",
+                ck.files.weights.display(),
+                labels.len()
+            );
+        }
+        let model = BertClassifier::random(ck.config.clone(), labels, seed)?;
+        for (name, t) in ck.tensors {
+            let full = if name.starts_with("classifier") { name } else { format!("bert.{name}") };
+            let var = model.params.get(&full).ok_or_else(|| anyhow::anyhow!("unexpected tensor {full}"))?;
+            anyhow::ensure!(var.dims() == t.dims(), "{full}: shape {:?} vs {:?}", var.dims(), t.dims());
+            var.set(&t)?;
+        }
+        Ok(model)
+    }
+
+    fn p(&self, name: &str) -> &Tensor {
+        self.params.get(name).unwrap_or_else(|| panic!("parameter {name} is created with the model")).as_tensor()
+    }
+
+    /// `x · Wᵀ + b` with a PyTorch-layout weight, over the last dim of x.
+    fn linear(&self, x: &Tensor, prefix: &str) -> Result<Tensor> {
+        let w = self.p(&format!("{prefix}.weight"));
+        let b = self.p(&format!("{prefix}.bias"));
+        let dims = x.dims().to_vec();
+        let k = dims[dims.len() - 1];
+        let y = x.reshape((x.elem_count() / k, k))?.matmul(&w.t()?)?.broadcast_add(b)?;
+        let mut out = dims;
+        *out.last_mut().expect("rank >= 1") = w.dim(0)?;
+        Ok(y.reshape(out)?)
+    }
+
+    fn norm(&self, x: &Tensor, prefix: &str) -> Result<Tensor> {
+        let eps = self.config.layer_norm_eps as f32;
+        Ok(layer_norm(x, self.p(&format!("{prefix}.weight")), self.p(&format!("{prefix}.bias")), eps)?)
+    }
+
+    fn drop(&self, x: &Tensor, rng: &mut Option<&mut Rng>) -> Result<Tensor> {
+        let Some(rng) = rng.as_deref_mut() else { return Ok(x.clone()) };
+        if self.dropout <= 0.0 {
+            return Ok(x.clone());
+        }
+        let keep = 1.0 - self.dropout;
+        let mask: Vec<f32> = (0..x.elem_count()).map(|_| if rng.uniform() < keep { 1.0 / keep } else { 0.0 }).collect();
+        Ok((x * Tensor::from_vec(mask, x.dims(), x.device())?)?)
+    }
+
+    /// Logits `[batch, labels]`. With `rng` the model is in training mode (dropout on).
+    pub fn forward(&self, b: &Batch, mut rng: Option<&mut Rng>) -> Result<Tensor> {
+        let c = &self.config;
+        let dev = Device::Cpu;
+        let ids = Tensor::from_vec(b.input_ids.clone(), (b.batch, b.seq), &dev)?;
+        let tt = Tensor::from_vec(b.token_type_ids.clone(), (b.batch, b.seq), &dev)?;
+        let mask = Tensor::from_vec(b.attention_mask.clone(), (b.batch, b.seq), &dev)?;
+        let (d, h) = (c.hidden_size, c.num_attention_heads);
+        let hd = d / h;
+        let gather = |table: &Tensor, idx: &Tensor| -> Result<Tensor> {
+            Ok(table.index_select(&idx.flatten_all()?, 0)?.reshape((b.batch, b.seq, d))?)
+        };
+        let we = gather(self.p("bert.embeddings.word_embeddings.weight"), &ids)?;
+        let te = gather(self.p("bert.embeddings.token_type_embeddings.weight"), &tt)?;
+        let pe = self.p("bert.embeddings.position_embeddings.weight").narrow(0, c.position_offset(), b.seq)?;
+        let x = (we + te)?.broadcast_add(&pe)?;
+        let mut x = self.drop(&self.norm(&x, "bert.embeddings.LayerNorm")?, &mut rng)?;
+        let add_mask = ((1.0 - mask.to_dtype(DType::F32)?)? * MASK_NEG as f64)?.reshape((b.batch, 1, 1, b.seq))?;
+        for l in 0..c.num_hidden_layers {
+            let p = format!("bert.encoder.layer.{l}");
+            let split = |t: Tensor| -> Result<Tensor> {
+                Ok(t.reshape((b.batch, b.seq, h, hd))?.transpose(1, 2)?.contiguous()?)
+            };
+            let q = split(self.linear(&x, &format!("{p}.attention.self.query"))?)?;
+            let k = split(self.linear(&x, &format!("{p}.attention.self.key"))?)?;
+            let v = split(self.linear(&x, &format!("{p}.attention.self.value"))?)?;
+            let scores = (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?.broadcast_add(&add_mask)?;
+            let probs = self.drop(&softmax_detached_max(&scores)?, &mut rng)?;
+            let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b.batch, b.seq, d))?;
+            let a = self.drop(&self.linear(&ctx, &format!("{p}.attention.output.dense"))?, &mut rng)?;
+            x = self.norm(&(a + &x)?, &format!("{p}.attention.output.LayerNorm"))?;
+            let f = self.linear(&x, &format!("{p}.intermediate.dense"))?.gelu_erf()?;
+            let f = self.drop(&self.linear(&f, &format!("{p}.output.dense"))?, &mut rng)?;
+            x = self.norm(&(f + &x)?, &format!("{p}.output.LayerNorm"))?;
+        }
+        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = self.linear(&cls, "bert.pooler.dense")?.tanh()?;
+        self.linear(&self.drop(&pooled, &mut rng)?, "classifier")
+    }
+
+    /// Every trainable variable.
+    pub fn vars(&self) -> Vec<Var> {
+        self.params.values().cloned().collect()
+    }
+
+    /// Write a Hugging Face folder: config.json (with id2label, num_labels, architectures), model.safetensors
+    /// with standard names and `metadata` in its `__metadata__`, and the tokenizer. Each file is written
+    /// atomically.
+    pub fn save(&self, dir: &Path, tokenizer: &Path, metadata: &BTreeMap<String, String>) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let c = &self.config;
+        let id2label: BTreeMap<String, String> =
+            self.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect();
+        let label2id: BTreeMap<String, usize> = self.labels.iter().enumerate().map(|(i, l)| (l.clone(), i)).collect();
+        let cfg = serde_json::json!({
+            "architectures": ["BertForSequenceClassification"],
+            "model_type": "bert",
+            "vocab_size": c.vocab_size,
+            "hidden_size": c.hidden_size,
+            "num_hidden_layers": c.num_hidden_layers,
+            "num_attention_heads": c.num_attention_heads,
+            "intermediate_size": c.intermediate_size,
+            "hidden_act": c.hidden_act,
+            "hidden_dropout_prob": self.dropout,
+            "attention_probs_dropout_prob": self.dropout,
+            "max_position_embeddings": c.max_position_embeddings,
+            "type_vocab_size": c.type_vocab_size,
+            "initializer_range": 0.02,
+            "layer_norm_eps": c.layer_norm_eps,
+            "pad_token_id": c.pad_token_id,
+            "position_embedding_type": "absolute",
+            "num_labels": self.labels.len(),
+            "id2label": id2label,
+            "label2id": label2id,
+            "problem_type": "single_label_classification",
+        });
+        let json = serde_json::to_string_pretty(&cfg)?;
+        crate::atomic::write_atomic(&dir.join("config.json"), |w| w.write_all(json.as_bytes()))?;
+        let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];
+        for (n, v) in &self.params {
+            let t = v.as_tensor();
+            let bytes = t.flatten_all()?.to_vec1::<f32>()?.into_iter().flat_map(f32::to_le_bytes).collect();
+            owned.push((n.clone(), t.dims().to_vec(), bytes));
+        }
+        let mut views = vec![];
+        for (n, dims, bytes) in &owned {
+            views
+                .push((n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, dims.clone(), bytes)?));
+        }
+        let meta: std::collections::HashMap<String, String> = metadata.clone().into_iter().collect();
+        let data = safetensors::serialize(views, Some(meta))?;
+        crate::atomic::write_atomic(&dir.join("model.safetensors"), |w| w.write_all(&data))?;
+        let tok = std::fs::read(tokenizer)?;
+        crate::atomic::write_atomic(&dir.join("tokenizer.json"), |w| w.write_all(&tok))?;
+        Ok(())
+    }
+}
+
+/// Softmax over the last dim with the max subtracted as a constant (it does not change the result, and keeps
+/// the gradient path to plain elementwise ops).
+fn softmax_detached_max(x: &Tensor) -> candle_core::Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
+    softmax(&shifted)
+}
