@@ -104,6 +104,20 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Train a WordPiece tokenizer (BERT normalisation) on labelled data files and write tokenizer.json.
+    Tokenizer {
+        #[arg(long, required = true)]
+        data: Vec<PathBuf>,
+        #[arg(long, default_value_t = 4000)]
+        vocab_size: usize,
+        /// Use only the first N examples after the --seed shuffle (the training split of `optimize train`).
+        #[arg(long)]
+        train_size: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(short, long)]
+        out: PathBuf,
+    },
     /// Time models interleaved after warm-up; report p50/p90/p99 and speedup over the first.
     Bench {
         #[arg(required = true)]
@@ -199,6 +213,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     report.output.display()
                 );
             }
+            Ok(())
+        }
+        Some(Cmd::Tokenizer { data, vocab_size, train_size, seed, out }) => {
+            let parts = data.iter().map(|p| bertopt_models::data::Dataset::read(p)).collect::<Result<Vec<_>, _>>()?;
+            let mut all = bertopt_models::data::Dataset::concat(parts);
+            if let Some(n) = train_size {
+                all = all.split(n, seed).0;
+            }
+            let texts: Vec<String> = all.examples.into_iter().map(|e| e.text).collect();
+            let n = bertopt_models::tokenize::train_wordpiece(&texts, vocab_size, &out)?;
+            println!("wrote {} ({n} tokens, trained on {} texts)", out.display(), texts.len());
             Ok(())
         }
         Some(Cmd::Bench { models, runtime, batch, seq, warmup, iters, threads, json }) => {

@@ -57,7 +57,9 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
             (BertClassifier::from_pretrained(dir, labels, a.cfg.seed)?, tok)
         }
         Start::Scratch { config, tokenizer } => {
-            let cfg = BertConfig::from_file(config)?;
+            // A model trained from scratch takes its vocabulary size from its tokenizer.
+            let mut cfg = BertConfig::from_file(config)?;
+            cfg.vocab_size = TextEncoder::from_file(tokenizer)?.vocab_size();
             (BertClassifier::random(cfg, labels, a.cfg.seed)?, tokenizer.clone())
         }
     };
@@ -82,8 +84,15 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
             Start::Scratch { config, .. } => format!("trained from scratch, config {}", display_name(config)),
         },
     );
-    let report =
-        train::train(&mut model, &mut enc, &tokenizer, &train_set, &eval_set, &a.cfg, &a.out, &meta, a.progress)?;
+    let job = train::TrainJob {
+        train: &train_set,
+        eval: &eval_set,
+        tokenizer: &tokenizer,
+        out: &a.out,
+        metadata: &meta,
+        progress: a.progress,
+    };
+    let report = train::train(&mut model, &mut enc, &job, &a.cfg)?;
     let mut record = serde_json::to_value(&report)?;
     record["metadata"] = serde_json::to_value(&meta)?;
     let json = serde_json::to_string_pretty(&record)?;

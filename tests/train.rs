@@ -63,9 +63,16 @@ fn tiny_training_learns_saves_reloads_and_exports() {
     let mut enc = TextEncoder::from_file(&tok).unwrap();
     let out = d.path().join("trained");
     let before = train::evaluate(&model, &mut enc, &eval_set, 16, 32).unwrap();
-    let report =
-        train::train(&mut model, &mut enc, &tok, &train_set, &eval_set, &cfg, &out, &Default::default(), false)
-            .unwrap();
+    let meta = Default::default();
+    let job = train::TrainJob {
+        train: &train_set,
+        eval: &eval_set,
+        tokenizer: &tok,
+        out: &out,
+        metadata: &meta,
+        progress: false,
+    };
+    let report = train::train(&mut model, &mut enc, &job, &cfg).unwrap();
     let losses: Vec<f64> = report.epochs.iter().map(|e| e.train_loss).collect();
     eprintln!(
         "losses {losses:?}, accuracy before {before}, after {:?}",

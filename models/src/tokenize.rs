@@ -24,6 +24,11 @@ impl TextEncoder {
         Ok(TextEncoder { tok })
     }
 
+    /// Number of tokens, special tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.tok.get_vocab_size(true)
+    }
+
     /// Encode texts into one batch: truncate to `max_len`, pad (id 0, mask 0) to the longest row or to
     /// `pad_to` when given.
     pub fn encode(&mut self, texts: &[&str], max_len: usize, pad_to: Option<usize>) -> anyhow::Result<Batch> {
@@ -53,4 +58,47 @@ impl TextEncoder {
         }
         Ok(b)
     }
+}
+
+/// Train a BERT-style WordPiece tokenizer (lower-casing BertNormalizer, BertPreTokenizer, `[CLS] A [SEP]`) on
+/// `texts` and write it as `tokenizer.json`. Special tokens take ids 0..5: `[PAD]` = 0, `[UNK]`, `[CLS]`, `[SEP]`,
+/// `[MASK]`. Returns the vocabulary size reached.
+pub fn train_wordpiece(texts: &[String], vocab_size: usize, out: &Path) -> anyhow::Result<usize> {
+    use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+    use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::template::TemplateProcessing;
+    use tokenizers::{AddedToken, Model, TokenizerBuilder};
+
+    let specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
+    let mut trainer = WordPieceTrainer::builder()
+        .vocab_size(vocab_size)
+        .min_frequency(2)
+        .show_progress(false)
+        .special_tokens(specials.iter().map(|s| AddedToken::from(*s, true)).collect())
+        .build();
+    let template = TemplateProcessing::builder()
+        .try_single("[CLS] $A [SEP]")
+        .and_then(|b| b.try_pair("[CLS] $A [SEP] $B:1 [SEP]:1"))
+        .map_err(|e| anyhow::anyhow!("template: {e}"))?
+        .special_tokens(vec![("[CLS]", 2u32), ("[SEP]", 3u32)])
+        .build()?;
+    let model = WordPiece::builder().unk_token("[UNK]".into()).build().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut tok =
+        TokenizerBuilder::<WordPiece, BertNormalizer, BertPreTokenizer, TemplateProcessing, WordPieceDecoder>::new()
+            .with_model(model)
+            .with_normalizer(Some(BertNormalizer::default()))
+            .with_pre_tokenizer(Some(BertPreTokenizer))
+            .with_post_processor(Some(template))
+            .with_decoder(Some(WordPieceDecoder::default()))
+            .build()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tok.train(&mut trainer, texts.iter()).map_err(|e| anyhow::anyhow!("training the tokenizer: {e}"))?;
+    for (i, s) in specials.iter().enumerate() {
+        anyhow::ensure!(tok.get_model().token_to_id(s) == Some(i as u32), "special token {s} did not get id {i}");
+    }
+    let json = tok.to_string(true).map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::atomic::write_atomic(out, |w| w.write_all(json.as_bytes()))?;
+    Ok(tok.get_model().get_vocab_size())
 }

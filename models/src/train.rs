@@ -120,18 +120,26 @@ fn clip_gradients(
     Ok(norm)
 }
 
-/// Train `model` on `train`, evaluate on `eval` after every epoch, and save the best epoch's model to `out`.
+/// What a training run reads and writes besides the model and its hyper-parameters.
+pub struct TrainJob<'a> {
+    pub train: &'a Dataset,
+    pub eval: &'a Dataset,
+    /// Copied into the output folder.
+    pub tokenizer: &'a Path,
+    pub out: &'a Path,
+    /// Stored in the checkpoint's safetensors `__metadata__`.
+    pub metadata: &'a BTreeMap<String, String>,
+    pub progress: bool,
+}
+
+/// Train `model` on `job.train`, evaluate on `job.eval` after every epoch, and save the best epoch to `job.out`.
 pub fn train(
     model: &mut BertClassifier,
     enc: &mut TextEncoder,
-    tokenizer: &Path,
-    train: &Dataset,
-    eval: &Dataset,
+    job: &TrainJob,
     cfg: &TrainConfig,
-    out: &Path,
-    metadata: &BTreeMap<String, String>,
-    progress: bool,
 ) -> Result<TrainReport> {
+    let TrainJob { train, eval, tokenizer, out, metadata, progress } = *job;
     anyhow::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
         "training and evaluation sets must not be empty"

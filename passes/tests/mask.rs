@@ -40,7 +40,7 @@ fn npy_and_safetensors_masks_read_the_same() {
 
     // .npy, bool, version 1.0, header padded as numpy pads it
     let mut header = "{'descr': '|b1', 'fortran_order': False, 'shape': (6, 12), }".to_string();
-    while (10 + header.len() + 1) % 64 != 0 {
+    while !(10 + header.len() + 1).is_multiple_of(64) {
         header.push(' ');
     }
     header.push('\n');
