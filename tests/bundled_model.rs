@@ -1,0 +1,61 @@
+//! The bundled default model (models/bundled/uci-sentiment-tiny, made by models/bundled/reproduce): its accuracy on
+//! the fixed held-out split, recomputed here, is the one training recorded; it exports and runs with no network.
+
+mod common;
+
+use std::path::PathBuf;
+
+use bertopt_models::classifier::BertClassifier;
+use bertopt_models::data::Dataset;
+use bertopt_models::tokenize::TextEncoder;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn bundled() -> PathBuf {
+    root().join("models/bundled/uci-sentiment-tiny")
+}
+
+/// The held-out split exactly as `models/bundled/reproduce` makes it: the three files in order, shuffled with
+/// seed 42, all after the first 2,400.
+fn held_out() -> Dataset {
+    let parts = ["amazon", "imdb", "yelp"]
+        .iter()
+        .map(|n| Dataset::read(&root().join(format!("models/data/uci-sentiment/{n}.json"))).unwrap())
+        .collect();
+    Dataset::concat(parts).split(2400, 42).1
+}
+
+#[test]
+fn bundled_model_accuracy_matches_its_record() {
+    let dir = bundled();
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("training.json")).unwrap()).unwrap();
+    let eval = held_out();
+    assert_eq!(eval.examples.len(), 600);
+    let model = BertClassifier::from_pretrained(&dir, eval.labels.clone(), 0).unwrap();
+    let mut enc = TextEncoder::from_file(&dir.join("tokenizer.json")).unwrap();
+    let acc = bertopt_models::train::evaluate(&model, &mut enc, &eval, 64, 64).unwrap();
+    eprintln!("bundled model held-out accuracy: {:.2} %", acc * 100.0);
+    assert_eq!(acc, record["best_accuracy"].as_f64().unwrap(), "recomputed accuracy equals the recorded one");
+    assert!(acc >= 0.80, "the bundled model must be good: {acc}");
+    let size = std::fs::metadata(dir.join("model.safetensors")).unwrap().len();
+    assert!(size < 8 << 20, "the bundled model must stay small: {size} bytes");
+}
+
+#[test]
+fn bundled_model_exports_and_classifies_offline() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("default.onnx");
+    let bin = env!("CARGO_BIN_EXE_optimize");
+    let o = std::process::Command::new(bin).arg(bundled()).arg("-o").arg(&out).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let run = |text: &str| -> String {
+        let o = std::process::Command::new(bin).args(["run", out.to_str().unwrap(), "--text", text]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).split('\t').next().unwrap().to_string()
+    };
+    assert_eq!(run("Great phone, excellent battery and I love the screen."), "1");
+    assert_eq!(run("Terrible service, the food was cold and awful."), "0");
+}
