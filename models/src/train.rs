@@ -187,6 +187,18 @@ pub fn train(
             loss_sum += loss.to_scalar::<f32>()? as f64 * ex.len() as f64;
             seen += ex.len();
             bar.inc(ex.len() as u64);
+            // Without a terminal the bar is hidden: log a line about every tenth of an epoch instead.
+            let tenth = (steps_per_epoch / 10).max(1);
+            if progress && !std::io::IsTerminal::is_terminal(&std::io::stderr()) && step % tenth == 0 {
+                eprintln!(
+                    "epoch {epoch}/{}: {seen}/{} examples, loss {:.4}, acc {:.3}, {:.1} samples/s",
+                    cfg.epochs,
+                    train.examples.len(),
+                    loss_sum / seen as f64,
+                    correct as f64 / seen as f64,
+                    seen as f64 / start.elapsed().as_secs_f64()
+                );
+            }
             bar.set_message(format!(
                 "loss {:.4} acc {:.3} {:.1} samples/s",
                 loss_sum / seen as f64,
