@@ -22,27 +22,21 @@ impl Batch {
         }
     }
 
+    /// A batch of `batch` rows of `seq` padding tokens (id 0, mask 0), to be filled in.
+    pub fn padding(batch: usize, seq: usize) -> Batch {
+        let zeros = vec![0; batch * seq];
+        Batch { batch, seq, input_ids: zeros.clone(), attention_mask: zeros.clone(), token_type_ids: zeros }
+    }
+
     /// A deterministic batch of random token ids with random right padding (for benches and checks).
     pub fn synthetic(batch: usize, seq: usize, vocab: usize, seed: u64) -> Batch {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        let mut next = move || {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            s
-        };
-        let mut b = Batch {
-            batch,
-            seq,
-            input_ids: vec![0; batch * seq],
-            attention_mask: vec![0; batch * seq],
-            token_type_ids: vec![0; batch * seq],
-        };
+        let mut rng = crate::rng::Rng::new(seed);
+        let mut b = Batch::padding(batch, seq);
         for r in 0..batch {
             // the first row is full length; the others keep at least half
-            let len = if r == 0 { seq } else { seq / 2 + (next() as usize % (seq - seq / 2).max(1)) }.max(1);
+            let len = if r == 0 { seq } else { seq / 2 + rng.below((seq - seq / 2).max(1)) }.max(1);
             for c in 0..len {
-                b.input_ids[r * seq + c] = 1 + (next() % (vocab as u64 - 1).max(1)) as i64;
+                b.input_ids[r * seq + c] = 1 + rng.below(vocab.saturating_sub(1).max(1)) as i64;
                 b.attention_mask[r * seq + c] = 1;
             }
         }

@@ -41,13 +41,7 @@ impl TextEncoder {
         let longest = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(1).max(1);
         let seq = pad_to.unwrap_or(longest).max(longest);
         let batch = texts.len();
-        let mut b = Batch {
-            batch,
-            seq,
-            input_ids: vec![0; batch * seq],
-            attention_mask: vec![0; batch * seq],
-            token_type_ids: vec![0; batch * seq],
-        };
+        let mut b = Batch::padding(batch, seq);
         for (r, e) in enc.iter().enumerate() {
             for (c, ((&id, &m), &t)) in e.get_ids().iter().zip(e.get_attention_mask()).zip(e.get_type_ids()).enumerate()
             {
