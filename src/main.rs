@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Args)]
 struct ExportArgs {
     /// Model folder (config.json, model.safetensors, tokenizer.json) or its model.safetensors.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "list_passes")]
     model: Option<PathBuf>,
     /// Pass pipeline, e.g. `dce,fold`. Unknown passes and arguments are errors that list what exists.
     #[arg(long = "pass", default_value = "")]

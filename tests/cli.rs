@@ -191,3 +191,16 @@ fn a_failed_export_keeps_the_previous_file() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(std::fs::read(&out).unwrap(), before, "the old output is untouched");
 }
+
+#[test]
+fn list_passes_needs_no_model_and_names_arguments() {
+    let o = optimize(&["--list-passes"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    for name in ["dce", "fold", "heads"] {
+        assert!(out.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{out}");
+    }
+    assert!(out.contains("(args: mask, ratio, count)"), "{out}");
+    let o = optimize(&[]);
+    assert_eq!(o.status.code(), Some(2), "a missing model is a usage error");
+}
