@@ -25,6 +25,9 @@ pub struct ExportReport {
     pub seconds_emit: f64,
     pub onnx_bytes: u64,
     pub safetensors_bytes: u64,
+    /// The IR after the pipeline, when asked for.
+    #[serde(skip)]
+    pub ir: Option<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -53,6 +56,11 @@ impl From<&PassReport> for PassSummary {
 /// Load, lower, run the pipeline and write the ONNX model atomically. The pipeline is parsed before any
 /// loading, so a typo fails fast.
 pub fn export(model: &Path, pipeline: &str, output: &Path) -> anyhow::Result<ExportReport> {
+    export_with_ir(model, pipeline, output, false)
+}
+
+/// As `export`; with `keep_ir` the report also carries the IR text after the pipeline (`--print-ir`).
+pub fn export_with_ir(model: &Path, pipeline: &str, output: &Path, keep_ir: bool) -> anyhow::Result<ExportReport> {
     let passes = if pipeline.is_empty() { Pipeline::empty() } else { Pipeline::parse(pipeline)? };
     check_output_dir(output)?;
     let t0 = Instant::now();
@@ -71,6 +79,7 @@ pub fn export(model: &Path, pipeline: &str, output: &Path) -> anyhow::Result<Exp
     }
     let proto = crate::onnx::emit(&graph, &crate::onnx::EmitOptions { metadata })?;
     let cost = bertopt_passes::cost(&graph, 128);
+    let ir = keep_ir.then(|| bertopt_ir::print(&graph));
     drop(graph);
     crate::onnx::write_model(&proto, output).with_context(|| format!("cannot write {}", output.display()))?;
     let t3 = Instant::now();
@@ -86,6 +95,7 @@ pub fn export(model: &Path, pipeline: &str, output: &Path) -> anyhow::Result<Exp
         seconds_emit: (t3 - t2).as_secs_f64(),
         onnx_bytes: std::fs::metadata(output).map(|m| m.len()).unwrap_or(0),
         safetensors_bytes: info.safetensors_bytes,
+        ir,
     })
 }
 

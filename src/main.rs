@@ -252,10 +252,9 @@ fn export(a: ExportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let model = a.model.context("a model path is required")?;
-    let report = bertopt::export::export(&model, &a.pipeline, &a.output)?;
-    if a.print_ir {
-        let (g, _) = bertopt_models::load_graph(&model)?;
-        print!("{}", bertopt_ir::print(&g));
+    let report = bertopt::export::export_with_ir(&model, &a.pipeline, &a.output, a.print_ir)?;
+    if let Some(ir) = &report.ir {
+        print!("{ir}");
     }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -204,3 +204,23 @@ fn list_passes_needs_no_model_and_names_arguments() {
     let o = optimize(&[]);
     assert_eq!(o.status.code(), Some(2), "a missing model is a usage error");
 }
+
+#[test]
+fn print_ir_shows_the_graph_after_the_pipeline() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    write_tiny_model(&model, &TinySpec::default()).unwrap();
+    let mask = d.path().join("mask.json");
+    std::fs::write(&mask, "[[true, false, false, true], [false, false, false, false]]").unwrap();
+    let out = d.path().join("m.onnx");
+    let o = optimize(&[s(&model), "--pass", &format!("heads(mask={})", s(&mask)), "--print-ir", "-o", s(&out)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    // stdout is the IR, then one summary line per pass and the `wrote` line
+    let ir = &text[..text.find("\npass ").expect("pass summary line") + 1];
+    let graph = bertopt_ir::parse(ir).expect("what --print-ir prints parses");
+    bertopt_ir::verify(&graph).unwrap();
+    let printed = bertopt_ir::print(&graph);
+    assert_eq!(printed.matches("= attention(").count(), 1, "layer 1 lost its attention: {printed}");
+    assert!(printed.contains("{heads: 2, head_dim: 8,"), "layer 0 kept 2 heads: {printed}");
+}
