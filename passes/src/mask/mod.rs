@@ -3,6 +3,7 @@
 
 mod npy;
 mod pickle;
+mod pickle_writer;
 
 use std::path::{Path, PathBuf};
 
@@ -90,6 +91,11 @@ impl HeadMask {
             read_safetensors(&bytes)
         };
         parsed.map_err(err)
+    }
+
+    /// The mask as SMP writes it: a protocol-3 pickle of L lists of H `numpy.bool_`.
+    pub fn to_pickle(&self) -> Vec<u8> {
+        pickle_writer::write_bool_lists(&self.keep)
     }
 
     /// The mask as JSON, one layer per line.
