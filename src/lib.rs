@@ -3,7 +3,9 @@
 
 pub use bertopt_models::atomic;
 pub mod bench;
+pub mod eval_cmd;
 pub mod export;
+pub mod head_mask_cmd;
 pub mod onnx;
 pub mod run;
 pub mod tokenize;

@@ -101,6 +101,68 @@ enum Cmd {
         dropout: f32,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Fine-tune with the heads this mask removes switched off (recovery after head pruning); the saved
+        /// checkpoint has those heads' value projections zeroed. Export it with `--pass heads(mask=...)`.
+        #[arg(long)]
+        head_mask: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score the attention heads of a fine-tuned classifier in one shot (gradient importance, Michel et al.
+    /// 2019) on the training split and write a head mask in SMP's format (True = keep).
+    HeadMask {
+        /// Fine-tuned model folder (with a classifier and tokenizer.json).
+        model: PathBuf,
+        /// Labelled data; the training part of the --train-size/--seed split is used for scoring.
+        #[arg(long, required_unless_present = "random")]
+        data: Vec<PathBuf>,
+        #[arg(long)]
+        train_size: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Fraction of heads removed (SMP's convention: 0.5 removes 6 of 12 per layer).
+        #[arg(long, default_value_t = 0.5)]
+        ratio: f64,
+        /// `layer`: every layer keeps the same number of heads; `global`: one ranking over all heads.
+        #[arg(long, default_value = "layer")]
+        scope: bertopt_models::head_importance::Scope,
+        /// Write a random mask of the same ratio (seeded by --seed) instead of scoring.
+        #[arg(long)]
+        random: bool,
+        /// Score on at most this many training examples.
+        #[arg(long)]
+        max_examples: Option<usize>,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 64)]
+        max_len: usize,
+        #[arg(long, value_enum, default_value_t = bertopt::head_mask_cmd::MaskFormat::Pickle)]
+        format: bertopt::head_mask_cmd::MaskFormat,
+        #[arg(short, long, default_value = "head_mask.bin")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Accuracy of an ONNX classifier on labelled data (the held-out part of the --train-size/--seed split, or
+    /// --eval FILE), in tract or ONNX Runtime.
+    Eval {
+        model: PathBuf,
+        #[arg(long, required = true)]
+        data: Vec<PathBuf>,
+        #[arg(long)]
+        eval: Option<PathBuf>,
+        #[arg(long)]
+        train_size: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, value_enum, default_value_t = Runtime::Tract)]
+        runtime: Runtime,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 64)]
+        max_len: usize,
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -176,8 +238,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             max_len,
             dropout,
             seed,
+            head_mask,
             json,
         }) => {
+            let head_mask = match head_mask {
+                Some(p) => Some(bertopt_passes::mask::HeadMask::read(&p)?.keep),
+                None => None,
+            };
             let start = match (from, config, tokenizer) {
                 (Some(dir), _, _) => bertopt::train_cmd::Start::Pretrained(dir),
                 (None, Some(config), Some(tokenizer)) => bertopt::train_cmd::Start::Scratch { config, tokenizer },
@@ -201,6 +268,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 train_size,
                 out,
                 cfg,
+                head_mask,
                 progress: !json,
             })?;
             if json {
@@ -211,6 +279,70 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     report.best_accuracy * 100.0,
                     report.best_epoch,
                     report.output.display()
+                );
+            }
+            Ok(())
+        }
+        Some(Cmd::HeadMask {
+            model,
+            data,
+            train_size,
+            seed,
+            ratio,
+            scope,
+            random,
+            max_examples,
+            batch,
+            max_len,
+            format,
+            out,
+            json,
+        }) => {
+            let r = bertopt::head_mask_cmd::run(&bertopt::head_mask_cmd::HeadMaskArgs {
+                model,
+                data,
+                train_size,
+                seed,
+                ratio,
+                scope,
+                random,
+                max_examples,
+                batch,
+                max_len,
+                format,
+                out,
+                progress: !json,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                bertopt::head_mask_cmd::print(&r);
+            }
+            Ok(())
+        }
+        Some(Cmd::Eval { model, data, eval, train_size, seed, runtime, batch, max_len, tokenizer, json }) => {
+            let r = bertopt::eval_cmd::run(&bertopt::eval_cmd::EvalArgs {
+                model,
+                data,
+                eval,
+                train_size,
+                seed,
+                runtime,
+                batch,
+                max_len,
+                tokenizer,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "{}: accuracy {:.2} % ({} of {}) in {} ({:.1}s)",
+                    r.model.display(),
+                    r.accuracy * 100.0,
+                    r.correct,
+                    r.examples,
+                    r.runtime,
+                    r.seconds
                 );
             }
             Ok(())

@@ -26,14 +26,24 @@ pub struct TrainArgs {
     pub train_size: Option<usize>,
     pub out: PathBuf,
     pub cfg: TrainConfig,
+    /// Fine-tune with these heads switched off (True = keep): recovery training for a head-pruned model.
+    pub head_mask: Option<Vec<Vec<bool>>>,
     pub progress: bool,
 }
 
-pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
-    anyhow::ensure!(!a.data.is_empty(), "give at least one --data FILE");
-    let parts = a.data.iter().map(|p| Dataset::read(p)).collect::<Result<Vec<_>, _>>()?;
+/// Read the data files and split them as `optimize train` does: `eval` is the held-out file if given, else the
+/// shuffled data (seed `seed`) splits into its first `train_size` examples (default 80 %) and the rest. Every
+/// command that needs "the training split" or "the held-out split" goes through here, so they agree.
+pub fn split_data(
+    data: &[PathBuf],
+    eval: Option<&Path>,
+    train_size: Option<usize>,
+    seed: u64,
+) -> anyhow::Result<(Dataset, Dataset)> {
+    anyhow::ensure!(!data.is_empty(), "give at least one --data FILE");
+    let parts = data.iter().map(|p| Dataset::read(p)).collect::<Result<Vec<_>, _>>()?;
     let all = Dataset::concat(parts);
-    let (train_set, eval_set) = match (&a.eval, a.train_size) {
+    Ok(match (eval, train_size) {
         (Some(e), _) => (all, Dataset::read(e)?),
         (None, Some(n)) => {
             anyhow::ensure!(
@@ -41,13 +51,17 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
                 "--train-size {n} leaves nothing of {} examples for evaluation",
                 all.examples.len()
             );
-            all.split(n, a.cfg.seed)
+            all.split(n, seed)
         }
         (None, None) => {
             let n = all.examples.len() * 4 / 5;
-            all.split(n, a.cfg.seed)
+            all.split(n, seed)
         }
-    };
+    })
+}
+
+pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
+    let (train_set, eval_set) = split_data(&a.data, a.eval.as_deref(), a.train_size, a.cfg.seed)?;
     let labels = train_set.labels.clone();
     let (mut model, tokenizer) = match &a.start {
         Start::Pretrained(dir) => {
@@ -65,6 +79,10 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
     };
     let mut enc = TextEncoder::from_file(&tokenizer)?;
     let mut meta = BTreeMap::new();
+    if let Some(mask) = &a.head_mask {
+        model.set_head_gate(mask.clone())?;
+        meta.insert("head_mask".to_string(), serde_json::to_string(mask)?);
+    }
     meta.insert("data".to_string(), a.data.iter().map(|p| display_name(p)).collect::<Vec<_>>().join(","));
     let split = match &a.eval {
         Some(e) => format!("eval file {}", display_name(e)),
@@ -102,4 +120,34 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
 
 fn display_name(p: &Path) -> String {
     p.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_else(|| p.display().to_string())
+}
+
+/// Re-number `data`'s labels to a model's label order, matching by name. A model whose labels are the generic
+/// `LABEL_i` (no names) is taken to use the data's order; a data label the model does not have is an error.
+pub fn align_labels(mut data: Dataset, model_labels: &[String], model: &Path) -> anyhow::Result<Dataset> {
+    let generic = model_labels.iter().enumerate().all(|(i, l)| *l == format!("LABEL_{i}"));
+    if generic || model_labels == data.labels.as_slice() {
+        anyhow::ensure!(
+            data.labels.len() <= model_labels.len(),
+            "the data has {} labels but {} has {}",
+            data.labels.len(),
+            model.display(),
+            model_labels.len()
+        );
+        return Ok(data);
+    }
+    let map: Vec<usize> = data
+        .labels
+        .iter()
+        .map(|l| {
+            model_labels.iter().position(|m| m == l).with_context(|| {
+                format!("the data has label {l:?} but {} knows only {model_labels:?}", model.display())
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    for e in &mut data.examples {
+        e.label = map[e.label];
+    }
+    data.labels = model_labels.to_vec();
+    Ok(data)
 }

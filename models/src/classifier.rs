@@ -22,6 +22,10 @@ pub struct BertClassifier {
     pub labels: Vec<String>,
     pub params: BTreeMap<String, Var>,
     pub dropout: f32,
+    /// Fixed `[layers, heads]` 0/1 gate on each head's context (None = all heads run). Fine-tuning with a gate
+    /// trains the model that stripping those heads will produce; `save` zeroes the gated heads' value
+    /// projections so that the saved dense checkpoint computes exactly that model.
+    pub head_gate: Option<Vec<Vec<bool>>>,
 }
 
 fn normal(rng: &mut Rng, dims: &[usize], std: f32) -> Result<Tensor> {
@@ -79,7 +83,7 @@ impl BertClassifier {
             };
             params.insert(name, Var::from_tensor(&t)?);
         }
-        Ok(BertClassifier { config, labels, params, dropout: 0.1 })
+        Ok(BertClassifier { config, labels, params, dropout: 0.1, head_gate: None })
     }
 
     /// Start from a Hugging Face folder: every tensor it has is used; a missing pooler or classifier is
@@ -137,7 +141,29 @@ impl BertClassifier {
     }
 
     /// Logits `[batch, labels]`. With `rng` the model is in training mode (dropout on).
-    pub fn forward(&self, b: &Batch, mut rng: Option<&mut Rng>) -> Result<Tensor> {
+    pub fn forward(&self, b: &Batch, rng: Option<&mut Rng>) -> Result<Tensor> {
+        match &self.head_gate {
+            None => self.forward_gated(b, rng, None),
+            Some(g) => self.forward_gated(b, rng, Some(&gate_tensor(g)?)),
+        }
+    }
+
+    /// Set a fixed head gate after checking it against the model's layers and heads.
+    pub fn set_head_gate(&mut self, keep: Vec<Vec<bool>>) -> Result<()> {
+        let (l, h) = (self.config.num_hidden_layers, self.config.num_attention_heads);
+        anyhow::ensure!(
+            keep.len() == l && keep.iter().all(|r| r.len() == h),
+            "the head mask has shape [{}, {}] but the model has {l} layers of {h} heads",
+            keep.len(),
+            keep.first().map_or(0, Vec::len)
+        );
+        self.head_gate = Some(keep);
+        Ok(())
+    }
+
+    /// `forward` with each head's context scaled by `gate[layer, head]` (a `[layers, heads]` tensor). With a
+    /// `Var` of ones as the gate, its gradient is the head importance of Michel et al. (2019).
+    pub fn forward_gated(&self, b: &Batch, mut rng: Option<&mut Rng>, gate: Option<&Tensor>) -> Result<Tensor> {
         let c = &self.config;
         let dev = Device::Cpu;
         let ids = Tensor::from_vec(b.input_ids.clone(), (b.batch, b.seq), &dev)?;
@@ -164,7 +190,11 @@ impl BertClassifier {
             let v = split(self.linear(&x, &format!("{p}.attention.self.value"))?)?;
             let scores = (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?.broadcast_add(&add_mask)?;
             let probs = self.drop(&softmax_detached_max(&scores)?, &mut rng)?;
-            let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b.batch, b.seq, d))?;
+            let mut ctx = probs.matmul(&v)?;
+            if let Some(g) = gate {
+                ctx = ctx.broadcast_mul(&g.get(l)?.reshape((1, h, 1, 1))?)?;
+            }
+            let ctx = ctx.transpose(1, 2)?.contiguous()?.reshape((b.batch, b.seq, d))?;
             let a = self.drop(&self.linear(&ctx, &format!("{p}.attention.output.dense"))?, &mut rng)?;
             x = self.norm(&(a + &x)?, &format!("{p}.attention.output.LayerNorm"))?;
             let f = self.linear(&x, &format!("{p}.intermediate.dense"))?.gelu_erf()?;
@@ -215,8 +245,12 @@ impl BertClassifier {
         let json = serde_json::to_string_pretty(&cfg)?;
         crate::atomic::write_atomic(&dir.join("config.json"), |w| w.write_all(json.as_bytes()))?;
         let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];
+        let gated = self.gated_value_rows();
         for (n, v) in &self.params {
-            let t = v.as_tensor();
+            let t = match gated.get(n.as_str()) {
+                Some(rows) => &zero_rows(v.as_tensor(), rows)?,
+                None => v.as_tensor(),
+            };
             let bytes = t.flatten_all()?.to_vec1::<f32>()?.into_iter().flat_map(f32::to_le_bytes).collect();
             owned.push((n.clone(), t.dims().to_vec(), bytes));
         }
@@ -232,6 +266,41 @@ impl BertClassifier {
         crate::atomic::write_atomic(&dir.join("tokenizer.json"), |w| w.write_all(&tok))?;
         Ok(())
     }
+}
+
+impl BertClassifier {
+    /// For each value projection tensor, the rows (output features) of the heads the gate switches off.
+    fn gated_value_rows(&self) -> BTreeMap<String, Vec<usize>> {
+        let mut out = BTreeMap::new();
+        let Some(gate) = &self.head_gate else { return out };
+        let hd = self.config.hidden_size / self.config.num_attention_heads;
+        for (l, row) in gate.iter().enumerate() {
+            let rows: Vec<usize> =
+                row.iter().enumerate().filter(|(_, k)| !**k).flat_map(|(h, _)| h * hd..(h + 1) * hd).collect();
+            if !rows.is_empty() {
+                for part in ["weight", "bias"] {
+                    out.insert(format!("bert.encoder.layer.{l}.attention.self.value.{part}"), rows.clone());
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `keep` as a `[layers, heads]` tensor of 0/1.
+fn gate_tensor(keep: &[Vec<bool>]) -> Result<Tensor> {
+    let v: Vec<f32> = keep.iter().flatten().map(|&k| k as u8 as f32).collect();
+    Ok(Tensor::from_vec(v, (keep.len(), keep.first().map_or(0, Vec::len)), &Device::Cpu)?)
+}
+
+/// A copy of `t` with the given rows (first dim) set to zero.
+fn zero_rows(t: &Tensor, rows: &[usize]) -> Result<Tensor> {
+    let mut keep = vec![1f32; t.dim(0)?];
+    for &r in rows {
+        keep[r] = 0.0;
+    }
+    let shape: Vec<usize> = std::iter::once(t.dim(0)?).chain(std::iter::repeat_n(1, t.rank() - 1)).collect();
+    Ok(t.broadcast_mul(&Tensor::from_vec(keep, shape, t.device())?)?)
 }
 
 /// Softmax over the last dim with the max subtracted as a constant (it does not change the result, and keeps

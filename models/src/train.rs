@@ -157,18 +157,7 @@ pub fn train(
     for epoch in 1..=cfg.epochs {
         let mut order: Vec<usize> = (0..train.examples.len()).collect();
         rng.shuffle(&mut order);
-        let bar = if progress {
-            let b = indicatif::ProgressBar::new(train.examples.len() as u64);
-            b.set_style(
-                indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({eta})")
-                    .expect("static template")
-                    .progress_chars("=> "),
-            );
-            b.set_prefix(format!("{epoch}/{}", cfg.epochs));
-            b
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
+        let bar = crate::progress::bar(train.examples.len(), &format!("epoch {epoch}/{}", cfg.epochs), progress);
         let start = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0f64, 0usize, 0usize);
         for idx in order.chunks(cfg.batch_size) {

@@ -124,9 +124,11 @@ fn ragged_and_non_boolean_masks_are_rejected() {
 /// the writer only sees the mask decoded from their JSON twins.
 #[test]
 fn pickle_writer_is_byte_identical_to_python_pickle() {
-    for stem in
-        ["head_mask_bert_base_l12_h12_ratio0.5", "head_mask_minilm_l6_h12_ratio0.5", "head_mask_minilm_l6_h12_ratio0.25"]
-    {
+    for stem in [
+        "head_mask_bert_base_l12_h12_ratio0.5",
+        "head_mask_minilm_l6_h12_ratio0.5",
+        "head_mask_minilm_l6_h12_ratio0.25",
+    ] {
         let json = HeadMask::read(&fixture(&format!("{stem}.json"))).unwrap();
         let python = std::fs::read(fixture(&format!("{stem}.np1.bin"))).unwrap();
         assert_eq!(json.to_pickle(), python, "{stem}");

@@ -1,0 +1,78 @@
+//! `optimize eval`: accuracy of an ONNX classifier on labelled data, run in tract or ONNX Runtime. It measures
+//! the model that ships (after every pass), not the training-time model it came from.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use bertopt_models::data::Example;
+
+use crate::run::{self, RunnerOptions, Runtime};
+
+pub struct EvalArgs {
+    pub model: PathBuf,
+    pub data: Vec<PathBuf>,
+    /// Held-out file; without it the held-out part of the `--train-size`/`--seed` split is used.
+    pub eval: Option<PathBuf>,
+    pub train_size: Option<usize>,
+    pub seed: u64,
+    pub runtime: Runtime,
+    pub batch: usize,
+    pub max_len: usize,
+    pub tokenizer: Option<PathBuf>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct EvalReport {
+    pub model: PathBuf,
+    pub runtime: Runtime,
+    pub examples: usize,
+    pub correct: usize,
+    pub accuracy: f64,
+    pub seconds: f64,
+}
+
+/// The model's label names from its ONNX metadata (generic `LABEL_i` when it has none).
+fn model_labels(model: &Path, n: usize) -> anyhow::Result<Vec<String>> {
+    let named: Option<Vec<String>> = crate::onnx::read_metadata(model)?
+        .into_iter()
+        .find(|(k, _)| k == crate::export::META_LABELS)
+        .and_then(|(_, v)| serde_json::from_str(&v).ok());
+    Ok(named.unwrap_or_else(|| (0..n).map(|i| format!("LABEL_{i}")).collect()))
+}
+
+pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
+    anyhow::ensure!(a.model.is_file(), "{} does not exist or is not a file", a.model.display());
+    let start = Instant::now();
+    let data = match &a.eval {
+        Some(e) => crate::train_cmd::split_data(&a.data, Some(e), None, a.seed)?.1,
+        None => crate::train_cmd::split_data(&a.data, None, a.train_size, a.seed)?.1,
+    };
+    let labels = model_labels(&a.model, data.labels.len())?;
+    let data = crate::train_cmd::align_labels(data, &labels, &a.model)?;
+    let mut enc = crate::tokenize::for_model(&a.model, a.tokenizer.as_deref())?;
+    let mut runner = run::load(a.runtime, &a.model, RunnerOptions::default())?;
+    let mut correct = 0;
+    for chunk in data.examples.chunks(a.batch.max(1)) {
+        let texts: Vec<&str> = chunk.iter().map(|e: &Example| e.text.as_str()).collect();
+        let batch = enc.encode(&texts, a.max_len, None)?;
+        let outputs = runner.run(&batch)?;
+        let logits = outputs
+            .iter()
+            .find(|o| o.name == "logits")
+            .ok_or_else(|| anyhow::anyhow!("{} has no `logits` output: it is not a classifier", a.model.display()))?;
+        let labels = logits.data.len() / chunk.len();
+        for (row, e) in logits.data.chunks(labels).zip(chunk) {
+            let best = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+            correct += (best == e.label) as usize;
+        }
+    }
+    let examples = data.examples.len();
+    Ok(EvalReport {
+        model: a.model.clone(),
+        runtime: a.runtime,
+        examples,
+        correct,
+        accuracy: correct as f64 / examples.max(1) as f64,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
