@@ -91,7 +91,7 @@ fn selection_follows_smp_ratio_convention() {
     // Global: the 4 lowest of 8 go wherever they are; with 0.75 a whole layer may go.
     let global = select(&scores, 0.5, Scope::Global).unwrap();
     assert_eq!(global, vec![vec![true, false, true, false], vec![false, true, true, false]]);
-    let g75 = select(&vec![vec![0.1, 0.2], vec![0.9, 0.8]], 0.5, Scope::Global).unwrap();
+    let g75 = select(&[vec![0.1, 0.2], vec![0.9, 0.8]], 0.5, Scope::Global).unwrap();
     assert_eq!(g75, vec![vec![false, false], vec![true, true]]);
     assert!(select(&scores, 1.0, Scope::Layer).is_err());
     let r = random_mask(6, 12, 0.25, Scope::Layer, 7).unwrap();
