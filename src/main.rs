@@ -105,6 +105,9 @@ enum Cmd {
         /// checkpoint has those heads' value projections zeroed. Export it with `--pass heads(mask=...)`.
         #[arg(long)]
         head_mask: Option<PathBuf>,
+        /// `cpu`, or `cuda` / `cuda:N` with a build that has the `cuda` feature.
+        #[arg(long, default_value = "cpu")]
+        device: String,
         #[arg(long)]
         json: bool,
     },
@@ -239,6 +242,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             dropout,
             seed,
             head_mask,
+            device,
             json,
         }) => {
             let head_mask = match head_mask {
@@ -269,6 +273,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 out,
                 cfg,
                 head_mask,
+                device,
                 progress: !json,
             })?;
             if json {

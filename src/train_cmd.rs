@@ -28,6 +28,8 @@ pub struct TrainArgs {
     pub cfg: TrainConfig,
     /// Fine-tune with these heads switched off (True = keep): recovery training for a head-pruned model.
     pub head_mask: Option<Vec<Vec<bool>>>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
     pub progress: bool,
 }
 
@@ -77,8 +79,10 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
             (BertClassifier::random(cfg, labels, a.cfg.seed)?, tokenizer.clone())
         }
     };
+    model.to_device(&bertopt_models::classifier::device_from_name(&a.device)?)?;
     let mut enc = TextEncoder::from_file(&tokenizer)?;
     let mut meta = BTreeMap::new();
+    meta.insert("device".to_string(), a.device.clone());
     if let Some(mask) = &a.head_mask {
         model.set_head_gate(mask.clone())?;
         meta.insert("head_mask".to_string(), serde_json::to_string(mask)?);

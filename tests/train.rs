@@ -144,3 +144,25 @@ fn data_readers_handle_each_layout_and_report_bad_rows() {
     std::fs::write(p("one.jsonl"), "{\"text\": \"a\", \"label\": 0}\n").unwrap();
     assert!(Dataset::read(&p("one.jsonl")).unwrap_err().to_string().contains("only one label"));
 }
+
+/// Without the `cuda` feature (CI never enables it), asking for CUDA says how to get it and writes nothing.
+#[test]
+fn cuda_device_without_the_feature_is_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("d.jsonl");
+    write_sentiment_jsonl(&data, 20, 1);
+    let base = d.path().join("base");
+    write_tiny_model(&base, &TinySpec::default()).unwrap();
+    let out = d.path().join("out");
+    for (device, want) in [("cuda", "--features cuda"), ("tpu", "unknown device")] {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_optimize"))
+            .args(["train", "--from", base.to_str().unwrap(), "--data", data.to_str().unwrap(), "--device", device])
+            .args(["--epochs", "1", "-o", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(err.contains(want), "{device}: {err}");
+        assert!(!out.exists(), "nothing written");
+    }
+}

@@ -26,6 +26,8 @@ pub struct BertClassifier {
     /// trains the model that stripping those heads will produce; `save` zeroes the gated heads' value
     /// projections so that the saved dense checkpoint computes exactly that model.
     pub head_gate: Option<Vec<Vec<bool>>>,
+    /// Where the parameters live and the computation runs (CPU unless moved with `to_device`).
+    pub device: Device,
 }
 
 fn normal(rng: &mut Rng, dims: &[usize], std: f32) -> Result<Tensor> {
@@ -83,7 +85,7 @@ impl BertClassifier {
             };
             params.insert(name, Var::from_tensor(&t)?);
         }
-        Ok(BertClassifier { config, labels, params, dropout: 0.1, head_gate: None })
+        Ok(BertClassifier { config, labels, params, dropout: 0.1, head_gate: None, device: Device::Cpu })
     }
 
     /// Start from a Hugging Face folder: every tensor it has is used; a missing pooler or classifier is
@@ -107,6 +109,16 @@ impl BertClassifier {
             var.set(&t)?;
         }
         Ok(model)
+    }
+
+    /// Move every parameter to `device` (initialisation always happens on the CPU, so a seed gives the same
+    /// starting point everywhere).
+    pub fn to_device(&mut self, device: &Device) -> Result<()> {
+        for v in self.params.values_mut() {
+            *v = Var::from_tensor(&v.as_tensor().to_device(device)?)?;
+        }
+        self.device = device.clone();
+        Ok(())
     }
 
     fn p(&self, name: &str) -> &Tensor {
@@ -144,7 +156,7 @@ impl BertClassifier {
     pub fn forward(&self, b: &Batch, rng: Option<&mut Rng>) -> Result<Tensor> {
         match &self.head_gate {
             None => self.forward_gated(b, rng, None),
-            Some(g) => self.forward_gated(b, rng, Some(&gate_tensor(g)?)),
+            Some(g) => self.forward_gated(b, rng, Some(&gate_tensor(g, &self.device)?)),
         }
     }
 
@@ -165,10 +177,10 @@ impl BertClassifier {
     /// `Var` of ones as the gate, its gradient is the head importance of Michel et al. (2019).
     pub fn forward_gated(&self, b: &Batch, mut rng: Option<&mut Rng>, gate: Option<&Tensor>) -> Result<Tensor> {
         let c = &self.config;
-        let dev = Device::Cpu;
-        let ids = Tensor::from_vec(b.input_ids.clone(), (b.batch, b.seq), &dev)?;
-        let tt = Tensor::from_vec(b.token_type_ids.clone(), (b.batch, b.seq), &dev)?;
-        let mask = Tensor::from_vec(b.attention_mask.clone(), (b.batch, b.seq), &dev)?;
+        let dev = &self.device;
+        let ids = Tensor::from_vec(b.input_ids.clone(), (b.batch, b.seq), dev)?;
+        let tt = Tensor::from_vec(b.token_type_ids.clone(), (b.batch, b.seq), dev)?;
+        let mask = Tensor::from_vec(b.attention_mask.clone(), (b.batch, b.seq), dev)?;
         let (d, h) = (c.hidden_size, c.num_attention_heads);
         let hd = d / h;
         let gather = |table: &Tensor, idx: &Tensor| -> Result<Tensor> {
@@ -288,9 +300,9 @@ impl BertClassifier {
 }
 
 /// `keep` as a `[layers, heads]` tensor of 0/1.
-fn gate_tensor(keep: &[Vec<bool>]) -> Result<Tensor> {
+fn gate_tensor(keep: &[Vec<bool>], device: &Device) -> Result<Tensor> {
     let v: Vec<f32> = keep.iter().flatten().map(|&k| k as u8 as f32).collect();
-    Ok(Tensor::from_vec(v, (keep.len(), keep.first().map_or(0, Vec::len)), &Device::Cpu)?)
+    Ok(Tensor::from_vec(v, (keep.len(), keep.first().map_or(0, Vec::len)), device)?)
 }
 
 /// A copy of `t` with the given rows (first dim) set to zero.
@@ -308,4 +320,23 @@ fn zero_rows(t: &Tensor, rows: &[usize]) -> Result<Tensor> {
 fn softmax_detached_max(x: &Tensor) -> candle_core::Result<Tensor> {
     let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
     softmax(&shifted)
+}
+
+/// The device named on the command line: `cpu`, `cuda` or `cuda:N`. CUDA needs a build with the `cuda` feature.
+pub fn device_from_name(name: &str) -> Result<Device> {
+    let ordinal = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        _ => match name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => n,
+            None => anyhow::bail!("unknown device {name:?}: use cpu, cuda or cuda:N"),
+        },
+    };
+    if !candle_core::utils::cuda_is_available() {
+        anyhow::bail!(
+            "--device {name}: this optimize was built without CUDA; rebuild with `cargo build --release --features \
+             cuda` (needs the CUDA toolkit's nvcc)"
+        );
+    }
+    Ok(Device::new_cuda(ordinal)?)
 }

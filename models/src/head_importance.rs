@@ -3,7 +3,7 @@
 //! batches of |∂L/∂ξ|, L the task's cross-entropy. Scores are then normalised per layer (L2), which lets one
 //! threshold rank heads across layers. No weight is updated.
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 
 use crate::classifier::{BertClassifier, Result};
 use crate::data::{Dataset, Example};
@@ -31,15 +31,16 @@ pub fn head_importance(
 ) -> Result<Vec<Vec<f32>>> {
     anyhow::ensure!(!data.examples.is_empty(), "head importance needs at least one labelled example");
     let (l, h) = (model.config.num_hidden_layers, model.config.num_attention_heads);
-    let gate = Var::ones((l, h), candle_core::DType::F32, &Device::Cpu)?;
-    let mut total = Tensor::zeros((l, h), candle_core::DType::F32, &Device::Cpu)?;
+    let dev = &model.device;
+    let gate = Var::ones((l, h), candle_core::DType::F32, dev)?;
+    let mut total = Tensor::zeros((l, h), candle_core::DType::F32, dev)?;
     let mut done = 0;
     for chunk in data.examples.chunks(batch.max(1)) {
         let refs: Vec<&Example> = chunk.iter().collect();
         let texts: Vec<&str> = refs.iter().map(|e| e.text.as_str()).collect();
         let b = enc.encode(&texts, max_len, None)?;
         let labels: Vec<u32> = refs.iter().map(|e| e.label as u32).collect();
-        let targets = Tensor::new(labels.as_slice(), &Device::Cpu)?;
+        let targets = Tensor::new(labels.as_slice(), dev)?;
         let logits = model.forward_gated(&b, None, Some(gate.as_tensor()))?;
         let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
         let grads = loss.backward()?;

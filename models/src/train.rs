@@ -163,7 +163,7 @@ pub fn train(
         for idx in order.chunks(cfg.batch_size) {
             let ex: Vec<&Example> = idx.iter().map(|&i| &train.examples[i]).collect();
             let (b, labels) = encode(enc, &ex, cfg.max_len)?;
-            let targets = candle_core::Tensor::new(labels.as_slice(), &candle_core::Device::Cpu)?;
+            let targets = candle_core::Tensor::new(labels.as_slice(), &model.device)?;
             let logits = model.forward(&b, Some(&mut rng))?;
             let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
             let mut grads = loss.backward()?;
