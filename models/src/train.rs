@@ -120,6 +120,31 @@ fn clip_gradients(
     Ok(norm)
 }
 
+/// One optimisation step on one batch (dropout on): forward, cross-entropy, backward, clip, AdamW update.
+/// Returns the logits and the loss before the update.
+pub fn train_step(
+    model: &BertClassifier,
+    opt: &mut AdamW,
+    vars: &[candle_core::Var],
+    b: &Batch,
+    labels: &[u32],
+    rng: &mut Rng,
+    clip: f64,
+) -> Result<(candle_core::Tensor, candle_core::Tensor)> {
+    let targets = candle_core::Tensor::new(labels, &model.device)?;
+    let logits = model.forward(b, Some(rng))?;
+    let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+    let mut grads = loss.backward()?;
+    clip_gradients(&mut grads, vars, clip)?;
+    opt.step(&grads)?;
+    Ok((logits, loss))
+}
+
+/// AdamW over all of the model's parameters, as `train` uses it.
+pub fn optimizer(model: &BertClassifier, cfg: &TrainConfig) -> Result<AdamW> {
+    Ok(AdamW::new(model.vars(), ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?)
+}
+
 /// What a training run reads and writes besides the model and its hyper-parameters.
 pub struct TrainJob<'a> {
     pub train: &'a Dataset,
@@ -146,8 +171,7 @@ pub fn train(
     );
     model.dropout = cfg.dropout;
     let vars = model.vars();
-    let mut opt =
-        AdamW::new(vars.clone(), ParamsAdamW { lr: cfg.lr, weight_decay: cfg.weight_decay, ..Default::default() })?;
+    let mut opt = optimizer(model, cfg)?;
     let steps_per_epoch = train.examples.len().div_ceil(cfg.batch_size);
     let total = steps_per_epoch * cfg.epochs;
     let mut rng = Rng::new(cfg.seed);
@@ -163,13 +187,8 @@ pub fn train(
         for idx in order.chunks(cfg.batch_size) {
             let ex: Vec<&Example> = idx.iter().map(|&i| &train.examples[i]).collect();
             let (b, labels) = encode(enc, &ex, cfg.max_len)?;
-            let targets = candle_core::Tensor::new(labels.as_slice(), &model.device)?;
-            let logits = model.forward(&b, Some(&mut rng))?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
-            let mut grads = loss.backward()?;
-            clip_gradients(&mut grads, &vars, cfg.clip)?;
             opt.set_learning_rate(lr_at(cfg, step, total));
-            opt.step(&grads)?;
+            let (logits, loss) = train_step(model, &mut opt, &vars, &b, &labels, &mut rng, cfg.clip)?;
             step += 1;
             let pred = logits.argmax(1)?.to_vec1::<u32>()?;
             correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();

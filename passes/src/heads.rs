@@ -10,13 +10,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use bertopt_ir::{Graph, NodeIndex, Op, Weight};
+use bertopt_ir::{Graph, NodeIndex, Op};
 use candle_core::{Device, Tensor};
-use petgraph::Direction;
 
 use crate::mask::HeadMask;
 use crate::pass::{Pass, PassContext, PassError};
 use crate::registry::Args;
+use crate::rewrite::{keep_top, residual_only, set_weight};
 
 pub enum Select {
     Mask(PathBuf),
@@ -87,21 +87,6 @@ fn magnitude(g: &Graph, op: &Op) -> Result<Vec<f32>, PassError> {
     Ok(score)
 }
 
-/// Keep all but the `remove` lowest-scoring heads (ties: the lower index is kept).
-fn keep_top(score: &[f32], remove: usize) -> Vec<bool> {
-    let mut order: Vec<usize> = (0..score.len()).collect();
-    order.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(b.cmp(&a)));
-    let mut keep = vec![true; score.len()];
-    for &h in order.iter().take(remove.min(score.len())) {
-        keep[h] = false;
-    }
-    keep
-}
-
-fn replace_weight(g: &mut Graph, name: &str, t: Tensor) {
-    g.weights.0.insert(name.to_string(), Weight::from_tensor(t));
-}
-
 impl Pass for Heads {
     fn name(&self) -> &'static str {
         "heads"
@@ -154,7 +139,7 @@ impl Pass for Heads {
                 continue;
             }
             if kept.is_empty() {
-                remove_block(g, n, &output, layer)?;
+                residual_only(g, n, &format!("{output}.bias"), &format!("heads: layer {layer}")).map_err(fail)?;
                 blocks += 1;
                 continue;
             }
@@ -165,43 +150,15 @@ impl Pass for Heads {
             for p in [&query, &key, &value] {
                 let w = tensor(g, &format!("{p}.weight"))?.index_select(&idx, 1).map_err(c)?;
                 let b = tensor(g, &format!("{p}.bias"))?.index_select(&idx, 0).map_err(c)?;
-                replace_weight(g, &format!("{p}.weight"), w);
-                replace_weight(g, &format!("{p}.bias"), b);
+                set_weight(g, &format!("{p}.weight"), w);
+                set_weight(g, &format!("{p}.bias"), b);
             }
             let w = tensor(g, &format!("{output}.weight"))?.index_select(&idx, 0).map_err(c)?;
-            replace_weight(g, &format!("{output}.weight"), w);
+            set_weight(g, &format!("{output}.weight"), w);
             g.dag[n].op = Op::Attention { heads: kept.len(), head_dim, query, key, value, output };
         }
         changed.insert("heads removed".into(), removed);
         changed.insert("attention blocks removed".into(), blocks);
         Ok(())
     }
-}
-
-/// Replace `add_norm(attention(h), h)` by `layer_norm(add_bias(h))` with the output projection's bias.
-fn remove_block(g: &mut Graph, attn: NodeIndex, output: &str, layer: usize) -> Result<(), PassError> {
-    let users: Vec<NodeIndex> = g.dag.neighbors_directed(attn, Direction::Outgoing).collect();
-    let residual = g.operands(attn)[0];
-    let [user] = users.as_slice() else {
-        return Err(fail(format!(
-            "layer {layer}: every head is removed, but its attention output has {} users",
-            users.len()
-        )));
-    };
-    let Op::AddNorm { ln, eps } = g.dag[*user].op.clone() else {
-        return Err(fail(format!(
-            "layer {layer}: every head is removed, but its attention output feeds `{}`",
-            g.dag[*user].op.mnemonic()
-        )));
-    };
-    if g.operands(*user) != vec![attn, residual] {
-        return Err(fail(format!(
-            "layer {layer}: attention is not followed by add_norm with its own input as residual"
-        )));
-    }
-    let ty = g.dag[residual].ty.clone();
-    let biased = g.add_node(Op::AddBias { bias: format!("{output}.bias") }, ty.clone(), &[residual]);
-    let normed = g.add_node(Op::LayerNorm { ln, eps }, ty, &[biased]);
-    g.replace_uses(*user, normed);
-    Ok(())
 }

@@ -3,12 +3,14 @@
 
 pub mod cost;
 pub mod dce;
+pub mod ffn;
 pub mod fold;
 pub mod heads;
 pub mod mask;
 pub mod pass;
 pub mod pipeline;
 pub mod registry;
+pub mod rewrite;
 
 use std::collections::BTreeMap;
 

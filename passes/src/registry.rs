@@ -39,6 +39,16 @@ pub fn passes() -> &'static [PassInfo] {
             ],
             build: |a| Ok(Box::new(crate::heads::Heads::from_args(a)?)),
         },
+        PassInfo {
+            name: "ffn",
+            about: "remove FFN intermediate neurons (FFN-in columns, FFN-out rows); a block with none left goes",
+            args: &[
+                ("ratio", "fraction of neurons removed per layer, lowest weight magnitude first"),
+                ("count", "number of neurons removed per layer, lowest weight magnitude first"),
+                ("multiple", "round the neurons kept up to a multiple of this (default 1)"),
+            ],
+            build: |a| Ok(Box::new(crate::ffn::Ffn::from_args(a)?)),
+        },
     ]
 }
 

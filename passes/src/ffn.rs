@@ -1,0 +1,156 @@
+//! `ffn`: remove intermediate neurons of the feed-forward blocks. A removed neuron loses its column of the
+//! FFN-in matrix (and its bias) and its row of the FFN-out matrix, so both matmuls shrink. A block that loses
+//! every neuron leaves only its output bias: `add_norm(ffn(h), h)` becomes `layer_norm(add_bias(h))`.
+//!
+//! Which neurons go, per layer: the `int(I * ratio)` (or `count=N`) of lowest weight magnitude
+//! (‖column of W_in‖² + ‖row of W_out‖²). `multiple=M` rounds the number kept up to a multiple of M, so the
+//! smaller matrices keep SIMD-friendly widths.
+
+use std::collections::BTreeMap;
+
+use bertopt_ir::{Dim, Graph, NodeIndex, Op};
+use petgraph::Direction;
+
+use crate::pass::{Pass, PassContext, PassError};
+use crate::registry::Args;
+use crate::rewrite::{keep_top, kept_index, residual_only, set_weight, weight};
+
+pub struct Ffn {
+    /// Neurons removed per layer: a fraction of the intermediate size, or a count.
+    pub remove: Amount,
+    pub multiple: usize,
+}
+
+pub enum Amount {
+    Ratio(f64),
+    Count(usize),
+}
+
+fn fail(problem: impl Into<String>) -> PassError {
+    PassError::Failed { pass: "ffn".into(), problem: problem.into() }
+}
+
+impl Ffn {
+    pub fn from_args(a: &Args) -> Result<Self, PassError> {
+        let bad = |arg: &str, problem: String| PassError::BadArg { pass: "ffn".into(), arg: arg.into(), problem };
+        let remove = match (a.map.contains_key("ratio"), a.map.contains_key("count")) {
+            (true, false) => {
+                let r: f64 = a.get("ratio", 0.0)?;
+                if !(0.0..=1.0).contains(&r) {
+                    return Err(bad("ratio", format!("{r} is not in [0, 1]")));
+                }
+                Amount::Ratio(r)
+            }
+            (false, true) => Amount::Count(a.get("count", 0)?),
+            _ => {
+                return Err(bad(
+                    "ratio|count",
+                    "give exactly one of ratio=FRACTION or count=N (neurons removed per layer)".into(),
+                ))
+            }
+        };
+        let multiple: usize = a.get("multiple", 1)?;
+        if multiple == 0 {
+            return Err(bad("multiple", "must be at least 1".into()));
+        }
+        Ok(Ffn { remove, multiple })
+    }
+}
+
+/// One FFN block: `linear(in) -> gelu -> linear(out)`, each feeding only the next.
+struct Block {
+    fc_in: NodeIndex,
+    act: NodeIndex,
+    fc_out: NodeIndex,
+}
+
+fn single_user(g: &Graph, n: NodeIndex) -> Option<NodeIndex> {
+    let users: Vec<NodeIndex> = g.dag.neighbors_directed(n, Direction::Outgoing).collect();
+    let outputs = g.outputs.iter().any(|(_, o)| *o == n);
+    match users.as_slice() {
+        [u] if !outputs => Some(*u),
+        _ => None,
+    }
+}
+
+fn blocks(g: &Graph) -> Result<Vec<Block>, PassError> {
+    let mut out = vec![];
+    for fc_in in g.topo_order().map_err(fail)? {
+        let Op::Linear { n: inner, .. } = g.dag[fc_in].op else { continue };
+        let Some(act) = single_user(g, fc_in).filter(|a| matches!(g.dag[*a].op, Op::Gelu)) else { continue };
+        let Some(fc_out) = single_user(g, act) else { continue };
+        if matches!(g.dag[fc_out].op, Op::Linear { k, .. } if k == inner) {
+            out.push(Block { fc_in, act, fc_out });
+        }
+    }
+    Ok(out)
+}
+
+fn names(g: &Graph, b: &Block) -> (String, String) {
+    let name = |n: NodeIndex| match &g.dag[n].op {
+        Op::Linear { w, .. } => w.clone(),
+        _ => unreachable!("blocks() only returns linears here"),
+    };
+    (name(b.fc_in), name(b.fc_out))
+}
+
+/// ‖W_in[:, j]‖² + ‖W_out[j, :]‖² for every neuron j (weights stored K x N).
+fn magnitude(g: &Graph, w_in: &str, w_out: &str) -> Result<Vec<f32>, PassError> {
+    let c = |e: candle_core::Error| fail(e.to_string());
+    let a = weight(g, "ffn", &format!("{w_in}.weight"))?.sqr().map_err(c)?.sum(0).map_err(c)?;
+    let b = weight(g, "ffn", &format!("{w_out}.weight"))?.sqr().map_err(c)?.sum(1).map_err(c)?;
+    (a + b).map_err(c)?.to_vec1::<f32>().map_err(c)
+}
+
+impl Pass for Ffn {
+    fn name(&self) -> &'static str {
+        "ffn"
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        let c = |e: candle_core::Error| fail(e.to_string());
+        let (mut removed, mut gone) = (0, 0);
+        for (layer, b) in blocks(g)?.into_iter().enumerate() {
+            let (w_in, w_out) = names(g, &b);
+            let Op::Linear { k: d, n: inner, .. } = g.dag[b.fc_in].op else { continue };
+            let mut remove = match self.remove {
+                Amount::Ratio(r) => (inner as f64 * r) as usize,
+                Amount::Count(n) => n.min(inner),
+            };
+            let kept = inner - remove;
+            if kept > 0 && kept % self.multiple != 0 {
+                remove = inner - (kept.div_ceil(self.multiple) * self.multiple).min(inner);
+            }
+            if remove == 0 {
+                continue;
+            }
+            removed += remove;
+            if remove == inner {
+                residual_only(g, b.fc_out, &format!("{w_out}.bias"), &format!("ffn: layer {layer}")).map_err(fail)?;
+                gone += 1;
+                continue;
+            }
+            let keep = keep_top(&magnitude(g, &w_in, &w_out)?, remove);
+            let idx = kept_index(&keep).map_err(c)?;
+            let wi = weight(g, "ffn", &format!("{w_in}.weight"))?.index_select(&idx, 1).map_err(c)?;
+            let bi = weight(g, "ffn", &format!("{w_in}.bias"))?.index_select(&idx, 0).map_err(c)?;
+            let wo = weight(g, "ffn", &format!("{w_out}.weight"))?.index_select(&idx, 0).map_err(c)?;
+            set_weight(g, &format!("{w_in}.weight"), wi);
+            set_weight(g, &format!("{w_in}.bias"), bi);
+            set_weight(g, &format!("{w_out}.weight"), wo);
+            let new = inner - remove;
+            g.dag[b.fc_in].op = Op::Linear { w: w_in, k: d, n: new };
+            if let Op::Linear { w, n, .. } = g.dag[b.fc_out].op.clone() {
+                g.dag[b.fc_out].op = Op::Linear { w, k: new, n };
+            }
+            for node in [b.fc_in, b.act] {
+                if let Some(last) = g.dag[node].ty.shape.last_mut() {
+                    *last = Dim::Known(new);
+                }
+            }
+        }
+        changed.insert("neurons removed".into(), removed);
+        changed.insert("ffn blocks removed".into(), gone);
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! Graph rewrites shared by the structured pruning passes.
+
+use bertopt_ir::{Graph, NodeIndex, Op, Weight};
+use candle_core::Tensor;
+use petgraph::Direction;
+
+use crate::pass::PassError;
+
+/// A block (attention, or FFN) that has lost all of its units leaves only its output bias behind: rewrite
+/// `add_norm(block(h), r)` to `layer_norm(add_bias(r))`, which is what the dense model computes with every unit
+/// of that block masked. `block` must feed exactly one `add_norm` as its first operand.
+pub fn residual_only(g: &mut Graph, block: NodeIndex, bias: &str, what: &str) -> Result<(), String> {
+    let users: Vec<NodeIndex> = g.dag.neighbors_directed(block, Direction::Outgoing).collect();
+    let [user] = users.as_slice() else {
+        return Err(format!("{what}: every unit is removed, but its output has {} users", users.len()));
+    };
+    let Op::AddNorm { ln, eps } = g.dag[*user].op.clone() else {
+        return Err(format!("{what}: every unit is removed, but its output feeds `{}`", g.dag[*user].op.mnemonic()));
+    };
+    let ops = g.operands(*user);
+    if ops.len() != 2 || ops[0] != block {
+        return Err(format!("{what}: its output is not the first operand of add_norm"));
+    }
+    let residual = ops[1];
+    let ty = g.dag[residual].ty.clone();
+    let biased = g.add_node(Op::AddBias { bias: bias.to_string() }, ty.clone(), &[residual]);
+    let normed = g.add_node(Op::LayerNorm { ln, eps }, ty, &[biased]);
+    g.replace_uses(*user, normed);
+    Ok(())
+}
+
+/// Replace (or add) weight `name` with `t`.
+pub fn set_weight(g: &mut Graph, name: &str, t: Tensor) {
+    g.weights.0.insert(name.to_string(), Weight::from_tensor(t));
+}
+
+/// The data of weight `name`, or an error naming the pass and the weight.
+pub fn weight<'g>(g: &'g Graph, pass: &str, name: &str) -> Result<&'g Tensor, PassError> {
+    g.weights
+        .tensor(name)
+        .ok_or_else(|| PassError::Failed { pass: pass.into(), problem: format!("weight @{name} has no data") })
+}
+
+/// Indices `0..n` whose `keep` is true, as a u32 tensor for `index_select`.
+pub fn kept_index(keep: &[bool]) -> Result<Tensor, candle_core::Error> {
+    let idx: Vec<u32> = keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as u32).collect();
+    Tensor::new(idx.as_slice(), &candle_core::Device::Cpu)
+}
+
+/// Keep all but the `remove` lowest-scoring units (ties: the higher index goes first, so the result is
+/// deterministic).
+pub fn keep_top(score: &[f32], remove: usize) -> Vec<bool> {
+    let mut order: Vec<usize> = (0..score.len()).collect();
+    order.sort_by(|&a, &b| score[a].total_cmp(&score[b]).then(b.cmp(&a)));
+    let mut keep = vec![true; score.len()];
+    for &h in order.iter().take(remove.min(score.len())) {
+        keep[h] = false;
+    }
+    keep
+}
