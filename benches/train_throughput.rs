@@ -3,7 +3,8 @@
 //! clipping and dropout, exactly the step `optimize train` runs. Forward-only throughput is printed beside it.
 //!
 //! `eval "$(scripts/fetch-assets)"; cargo bench --bench train_throughput` (BERTOPT_MINILM points at the model).
-//! Settings: BENCH_BATCH, BENCH_SEQ, BENCH_STEPS, BENCH_DEVICE (cpu, cuda with the `cuda` feature).
+//! Settings: BENCH_BATCH, BENCH_SEQ, BENCH_STEPS, BENCH_DEVICE (cpu, cuda with the `cuda` feature);
+//! BENCH_DEFAULT_MALLOC=1 skips `optimize`'s allocator tuning, to measure what it buys.
 
 use std::time::Instant;
 
@@ -17,6 +18,9 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 fn main() -> anyhow::Result<()> {
+    if std::env::var_os("BENCH_DEFAULT_MALLOC").is_none() {
+        bertopt::alloc::tune();
+    }
     // `cargo bench` passes `--bench`; there is nothing to filter.
     let dir = std::env::var("BERTOPT_MINILM").map_err(|_| {
         anyhow::anyhow!("BERTOPT_MINILM is not set: run `eval \"$(scripts/fetch-assets)\"` first (it fetches MiniLM)")

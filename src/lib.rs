@@ -1,6 +1,7 @@
 //! bertopt: the library behind the `optimize` binary. Wires the IR, the models and the passes to ONNX
 //! emission, the tract and ONNX Runtime runners, and benchmarks.
 
+pub mod alloc;
 pub use bertopt_models::atomic;
 pub mod bench;
 pub mod eval_cmd;

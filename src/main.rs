@@ -206,6 +206,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    bertopt::alloc::tune();
     let cli = Cli::parse();
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,

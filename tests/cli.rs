@@ -197,7 +197,7 @@ fn list_passes_needs_no_model_and_names_arguments() {
     let o = optimize(&["--list-passes"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    for name in ["dce", "fold", "heads"] {
+    for name in ["dce", "fold", "heads", "ffn"] {
         assert!(out.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{out}");
     }
     assert!(out.contains("(args: mask, ratio, count)"), "{out}");
