@@ -8,6 +8,7 @@ pub mod eval_cmd;
 pub mod export;
 pub mod head_mask_cmd;
 pub mod onnx;
+pub mod recover;
 pub mod run;
 pub mod tokenize;
 pub mod train_cmd;

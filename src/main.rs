@@ -45,6 +45,87 @@ struct ExportArgs {
     list_passes: bool,
 }
 
+/// Options shared by `train` and `recover`.
+#[derive(Args)]
+struct TrainOpts {
+    /// Labelled data: JSON lines, CSV/TSV (text and label columns), UCI JSON, MR CSV. Repeatable.
+    #[arg(long, required = true)]
+    data: Vec<PathBuf>,
+    /// Held-out file; without it the data is split with --train-size and --seed.
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    /// Examples used for training when splitting (default 80 %).
+    #[arg(long)]
+    train_size: Option<usize>,
+    #[arg(short, long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    epochs: usize,
+    #[arg(long, default_value_t = 32)]
+    batch: usize,
+    #[arg(long, default_value_t = 5e-5)]
+    lr: f64,
+    #[arg(long, default_value_t = 0.01)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 0.1)]
+    warmup: f64,
+    #[arg(long, default_value_t = 64)]
+    max_len: usize,
+    #[arg(long, default_value_t = 0.1)]
+    dropout: f32,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// `cpu`, or `cuda` / `cuda:N` with a build that has the `cuda` feature.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long)]
+    json: bool,
+}
+
+impl TrainOpts {
+    fn into_args(self, start: bertopt::train_cmd::Start) -> (bertopt::train_cmd::TrainArgs, bool) {
+        let cfg = bertopt_models::train::TrainConfig {
+            epochs: self.epochs,
+            batch_size: self.batch,
+            lr: self.lr,
+            weight_decay: self.weight_decay,
+            warmup: self.warmup,
+            max_len: self.max_len,
+            clip: 1.0,
+            dropout: self.dropout,
+            seed: self.seed,
+        };
+        let args = bertopt::train_cmd::TrainArgs {
+            start,
+            data: self.data,
+            eval: self.eval,
+            train_size: self.train_size,
+            out: self.out,
+            cfg,
+            head_mask: None,
+            ffn_mask: None,
+            pruning: None,
+            device: self.device,
+            progress: !self.json,
+        };
+        (args, self.json)
+    }
+}
+
+fn print_train_report(report: &bertopt_models::train::TrainReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!(
+            "best held-out accuracy {:.2} % (epoch {}), saved to {}",
+            report.best_accuracy * 100.0,
+            report.best_epoch,
+            report.output.display()
+        );
+    }
+    Ok(())
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Run an ONNX model on text and print the outputs or the predicted label.
@@ -66,9 +147,6 @@ enum Cmd {
     },
     /// Fine-tune a sequence classifier (or train one from a config) and write a Hugging Face folder.
     Train {
-        /// Labelled data: JSON lines, CSV/TSV (text and label columns), UCI JSON, MR CSV. Repeatable.
-        #[arg(long, required = true)]
-        data: Vec<PathBuf>,
         /// Start from this Hugging Face folder (adds a pooler/classifier if it has none).
         #[arg(long, conflicts_with = "config")]
         from: Option<PathBuf>,
@@ -77,39 +155,24 @@ enum Cmd {
         config: Option<PathBuf>,
         #[arg(long)]
         tokenizer: Option<PathBuf>,
-        /// Held-out file; without it the data is split with --train-size and --seed.
-        #[arg(long)]
-        eval: Option<PathBuf>,
-        /// Examples used for training when splitting (default 80 %).
-        #[arg(long)]
-        train_size: Option<usize>,
-        #[arg(short, long)]
-        out: PathBuf,
-        #[arg(long, default_value_t = 3)]
-        epochs: usize,
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        #[arg(long, default_value_t = 5e-5)]
-        lr: f64,
-        #[arg(long, default_value_t = 0.01)]
-        weight_decay: f64,
-        #[arg(long, default_value_t = 0.1)]
-        warmup: f64,
-        #[arg(long, default_value_t = 64)]
-        max_len: usize,
-        #[arg(long, default_value_t = 0.1)]
-        dropout: f32,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Fine-tune with the heads this mask removes switched off (recovery after head pruning); the saved
-        /// checkpoint has those heads' value projections zeroed. Export it with `--pass heads(mask=...)`.
+        /// Fine-tune with the heads this mask removes switched off (recovery after head pruning). The saved
+        /// checkpoint has those heads' Q/K/V and output slices zeroed. Export it with `--pass heads(mask=...)`.
         #[arg(long)]
         head_mask: Option<PathBuf>,
-        /// `cpu`, or `cuda` / `cuda:N` with a build that has the `cuda` feature.
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        #[arg(long)]
-        json: bool,
+        #[command(flatten)]
+        opts: TrainOpts,
+    },
+    /// Recovery fine-tuning after structured pruning: train MODEL with the heads and FFN neurons that the
+    /// pipeline (`heads`, `ffn`) would remove switched off, and save a checkpoint in which they are zero, so that
+    /// exporting it with the same pipeline strips exactly those units.
+    Recover {
+        /// Fine-tuned model folder.
+        model: PathBuf,
+        /// The pruning pipeline, e.g. `heads(mask=head_mask.bin),ffn(ratio=0.5)`.
+        #[arg(long = "pass", required = true)]
+        pipeline: String,
+        #[command(flatten)]
+        opts: TrainOpts,
     },
     /// Score the attention heads of a fine-tuned classifier in one shot (gradient importance, Michel et al.
     /// 2019) on the training split and write a head mask in SMP's format (True = keep).
@@ -226,66 +289,28 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Some(Cmd::Run { model, text, runtime, tokenizer, max_len, json }) => {
             run_text(&model, &text, runtime, tokenizer.as_deref(), max_len, json)
         }
-        Some(Cmd::Train {
-            data,
-            from,
-            config,
-            tokenizer,
-            eval,
-            train_size,
-            out,
-            epochs,
-            batch,
-            lr,
-            weight_decay,
-            warmup,
-            max_len,
-            dropout,
-            seed,
-            head_mask,
-            device,
-            json,
-        }) => {
-            let head_mask = match head_mask {
-                Some(p) => Some(bertopt_passes::mask::HeadMask::read(&p)?.keep),
-                None => None,
-            };
+        Some(Cmd::Train { from, config, tokenizer, head_mask, opts }) => {
             let start = match (from, config, tokenizer) {
                 (Some(dir), _, _) => bertopt::train_cmd::Start::Pretrained(dir),
                 (None, Some(config), Some(tokenizer)) => bertopt::train_cmd::Start::Scratch { config, tokenizer },
                 _ => anyhow::bail!("give --from MODEL_DIR, or --config CONFIG.json with --tokenizer TOKENIZER.json"),
             };
-            let cfg = bertopt_models::train::TrainConfig {
-                epochs,
-                batch_size: batch,
-                lr,
-                weight_decay,
-                warmup,
-                max_len,
-                clip: 1.0,
-                dropout,
-                seed,
-            };
-            let report = bertopt::train_cmd::run(&bertopt::train_cmd::TrainArgs {
-                start,
-                data,
-                eval,
-                train_size,
-                out,
-                cfg,
-                head_mask,
-                device,
-                progress: !json,
-            })?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!(
-                    "best held-out accuracy {:.2} % (epoch {}), saved to {}",
-                    report.best_accuracy * 100.0,
-                    report.best_epoch,
-                    report.output.display()
-                );
+            let (mut args, json) = opts.into_args(start);
+            if let Some(p) = head_mask {
+                args.head_mask = Some(bertopt_passes::mask::HeadMask::read(&p)?.keep);
+            }
+            print_train_report(&bertopt::train_cmd::run(&args)?, json)
+        }
+        Some(Cmd::Recover { model, pipeline, opts }) => {
+            let (mut args, json) = opts.into_args(bertopt::train_cmd::Start::Pretrained(model.clone()));
+            let masks = bertopt::recover::masks(&model, &pipeline)?;
+            args.head_mask = masks.heads;
+            args.ffn_mask = masks.ffn;
+            args.pruning = Some(pipeline.clone());
+            let out = args.out.clone();
+            print_train_report(&bertopt::train_cmd::run(&args)?, json)?;
+            if !json {
+                println!("export it with: optimize {} --pass '{pipeline}' -o model.onnx", out.display());
             }
             Ok(())
         }

@@ -28,6 +28,10 @@ pub struct TrainArgs {
     pub cfg: TrainConfig,
     /// Fine-tune with these heads switched off (True = keep): recovery training for a head-pruned model.
     pub head_mask: Option<Vec<Vec<bool>>>,
+    /// Fine-tune with these FFN neurons switched off (`[layer][neuron]`, True = keep).
+    pub ffn_mask: Option<Vec<Vec<bool>>>,
+    /// The pruning pipeline the masks come from (recorded in the metadata).
+    pub pruning: Option<String>,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     pub progress: bool,
@@ -86,6 +90,14 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
     if let Some(mask) = &a.head_mask {
         model.set_head_gate(mask.clone())?;
         meta.insert("head_mask".to_string(), serde_json::to_string(mask)?);
+    }
+    if let Some(mask) = &a.ffn_mask {
+        model.set_ffn_gate(mask.clone())?;
+        let kept: Vec<usize> = mask.iter().map(|r| r.iter().filter(|k| **k).count()).collect();
+        meta.insert("ffn_neurons_kept".to_string(), serde_json::to_string(&kept)?);
+    }
+    if let Some(p) = &a.pruning {
+        meta.insert("pruning".to_string(), p.clone());
     }
     meta.insert("data".to_string(), a.data.iter().map(|p| display_name(p)).collect::<Vec<_>>().join(","));
     let split = match &a.eval {

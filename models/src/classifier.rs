@@ -26,6 +26,9 @@ pub struct BertClassifier {
     /// trains the model that stripping those heads will produce; `save` zeroes the gated heads' value
     /// projections so that the saved dense checkpoint computes exactly that model.
     pub head_gate: Option<Vec<Vec<bool>>>,
+    /// Fixed `[layers, intermediate]` 0/1 gate on the FFN neurons, for recovery after `ffn` pruning; `save`
+    /// zeroes the gated neurons' FFN-in rows and FFN-out columns.
+    pub ffn_gate: Option<Vec<Vec<bool>>>,
     /// Where the parameters live and the computation runs (CPU unless moved with `to_device`).
     pub device: Device,
 }
@@ -85,7 +88,15 @@ impl BertClassifier {
             };
             params.insert(name, Var::from_tensor(&t)?);
         }
-        Ok(BertClassifier { config, labels, params, dropout: 0.1, head_gate: None, device: Device::Cpu })
+        Ok(BertClassifier {
+            config,
+            labels,
+            params,
+            dropout: 0.1,
+            head_gate: None,
+            ffn_gate: None,
+            device: Device::Cpu,
+        })
     }
 
     /// Start from a Hugging Face folder: every tensor it has is used; a missing pooler or classifier is
@@ -173,11 +184,25 @@ impl BertClassifier {
         Ok(())
     }
 
+    /// Set a fixed FFN-neuron gate after checking it against the model's layers and intermediate size.
+    pub fn set_ffn_gate(&mut self, keep: Vec<Vec<bool>>) -> Result<()> {
+        let (l, i) = (self.config.num_hidden_layers, self.config.intermediate_size);
+        anyhow::ensure!(
+            keep.len() == l && keep.iter().all(|r| r.len() == i),
+            "the FFN mask has shape [{}, {}] but the model has {l} layers of {i} neurons",
+            keep.len(),
+            keep.first().map_or(0, Vec::len)
+        );
+        self.ffn_gate = Some(keep);
+        Ok(())
+    }
+
     /// `forward` with each head's context scaled by `gate[layer, head]` (a `[layers, heads]` tensor). With a
     /// `Var` of ones as the gate, its gradient is the head importance of Michel et al. (2019).
     pub fn forward_gated(&self, b: &Batch, mut rng: Option<&mut Rng>, gate: Option<&Tensor>) -> Result<Tensor> {
         let c = &self.config;
         let dev = &self.device;
+        let ffn_gate = self.ffn_gate.as_ref().map(|g| gate_tensor(g, dev)).transpose()?;
         let ids = Tensor::from_vec(b.input_ids.clone(), (b.batch, b.seq), dev)?;
         let tt = Tensor::from_vec(b.token_type_ids.clone(), (b.batch, b.seq), dev)?;
         let mask = Tensor::from_vec(b.attention_mask.clone(), (b.batch, b.seq), dev)?;
@@ -209,7 +234,10 @@ impl BertClassifier {
             let ctx = ctx.transpose(1, 2)?.contiguous()?.reshape((b.batch, b.seq, d))?;
             let a = self.drop(&self.linear(&ctx, &format!("{p}.attention.output.dense"))?, &mut rng)?;
             x = self.norm(&(a + &x)?, &format!("{p}.attention.output.LayerNorm"))?;
-            let f = self.linear(&x, &format!("{p}.intermediate.dense"))?.gelu_erf()?;
+            let mut f = self.linear(&x, &format!("{p}.intermediate.dense"))?.gelu_erf()?;
+            if let Some(g) = &ffn_gate {
+                f = f.broadcast_mul(&g.get(l)?)?;
+            }
             let f = self.drop(&self.linear(&f, &format!("{p}.output.dense"))?, &mut rng)?;
             x = self.norm(&(f + &x)?, &format!("{p}.output.LayerNorm"))?;
         }
@@ -257,10 +285,10 @@ impl BertClassifier {
         let json = serde_json::to_string_pretty(&cfg)?;
         crate::atomic::write_atomic(&dir.join("config.json"), |w| w.write_all(json.as_bytes()))?;
         let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];
-        let gated = self.gated_value_rows();
+        let gated = self.gated_slices();
         for (n, v) in &self.params {
             let t = match gated.get(n.as_str()) {
-                Some(rows) => &zero_rows(v.as_tensor(), rows)?,
+                Some((axis, idx)) => &zero_along(v.as_tensor(), *axis, idx)?,
                 None => v.as_tensor(),
             };
             let bytes = t.flatten_all()?.to_vec1::<f32>()?.into_iter().flat_map(f32::to_le_bytes).collect();
@@ -281,19 +309,36 @@ impl BertClassifier {
 }
 
 impl BertClassifier {
-    /// For each value projection tensor, the rows (output features) of the heads the gate switches off.
-    fn gated_value_rows(&self) -> BTreeMap<String, Vec<usize>> {
+    /// What `save` zeroes so that the dense checkpoint computes the gated model, and so that magnitude-based
+    /// selection in the `heads` and `ffn` passes picks exactly the gated units: per tensor, an axis (0: output
+    /// features, 1: input features, PyTorch layout) and the indices along it.
+    fn gated_slices(&self) -> BTreeMap<String, (usize, Vec<usize>)> {
         let mut out = BTreeMap::new();
-        let Some(gate) = &self.head_gate else { return out };
-        let hd = self.config.hidden_size / self.config.num_attention_heads;
-        for (l, row) in gate.iter().enumerate() {
-            let rows: Vec<usize> =
-                row.iter().enumerate().filter(|(_, k)| !**k).flat_map(|(h, _)| h * hd..(h + 1) * hd).collect();
-            if !rows.is_empty() {
-                for part in ["weight", "bias"] {
-                    out.insert(format!("bert.encoder.layer.{l}.attention.self.value.{part}"), rows.clone());
-                }
+        let mut zero = |prefix: String, out_axis: bool, idx: &[usize]| {
+            if idx.is_empty() {
+                return;
             }
+            if out_axis {
+                out.insert(format!("{prefix}.weight"), (0, idx.to_vec()));
+                out.insert(format!("{prefix}.bias"), (0, idx.to_vec()));
+            } else {
+                out.insert(format!("{prefix}.weight"), (1, idx.to_vec()));
+            }
+        };
+        let hd = self.config.hidden_size / self.config.num_attention_heads;
+        for (l, row) in self.head_gate.iter().flat_map(|g| g.iter().enumerate()) {
+            let idx: Vec<usize> =
+                row.iter().enumerate().filter(|(_, k)| !**k).flat_map(|(h, _)| h * hd..(h + 1) * hd).collect();
+            let p = format!("bert.encoder.layer.{l}.attention");
+            for m in ["query", "key", "value"] {
+                zero(format!("{p}.self.{m}"), true, &idx);
+            }
+            zero(format!("{p}.output.dense"), false, &idx);
+        }
+        for (l, row) in self.ffn_gate.iter().flat_map(|g| g.iter().enumerate()) {
+            let idx: Vec<usize> = row.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| i).collect();
+            zero(format!("bert.encoder.layer.{l}.intermediate.dense"), true, &idx);
+            zero(format!("bert.encoder.layer.{l}.output.dense"), false, &idx);
         }
         out
     }
@@ -305,13 +350,13 @@ fn gate_tensor(keep: &[Vec<bool>], device: &Device) -> Result<Tensor> {
     Ok(Tensor::from_vec(v, (keep.len(), keep.first().map_or(0, Vec::len)), device)?)
 }
 
-/// A copy of `t` with the given rows (first dim) set to zero.
-fn zero_rows(t: &Tensor, rows: &[usize]) -> Result<Tensor> {
-    let mut keep = vec![1f32; t.dim(0)?];
-    for &r in rows {
-        keep[r] = 0.0;
+/// A copy of `t` with the given indices along `axis` set to zero.
+fn zero_along(t: &Tensor, axis: usize, idx: &[usize]) -> Result<Tensor> {
+    let mut keep = vec![1f32; t.dim(axis)?];
+    for &i in idx {
+        keep[i] = 0.0;
     }
-    let shape: Vec<usize> = std::iter::once(t.dim(0)?).chain(std::iter::repeat_n(1, t.rank() - 1)).collect();
+    let shape: Vec<usize> = (0..t.rank()).map(|d| if d == axis { keep.len() } else { 1 }).collect();
     Ok(t.broadcast_mul(&Tensor::from_vec(keep, shape, t.device())?)?)
 }
 

@@ -102,6 +102,32 @@ fn magnitude(g: &Graph, w_in: &str, w_out: &str) -> Result<Vec<f32>, PassError> 
     (a + b).map_err(c)?.to_vec1::<f32>().map_err(c)
 }
 
+impl Ffn {
+    /// Which neurons this pass keeps, `[block][neuron]` in layer order, without changing the graph (recovery
+    /// training gates exactly these).
+    pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
+        blocks(g)?.iter().map(|b| self.keep_block(g, b)).collect()
+    }
+
+    fn keep_block(&self, g: &Graph, b: &Block) -> Result<Vec<bool>, PassError> {
+        let (w_in, w_out) = names(g, b);
+        let Op::Linear { n: inner, .. } = g.dag[b.fc_in].op else { unreachable!("blocks() returns linears") };
+        let mut remove = match self.remove {
+            Amount::Ratio(r) => (inner as f64 * r) as usize,
+            Amount::Count(n) => n.min(inner),
+        };
+        let kept = inner - remove;
+        if kept > 0 && kept % self.multiple != 0 {
+            remove = inner - (kept.div_ceil(self.multiple) * self.multiple).min(inner);
+        }
+        Ok(match remove {
+            0 => vec![true; inner],
+            r if r == inner => vec![false; inner],
+            r => keep_top(&magnitude(g, &w_in, &w_out)?, r),
+        })
+    }
+}
+
 impl Pass for Ffn {
     fn name(&self) -> &'static str {
         "ffn"
@@ -111,26 +137,19 @@ impl Pass for Ffn {
         let c = |e: candle_core::Error| fail(e.to_string());
         let (mut removed, mut gone) = (0, 0);
         for (layer, b) in blocks(g)?.into_iter().enumerate() {
+            let keep = self.keep_block(g, &b)?;
             let (w_in, w_out) = names(g, &b);
             let Op::Linear { k: d, n: inner, .. } = g.dag[b.fc_in].op else { continue };
-            let mut remove = match self.remove {
-                Amount::Ratio(r) => (inner as f64 * r) as usize,
-                Amount::Count(n) => n.min(inner),
-            };
-            let kept = inner - remove;
-            if kept > 0 && kept % self.multiple != 0 {
-                remove = inner - (kept.div_ceil(self.multiple) * self.multiple).min(inner);
-            }
-            if remove == 0 {
+            let new = keep.iter().filter(|k| **k).count();
+            if new == inner {
                 continue;
             }
-            removed += remove;
-            if remove == inner {
+            removed += inner - new;
+            if new == 0 {
                 residual_only(g, b.fc_out, &format!("{w_out}.bias"), &format!("ffn: layer {layer}")).map_err(fail)?;
                 gone += 1;
                 continue;
             }
-            let keep = keep_top(&magnitude(g, &w_in, &w_out)?, remove);
             let idx = kept_index(&keep).map_err(c)?;
             let wi = weight(g, "ffn", &format!("{w_in}.weight"))?.index_select(&idx, 1).map_err(c)?;
             let bi = weight(g, "ffn", &format!("{w_in}.bias"))?.index_select(&idx, 0).map_err(c)?;
@@ -138,7 +157,6 @@ impl Pass for Ffn {
             set_weight(g, &format!("{w_in}.weight"), wi);
             set_weight(g, &format!("{w_in}.bias"), bi);
             set_weight(g, &format!("{w_out}.weight"), wo);
-            let new = inner - remove;
             g.dag[b.fc_in].op = Op::Linear { w: w_in, k: d, n: new };
             if let Op::Linear { w, n, .. } = g.dag[b.fc_out].op.clone() {
                 g.dag[b.fc_out].op = Op::Linear { w, k: new, n };

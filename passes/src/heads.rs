@@ -87,20 +87,22 @@ fn magnitude(g: &Graph, op: &Op) -> Result<Vec<f32>, PassError> {
     Ok(score)
 }
 
-impl Pass for Heads {
-    fn name(&self) -> &'static str {
-        "heads"
-    }
+/// The attention nodes in layer order.
+fn attention_nodes(g: &Graph) -> Result<Vec<NodeIndex>, PassError> {
+    let order = g.topo_order().map_err(fail)?;
+    Ok(order.into_iter().filter(|n| matches!(g.dag[*n].op, Op::Attention { .. })).collect())
+}
 
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let order = g.topo_order().map_err(fail)?;
-        let attns: Vec<NodeIndex> =
-            order.into_iter().filter(|n| matches!(g.dag[*n].op, Op::Attention { .. })).collect();
+impl Heads {
+    /// Which heads this pass keeps, `[layer][head]` in layer order, without changing the graph (recovery
+    /// training gates exactly these).
+    pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
+        let attns = attention_nodes(g)?;
         let heads_of = |g: &Graph, n: NodeIndex| match g.dag[n].op {
             Op::Attention { heads, .. } => heads,
             _ => 0,
         };
-        let keep: Vec<Vec<bool>> = match &self.select {
+        Ok(match &self.select {
             Select::Mask(path) => {
                 let mask = HeadMask::read(path).map_err(|e| fail(e.to_string()))?;
                 let model_heads: Vec<usize> = attns.iter().map(|&n| heads_of(g, n)).collect();
@@ -129,7 +131,18 @@ impl Pass for Heads {
                 .iter()
                 .map(|&n| Ok(keep_top(&magnitude(g, &g.dag[n].op)?, *c)))
                 .collect::<Result<_, PassError>>()?,
-        };
+        })
+    }
+}
+
+impl Pass for Heads {
+    fn name(&self) -> &'static str {
+        "heads"
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        let attns = attention_nodes(g)?;
+        let keep = self.keep(g)?;
         let (mut removed, mut blocks) = (0, 0);
         for (layer, (&n, keep)) in attns.iter().zip(&keep).enumerate() {
             let Op::Attention { heads, head_dim, query, key, value, output } = g.dag[n].op.clone() else { continue };

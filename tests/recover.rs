@@ -1,0 +1,98 @@
+//! `optimize recover`: fine-tuning under the units a `heads`/`ffn` pipeline removes. The saved checkpoint has
+//! those units zeroed, so exporting it with the same pipeline strips exactly them: the pruned ONNX equals the
+//! recovered dense checkpoint.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bertopt::run::{self, RunnerOptions, Runtime};
+use bertopt_models::classifier::BertClassifier;
+use bertopt_models::data::Dataset;
+use bertopt_models::tokenize::TextEncoder;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A small JSON-lines slice of the UCI data (the `skip`-th example onwards).
+fn slice(path: &Path, skip: usize, n: usize) -> Dataset {
+    let all = Dataset::read(&root().join("models/data/uci-sentiment/yelp.json")).unwrap();
+    let lines: Vec<String> = all.examples[skip..skip + n]
+        .iter()
+        .map(|e| serde_json::json!({"text": e.text, "label": all.labels[e.label]}).to_string())
+        .collect();
+    std::fs::write(path, lines.join("\n")).unwrap();
+    Dataset::read(path).unwrap()
+}
+
+#[test]
+fn recovered_checkpoint_strips_to_itself() {
+    common::ensure_ort();
+    let d = tempfile::tempdir().unwrap();
+    let (train, eval) = (d.path().join("train.jsonl"), d.path().join("eval.jsonl"));
+    slice(&train, 0, 96);
+    let eval_set = slice(&eval, 900, 32);
+    let model = root().join("models/bundled/uci-sentiment-tiny");
+    let out = d.path().join("recovered");
+    let pipeline = "heads(ratio=0.5),ffn(ratio=0.5)";
+    let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+        .args(["recover", model.to_str().unwrap(), "--pass", pipeline, "--data", train.to_str().unwrap()])
+        .args([
+            "--eval",
+            eval.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch",
+            "16",
+            "--json",
+            "-o",
+            out.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("training.json")).unwrap()).unwrap();
+    assert_eq!(record["metadata"]["pruning"], pipeline);
+    assert_eq!(record["metadata"]["ffn_neurons_kept"], "[256,256]");
+
+    let onnx = d.path().join("pruned.onnx");
+    let report = bertopt::export::export(&out, pipeline, &onnx).unwrap();
+    assert_eq!(report.passes[0].changed["heads removed"], 4);
+    assert_eq!(report.passes[1].changed["neurons removed"], 512);
+
+    let dense = BertClassifier::from_pretrained(&out, eval_set.labels.clone(), 0).unwrap();
+    let mut enc = TextEncoder::from_file(&out.join("tokenizer.json")).unwrap();
+    let texts: Vec<&str> = eval_set.examples.iter().map(|e| e.text.as_str()).collect();
+    let b = enc.encode(&texts, 64, None).unwrap();
+    let want = dense.forward(&b, None).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for rt in [Runtime::Tract, Runtime::Ort] {
+        let got = run::load(rt, &onnx, RunnerOptions::default()).unwrap().run(&b).unwrap();
+        let logits = &common::output(&got, "logits").data;
+        let diff = want.iter().zip(logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(diff <= 1e-4, "{rt}: pruned ONNX vs recovered dense checkpoint: {diff}");
+    }
+}
+
+#[test]
+fn recover_refuses_passes_it_cannot_train_under() {
+    let d = tempfile::tempdir().unwrap();
+    let model = root().join("models/bundled/uci-sentiment-tiny");
+    let data = root().join("models/data/uci-sentiment/yelp.json");
+    let out = d.path().join("r");
+    for (pipeline, want) in
+        [("tile(x=1)", "unknown pass `tile`"), ("", "expected a pass name"), ("ffn(ratio=2)", "2 is not in [0, 1]")]
+    {
+        let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+            .args(["recover", model.to_str().unwrap(), "--pass", pipeline, "--data", data.to_str().unwrap()])
+            .args(["-o", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{pipeline}: {err}");
+        assert!(err.contains(want), "{pipeline}: {err}");
+        assert!(!out.exists());
+    }
+}
