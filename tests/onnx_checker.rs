@@ -2,27 +2,8 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::Scheme;
-
-fn check_with_onnx(path: &Path) {
-    let script = "import sys, onnx\nm = onnx.load(sys.argv[1])\nonnx.checker.check_model(m, full_check=True)\n\
-                  assert m.opset_import[0].version >= 17\n\
-                  assert [i.name for i in m.graph.input] == ['input_ids', 'attention_mask', 'token_type_ids']\n\
-                  assert any(n.op_type == 'LayerNormalization' for n in m.graph.node)\nprint('ok')";
-    let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let o =
-        Command::new(&py).arg("-c").arg(script).arg(path).output().unwrap_or_else(|e| panic!("cannot start {py}: {e}"));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        !err.contains("No module named 'onnx'"),
-        "the onnx Python package is missing: `pip install onnx==1.23.2` (the README's test command does this)"
-    );
-    assert!(o.status.success() && o.stdout.starts_with(b"ok"), "onnx.checker rejected {}: {err}", path.display());
-}
 
 #[test]
 fn checker_accepts_every_scheme_and_minilm() {
@@ -34,9 +15,25 @@ fn checker_accepts_every_scheme_and_minilm() {
         write_tiny_model(&dir, &TinySpec { scheme, labels, ..TinySpec::default() }).unwrap();
         let out = d.path().join(format!("{name}.onnx"));
         bertopt::export::export(&dir, "", &out).unwrap();
-        check_with_onnx(&out);
+        common::onnx_check(&out);
+    }
+    // Every structured pass, alone and together, on the classifier.
+    let dir = d.path().join("bert");
+    for (i, pipeline) in [
+        "heads(ratio=0.5)",
+        "ffn(ratio=0.5)",
+        "tile(sparsity=0.5,g=8)",
+        "tile(sparsity=0.7,g=8,scope=tile)",
+        "heads(ratio=0.5),ffn(ratio=0.25,multiple=8),tile(sparsity=0.5,g=16)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out = d.path().join(format!("pruned{i}.onnx"));
+        bertopt::export::export(&dir, pipeline, &out).unwrap();
+        common::onnx_check(&out);
     }
     let out = d.path().join("minilm.onnx");
     bertopt::export::export(&common::minilm(), "", &out).unwrap();
-    check_with_onnx(&out);
+    common::onnx_check(&out);
 }

@@ -169,7 +169,8 @@ impl Graph {
         before - self.weights.0.len()
     }
 
-    /// Full tensor names read by some node (a group reference `P` covers `P.weight` and `P.bias`).
+    /// Full tensor names read by some node (a group reference `P` covers `P.weight` and `P.bias`, and for a
+    /// tiled linear its `P.tile{t}.rows` / `P.tile{t}.weight`).
     pub fn used_weight_names(&self) -> std::collections::BTreeSet<String> {
         let mut used = std::collections::BTreeSet::new();
         for n in self.dag.node_weights() {
@@ -178,6 +179,12 @@ impl Graph {
                     if self.weights.0.contains_key(&name) {
                         used.insert(name);
                     }
+                }
+            }
+            if let Op::TiledLinear { w, tiles, .. } = &n.op {
+                for t in 0..*tiles {
+                    let (rows, weight) = crate::op::tile_names(w, t);
+                    used.extend([rows, weight].into_iter().filter(|x| self.weights.0.contains_key(x)));
                 }
             }
         }

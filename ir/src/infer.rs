@@ -109,6 +109,38 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
             linear(w, *k, *n)?;
             Ok(x.with_last(Dim::Known(*n)))
         }
+        Op::TiledLinear { w, k, n, tiles } => {
+            let x = operands[0];
+            let got = hidden(x, "tiled_linear input")?;
+            if got != *k {
+                return Err(format!("tiled_linear k = {k} but its input is {x}"));
+            }
+            if *tiles == 0 {
+                return Err("tiled_linear needs at least one tile".into());
+            }
+            let mut width = 0;
+            for t in 0..*tiles {
+                let (rows, weight) = crate::op::tile_names(w, t);
+                let r = match weights.weight_type(&rows) {
+                    Some(ty) if ty.dtype == DType::I64 && ty.rank() == 1 => ty.known_dims().map_or(0, |d| d[0]),
+                    Some(ty) => return Err(format!("weight @{rows} must be i64[rows], is {ty}")),
+                    None => return Err(format!("weight @{rows} does not exist")),
+                };
+                match weights.weight_type(&weight).and_then(|ty| ty.known_dims()) {
+                    Some(d) if d.len() == 2 && d[0] == r => width += d[1],
+                    Some(d) => return Err(format!("weight @{weight} is {d:?}, expected [{r}, tile width]")),
+                    None => return Err(format!("weight @{weight} does not exist")),
+                }
+                if r > *k {
+                    return Err(format!("tile {t} of @{w} keeps {r} rows of k = {k}"));
+                }
+            }
+            if width != *n {
+                return Err(format!("the tiles of @{w} are {width} wide in all, but n = {n}"));
+            }
+            expect(format!("{w}.bias"), &[*n])?;
+            Ok(x.with_last(Dim::Known(*n)))
+        }
         Op::Gelu | Op::Tanh => {
             float(operands[0], op.mnemonic())?;
             Ok(operands[0].clone())

@@ -173,6 +173,17 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
         }
         Op::AddBias { bias } => a[0].broadcast_add(weight(g, bias)?)?,
         Op::Linear { w, .. } => lin(g, a[0], w)?,
+        Op::TiledLinear { w, tiles, .. } => {
+            let last = a[0].rank() - 1;
+            let mut parts = vec![];
+            for t in 0..*tiles {
+                let (rows, weight_name) = crate::op::tile_names(w, t);
+                let idx = weight(g, &rows)?.to_dtype(candle_core::DType::U32)?;
+                let x = a[0].index_select(&idx, last)?.contiguous()?;
+                parts.push(x.broadcast_matmul(weight(g, &weight_name)?)?);
+            }
+            Tensor::cat(&parts, last)?.broadcast_add(weight(g, &format!("{w}.bias"))?)?
+        }
         Op::Gelu => a[0].gelu_erf()?,
         Op::Tanh => a[0].tanh()?,
         Op::Add => (a[0] + a[1])?,

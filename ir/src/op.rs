@@ -8,6 +8,11 @@
 //! - a *norm* parameter `P` is `P.weight: f32[D]` and `P.bias: f32[D]`;
 //! - an *embedding table* or a *const* names one tensor directly.
 
+/// The weight names of tile `t` of a tiled linear with parameter group `p`: (kept rows, weight).
+pub fn tile_names(p: &str, t: usize) -> (String, String) {
+    (format!("{p}.tile{t}.rows"), format!("{p}.tile{t}.weight"))
+}
+
 /// An attribute value as the text form writes it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Attr {
@@ -67,6 +72,16 @@ pub enum Op {
         k: usize,
         n: usize,
     },
+    /// A linear whose weight is pruned tile-wise along K: the N outputs are cut into `tiles` consecutive tiles,
+    /// and tile `t` reads only its own input features. Weights: `P.tile{t}.rows: i64[r_t]` (the kept K indices,
+    /// ascending), `P.tile{t}.weight: f32[r_t, n_t]` (the tiles' widths sum to N) and `P.bias: f32[N]`.
+    /// `y[.., tile t] = x[.., rows_t] · W_t`, concatenated over t, plus b: each tile is a small dense GEMM.
+    TiledLinear {
+        w: String,
+        k: usize,
+        n: usize,
+        tiles: usize,
+    },
     /// Exact (erf) GELU.
     Gelu,
     Tanh,
@@ -88,6 +103,7 @@ impl Op {
             Op::LayerNorm { .. } => "layer_norm",
             Op::AddBias { .. } => "add_bias",
             Op::Linear { .. } => "linear",
+            Op::TiledLinear { .. } => "tiled_linear",
             Op::Gelu => "gelu",
             Op::Tanh => "tanh",
             Op::Add => "add",
@@ -100,7 +116,13 @@ impl Op {
         match self {
             Op::Input { .. } | Op::Const { .. } => 0,
             Op::Embed { .. } | Op::Attention { .. } | Op::AddNorm { .. } | Op::Add => 2,
-            Op::Linear { .. } | Op::Gelu | Op::Tanh | Op::TakeCls | Op::LayerNorm { .. } | Op::AddBias { .. } => 1,
+            Op::Linear { .. }
+            | Op::TiledLinear { .. }
+            | Op::Gelu
+            | Op::Tanh
+            | Op::TakeCls
+            | Op::LayerNorm { .. }
+            | Op::AddBias { .. } => 1,
         }
     }
 
@@ -131,6 +153,12 @@ impl Op {
             Op::Linear { w: p, k, n } => {
                 vec![("w", w(p)), ("k", Attr::Int(*k as i64)), ("n", Attr::Int(*n as i64))]
             }
+            Op::TiledLinear { w: p, k, n, tiles } => vec![
+                ("w", w(p)),
+                ("k", Attr::Int(*k as i64)),
+                ("n", Attr::Int(*n as i64)),
+                ("tiles", Attr::Int(*tiles as i64)),
+            ],
         }
     }
 
@@ -159,13 +187,19 @@ impl Op {
             "layer_norm" => Op::LayerNorm { ln: a.weight("ln")?, eps: a.float("eps")? },
             "add_bias" => Op::AddBias { bias: a.weight("bias")? },
             "linear" => Op::Linear { w: a.weight("w")?, k: a.usize("k")?, n: a.usize("n")? },
+            "tiled_linear" => Op::TiledLinear {
+                w: a.weight("w")?,
+                k: a.usize("k")?,
+                n: a.usize("n")?,
+                tiles: a.usize("tiles")?,
+            },
             "gelu" => Op::Gelu,
             "tanh" => Op::Tanh,
             "add" => Op::Add,
             "take_cls" => Op::TakeCls,
             other => {
                 return Err(format!(
-                    "unknown op `{other}` (ops: const, embed, attention, add_norm, layer_norm, add_bias, linear, gelu, tanh, add, take_cls)"
+                    "unknown op `{other}` (ops: const, embed, attention, add_norm, layer_norm, add_bias, linear, tiled_linear, gelu, tanh, add, take_cls)"
                 ))
             }
         };
@@ -183,7 +217,7 @@ impl Op {
             Op::Attention { query, key, value, output, .. } => vec![query, key, value, output],
             Op::AddNorm { ln, .. } | Op::LayerNorm { ln, .. } => vec![ln],
             Op::AddBias { bias } => vec![bias],
-            Op::Linear { w, .. } => vec![w],
+            Op::Linear { w, .. } | Op::TiledLinear { w, .. } => vec![w],
             _ => vec![],
         }
     }

@@ -30,6 +30,15 @@ pub fn cost(g: &Graph, seq: usize) -> Cost {
                 let rows = if n.ty.rank() == 3 { s } else { 1 };
                 2 * rows * (*k as u64) * (*out as u64)
             }
+            Op::TiledLinear { w, tiles, .. } => {
+                // Per tile, kept rows x tile width multiply-accumulates per token.
+                let macs: u64 = (0..*tiles)
+                    .filter_map(|t| g.weights.get(&bertopt_ir::op::tile_names(w, t).1)?.ty.known_dims())
+                    .map(|d| (d[0] * d[1]) as u64)
+                    .sum();
+                let rows = if n.ty.rank() == 3 { s } else { 1 };
+                2 * rows * macs
+            }
             _ => 0,
         };
     }

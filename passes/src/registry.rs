@@ -49,6 +49,17 @@ pub fn passes() -> &'static [PassInfo] {
             ],
             build: |a| Ok(Box::new(crate::ffn::Ffn::from_args(a)?)),
         },
+        PassInfo {
+            name: "tile",
+            about: "tile-wise sparsity along K: per tile of g outputs, drop input-row segments; gather + small GEMMs",
+            args: &[
+                ("sparsity", "fraction of 1 x g row segments removed (default 0.5)"),
+                ("g", "tile width in output columns (default 128)"),
+                ("scope", "global (type 7, one ranking over all matrices; default) or tile (type 2, per tile)"),
+                ("n", "also tile along N (type 8): not implemented yet"),
+            ],
+            build: |a| Ok(Box::new(crate::tile::TilePass::from_args(a)?)),
+        },
     ]
 }
 

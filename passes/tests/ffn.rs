@@ -9,38 +9,7 @@ use bertopt_passes::{PassContext, Pipeline};
 use candle_core::{Device, Tensor};
 use common::*;
 
-const TWO_FFNS: &str = "graph two(%input_ids: i64[batch, sequence], %attention_mask: i64[batch, sequence], %token_type_ids: i64[batch, sequence]) {
-  %0: f32[batch, sequence, 8] = embed(%input_ids, %token_type_ids) {word: @w, position: @p, token_type: @t, ln: @ln0, eps: 1e-12, position_offset: 0}
-  %1: f32[batch, sequence, 16] = linear(%0) {w: @l0.in, k: 8, n: 16}
-  %2: f32[batch, sequence, 16] = gelu(%1)
-  %3: f32[batch, sequence, 8] = linear(%2) {w: @l0.out, k: 16, n: 8}
-  %4: f32[batch, sequence, 8] = add_norm(%3, %0) {ln: @ln1, eps: 1e-12}
-  %5: f32[batch, sequence, 16] = linear(%4) {w: @l1.in, k: 8, n: 16}
-  %6: f32[batch, sequence, 16] = gelu(%5)
-  %7: f32[batch, sequence, 8] = linear(%6) {w: @l1.out, k: 16, n: 8}
-  %8: f32[batch, sequence, 8] = add_norm(%7, %4) {ln: @ln2, eps: 1e-12}
-  return last_hidden_state = %8
-}
-weights {
-  @l0.in.bias: f32[16]
-  @l0.in.weight: f32[8, 16]
-  @l0.out.bias: f32[8]
-  @l0.out.weight: f32[16, 8]
-  @l1.in.bias: f32[16]
-  @l1.in.weight: f32[8, 16]
-  @l1.out.bias: f32[8]
-  @l1.out.weight: f32[16, 8]
-  @ln0.bias: f32[8]
-  @ln0.weight: f32[8]
-  @ln1.bias: f32[8]
-  @ln1.weight: f32[8]
-  @ln2.bias: f32[8]
-  @ln2.weight: f32[8]
-  @p: f32[16, 8]
-  @t: f32[2, 8]
-  @w: f32[20, 8]
-}
-";
+const TWO_FFNS: &str = include_str!("fixtures/two_ffns.ir");
 
 fn dense() -> Graph {
     let g = with_data(parse(TWO_FFNS).unwrap());

@@ -69,6 +69,41 @@ impl<'g> Emitter<'g> {
         Ok(name.to_string())
     }
 
+    /// Emit an i64 weight (a tiled linear's kept rows) as an initializer under its IR name (once).
+    fn init_i64(&mut self, name: &str) -> Result<String, EmitError> {
+        if !self.consts.contains_key(name) {
+            let t = self.weight(name)?;
+            let v = t
+                .flatten_all()
+                .and_then(|t| t.to_vec1::<i64>())
+                .map_err(|source| EmitError::Tensor { name: name.into(), source })?;
+            self.b.initializer_i64(name, t.dims(), &v);
+            self.consts.insert(name.into(), name.into());
+        }
+        Ok(name.to_string())
+    }
+
+    /// A tiled linear: per tile, Gather the kept input features, MatMul by the tile's dense weight; Concat the
+    /// tiles along the last axis and add the bias.
+    fn tiled_linear(&mut self, x: &str, p: &str, tiles: usize, rank: usize) -> Result<String, EmitError> {
+        let mut parts = vec![];
+        for t in 0..tiles {
+            let (rows, weight) = bertopt_ir::op::tile_names(p, t);
+            let rows = self.init_i64(&rows)?;
+            let w = self.init(&weight)?;
+            let axis = ("axis", Attr::Int(rank as i64 - 1));
+            let gathered = self.b.node("Gather", &format!("{p}/tile{t}/Gather"), &[x, &rows], &[axis]);
+            parts.push(self.b.node("MatMul", &format!("{p}/tile{t}/MatMul"), &[&gathered, &w], &[]));
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let cat = match refs.as_slice() {
+            [one] => one.to_string(),
+            _ => self.b.node("Concat", &format!("{p}/Concat"), &refs, &[("axis", Attr::Int(-1))]),
+        };
+        let bias = self.init(&format!("{p}.bias"))?;
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&cat, &bias], &[]))
+    }
+
     /// A scalar or small constant, shared by value.
     fn const_f32(&mut self, v: f32) -> String {
         let key = format!("const.f32.{v:?}");
@@ -235,6 +270,10 @@ impl<'g> Emitter<'g> {
                 self.b.node("Add", &format!("{bias}/Add"), &[a(0), &b], &[])
             }
             Op::Linear { w, .. } => self.linear(a(0), w, None)?,
+            Op::TiledLinear { w, tiles, .. } => {
+                let rank = node.ty.rank();
+                self.tiled_linear(a(0), w, *tiles, rank)?
+            }
             Op::Gelu => {
                 // x * 0.5 * (1 + erf(x / sqrt 2)): the exact GELU, as ONNX Runtime's fusion recognises it.
                 let sqrt2 = self.const_f32(std::f32::consts::SQRT_2);

@@ -109,3 +109,24 @@ pub fn max_diff(name: &str, b: &Batch, shape: &[usize], a: &[f32], c: &[f32]) ->
 pub fn output<'a>(outs: &'a [Output], name: &str) -> &'a Output {
     outs.iter().find(|o| o.name == name).unwrap_or_else(|| panic!("no output `{name}`"))
 }
+
+/// The reference `onnx.checker` (PyPI onnx==1.23.2, full_check) accepts `path`.
+pub fn onnx_check(path: &Path) {
+    let script = "import sys, onnx\nm = onnx.load(sys.argv[1])\nonnx.checker.check_model(m, full_check=True)\n\
+                  assert m.opset_import[0].version >= 17\n\
+                  assert [i.name for i in m.graph.input] == ['input_ids', 'attention_mask', 'token_type_ids']\n\
+                  assert any(n.op_type == 'LayerNormalization' for n in m.graph.node)\nprint('ok')";
+    let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let o = std::process::Command::new(&py)
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot start {py}: {e}"));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !err.contains("No module named 'onnx'"),
+        "the onnx Python package is missing: `pip install onnx==1.23.2` (the README's test command does this)"
+    );
+    assert!(o.status.success() && o.stdout.starts_with(b"ok"), "onnx.checker rejected {}: {err}", path.display());
+}
