@@ -10,5 +10,6 @@ pub mod head_mask_cmd;
 pub mod onnx;
 pub mod recover;
 pub mod run;
+pub mod score_cmd;
 pub mod tokenize;
 pub mod train_cmd;

@@ -209,6 +209,29 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// First-order Taylor importance of every encoder weight of a fine-tuned classifier, over calibration batches
+    /// of the training split; passes rank by it with `scores=PATH`.
+    Score {
+        /// Fine-tuned model folder (with a classifier and tokenizer.json).
+        model: PathBuf,
+        #[arg(long, required = true)]
+        data: Vec<PathBuf>,
+        #[arg(long)]
+        train_size: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Calibration batches (the TileSparsity release uses 100).
+        #[arg(long, default_value_t = 100)]
+        batches: usize,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 64)]
+        max_len: usize,
+        #[arg(short, long, default_value = "scores.safetensors")]
+        out: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     /// Accuracy of an ONNX classifier on labelled data (the held-out part of the --train-size/--seed split, or
     /// --eval FILE), in tract or ONNX Runtime.
     Eval {
@@ -348,6 +371,33 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 bertopt::head_mask_cmd::print(&r);
+            }
+            Ok(())
+        }
+        Some(Cmd::Score { model, data, train_size, seed, batches, batch, max_len, out, json }) => {
+            let r = bertopt::score_cmd::run(&bertopt::score_cmd::ScoreArgs {
+                model,
+                data,
+                train_size,
+                seed,
+                batches,
+                batch,
+                max_len,
+                out,
+                progress: !json,
+            })?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!(
+                    "wrote {} ({} tensors, {} over {} batches / {} examples) in {:.1}s",
+                    r.output.display(),
+                    r.tensors,
+                    r.method,
+                    r.batches,
+                    r.examples,
+                    r.seconds
+                );
             }
             Ok(())
         }

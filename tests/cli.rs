@@ -200,7 +200,7 @@ fn list_passes_needs_no_model_and_names_arguments() {
     for name in ["dce", "fold", "heads", "ffn"] {
         assert!(out.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{out}");
     }
-    assert!(out.contains("(args: mask, ratio, count)"), "{out}");
+    assert!(out.contains("(args: mask, ratio, count, scores)"), "{out}");
     let o = optimize(&[]);
     assert_eq!(o.status.code(), Some(2), "a missing model is a usage error");
 }

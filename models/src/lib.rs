@@ -12,6 +12,7 @@ pub mod head_importance;
 pub mod lower;
 pub mod progress;
 pub mod rng;
+pub mod taylor;
 pub mod testing;
 pub mod tokenize;
 pub mod train;

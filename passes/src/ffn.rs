@@ -14,11 +14,14 @@ use petgraph::Direction;
 use crate::pass::{Pass, PassContext, PassError};
 use crate::registry::Args;
 use crate::rewrite::{keep_top, kept_index, residual_only, set_weight, weight};
+use crate::scores::Importance;
 
 pub struct Ffn {
     /// Neurons removed per layer: a fraction of the intermediate size, or a count.
     pub remove: Amount,
     pub multiple: usize,
+    /// How neurons are ranked (magnitude, or saved Taylor scores).
+    pub importance: Importance,
 }
 
 pub enum Amount {
@@ -53,7 +56,7 @@ impl Ffn {
         if multiple == 0 {
             return Err(bad("multiple", "must be at least 1".into()));
         }
-        Ok(Ffn { remove, multiple })
+        Ok(Ffn { remove, multiple, importance: Importance::from_arg("ffn", a.map.get("scores"))? })
     }
 }
 
@@ -94,11 +97,12 @@ fn names(g: &Graph, b: &Block) -> (String, String) {
     (name(b.fc_in), name(b.fc_out))
 }
 
-/// ‖W_in[:, j]‖² + ‖W_out[j, :]‖² for every neuron j (weights stored K x N).
-fn magnitude(g: &Graph, w_in: &str, w_out: &str) -> Result<Vec<f32>, PassError> {
+/// Importance of every neuron j: the summed element importance (W², or Taylor scores) of column j of W_in and
+/// row j of W_out (weights stored K x N).
+fn importance(g: &Graph, imp: &Importance, w_in: &str, w_out: &str) -> Result<Vec<f32>, PassError> {
     let c = |e: candle_core::Error| fail(e.to_string());
-    let a = weight(g, "ffn", &format!("{w_in}.weight"))?.sqr().map_err(c)?.sum(0).map_err(c)?;
-    let b = weight(g, "ffn", &format!("{w_out}.weight"))?.sqr().map_err(c)?.sum(1).map_err(c)?;
+    let a = imp.of(g, "ffn", &format!("{w_in}.weight"))?.sum(0).map_err(c)?;
+    let b = imp.of(g, "ffn", &format!("{w_out}.weight"))?.sum(1).map_err(c)?;
     (a + b).map_err(c)?.to_vec1::<f32>().map_err(c)
 }
 
@@ -123,7 +127,7 @@ impl Ffn {
         Ok(match remove {
             0 => vec![true; inner],
             r if r == inner => vec![false; inner],
-            r => keep_top(&magnitude(g, &w_in, &w_out)?, r),
+            r => keep_top(&importance(g, &self.importance, &w_in, &w_out)?, r),
         })
     }
 }

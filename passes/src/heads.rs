@@ -17,6 +17,7 @@ use crate::mask::HeadMask;
 use crate::pass::{Pass, PassContext, PassError};
 use crate::registry::Args;
 use crate::rewrite::{keep_top, residual_only, set_weight};
+use crate::scores::Importance;
 
 pub enum Select {
     Mask(PathBuf),
@@ -26,6 +27,8 @@ pub enum Select {
 
 pub struct Heads {
     pub select: Select,
+    /// How `ratio`/`count` rank heads (magnitude, or saved Taylor scores).
+    pub importance: Importance,
 }
 
 impl Heads {
@@ -54,7 +57,10 @@ impl Heads {
         } else {
             Select::Count(a.get("count", 0)?)
         };
-        Ok(Heads { select })
+        if matches!(select, Select::Mask(_)) && a.map.contains_key("scores") {
+            return Err(bad("scores= ranks heads for ratio= or count=; a mask= already says which heads go"));
+        }
+        Ok(Heads { select, importance: Importance::from_arg("heads", a.map.get("scores"))? })
     }
 }
 
@@ -62,25 +68,21 @@ fn fail(problem: impl Into<String>) -> PassError {
     PassError::Failed { pass: "heads".into(), problem: problem.into() }
 }
 
-fn tensor<'g>(g: &'g Graph, name: &str) -> Result<&'g Tensor, PassError> {
-    g.weights.tensor(name).ok_or_else(|| fail(format!("weight @{name} has no data")))
-}
-
-/// Sum of squares of each head's slice of Q, K, V (columns) and O (rows).
-fn magnitude(g: &Graph, op: &Op) -> Result<Vec<f32>, PassError> {
+/// Importance of each head: the summed element importance (W², or Taylor scores) of its slices of Q, K, V
+/// (columns) and O (rows).
+fn importance(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassError> {
     let Op::Attention { heads, head_dim, query, key, value, output } = op else { unreachable!("attention only") };
     let c = |e: candle_core::Error| fail(e.to_string());
     let mut score = vec![0f32; *heads];
     for p in [query, key, value] {
-        let w = tensor(g, &format!("{p}.weight"))?;
-        let per_head =
-            w.sqr().map_err(c)?.sum(0).map_err(c)?.reshape((*heads, *head_dim)).map_err(c)?.sum(1).map_err(c)?;
+        let w = imp.of(g, "heads", &format!("{p}.weight"))?;
+        let per_head = w.sum(0).map_err(c)?.reshape((*heads, *head_dim)).map_err(c)?.sum(1).map_err(c)?;
         for (s, v) in score.iter_mut().zip(per_head.to_vec1::<f32>().map_err(c)?) {
             *s += v;
         }
     }
-    let w = tensor(g, &format!("{output}.weight"))?;
-    let per_head = w.sqr().map_err(c)?.sum(1).map_err(c)?.reshape((*heads, *head_dim)).map_err(c)?.sum(1).map_err(c)?;
+    let w = imp.of(g, "heads", &format!("{output}.weight"))?;
+    let per_head = w.sum(1).map_err(c)?.reshape((*heads, *head_dim)).map_err(c)?.sum(1).map_err(c)?;
     for (s, v) in score.iter_mut().zip(per_head.to_vec1::<f32>().map_err(c)?) {
         *s += v;
     }
@@ -124,12 +126,12 @@ impl Heads {
                 .iter()
                 .map(|&n| {
                     let h = heads_of(g, n);
-                    Ok(keep_top(&magnitude(g, &g.dag[n].op)?, (h as f64 * r) as usize))
+                    Ok(keep_top(&importance(g, &self.importance, &g.dag[n].op)?, (h as f64 * r) as usize))
                 })
                 .collect::<Result<_, PassError>>()?,
             Select::Count(c) => attns
                 .iter()
-                .map(|&n| Ok(keep_top(&magnitude(g, &g.dag[n].op)?, *c)))
+                .map(|&n| Ok(keep_top(&importance(g, &self.importance, &g.dag[n].op)?, *c)))
                 .collect::<Result<_, PassError>>()?,
         })
     }
@@ -161,12 +163,13 @@ impl Pass for Heads {
             let idx = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(|e| fail(e.to_string()))?;
             let c = |e: candle_core::Error| fail(e.to_string());
             for p in [&query, &key, &value] {
-                let w = tensor(g, &format!("{p}.weight"))?.index_select(&idx, 1).map_err(c)?;
-                let b = tensor(g, &format!("{p}.bias"))?.index_select(&idx, 0).map_err(c)?;
+                let w = crate::rewrite::weight(g, "heads", &format!("{p}.weight"))?.index_select(&idx, 1).map_err(c)?;
+                let b = crate::rewrite::weight(g, "heads", &format!("{p}.bias"))?.index_select(&idx, 0).map_err(c)?;
                 set_weight(g, &format!("{p}.weight"), w);
                 set_weight(g, &format!("{p}.bias"), b);
             }
-            let w = tensor(g, &format!("{output}.weight"))?.index_select(&idx, 0).map_err(c)?;
+            let w =
+                crate::rewrite::weight(g, "heads", &format!("{output}.weight"))?.index_select(&idx, 0).map_err(c)?;
             set_weight(g, &format!("{output}.weight"), w);
             g.dag[n].op = Op::Attention { heads: kept.len(), head_dim, query, key, value, output };
         }

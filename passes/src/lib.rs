@@ -11,6 +11,7 @@ pub mod pass;
 pub mod pipeline;
 pub mod registry;
 pub mod rewrite;
+pub mod scores;
 pub mod tile;
 
 use std::collections::BTreeMap;

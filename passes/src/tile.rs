@@ -18,6 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::pass::{Pass, PassContext, PassError};
 use crate::registry::Args;
 use crate::rewrite::{set_weight, weight};
+use crate::scores::Importance;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -31,6 +32,8 @@ pub struct TilePass {
     pub sparsity: f64,
     pub g: usize,
     pub scope: Scope,
+    /// How row segments are ranked (magnitude, or saved Taylor scores).
+    pub importance: Importance,
 }
 
 fn fail(problem: impl Into<String>) -> PassError {
@@ -56,7 +59,7 @@ impl TilePass {
         if a.get("n", false)? {
             return Err(bad("n", "tiling along K and N (type 8) is not implemented yet".into()));
         }
-        Ok(TilePass { sparsity, g, scope })
+        Ok(TilePass { sparsity, g, scope, importance: Importance::from_arg("tile", a.map.get("scores"))? })
     }
 }
 
@@ -73,14 +76,14 @@ fn c(e: candle_core::Error) -> PassError {
     fail(e.to_string())
 }
 
-fn targets(g: &Graph, width: usize) -> Result<Vec<Target>, PassError> {
+fn targets(g: &Graph, width: usize, imp: &Importance) -> Result<Vec<Target>, PassError> {
     let mut out = vec![];
     for node in g.topo_order().map_err(fail)? {
         let Op::Linear { w, k, n } = &g.dag[node].op else { continue };
         if g.dag[node].ty.rank() != 3 {
             continue; // pooler and classifier run once per sequence: nothing to gain
         }
-        let sq = weight(g, "tile", &format!("{w}.weight"))?.sqr().map_err(c)?;
+        let sq = imp.of(g, "tile", &format!("{w}.weight"))?;
         let mut tiles = vec![];
         for c0 in (0..*n).step_by(width) {
             let wd = width.min(n - c0);
@@ -142,7 +145,7 @@ impl Pass for TilePass {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let targets = targets(g, self.g)?;
+        let targets = targets(g, self.g, &self.importance)?;
         let keep = self.keep(&targets);
         let (mut segments, mut matrices) = (0, 0);
         for (tg, keep) in targets.iter().zip(&keep) {
