@@ -82,9 +82,12 @@ fn recover_refuses_passes_it_cannot_train_under() {
     let model = root().join("models/bundled/uci-sentiment-tiny");
     let data = root().join("models/data/uci-sentiment/yelp.json");
     let out = d.path().join("r");
-    for (pipeline, want) in
-        [("tile(x=1)", "unknown pass `tile`"), ("", "expected a pass name"), ("ffn(ratio=2)", "2 is not in [0, 1]")]
-    {
+    for (pipeline, want) in [
+        ("tile(sparsity=0.5)", "`tile` is not supported"),
+        ("prune(x=1)", "unknown pass `prune`"),
+        ("", "expected a pass name"),
+        ("ffn(ratio=2)", "2 is not in [0, 1]"),
+    ] {
         let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
             .args(["recover", model.to_str().unwrap(), "--pass", pipeline, "--data", data.to_str().unwrap()])
             .args(["-o", out.to_str().unwrap()])
