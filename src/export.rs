@@ -38,6 +38,8 @@ pub struct PassSummary {
     pub flops_before: u64,
     pub flops_after: u64,
     pub changed: std::collections::BTreeMap<String, usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<&'static str>,
 }
 
 impl From<&PassReport> for PassSummary {
@@ -49,6 +51,7 @@ impl From<&PassReport> for PassSummary {
             flops_before: r.before.flops,
             flops_after: r.after.flops,
             changed: r.changed.clone(),
+            note: r.note,
         }
     }
 }

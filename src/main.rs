@@ -477,6 +477,9 @@ fn export(a: ExportArgs) -> anyhow::Result<()> {
                 "pass {:<8} params {} -> {}, FLOPs@128 {} -> {}, {:?}",
                 p.pass, p.params_before, p.params_after, p.flops_before, p.flops_after, p.changed
             );
+            if let Some(note) = p.note {
+                println!("  note: {note}");
+            }
         }
         println!(
             "wrote {} ({:.1} MB, {} params, {:.2} GFLOPs at seq 128) in {:.2}s (load {:.2}s, passes {:.2}s, emit {:.2}s)",

@@ -1,18 +1,21 @@
 //! bertopt's passes: the `Pass` trait, a registry, an LLVM-style pipeline parser, and the passes themselves
 //! (one file each). Cleanup (`dce`, `fold`) runs after every user pass; the verifier after every pass.
 
+pub mod bw;
 pub mod cost;
 pub mod dce;
 pub mod ffn;
 pub mod fold;
 pub mod heads;
 pub mod mask;
+pub mod masked;
 pub mod pass;
 pub mod pipeline;
 pub mod registry;
 pub mod rewrite;
 pub mod scores;
 pub mod tile;
+pub mod vw;
 
 use std::collections::BTreeMap;
 
@@ -51,7 +54,7 @@ impl Pipeline {
                 run_verified(&fold::Fold, g, ctx, &mut changed)?;
                 run_verified(&dce::Dce, g, ctx, &mut changed)?;
             }
-            reports.push(PassReport { pass: p.name().into(), before, after: cost(g, seq), changed });
+            reports.push(PassReport { pass: p.name().into(), before, after: cost(g, seq), changed, note: p.note() });
         }
         Ok(reports)
     }

@@ -22,6 +22,8 @@ pub struct PassReport {
     pub after: Cost,
     /// Units removed or rewritten, by kind ("nodes", "weights", "heads", ...).
     pub changed: BTreeMap<String, usize>,
+    /// What a reader of the report must know about the result (e.g. that zeros bring no dense speedup).
+    pub note: Option<&'static str>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,10 @@ pub enum PassError {
 
 pub trait Pass {
     fn name(&self) -> &'static str;
+    /// A caveat printed with the pass's report.
+    fn note(&self) -> Option<&'static str> {
+        None
+    }
     /// Rewrite the graph; record counts of what changed in `changed`.
     fn run(
         &self,

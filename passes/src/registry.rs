@@ -63,6 +63,26 @@ pub fn passes() -> &'static [PassInfo] {
             ],
             build: |a| Ok(Box::new(crate::tile::TilePass::from_args(a)?)),
         },
+        PassInfo {
+            name: "vw",
+            about: "vector-wise sparsity (type 4): each run of v along K keeps its top (1-s)v; zeros only, no speedup",
+            args: &[
+                ("sparsity", "fraction zeroed in every run (default 0.75: 4 of 16 kept)"),
+                ("v", "run length along K (default 16)"),
+                ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+            ],
+            build: |a| Ok(Box::new(crate::vw::Vw::from_args(a)?)),
+        },
+        PassInfo {
+            name: "bw",
+            about: "block-wise sparsity (type 5): zero the weakest g x g blocks of each matrix; zeros only, no speedup",
+            args: &[
+                ("sparsity", "fraction of blocks zeroed per matrix (default 0.5)"),
+                ("g", "block size (default 32)"),
+                ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+            ],
+            build: |a| Ok(Box::new(crate::bw::Bw::from_args(a)?)),
+        },
     ]
 }
 

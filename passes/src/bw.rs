@@ -1,0 +1,84 @@
+//! `bw`: block-wise sparsity (TileSparsity type 5). Every encoder matrix is cut into `g`×`g` blocks (32 by
+//! default; edge blocks may be smaller); in each matrix the `int(sparsity * blocks)` blocks with the lowest
+//! Frobenius norm of their importance are zeroed. Zeros only: see `masked`.
+
+use std::collections::BTreeMap;
+
+use bertopt_ir::Graph;
+use candle_core::Tensor;
+
+use crate::masked::{encoder_matrices, NO_DENSE_SPEEDUP};
+use crate::pass::{Pass, PassContext, PassError};
+use crate::registry::Args;
+use crate::rewrite::{set_weight, weight};
+use crate::scores::Importance;
+
+pub struct Bw {
+    pub sparsity: f64,
+    pub g: usize,
+    pub importance: Importance,
+}
+
+fn fail(problem: impl Into<String>) -> PassError {
+    PassError::Failed { pass: "bw".into(), problem: problem.into() }
+}
+
+impl Bw {
+    pub fn from_args(a: &Args) -> Result<Self, PassError> {
+        let bad = |arg: &str, problem: String| PassError::BadArg { pass: "bw".into(), arg: arg.into(), problem };
+        let sparsity: f64 = a.get("sparsity", 0.5)?;
+        if !(0.0..1.0).contains(&sparsity) {
+            return Err(bad("sparsity", format!("{sparsity} is not in [0, 1)")));
+        }
+        let g: usize = a.get("g", 32)?;
+        if g == 0 {
+            return Err(bad("g", "the block size must be at least 1".into()));
+        }
+        Ok(Bw { sparsity, g, importance: Importance::from_arg("bw", a.map.get("scores"))? })
+    }
+}
+
+impl Pass for Bw {
+    fn name(&self) -> &'static str {
+        "bw"
+    }
+
+    fn note(&self) -> Option<&'static str> {
+        Some(NO_DENSE_SPEEDUP)
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        let c = |e: candle_core::Error| fail(e.to_string());
+        let (mut blocks_zeroed, mut zeroed) = (0, 0);
+        for name in encoder_matrices(g) {
+            let w = weight(g, "bw", &name)?;
+            let dims = w.dims().to_vec();
+            let (k, n) = (dims[0], dims[1]);
+            let s = self.importance.of(g, "bw", &name)?.to_vec2::<f32>().map_err(c)?;
+            let mut blocks = vec![];
+            for r0 in (0..k).step_by(self.g) {
+                for c0 in (0..n).step_by(self.g) {
+                    let (r1, c1) = ((r0 + self.g).min(k), (c0 + self.g).min(n));
+                    let fro = (r0..r1).flat_map(|r| (c0..c1).map(move |cc| (r, cc))).map(|(r, cc)| s[r][cc].powi(2));
+                    blocks.push((fro.sum::<f32>().sqrt(), r0, r1, c0, c1));
+                }
+            }
+            let remove = (blocks.len() as f64 * self.sparsity) as usize;
+            blocks.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.3).cmp(&(b.1, b.3))));
+            let mut data: Vec<f32> = w.flatten_all().map_err(c)?.to_vec1::<f32>().map_err(c)?;
+            for &(_, r0, r1, c0, c1) in &blocks[..remove] {
+                for r in r0..r1 {
+                    for cc in c0..c1 {
+                        data[r * n + cc] = 0.0;
+                        zeroed += 1;
+                    }
+                }
+            }
+            blocks_zeroed += remove;
+            set_weight(g, &name, Tensor::from_vec(data, dims, w.device()).map_err(c)?);
+        }
+        changed.insert("blocks zeroed".into(), blocks_zeroed);
+        changed.insert("weights zeroed".into(), zeroed);
+        Ok(())
+    }
+}
