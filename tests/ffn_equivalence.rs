@@ -3,7 +3,6 @@
 
 mod common;
 
-use bertopt::run::{self, RunnerOptions, Runtime};
 use candle_core::{Device, Tensor};
 use onnx_protobuf::Message;
 
@@ -44,15 +43,7 @@ fn minilm_ffn_pruned_equals_masked_dense() {
 
     let mut enc = bertopt::tokenize::TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
     let batch = enc.encode(&["Cold pasta, rude waiter.", "A lovely, warm and funny film."], 128, None).unwrap();
-    for rt in [Runtime::Tract, Runtime::Ort] {
-        let a = run::load(rt, &pruned, RunnerOptions::default()).unwrap().run(&batch).unwrap();
-        let b = run::load(rt, &dense, RunnerOptions::default()).unwrap().run(&batch).unwrap();
-        for (x, y) in a.iter().zip(&b) {
-            let diff = common::max_diff(&x.name, &batch, &x.shape, &x.data, &y.data);
-            eprintln!("{rt}: {} ffn-pruned vs masked dense: {diff:.2e}", x.name);
-            assert!(diff <= 1e-4, "{rt}: {} differs by {diff}", x.name);
-        }
-    }
+    common::assert_same_outputs(&pruned, &dense, &batch, "ffn-pruned vs masked dense");
     let m = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(&pruned).unwrap()).unwrap();
     let dims = |n: &str| m.graph.initializer.iter().find(|t| t.name == n).map(|t| t.dims.clone());
     for l in 0..6 {

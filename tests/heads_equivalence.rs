@@ -7,7 +7,7 @@ mod pass_common;
 
 use std::path::{Path, PathBuf};
 
-use bertopt::run::{self, Batch, RunnerOptions, Runtime};
+use bertopt::run::Batch;
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_passes::mask::HeadMask;
 use onnx_protobuf::Message;
@@ -26,24 +26,6 @@ fn export_pair(model: &Path, mask: &Path, keep: &[Vec<bool>], dir: &Path) -> (Pa
     let dense = dir.join("masked_dense.onnx");
     bertopt::onnx::write_model(&proto, &dense).unwrap();
     (pruned, dense)
-}
-
-fn compare(pruned: &Path, dense: &Path, batch: &Batch) -> f32 {
-    common::ensure_ort();
-    let mut worst = 0f32;
-    for rt in [Runtime::Tract, Runtime::Ort] {
-        let a = run::load(rt, pruned, RunnerOptions::default()).unwrap().run(batch).unwrap();
-        let b = run::load(rt, dense, RunnerOptions::default()).unwrap().run(batch).unwrap();
-        for (x, y) in a.iter().zip(&b) {
-            assert_eq!(x.name, y.name);
-            assert_eq!(x.shape, y.shape);
-            let d = common::max_diff(&x.name, batch, &x.shape, &x.data, &y.data);
-            eprintln!("{rt}: {} pruned vs masked dense: max |diff| = {d:.2e}", x.name);
-            assert!(d <= 1e-4, "{rt}: {} differs by {d}", x.name);
-            worst = worst.max(d);
-        }
-    }
-    worst
 }
 
 fn initializer_dims(path: &Path) -> std::collections::HashMap<String, Vec<i64>> {
@@ -71,7 +53,7 @@ fn minilm_stripped_by_the_smp_fixture_equals_masked_dense() {
             None,
         )
         .unwrap();
-    compare(&pruned, &dense, &batch);
+    common::assert_same_outputs(&pruned, &dense, &batch, "stripped vs masked dense");
 
     let dims = initializer_dims(&pruned);
     for l in 0..6 {
@@ -101,7 +83,7 @@ fn a_layer_with_every_head_removed_matches_in_both_runtimes() {
     let mask = d.path().join("mask.json");
     std::fs::write(&mask, HeadMask { keep: keep.clone() }.to_json()).unwrap();
     let (pruned, dense) = export_pair(&model, &mask, &keep, d.path());
-    compare(&pruned, &dense, &Batch::synthetic(3, 9, 32, 4));
+    common::assert_same_outputs(&pruned, &dense, &Batch::synthetic(3, 9, 32, 4), "stripped vs masked dense");
     let dims = initializer_dims(&pruned);
     assert!(!dims.contains_key("encoder.layer.0.attention.self.key.weight"), "layer 0 has no attention left");
     assert_eq!(dims["encoder.layer.0.attention.output.dense.bias"], vec![32], "its output bias remains");

@@ -4,7 +4,6 @@
 
 mod common;
 
-use bertopt::run::{self, RunnerOptions, Runtime};
 use bertopt_ir::{op::tile_names, Op};
 use candle_core::{Device, Tensor};
 
@@ -54,14 +53,6 @@ fn minilm_tiled_equals_masked_dense_in_both_runtimes() {
 
     let mut enc = bertopt::tokenize::TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
     let batch = enc.encode(&["Cold pasta, rude waiter.", "A lovely, warm and funny film."], 128, None).unwrap();
-    for rt in [Runtime::Tract, Runtime::Ort] {
-        let a = run::load(rt, &tiled, RunnerOptions::default()).unwrap().run(&batch).unwrap();
-        let b = run::load(rt, &masked_path, RunnerOptions::default()).unwrap().run(&batch).unwrap();
-        for (x, y) in a.iter().zip(&b) {
-            let diff = common::max_diff(&x.name, &batch, &x.shape, &x.data, &y.data);
-            eprintln!("{rt}: {} tiled vs masked dense: {diff:.2e}", x.name);
-            assert!(diff <= 1e-4, "{rt}: {} differs by {diff}", x.name);
-        }
-    }
+    common::assert_same_outputs(&tiled, &masked_path, &batch, "tiled vs masked dense");
     common::onnx_check(&tiled);
 }

@@ -25,15 +25,8 @@ fn fail(problem: impl Into<String>) -> PassError {
 
 impl Bw {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
-        let bad = |arg: &str, problem: String| PassError::BadArg { pass: "bw".into(), arg: arg.into(), problem };
-        let sparsity: f64 = a.get("sparsity", 0.5)?;
-        if !(0.0..1.0).contains(&sparsity) {
-            return Err(bad("sparsity", format!("{sparsity} is not in [0, 1)")));
-        }
-        let g: usize = a.get("g", 32)?;
-        if g == 0 {
-            return Err(bad("g", "the block size must be at least 1".into()));
-        }
+        let sparsity = a.sparsity("sparsity", 0.5)?;
+        let g = a.positive("g", 32)?;
         Ok(Bw { sparsity, g, importance: Importance::from_arg("bw", a.map.get("scores"))? })
     }
 }

@@ -42,22 +42,15 @@ fn fail(problem: impl Into<String>) -> PassError {
 
 impl TilePass {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
-        let bad = |arg: &str, problem: String| PassError::BadArg { pass: "tile".into(), arg: arg.into(), problem };
-        let sparsity: f64 = a.get("sparsity", 0.5)?;
-        if !(0.0..1.0).contains(&sparsity) {
-            return Err(bad("sparsity", format!("{sparsity} is not in [0, 1)")));
-        }
-        let g: usize = a.get("g", 128)?;
-        if g == 0 {
-            return Err(bad("g", "the tile width must be at least 1".into()));
-        }
+        let sparsity = a.sparsity("sparsity", 0.5)?;
+        let g = a.positive("g", 128)?;
         let scope = match a.map.get("scope").map(String::as_str) {
             None | Some("global") => Scope::Global,
             Some("tile") => Scope::Tile,
-            Some(other) => return Err(bad("scope", format!("`{other}`: use global (type 7) or tile (type 2)"))),
+            Some(other) => return Err(a.bad("scope", format!("`{other}`: use global (type 7) or tile (type 2)"))),
         };
         if a.get("n", false)? {
-            return Err(bad("n", "tiling along K and N (type 8) is not implemented yet".into()));
+            return Err(a.bad("n", "tiling along K and N (type 8) is not implemented yet".into()));
         }
         Ok(TilePass { sparsity, g, scope, importance: Importance::from_arg("tile", a.map.get("scores"))? })
     }

@@ -25,15 +25,8 @@ fn fail(problem: impl Into<String>) -> PassError {
 
 impl Vw {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
-        let bad = |arg: &str, problem: String| PassError::BadArg { pass: "vw".into(), arg: arg.into(), problem };
-        let sparsity: f64 = a.get("sparsity", 0.75)?;
-        if !(0.0..1.0).contains(&sparsity) {
-            return Err(bad("sparsity", format!("{sparsity} is not in [0, 1)")));
-        }
-        let v: usize = a.get("v", 16)?;
-        if v == 0 {
-            return Err(bad("v", "the vector length must be at least 1".into()));
-        }
+        let sparsity = a.sparsity("sparsity", 0.75)?;
+        let v = a.positive("v", 16)?;
         Ok(Vw { sparsity, v, importance: Importance::from_arg("vw", a.map.get("scores"))? })
     }
 }

@@ -130,3 +130,24 @@ pub fn onnx_check(path: &Path) {
     );
     assert!(o.status.success() && o.stdout.starts_with(b"ok"), "onnx.checker rejected {}: {err}", path.display());
 }
+
+/// Run two ONNX files on `batch` in tract and ONNX Runtime and assert every output agrees within 1e-4 at
+/// non-padding positions; returns the largest difference seen.
+pub fn assert_same_outputs(a: &Path, b: &Path, batch: &Batch, what: &str) -> f32 {
+    use bertopt::run::{self, RunnerOptions, Runtime};
+    ensure_ort();
+    let mut worst = 0f32;
+    for rt in [Runtime::Tract, Runtime::Ort] {
+        let x = run::load(rt, a, RunnerOptions::default()).unwrap().run(batch).unwrap();
+        let y = run::load(rt, b, RunnerOptions::default()).unwrap().run(batch).unwrap();
+        assert_eq!(x.len(), y.len());
+        for (x, y) in x.iter().zip(&y) {
+            assert_eq!((&x.name, &x.shape), (&y.name, &y.shape));
+            let d = max_diff(&x.name, batch, &x.shape, &x.data, &y.data);
+            eprintln!("{rt}: {} {what}: max |diff| = {d:.2e}", x.name);
+            assert!(d <= 1e-4, "{rt}: {} {what} differs by {d}", x.name);
+            worst = worst.max(d);
+        }
+    }
+    worst
+}
