@@ -72,13 +72,12 @@ pub fn run(a: &HeadMaskArgs) -> anyhow::Result<HeadMaskReport> {
         let tokenizer = info.files.tokenizer.clone().with_context(|| {
             format!("{} has no tokenizer.json, needed to encode the calibration data", ck.files.dir.display())
         })?;
-        drop(ck);
         let (train, _) = crate::train_cmd::split_data(&a.data, None, a.train_size, a.seed)?;
         let mut train = crate::train_cmd::align_labels(train, &info.labels, &info.files.dir)?;
         if let Some(n) = a.max_examples {
             train.examples.truncate(n);
         }
-        let model = BertClassifier::from_pretrained(&a.model, info.labels.clone(), a.seed)?;
+        let model = BertClassifier::from_checkpoint(ck, info.labels.clone(), a.seed)?;
         let mut enc = TextEncoder::from_file(&tokenizer)?;
         let bar = bertopt_models::progress::bar(train.examples.len(), "head importance", a.progress);
         let scores = head_importance::head_importance(&model, &mut enc, &train, a.max_len, a.batch, |n| {

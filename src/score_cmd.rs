@@ -44,10 +44,9 @@ pub fn run(a: &ScoreArgs) -> anyhow::Result<ScoreReport> {
     let info = ModelInfo::of(&ck);
     let tokenizer =
         info.files.tokenizer.clone().with_context(|| format!("{} has no tokenizer.json", ck.files.dir.display()))?;
-    drop(ck);
     let (train, _) = crate::train_cmd::split_data(&a.data, None, a.train_size, a.seed)?;
     let train = crate::train_cmd::align_labels(train, &info.labels, &info.files.dir)?;
-    let model = BertClassifier::from_pretrained(&a.model, info.labels.clone(), a.seed)?;
+    let model = BertClassifier::from_checkpoint(ck, info.labels.clone(), a.seed)?;
     let mut enc = TextEncoder::from_file(&tokenizer)?;
     let batches = a.batches.min(train.examples.len().div_ceil(a.batch.max(1)));
     let bar = bertopt_models::progress::bar(batches, "taylor scores", a.progress);

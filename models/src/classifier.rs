@@ -102,7 +102,11 @@ impl BertClassifier {
     /// Start from a Hugging Face folder: every tensor it has is used; a missing pooler or classifier is
     /// initialised as in `random`. A classifier with a different number of labels is an error.
     pub fn from_pretrained(path: &Path, labels: Vec<String>, seed: u64) -> Result<Self> {
-        let ck = Checkpoint::load(path)?;
+        Self::from_checkpoint(Checkpoint::load(path)?, labels, seed)
+    }
+
+    /// `from_pretrained` for a checkpoint already loaded (and inspected) by the caller.
+    pub fn from_checkpoint(ck: Checkpoint, labels: Vec<String>, seed: u64) -> Result<Self> {
         anyhow::ensure!(ck.scheme != Scheme::Roberta, "fine-tuning RoBERTa checkpoints is not supported yet");
         if let Head::BertClassifier { labels: n } = ck.head {
             anyhow::ensure!(
