@@ -28,6 +28,11 @@ pub struct ModelTiming {
     pub throughput: f64,
     /// p50 of the first model divided by this model's p50.
     pub speedup_vs_first: f64,
+    /// The pass pipeline bertopt recorded in the model (empty for dense or foreign models).
+    pub pipeline: String,
+    /// Caveats a reader of the timing must know (zeros-only passes bring no dense speedup).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -63,6 +68,21 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// The pipeline bertopt recorded in the model, and the notes it implies.
+fn pipeline_of(path: &std::path::Path) -> (String, Vec<String>) {
+    let pipeline = crate::onnx::read_metadata(path)
+        .ok()
+        .and_then(|m| m.into_iter().find(|(k, _)| k == crate::export::META_PIPELINE).map(|(_, v)| v))
+        .unwrap_or_default();
+    let notes = bertopt_passes::parse_pipeline(&pipeline)
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| matches!(s.name.as_str(), "vw" | "bw"))
+        .map(|s| format!("`{}` only zeroes weights: shapes are unchanged, so a dense runtime runs no faster", s.name))
+        .collect();
+    (pipeline, notes)
+}
+
 /// Vocabulary size recorded in the model by bertopt, to draw valid token ids; 100 for foreign models.
 fn vocab_of(path: &std::path::Path) -> usize {
     crate::onnx::read_metadata(path)
@@ -95,6 +115,7 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
     for (m, mut t) in models.iter().zip(times) {
         t.sort_by(f64::total_cmp);
         let p50 = percentile(&t, 0.5);
+        let (pipeline, notes) = pipeline_of(m);
         timings.push(ModelTiming {
             model: m.clone(),
             p50_ms: p50,
@@ -103,6 +124,8 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
             mean_ms: t.iter().sum::<f64>() / t.len() as f64,
             throughput: cfg.batch as f64 / (p50 / 1e3),
             speedup_vs_first: 0.0,
+            pipeline,
+            notes,
         });
     }
     let first = timings[0].p50_ms;
@@ -142,5 +165,10 @@ pub fn print_table(r: &BenchReport) {
             m.throughput,
             m.speedup_vs_first
         );
+    }
+    for m in &r.models {
+        for n in &m.notes {
+            println!("note: {}: {n}", m.model.display());
+        }
     }
 }

@@ -86,11 +86,13 @@ fn bench_json_has_percentiles_and_speedups() {
     write_tiny_model(&model, &TinySpec::default()).unwrap();
     let onnx = d.path().join("m.onnx");
     assert!(optimize(&[s(&model), "-o", s(&onnx)]).status.success());
+    let vw = d.path().join("vw.onnx");
+    assert!(optimize(&[s(&model), "--pass", "vw(sparsity=0.75)", "-o", s(&vw)]).status.success());
     for rt in ["tract", "ort"] {
         let o = optimize(&[
             "bench",
             s(&onnx),
-            s(&onnx),
+            s(&vw),
             "--runtime",
             rt,
             "--batch",
@@ -117,7 +119,16 @@ fn bench_json_has_percentiles_and_speedups() {
                 (m["p50_ms"].as_f64().unwrap(), m["p90_ms"].as_f64().unwrap(), m["p99_ms"].as_f64().unwrap());
             assert!(p50 > 0.0 && p50 <= p90 && p90 <= p99, "{m}");
         }
+        assert_eq!(
+            (models[0]["pipeline"].as_str(), models[1]["pipeline"].as_str()),
+            (Some(""), Some("vw(sparsity=0.75)"))
+        );
+        assert!(models[0].get("notes").is_none());
+        assert!(models[1]["notes"][0].as_str().unwrap().contains("a dense runtime runs no faster"), "{}", models[1]);
     }
+    // The table says it too.
+    let o = optimize(&["bench", s(&onnx), s(&vw), "--seq", "8", "--iters", "2", "--warmup", "0"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("note: ") && o.status.success());
 }
 
 #[test]
