@@ -68,33 +68,33 @@ fn cpu_model() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// The pipeline bertopt recorded in the model, and the notes it implies.
-fn pipeline_of(path: &std::path::Path) -> (String, Vec<String>) {
-    let pipeline = crate::onnx::read_metadata(path)
-        .ok()
-        .and_then(|m| m.into_iter().find(|(k, _)| k == crate::export::META_PIPELINE).map(|(_, v)| v))
-        .unwrap_or_default();
+/// What bertopt recorded in a model (read once: reading parses the whole file).
+struct Recorded {
+    /// Vocabulary size, to draw valid token ids; 100 for foreign models.
+    vocab: usize,
+    pipeline: String,
+    /// Caveats the pipeline implies for timings.
+    notes: Vec<String>,
+}
+
+fn recorded(path: &std::path::Path) -> Recorded {
+    let meta = crate::onnx::read_metadata(path).unwrap_or_default();
+    let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
+    let pipeline = get(crate::export::META_PIPELINE).unwrap_or_default();
     let notes = bertopt_passes::parse_pipeline(&pipeline)
         .unwrap_or_default()
         .iter()
         .filter(|s| matches!(s.name.as_str(), "vw" | "bw"))
         .map(|s| format!("`{}` only zeroes weights: shapes are unchanged, so a dense runtime runs no faster", s.name))
         .collect();
-    (pipeline, notes)
-}
-
-/// Vocabulary size recorded in the model by bertopt, to draw valid token ids; 100 for foreign models.
-fn vocab_of(path: &std::path::Path) -> usize {
-    crate::onnx::read_metadata(path)
-        .ok()
-        .and_then(|m| m.into_iter().find(|(k, _)| k == crate::export::META_VOCAB).and_then(|(_, v)| v.parse().ok()))
-        .unwrap_or(100)
+    Recorded { vocab: get(crate::export::META_VOCAB).and_then(|v| v.parse().ok()).unwrap_or(100), pipeline, notes }
 }
 
 pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(!models.is_empty(), "bench needs at least one model");
     anyhow::ensure!(cfg.batch > 0 && cfg.seq > 0 && cfg.iters > 0, "batch, seq and iters must be positive");
-    let vocab = models.iter().map(|m| vocab_of(m)).min().unwrap_or(100);
+    let recorded: Vec<Recorded> = models.iter().map(|m| recorded(m)).collect();
+    let vocab = recorded.iter().map(|r| r.vocab).min().unwrap_or(100);
     let input = Batch::synthetic(cfg.batch, cfg.seq, vocab, cfg.seed);
     let opts = RunnerOptions { fixed_shape: Some((cfg.batch, cfg.seq)), threads: cfg.threads };
     let mut runners = models.iter().map(|m| run::load(cfg.runtime, m, opts)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -112,10 +112,9 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
         }
     }
     let mut timings = vec![];
-    for (m, mut t) in models.iter().zip(times) {
+    for ((m, mut t), Recorded { pipeline, notes, .. }) in models.iter().zip(times).zip(recorded) {
         t.sort_by(f64::total_cmp);
         let p50 = percentile(&t, 0.5);
-        let (pipeline, notes) = pipeline_of(m);
         timings.push(ModelTiming {
             model: m.clone(),
             p50_ms: p50,

@@ -8,16 +8,27 @@ use bertopt_models::data::Example;
 
 use crate::run::{self, RunnerOptions, Runtime};
 
+/// Arguments of `optimize eval`.
+#[derive(clap::Args)]
 pub struct EvalArgs {
     pub model: PathBuf,
+    #[arg(long, required = true)]
     pub data: Vec<PathBuf>,
     /// Held-out file; without it the held-out part of the `--train-size`/`--seed` split is used.
+    #[arg(long)]
     pub eval: Option<PathBuf>,
+    #[arg(long)]
     pub train_size: Option<usize>,
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    #[arg(long, value_enum, default_value_t = Runtime::Tract)]
     pub runtime: Runtime,
+    #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    #[arg(long, default_value_t = 64)]
     pub max_len: usize,
+    /// tokenizer.json to use instead of the one embedded in the model.
+    #[arg(long)]
     pub tokenizer: Option<PathBuf>,
 }
 

@@ -21,20 +21,40 @@ pub enum MaskFormat {
     Json,
 }
 
+/// Arguments of `optimize head-mask`.
+#[derive(clap::Args)]
 pub struct HeadMaskArgs {
+    /// Fine-tuned model folder (with a classifier and tokenizer.json).
     pub model: PathBuf,
+    /// Labelled data; the training part of the --train-size/--seed split is used for scoring.
+    #[arg(long, required_unless_present = "random")]
     pub data: Vec<PathBuf>,
+    #[arg(long)]
     pub train_size: Option<usize>,
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Fraction of heads removed (SMP's convention: 0.5 removes 6 of 12 per layer).
+    #[arg(long, default_value_t = 0.5)]
     pub ratio: f64,
+    /// `layer`: every layer keeps the same number of heads; `global`: one ranking over all heads.
+    #[arg(long, default_value = "layer")]
     pub scope: Scope,
+    /// Write a random mask of the same ratio (seeded by --seed) instead of scoring.
+    #[arg(long)]
     pub random: bool,
     /// Score on at most this many training examples (the first after the shuffle).
+    #[arg(long)]
     pub max_examples: Option<usize>,
+    #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    #[arg(long, default_value_t = 64)]
     pub max_len: usize,
+    #[arg(long, value_enum, default_value_t = MaskFormat::Pickle)]
     pub format: MaskFormat,
+    #[arg(short, long, default_value = "head_mask.bin")]
     pub out: PathBuf,
+    /// Show a progress bar (the CLI turns it off with --json).
+    #[arg(skip)]
     pub progress: bool,
 }
 

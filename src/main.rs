@@ -177,81 +177,24 @@ enum Cmd {
     /// Score the attention heads of a fine-tuned classifier in one shot (gradient importance, Michel et al.
     /// 2019) on the training split and write a head mask in SMP's format (True = keep).
     HeadMask {
-        /// Fine-tuned model folder (with a classifier and tokenizer.json).
-        model: PathBuf,
-        /// Labelled data; the training part of the --train-size/--seed split is used for scoring.
-        #[arg(long, required_unless_present = "random")]
-        data: Vec<PathBuf>,
-        #[arg(long)]
-        train_size: Option<usize>,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Fraction of heads removed (SMP's convention: 0.5 removes 6 of 12 per layer).
-        #[arg(long, default_value_t = 0.5)]
-        ratio: f64,
-        /// `layer`: every layer keeps the same number of heads; `global`: one ranking over all heads.
-        #[arg(long, default_value = "layer")]
-        scope: bertopt_models::head_importance::Scope,
-        /// Write a random mask of the same ratio (seeded by --seed) instead of scoring.
-        #[arg(long)]
-        random: bool,
-        /// Score on at most this many training examples.
-        #[arg(long)]
-        max_examples: Option<usize>,
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        #[arg(long, default_value_t = 64)]
-        max_len: usize,
-        #[arg(long, value_enum, default_value_t = bertopt::head_mask_cmd::MaskFormat::Pickle)]
-        format: bertopt::head_mask_cmd::MaskFormat,
-        #[arg(short, long, default_value = "head_mask.bin")]
-        out: PathBuf,
+        #[command(flatten)]
+        args: bertopt::head_mask_cmd::HeadMaskArgs,
         #[arg(long)]
         json: bool,
     },
     /// First-order Taylor importance of every encoder weight of a fine-tuned classifier, over calibration batches
     /// of the training split; passes rank by it with `scores=PATH`.
     Score {
-        /// Fine-tuned model folder (with a classifier and tokenizer.json).
-        model: PathBuf,
-        #[arg(long, required = true)]
-        data: Vec<PathBuf>,
-        #[arg(long)]
-        train_size: Option<usize>,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Calibration batches (the TileSparsity release uses 100).
-        #[arg(long, default_value_t = 100)]
-        batches: usize,
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        #[arg(long, default_value_t = 64)]
-        max_len: usize,
-        #[arg(short, long, default_value = "scores.safetensors")]
-        out: PathBuf,
+        #[command(flatten)]
+        args: bertopt::score_cmd::ScoreArgs,
         #[arg(long)]
         json: bool,
     },
     /// Accuracy of an ONNX classifier on labelled data (the held-out part of the --train-size/--seed split, or
     /// --eval FILE), in tract or ONNX Runtime.
     Eval {
-        model: PathBuf,
-        #[arg(long, required = true)]
-        data: Vec<PathBuf>,
-        #[arg(long)]
-        eval: Option<PathBuf>,
-        #[arg(long)]
-        train_size: Option<usize>,
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        #[arg(long, value_enum, default_value_t = Runtime::Tract)]
-        runtime: Runtime,
-        #[arg(long, default_value_t = 32)]
-        batch: usize,
-        #[arg(long, default_value_t = 64)]
-        max_len: usize,
-        #[arg(long)]
-        tokenizer: Option<PathBuf>,
+        #[command(flatten)]
+        args: bertopt::eval_cmd::EvalArgs,
         #[arg(long)]
         json: bool,
     },
@@ -337,36 +280,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Cmd::HeadMask {
-            model,
-            data,
-            train_size,
-            seed,
-            ratio,
-            scope,
-            random,
-            max_examples,
-            batch,
-            max_len,
-            format,
-            out,
-            json,
-        }) => {
-            let r = bertopt::head_mask_cmd::run(&bertopt::head_mask_cmd::HeadMaskArgs {
-                model,
-                data,
-                train_size,
-                seed,
-                ratio,
-                scope,
-                random,
-                max_examples,
-                batch,
-                max_len,
-                format,
-                out,
-                progress: !json,
-            })?;
+        Some(Cmd::HeadMask { mut args, json }) => {
+            args.progress = !json;
+            let r = bertopt::head_mask_cmd::run(&args)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -374,18 +290,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Cmd::Score { model, data, train_size, seed, batches, batch, max_len, out, json }) => {
-            let r = bertopt::score_cmd::run(&bertopt::score_cmd::ScoreArgs {
-                model,
-                data,
-                train_size,
-                seed,
-                batches,
-                batch,
-                max_len,
-                out,
-                progress: !json,
-            })?;
+        Some(Cmd::Score { mut args, json }) => {
+            args.progress = !json;
+            let r = bertopt::score_cmd::run(&args)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -401,18 +308,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Cmd::Eval { model, data, eval, train_size, seed, runtime, batch, max_len, tokenizer, json }) => {
-            let r = bertopt::eval_cmd::run(&bertopt::eval_cmd::EvalArgs {
-                model,
-                data,
-                eval,
-                train_size,
-                seed,
-                runtime,
-                batch,
-                max_len,
-                tokenizer,
-            })?;
+        Some(Cmd::Eval { args, json }) => {
+            let r = bertopt::eval_cmd::run(&args)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

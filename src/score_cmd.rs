@@ -11,15 +11,28 @@ use bertopt_models::classifier::BertClassifier;
 use bertopt_models::tokenize::TextEncoder;
 use bertopt_models::{Checkpoint, Head, ModelInfo};
 
+/// Arguments of `optimize score`.
+#[derive(clap::Args)]
 pub struct ScoreArgs {
+    /// Fine-tuned model folder (with a classifier and tokenizer.json).
     pub model: PathBuf,
+    #[arg(long, required = true)]
     pub data: Vec<PathBuf>,
+    #[arg(long)]
     pub train_size: Option<usize>,
+    #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Calibration batches (the TileSparsity release uses 100).
+    #[arg(long, default_value_t = 100)]
     pub batches: usize,
+    #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    #[arg(long, default_value_t = 64)]
     pub max_len: usize,
+    #[arg(short, long, default_value = "scores.safetensors")]
     pub out: PathBuf,
+    /// Show a progress bar (the CLI turns it off with --json).
+    #[arg(skip)]
     pub progress: bool,
 }
 

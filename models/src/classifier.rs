@@ -177,26 +177,14 @@ impl BertClassifier {
 
     /// Set a fixed head gate after checking it against the model's layers and heads.
     pub fn set_head_gate(&mut self, keep: Vec<Vec<bool>>) -> Result<()> {
-        let (l, h) = (self.config.num_hidden_layers, self.config.num_attention_heads);
-        anyhow::ensure!(
-            keep.len() == l && keep.iter().all(|r| r.len() == h),
-            "the head mask has shape [{}, {}] but the model has {l} layers of {h} heads",
-            keep.len(),
-            keep.first().map_or(0, Vec::len)
-        );
+        check_gate(&keep, "head", self.config.num_hidden_layers, self.config.num_attention_heads, "heads")?;
         self.head_gate = Some(keep);
         Ok(())
     }
 
     /// Set a fixed FFN-neuron gate after checking it against the model's layers and intermediate size.
     pub fn set_ffn_gate(&mut self, keep: Vec<Vec<bool>>) -> Result<()> {
-        let (l, i) = (self.config.num_hidden_layers, self.config.intermediate_size);
-        anyhow::ensure!(
-            keep.len() == l && keep.iter().all(|r| r.len() == i),
-            "the FFN mask has shape [{}, {}] but the model has {l} layers of {i} neurons",
-            keep.len(),
-            keep.first().map_or(0, Vec::len)
-        );
+        check_gate(&keep, "FFN", self.config.num_hidden_layers, self.config.intermediate_size, "neurons")?;
         self.ffn_gate = Some(keep);
         Ok(())
     }
@@ -346,6 +334,17 @@ impl BertClassifier {
         }
         out
     }
+}
+
+/// A gate must be `[layers, units]`; the error gives both shapes.
+fn check_gate(keep: &[Vec<bool>], what: &str, layers: usize, units: usize, unit: &str) -> Result<()> {
+    anyhow::ensure!(
+        keep.len() == layers && keep.iter().all(|r| r.len() == units),
+        "the {what} mask has shape [{}, {}] but the model has {layers} layers of {units} {unit}",
+        keep.len(),
+        keep.first().map_or(0, Vec::len)
+    );
+    Ok(())
 }
 
 /// `keep` as a `[layers, heads]` tensor of 0/1.
