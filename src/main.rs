@@ -174,6 +174,17 @@ enum Cmd {
         #[command(flatten)]
         opts: TrainOpts,
     },
+    /// Train early-exit off-ramps (a pooler + classifier after every layer but the last) on a fine-tuned
+    /// classifier: `deebert` freezes the model and trains only the off-ramps; `elastic` trains everything
+    /// jointly (ElasticBERT). Export with `--pass exit(...)`.
+    TrainExits {
+        /// Fine-tuned model folder.
+        model: PathBuf,
+        #[arg(long, default_value = "deebert")]
+        method: bertopt_models::exit_train::ExitMethod,
+        #[command(flatten)]
+        opts: TrainOpts,
+    },
     /// Score the attention heads of a fine-tuned classifier in one shot (gradient importance, Michel et al.
     /// 2019) on the training split and write a head mask in SMP's format (True = keep).
     HeadMask {
@@ -277,6 +288,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             print_train_report(&bertopt::train_cmd::run(&args)?, json)?;
             if !json {
                 println!("export it with: optimize {} --pass '{pipeline}' -o model.onnx", out.display());
+            }
+            Ok(())
+        }
+        Some(Cmd::TrainExits { model, method, opts }) => {
+            let (args, json) = opts.into_args(bertopt::train_cmd::Start::Pretrained(model));
+            let r = bertopt::exit_cmd::run(&args, method)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                bertopt::exit_cmd::print(&r);
+                println!("saved to {}; export with --pass 'exit(criterion=entropy,threshold=0.3)'", args.out.display());
             }
             Ok(())
         }
@@ -423,6 +445,8 @@ fn run_text(
                     slice.iter().enumerate().fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
                 row["label"] = labels.get(best).cloned().unwrap_or_else(|| best.to_string()).into();
                 row["logits"] = slice.to_vec().into();
+            } else if o.name == "exit_layer" {
+                row["exit_layer"] = (slice[0] as i64).into();
             } else if o.name == "pooler_output" || o.shape.len() == 2 {
                 row[&o.name] = slice.to_vec().into();
             } else {

@@ -72,6 +72,9 @@ pub struct Graph {
     /// Named results in declaration order.
     pub outputs: Vec<(String, NodeIndex)>,
     pub weights: Weights,
+    /// Weights of the model that no node reads yet, kept aside so that cleanup does not drop them: a multi-exit
+    /// checkpoint's off-ramps (`exits.*`), which the `exit` pass wires in. Not printed, not emitted.
+    pub spare: Weights,
 }
 
 impl Graph {
@@ -82,6 +85,7 @@ impl Graph {
             inputs: vec![],
             outputs: vec![],
             weights: Weights::default(),
+            spare: Weights::default(),
         }
     }
 

@@ -152,6 +152,28 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
             }
             Ok(a.clone())
         }
+        Op::EarlyExit { layers, .. } => {
+            let first = operands[0];
+            if first.dtype != DType::F32 || first.rank() != 2 {
+                return Err(format!("early_exit operands must be logits f32[batch, labels], got {first}"));
+            }
+            if let Some(t) = operands.iter().find(|t| **t != first) {
+                return Err(format!("early_exit operands differ: {first} vs {t}"));
+            }
+            if layers.len() < 2 || layers[0] == 0 || layers.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!(
+                    "early_exit layers must be at least two increasing layer counts >= 1, got {layers:?}"
+                ));
+            }
+            Ok(first.clone())
+        }
+        Op::ExitLayer => {
+            let x = operands[0];
+            if x.dtype != DType::F32 || x.rank() != 2 {
+                return Err(format!("exit_layer takes the logits of an early_exit, got {x}"));
+            }
+            Ok(ValueType::new(DType::I64, vec![x.shape[0].clone()]))
+        }
         Op::TakeCls => {
             let x = operands[0];
             if x.rank() != 3 {

@@ -37,6 +37,18 @@ pub fn run(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, T
                 check_input(name, t, &node.ty, &mut syms)?;
                 t.clone()
             }
+            Op::ExitLayer => {
+                let e = g.operands(n)[0];
+                let Op::EarlyExit { rule, layers } = &g.dag[e].op else {
+                    return Err(InterpError::Graph("exit_layer's operand is not an early_exit".into()));
+                };
+                let exits: Vec<&Tensor> = g.operands(e).iter().map(|o| &vals[o]).collect();
+                let j = exit_point(*rule, &exits)
+                    .map_err(|source| InterpError::Candle { op: "exit_layer".into(), source })?;
+                let rows = exits[0].dim(0).map_err(|source| InterpError::Candle { op: "exit_layer".into(), source })?;
+                Tensor::from_vec(vec![layers[j] as i64; rows], rows, &Device::Cpu)
+                    .map_err(|source| InterpError::Candle { op: "exit_layer".into(), source })?
+            }
             op => eval_op(g, op, &args)?,
         };
         vals.insert(n, out);
@@ -188,7 +200,15 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
         Op::Tanh => a[0].tanh()?,
         Op::Add => (a[0] + a[1])?,
         Op::TakeCls => a[0].narrow(1, 0, 1)?.squeeze(1)?,
+        Op::EarlyExit { rule, .. } => a[exit_point(*rule, a)?].clone(),
+        Op::ExitLayer => return Err(Fail::Other(InterpError::Graph("exit_layer is evaluated by `run`".into()))),
     })
+}
+
+/// The exit point a batch leaves at, from each exit point's logits `[batch, labels]`.
+pub fn exit_point(rule: crate::exit::ExitRule, exits: &[&Tensor]) -> candle_core::Result<usize> {
+    let rows: Vec<Vec<Vec<f32>>> = exits.iter().map(|t| t.to_vec2::<f32>()).collect::<candle_core::Result<_>>()?;
+    Ok(crate::exit::batch_exit(rule, &rows))
 }
 
 /// The CPU device the interpreter uses.

@@ -1,6 +1,7 @@
 //! bertopt's IR: a typed dataflow graph (petgraph) of a few structural ops, with a verifier, a text form that
 //! round-trips, and a reference interpreter.
 
+pub mod exit;
 pub mod graph;
 pub mod infer;
 pub mod interp;
@@ -10,6 +11,7 @@ pub mod print;
 pub mod types;
 pub mod verify;
 
+pub use exit::ExitRule;
 pub use graph::{Graph, Node, Weight, Weights};
 pub use op::{Attr, Op};
 pub use parse::{parse, ParseError};

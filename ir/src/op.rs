@@ -20,6 +20,8 @@ pub enum Attr {
     Float(f32),
     /// A reference to a weight or a weight group: `@encoder.layer.0.attention.self.query`.
     Weight(String),
+    /// A list of integers: `[4, 8, 12]`.
+    Ints(Vec<i64>),
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -89,6 +91,16 @@ pub enum Op {
     Add,
     /// `x[:, 0, :]`: the first ([CLS]) token.
     TakeCls,
+    /// Early exit: operands are the logits of each exit point in order (the last is the final classifier);
+    /// `layers[j]` is how many encoder layers run before exit point j. The result is the logits of the first
+    /// exit point at which every row of the batch meets `rule` (else the last): a whole batch leaves together,
+    /// which is what one `If` per exit point computes. Lowered to nested `If`s, so later layers do not run.
+    EarlyExit {
+        rule: crate::exit::ExitRule,
+        layers: Vec<usize>,
+    },
+    /// The number of layers an `early_exit` (its only operand) ran, as `i64[batch]`.
+    ExitLayer,
 }
 
 impl Op {
@@ -108,6 +120,8 @@ impl Op {
             Op::Tanh => "tanh",
             Op::Add => "add",
             Op::TakeCls => "take_cls",
+            Op::EarlyExit { .. } => "early_exit",
+            Op::ExitLayer => "exit_layer",
         }
     }
 
@@ -122,7 +136,9 @@ impl Op {
             | Op::Tanh
             | Op::TakeCls
             | Op::LayerNorm { .. }
-            | Op::AddBias { .. } => 1,
+            | Op::AddBias { .. }
+            | Op::ExitLayer => 1,
+            Op::EarlyExit { layers, .. } => layers.len(),
         }
     }
 
@@ -130,7 +146,14 @@ impl Op {
     pub fn attrs(&self) -> Vec<(&'static str, Attr)> {
         let w = |s: &String| Attr::Weight(s.clone());
         match self {
-            Op::Input { .. } | Op::Gelu | Op::Tanh | Op::Add | Op::TakeCls => vec![],
+            Op::Input { .. } | Op::Gelu | Op::Tanh | Op::Add | Op::TakeCls | Op::ExitLayer => vec![],
+            Op::EarlyExit { rule, layers } => {
+                let rule = match rule {
+                    crate::exit::ExitRule::Entropy { threshold } => ("entropy", Attr::Float(*threshold)),
+                    crate::exit::ExitRule::Patience { patience } => ("patience", Attr::Int(*patience as i64)),
+                };
+                vec![rule, ("layers", Attr::Ints(layers.iter().map(|&l| l as i64).collect()))]
+            }
             Op::Const { weight } => vec![("value", w(weight))],
             Op::Embed { word, position, token_type, ln, eps, position_offset } => vec![
                 ("word", w(word)),
@@ -197,9 +220,18 @@ impl Op {
             "tanh" => Op::Tanh,
             "add" => Op::Add,
             "take_cls" => Op::TakeCls,
+            "exit_layer" => Op::ExitLayer,
+            "early_exit" => {
+                let rule = match (a.has("entropy"), a.has("patience")) {
+                    (true, false) => crate::exit::ExitRule::Entropy { threshold: a.float("entropy")? },
+                    (false, true) => crate::exit::ExitRule::Patience { patience: a.usize("patience")? },
+                    _ => return Err("early_exit needs exactly one of `entropy` or `patience`".into()),
+                };
+                Op::EarlyExit { rule, layers: a.usizes("layers")? }
+            }
             other => {
                 return Err(format!(
-                    "unknown op `{other}` (ops: const, embed, attention, add_norm, layer_norm, add_bias, linear, tiled_linear, gelu, tanh, add, take_cls)"
+                    "unknown op `{other}` (ops: const, embed, attention, add_norm, layer_norm, add_bias, linear, tiled_linear, gelu, tanh, add, take_cls, early_exit, exit_layer)"
                 ))
             }
         };
@@ -233,6 +265,15 @@ impl AttrReader<'_> {
         let i = self.attrs.iter().position(|(k, _)| k == key).ok_or_else(|| format!("missing attribute `{key}`"))?;
         self.used[i] = true;
         Ok(&self.attrs[i].1)
+    }
+    fn has(&self, key: &str) -> bool {
+        self.attrs.iter().any(|(k, _)| k == key)
+    }
+    fn usizes(&mut self, key: &str) -> Result<Vec<usize>, String> {
+        match self.get(key)? {
+            Attr::Ints(v) if v.iter().all(|&i| i >= 0) => Ok(v.iter().map(|&i| i as usize).collect()),
+            other => Err(format!("attribute `{key}` must be a list of non-negative integers, got {other:?}")),
+        }
     }
     fn weight(&mut self, key: &str) -> Result<String, String> {
         match self.get(key)? {

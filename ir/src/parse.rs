@@ -201,6 +201,25 @@ impl<'a> Parser<'a> {
                     self.err(format!("bad number `{n}`"))
                 }
             }
+            Tok::Punct('[') => {
+                let mut v = vec![];
+                if self.eat(']')? {
+                    return Ok(Attr::Ints(v));
+                }
+                loop {
+                    match self.bump()? {
+                        Tok::Num(n) => match n.parse::<i64>() {
+                            Ok(i) => v.push(i),
+                            Err(_) => return self.err(format!("expected an integer in the list, found `{n}`")),
+                        },
+                        t => return self.err(format!("expected an integer in the list, found {}", describe(&t))),
+                    }
+                    if self.eat(']')? {
+                        return Ok(Attr::Ints(v));
+                    }
+                    self.punct(',')?;
+                }
+            }
             t => self.err(format!("expected an attribute value, found {}", describe(&t))),
         }
     }

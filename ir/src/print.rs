@@ -50,6 +50,7 @@ pub fn format_attr(a: &Attr) -> String {
         // `{:?}` prints the shortest text that parses back to the same f32.
         Attr::Float(x) => format!("{x:?}"),
         Attr::Weight(w) => format!("@{w}"),
+        Attr::Ints(v) => format!("[{}]", v.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")),
     }
 }
 

@@ -50,6 +50,9 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             problems.push(format!("{here}: operand positions {positions:?} are not 0..{}", ops.len()));
             continue;
         }
+        if matches!(node.op, Op::ExitLayer) && !matches!(g.dag[ops[0]].op, Op::EarlyExit { .. }) {
+            problems.push(format!("{here} = exit_layer: its operand {} is not an early_exit", names.get(ops[0])));
+        }
         let tys: Vec<&ValueType> = ops.iter().map(|&o| &g.dag[o].ty).collect();
         match infer(&node.op, &tys, &g.weights) {
             Ok(t) if t == node.ty => {}

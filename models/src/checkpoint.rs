@@ -97,6 +97,7 @@ impl Checkpoint {
                 || canonical.starts_with("encoder.")
                 || canonical.starts_with("pooler.")
                 || canonical.starts_with("classifier.")
+                || canonical.starts_with(crate::lower::EXITS)
             {
                 if canonical.ends_with("position_ids") {
                     ignored.push(name);
@@ -154,6 +155,23 @@ impl Checkpoint {
                 lin("classifier.out_proj".into(), labels, d);
             }
         }
+        let labels = self.num_labels();
+        for l in self.exit_layers() {
+            if !matches!(self.head, Head::BertClassifier { .. }) || l + 1 >= c.num_hidden_layers {
+                return Err(LoadError::Mismatch {
+                    path: path.clone(),
+                    problem: format!(
+                        "off-ramp exits.{l} needs a BERT classifier and must stand before the last of {} layers \
+                         (the last layer uses the model's own classifier)",
+                        c.num_hidden_layers
+                    ),
+                });
+            }
+            expected.push((format!("exits.{l}.pooler.dense.weight"), vec![d, d]));
+            expected.push((format!("exits.{l}.pooler.dense.bias"), vec![d]));
+            expected.push((format!("exits.{l}.classifier.weight"), vec![labels, d]));
+            expected.push((format!("exits.{l}.classifier.bias"), vec![labels]));
+        }
         for (name, mut shape) in expected {
             if shape.last() == Some(&0) {
                 shape.pop(); // norm parameters are 1-D
@@ -201,6 +219,16 @@ impl Checkpoint {
             }
         }
         Ok(())
+    }
+
+    /// Layers (0-based) after which the checkpoint has an off-ramp, ascending.
+    pub fn exit_layers(&self) -> Vec<usize> {
+        let set: std::collections::BTreeSet<usize> = self
+            .tensors
+            .keys()
+            .filter_map(|k| k.strip_prefix(crate::lower::EXITS)?.split('.').next()?.parse().ok())
+            .collect();
+        set.into_iter().collect()
     }
 
     /// Number of labels of a classifier head (0 for an encoder).

@@ -116,9 +116,14 @@ impl BertClassifier {
                 labels.len()
             );
         }
-        let model = BertClassifier::random(ck.config.clone(), labels, seed)?;
+        let mut model = BertClassifier::random(ck.config.clone(), labels, seed)?;
+        model.add_exits(&ck.exit_layers(), seed)?;
         for (name, t) in ck.tensors {
-            let full = if name.starts_with("classifier") { name } else { format!("bert.{name}") };
+            let full = if name.starts_with("classifier") || name.starts_with(crate::lower::EXITS) {
+                name
+            } else {
+                format!("bert.{name}")
+            };
             let var = model.params.get(&full).ok_or_else(|| anyhow::anyhow!("unexpected tensor {full}"))?;
             anyhow::ensure!(var.dims() == t.dims(), "{full}: shape {:?} vs {:?}", var.dims(), t.dims());
             var.set(&t)?;
@@ -192,6 +197,27 @@ impl BertClassifier {
     /// `forward` with each head's context scaled by `gate[layer, head]` (a `[layers, heads]` tensor). With a
     /// `Var` of ones as the gate, its gradient is the head importance of Michel et al. (2019).
     pub fn forward_gated(&self, b: &Batch, mut rng: Option<&mut Rng>, gate: Option<&Tensor>) -> Result<Tensor> {
+        let x = self.trunk(b, &mut rng, gate, &mut |_, h| Ok(h))?;
+        self.head(&x, "bert.pooler.dense", "classifier", &mut rng)
+    }
+
+    /// Pooler (dense + tanh on [CLS]), dropout, classifier: the final head, and each off-ramp's.
+    fn head(&self, x: &Tensor, pooler: &str, classifier: &str, rng: &mut Option<&mut Rng>) -> Result<Tensor> {
+        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
+        let pooled = self.linear(&cls, pooler)?.tanh()?;
+        self.linear(&self.drop(&pooled, rng)?, classifier)
+    }
+
+    /// Embeddings and every encoder layer; `after_layer(l, h)` sees each layer's output and returns what the next
+    /// layer reads (exits tap it there).
+    fn trunk(
+        &self,
+        b: &Batch,
+        rng: &mut Option<&mut Rng>,
+        gate: Option<&Tensor>,
+        after_layer: &mut dyn FnMut(usize, Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let mut rng = rng.as_deref_mut();
         let c = &self.config;
         let dev = &self.device;
         let ffn_gate = self.ffn_gate.as_ref().map(|g| gate_tensor(g, dev)).transpose()?;
@@ -232,10 +258,80 @@ impl BertClassifier {
             }
             let f = self.drop(&self.linear(&f, &format!("{p}.output.dense"))?, &mut rng)?;
             x = self.norm(&(f + &x)?, &format!("{p}.output.LayerNorm"))?;
+            x = after_layer(l, x)?;
         }
-        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
-        let pooled = self.linear(&cls, "bert.pooler.dense")?.tanh()?;
-        self.linear(&self.drop(&pooled, &mut rng)?, "classifier")
+        Ok(x)
+    }
+
+    /// Layers (0-based) after which the model has an off-ramp.
+    pub fn exit_layers(&self) -> Vec<usize> {
+        let set: std::collections::BTreeSet<usize> = self
+            .params
+            .keys()
+            .filter_map(|k| k.strip_prefix(crate::lower::EXITS)?.split('.').next()?.parse().ok())
+            .collect();
+        set.into_iter().collect()
+    }
+
+    /// Add an off-ramp after each of `layers` (0-based, before the last layer) that has none: a pooler
+    /// initialised from the final pooler (as DeeBERT does) and a fresh classifier (N(0, 0.02), bias 0).
+    pub fn add_exits(&mut self, layers: &[usize], seed: u64) -> Result<()> {
+        let (d, n, total) = (self.config.hidden_size, self.labels.len(), self.config.num_hidden_layers);
+        let mut rng = Rng::new(seed ^ 0x0ff_4a3f);
+        for &l in layers {
+            anyhow::ensure!(
+                l + 1 < total,
+                "an off-ramp after layer {} of {total}: the last layer has the model's own classifier",
+                l + 1
+            );
+            let p = format!("exits.{l}");
+            if self.params.contains_key(&format!("{p}.classifier.weight")) {
+                continue;
+            }
+            let dev = self.device.clone();
+            for part in ["weight", "bias"] {
+                let pooler = self.p(&format!("bert.pooler.dense.{part}")).copy()?;
+                self.params.insert(format!("{p}.pooler.dense.{part}"), Var::from_tensor(&pooler)?);
+            }
+            let w = normal(&mut rng, &[n, d], 0.02)?.to_device(&dev)?;
+            self.params.insert(format!("{p}.classifier.weight"), Var::from_tensor(&w)?);
+            self.params.insert(format!("{p}.classifier.bias"), Var::from_tensor(&Tensor::zeros(n, DType::F32, &dev)?)?);
+        }
+        Ok(())
+    }
+
+    /// Logits of every off-ramp (in layer order) followed by the final classifier's. `mode` says how gradients
+    /// reach the backbone: not at all from the off-ramps (DeeBERT's second stage), or rescaled (ElasticBERT).
+    pub fn forward_exits(&self, b: &Batch, mut rng: Option<&mut Rng>, mode: ExitGradients) -> Result<Vec<Tensor>> {
+        let ramps = self.exit_layers();
+        let total = self.config.num_hidden_layers;
+        let mut out = vec![];
+        let mut ramp_rng = rng.as_deref_mut().map(|r| Rng::new(r.next_u64()));
+        let x = self.trunk(b, &mut rng, None, &mut |l, h| {
+            if !ramps.contains(&l) {
+                return Ok(h);
+            }
+            let p = format!("exits.{l}");
+            // ElasticBERT's gradient equilibrium: of the `total - l` losses that reach layer l's output, the
+            // off-ramp's gradient is scaled by 1/(total - l) and the rest of the network's by (total-l-1)/(total-l).
+            let (branch, trunk) = match mode {
+                ExitGradients::Detached => (h.detach(), h),
+                ExitGradients::Full => (h.clone(), h),
+                ExitGradients::Rescaled => {
+                    let k = (total - l) as f64;
+                    (scale_gradient(&h, 1.0 / k)?, scale_gradient(&h, (k - 1.0) / k)?)
+                }
+            };
+            out.push(self.head(
+                &branch,
+                &format!("{p}.pooler.dense"),
+                &format!("{p}.classifier"),
+                &mut ramp_rng.as_mut(),
+            )?);
+            Ok(trunk)
+        })?;
+        out.push(self.head(&x, "bert.pooler.dense", "classifier", &mut rng)?);
+        Ok(out)
     }
 
     /// Every trainable variable.
@@ -334,6 +430,23 @@ impl BertClassifier {
         }
         out
     }
+}
+
+/// How the off-ramps' losses reach the backbone in `forward_exits`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitGradients {
+    /// Not at all: the off-ramps read detached hidden states (DeeBERT's second stage; the backbone is frozen).
+    Detached,
+    /// Unchanged.
+    Full,
+    /// ElasticBERT's rescaling (see `forward_exits`).
+    Rescaled,
+}
+
+/// `x` in the forward pass; its gradient is multiplied by `s` on the way back.
+fn scale_gradient(x: &Tensor, s: f64) -> Result<Tensor> {
+    let d = x.detach();
+    Ok((&d + ((x - &d)? * s)?)?)
 }
 
 /// A gate must be `[layers, units]`; the error gives both shapes.

@@ -8,6 +8,7 @@ pub mod classifier;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod exit_train;
 pub mod head_importance;
 pub mod lower;
 pub mod progress;

@@ -9,6 +9,8 @@ use crate::checkpoint::{Checkpoint, Head};
 pub const INPUTS: [&str; 3] = ["input_ids", "attention_mask", "token_type_ids"];
 pub const BATCH: &str = "batch";
 pub const SEQUENCE: &str = "sequence";
+/// Prefix of off-ramp tensors: `exits.{i}.pooler.dense` and `exits.{i}.classifier` stand after encoder layer i.
+pub const EXITS: &str = "exits.";
 
 #[derive(Debug, thiserror::Error)]
 #[error("lowering {what}: {problem}")]
@@ -106,6 +108,13 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
             let logits =
                 add(&mut g, Op::Linear { w: "classifier.out_proj".into(), k: d, n: labels }, &[x], "classifier")?;
             g.add_output("logits", logits);
+        }
+    }
+    // Off-ramps of a multi-exit checkpoint wait aside for the `exit` pass.
+    let ramps: Vec<String> = g.weights.0.keys().filter(|k| k.starts_with(EXITS)).cloned().collect();
+    for k in ramps {
+        if let Some(w) = g.weights.0.remove(&k) {
+            g.spare.0.insert(k, w);
         }
     }
     g.prune_unused_weights();

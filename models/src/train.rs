@@ -72,7 +72,7 @@ pub fn lr_at(cfg: &TrainConfig, step: usize, total: usize) -> f64 {
     }
 }
 
-fn encode(enc: &mut TextEncoder, ex: &[&Example], max_len: usize) -> Result<(Batch, Vec<u32>)> {
+pub(crate) fn encode(enc: &mut TextEncoder, ex: &[&Example], max_len: usize) -> Result<(Batch, Vec<u32>)> {
     let texts: Vec<&str> = ex.iter().map(|e| e.text.as_str()).collect();
     Ok((enc.encode(&texts, max_len, None)?, ex.iter().map(|e| e.label as u32).collect()))
 }
@@ -96,7 +96,7 @@ pub fn evaluate(
 }
 
 /// Clip the global L2 norm of all gradients to `max_norm`. Returns the norm before clipping.
-fn clip_gradients(
+pub(crate) fn clip_gradients(
     grads: &mut candle_core::backprop::GradStore,
     vars: &[candle_core::Var],
     max_norm: f64,

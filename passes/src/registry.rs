@@ -83,6 +83,17 @@ pub fn passes() -> &'static [PassInfo] {
             ],
             build: |a| Ok(Box::new(crate::bw::Bw::from_args(a)?)),
         },
+        PassInfo {
+            name: "exit",
+            about: "early exit (DeeBERT / ElasticBERT): off-ramp classifiers lowered to nested If; outputs exit_layer",
+            args: &[
+                ("criterion", "entropy (DeeBERT; default) or patience (PABEE / ElasticBERT)"),
+                ("threshold", "entropy: leave when the exit's softmax entropy is below this (default 0.3)"),
+                ("patience", "patience: leave after this many consecutive agreeing exits (default 2)"),
+                ("layers", "where off-ramps are used, 1-based: `1-11`, `3+6+9` (default: every trained one)"),
+            ],
+            build: |a| Ok(Box::new(crate::exit::Exit::from_args(a)?)),
+        },
     ]
 }
 

@@ -47,6 +47,8 @@ pub enum Attr {
 #[derive(Default)]
 pub struct OnnxBuilder {
     graph: GraphProto,
+    /// Open subgraphs (`If` branches), innermost last: nodes go to the innermost, initializers to the model.
+    scopes: Vec<GraphProto>,
     used_names: std::collections::HashMap<String, usize>,
     fresh: usize,
 }
@@ -105,6 +107,55 @@ impl OnnxBuilder {
         self.graph.initializer.push(t);
     }
 
+    /// Start a subgraph: nodes added from now on go into it until `end_scope`. It may read any value of the
+    /// scopes around it.
+    pub fn begin_scope(&mut self) {
+        self.scopes.push(GraphProto::new());
+    }
+
+    /// Close the innermost subgraph; `outputs` are values produced inside it, with their types.
+    pub fn end_scope(&mut self, name: &str, outputs: &[(&str, Elem, &[DimSpec])]) -> GraphProto {
+        let mut g = self.scopes.pop().expect("end_scope matches a begin_scope");
+        g.name = name.to_string();
+        for (v, elem, dims) in outputs {
+            g.output.push(Self::value_info(v, *elem, dims));
+        }
+        g
+    }
+
+    /// An ONNX `If` on a one-element bool `cond`; returns its output names (as many as the branches have).
+    pub fn if_node(&mut self, name: &str, cond: &str, then_branch: GraphProto, else_branch: GraphProto) -> Vec<String> {
+        let outputs: Vec<String> = (0..then_branch.output.len()).map(|_| self.fresh(name)).collect();
+        let mut n = NodeProto::new();
+        n.op_type = "If".into();
+        n.name = self.unique_name(name);
+        n.input = vec![cond.to_string()];
+        n.output = outputs.clone();
+        for (key, g) in [("then_branch", then_branch), ("else_branch", else_branch)] {
+            let mut a = AttributeProto::new();
+            a.name = key.into();
+            a.type_ = AttributeType::GRAPH.into();
+            a.g = Some(g).into();
+            n.attribute.push(a);
+        }
+        self.current().node.push(n);
+        outputs
+    }
+
+    fn current(&mut self) -> &mut GraphProto {
+        self.scopes.last_mut().unwrap_or(&mut self.graph)
+    }
+
+    fn unique_name(&mut self, name: &str) -> String {
+        let count = self.used_names.entry(name.to_string()).or_insert(0);
+        *count += 1;
+        if *count == 1 {
+            name.to_string()
+        } else {
+            format!("{name}_{}", *count - 1)
+        }
+    }
+
     /// A value name not used before, derived from `hint`.
     pub fn fresh(&mut self, hint: &str) -> String {
         self.fresh += 1;
@@ -120,9 +171,7 @@ impl OnnxBuilder {
 
     /// Add a node writing to a chosen output name.
     pub fn node_into(&mut self, op_type: &str, name: &str, inputs: &[&str], output: &str, attrs: &[(&str, Attr)]) {
-        let count = self.used_names.entry(name.to_string()).or_insert(0);
-        *count += 1;
-        let unique = if *count == 1 { name.to_string() } else { format!("{name}_{}", *count - 1) };
+        let unique = self.unique_name(name);
         let mut n = NodeProto::new();
         n.op_type = op_type.to_string();
         n.name = unique;
@@ -147,7 +196,7 @@ impl OnnxBuilder {
             }
             n.attribute.push(a);
         }
-        self.graph.node.push(n);
+        self.current().node.push(n);
     }
 
     pub fn finish(self, metadata: &[(&str, String)]) -> ModelProto {

@@ -2,6 +2,7 @@
 //! benches treat both alike.
 
 pub mod ort_runner;
+pub mod tract_branches;
 pub mod tract_runner;
 
 use std::path::Path;

@@ -67,12 +67,16 @@ impl Runner for OrtRunner {
         self.outputs
             .iter()
             .map(|name| {
-                let (shape, data) = out[name.as_str()].try_extract_tensor::<f32>()?;
-                Ok(Output {
-                    name: name.clone(),
-                    shape: shape.iter().map(|&d| d as usize).collect(),
-                    data: data.to_vec(),
-                })
+                let value = &out[name.as_str()];
+                // Integer outputs (an early-exit model's `exit_layer`) come back as f32 like everything else.
+                let (shape, data) = match value.try_extract_tensor::<f32>() {
+                    Ok((shape, data)) => (shape.to_vec(), data.to_vec()),
+                    Err(_) => {
+                        let (shape, data) = value.try_extract_tensor::<i64>()?;
+                        (shape.to_vec(), data.iter().map(|&x| x as f32).collect())
+                    }
+                };
+                Ok(Output { name: name.clone(), shape: shape.iter().map(|&d| d as usize).collect(), data })
             })
             .collect()
     }

@@ -31,6 +31,7 @@ impl TractRunner {
         }
         let plan = model
             .into_optimized()
+            .and_then(super::tract_branches::plan_branches)
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow::anyhow!("tract cannot optimize {}: {e:?}", path.display()))?;
         Ok(TractRunner { plan, inputs, outputs })

@@ -1,0 +1,167 @@
+//! `exit`: DeeBERT / ElasticBERT early exit. Wires the checkpoint's off-ramps (pooler + classifier on [CLS] after
+//! chosen layers, held in `Graph::spare` until now) into the graph and ends it in one `early_exit` over their
+//! logits and the model's own final logits, plus an `exit_layer` output saying how many layers ran. The final
+//! layer always uses the trained final classifier, never an off-ramp. Lowering turns `early_exit` into nested
+//! ONNX `If`s, so the layers after an exit really do not run.
+
+use std::collections::BTreeMap;
+
+use bertopt_ir::{ExitRule, Graph, NodeIndex, Op};
+
+use crate::pass::{Pass, PassContext, PassError};
+use crate::registry::Args;
+
+pub struct Exit {
+    pub rule: ExitRule,
+    /// Layer counts (1-based) after which an off-ramp is used; None = every off-ramp the model has.
+    pub layers: Option<Vec<usize>>,
+}
+
+fn fail(problem: impl Into<String>) -> PassError {
+    PassError::Failed { pass: "exit".into(), problem: problem.into() }
+}
+
+/// `1-11`, `3+6+9`, or a mix (`1-3+8`): layer counts in ascending order.
+pub fn parse_layers(text: &str) -> Result<Vec<usize>, String> {
+    let mut out = vec![];
+    for part in text.split('+') {
+        let num = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("`{s}` is not a layer number"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b {
+                    return Err(format!("range `{part}` runs backwards"));
+                }
+                out.extend(a..=b);
+            }
+            None => out.push(num(part)?),
+        }
+    }
+    if out.contains(&0) {
+        return Err("layers count from 1 (an exit after the first layer is layer 1)".into());
+    }
+    if out.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(format!("layers must be ascending without repeats, got {out:?}"));
+    }
+    Ok(out)
+}
+
+impl Exit {
+    pub fn from_args(a: &Args) -> Result<Self, PassError> {
+        let criterion: String = a.get("criterion", "entropy".to_string())?;
+        let rule = match criterion.as_str() {
+            "entropy" => {
+                if a.map.contains_key("patience") {
+                    return Err(a.bad("patience", "only for criterion=patience".into()));
+                }
+                let threshold: f32 = a.get("threshold", 0.3)?;
+                if !(threshold >= 0.0 && threshold.is_finite()) {
+                    return Err(a.bad("threshold", format!("{threshold} is not a finite entropy >= 0")));
+                }
+                ExitRule::Entropy { threshold }
+            }
+            "patience" => {
+                if a.map.contains_key("threshold") {
+                    return Err(a.bad("threshold", "only for criterion=entropy".into()));
+                }
+                ExitRule::Patience { patience: a.positive("patience", 2)? }
+            }
+            other => return Err(a.bad("criterion", format!("`{other}` is not entropy or patience"))),
+        };
+        let layers = match a.map.get("layers") {
+            None => None,
+            Some(t) => Some(parse_layers(t).map_err(|p| a.bad("layers", p))?),
+        };
+        Ok(Exit { rule, layers })
+    }
+}
+
+/// The hidden state after each encoder layer (0-based), found by the layer's output LayerNorm, which every
+/// pass keeps (a removed FFN block leaves `layer_norm(add_bias(h))` under the same name).
+pub fn layer_outputs(g: &Graph) -> BTreeMap<usize, NodeIndex> {
+    let mut out = BTreeMap::new();
+    for n in g.dag.node_indices() {
+        if let Op::AddNorm { ln, .. } | Op::LayerNorm { ln, .. } = &g.dag[n].op {
+            if let Some(l) = ln.strip_prefix("encoder.layer.").and_then(|r| r.strip_suffix(".output.LayerNorm")) {
+                if let Ok(l) = l.parse::<usize>() {
+                    out.insert(l, n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Off-ramps the graph holds aside (0-based layer indices).
+pub fn available_ramps(g: &Graph) -> Vec<usize> {
+    let set: std::collections::BTreeSet<usize> =
+        g.spare.0.keys().filter_map(|k| k.strip_prefix("exits.")?.split('.').next()?.parse().ok()).collect();
+    set.into_iter().collect()
+}
+
+impl Pass for Exit {
+    fn name(&self) -> &'static str {
+        "exit"
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        if g.dag.node_weights().any(|n| matches!(n.op, Op::EarlyExit { .. })) {
+            return Err(fail("the graph already has early exits (exit given twice?)"));
+        }
+        let Some(oi) = g.outputs.iter().position(|(name, _)| name == "logits") else {
+            return Err(fail("early exit needs a classifier: the graph has no `logits` output"));
+        };
+        let final_logits = g.outputs[oi].1;
+        let hidden = layer_outputs(g);
+        let total = hidden.keys().max().map_or(0, |m| m + 1);
+        let ramps = available_ramps(g);
+        if ramps.is_empty() {
+            return Err(fail(
+                "the model has no off-ramps (exits.N.* tensors): train them first with `optimize train-exits`",
+            ));
+        }
+        let counts = match &self.layers {
+            Some(l) => l.clone(),
+            None => ramps.iter().map(|l| l + 1).collect(),
+        };
+        let labels = g.dag[final_logits].ty.last().and_then(|d| d.known()).unwrap_or(0);
+        let mut exits = vec![];
+        for &count in &counts {
+            if count >= total {
+                return Err(fail(format!(
+                    "an exit after layer {count} of {total}: off-ramps stand before the last layer, which uses the \
+                     model's own classifier"
+                )));
+            }
+            let l = count - 1;
+            if !ramps.contains(&l) {
+                return Err(fail(format!(
+                    "no off-ramp after layer {count} (exits.{l}.*); the model has them after layers {}",
+                    ramps.iter().map(|r| (r + 1).to_string()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            let h = *hidden.get(&l).ok_or_else(|| fail(format!("layer {count} has no output LayerNorm")))?;
+            let d = g.dag[h].ty.last().and_then(|d| d.known()).unwrap_or(0);
+            let p = format!("exits.{l}");
+            for part in ["pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"] {
+                let name = format!("{p}.{part}");
+                let w = g.spare.0.remove(&name).ok_or_else(|| fail(format!("off-ramp tensor {name} is missing")))?;
+                g.weights.0.insert(name, w);
+            }
+            let add = |g: &mut Graph, op: Op, x: NodeIndex| g.add_inferred(op, &[x]).map_err(fail);
+            let cls = add(g, Op::TakeCls, h)?;
+            let pooled = add(g, Op::Linear { w: format!("{p}.pooler.dense"), k: d, n: d }, cls)?;
+            let pooled = add(g, Op::Tanh, pooled)?;
+            exits.push(add(g, Op::Linear { w: format!("{p}.classifier"), k: d, n: labels }, pooled)?);
+        }
+        exits.push(final_logits);
+        let mut layers = counts.clone();
+        layers.push(total);
+        let e = g.add_inferred(Op::EarlyExit { rule: self.rule, layers }, &exits).map_err(fail)?;
+        let x = g.add_inferred(Op::ExitLayer, &[e]).map_err(fail)?;
+        g.outputs[oi].1 = e;
+        g.add_output("exit_layer", x);
+        changed.insert("exits".into(), counts.len());
+        Ok(())
+    }
+}
