@@ -20,14 +20,17 @@ pub fn run(args: &TrainArgs, method: ExitMethod) -> anyhow::Result<ExitTrainRepo
     let tokenizer =
         files.tokenizer.clone().with_context(|| format!("{} has no tokenizer.json", files.dir.display()))?;
     let ck = bertopt_models::Checkpoint::load(dir)?;
-    let labels = bertopt_models::ModelInfo::of(&ck).labels;
-    let train_set = crate::train_cmd::align_labels(train_set, &labels, dir)?;
-    let eval_set = crate::train_cmd::align_labels(eval_set, &labels, dir)?;
+    let fine_tuned = matches!(ck.head, bertopt_models::Head::BertClassifier { .. });
+    // DeeBERT freezes a fine-tuned classifier; ElasticBERT may also start from a bare encoder.
     anyhow::ensure!(
-        matches!(ck.head, bertopt_models::Head::BertClassifier { .. }),
-        "{}: early exit needs a fine-tuned BERT classifier (pooler + classifier)",
+        fine_tuned || method == ExitMethod::Elastic,
+        "{}: DeeBERT off-ramps need a fine-tuned BERT classifier (pooler + classifier); fine-tune it first with \
+         `optimize train`, or use --method elastic",
         dir.display()
     );
+    let labels = if fine_tuned { bertopt_models::ModelInfo::of(&ck).labels } else { train_set.labels.clone() };
+    let train_set = crate::train_cmd::align_labels(train_set, &labels, dir)?;
+    let eval_set = crate::train_cmd::align_labels(eval_set, &labels, dir)?;
     let mut model = BertClassifier::from_checkpoint(ck, labels, args.cfg.seed)?;
     model.to_device(&bertopt_models::classifier::device_from_name(&args.device)?)?;
     let mut enc = TextEncoder::from_file(&tokenizer)?;

@@ -99,6 +99,50 @@ pub fn available_ramps(g: &Graph) -> Vec<usize> {
     set.into_iter().collect()
 }
 
+const NO_RAMPS: &str = "the model has no off-ramps (exits.N.* tensors): train them first with `optimize train-exits`";
+
+/// The hidden state an off-ramp after `count` layers reads, after checking that the ramp exists and stands
+/// before the last layer.
+pub fn ramp_site(g: &Graph, count: usize) -> Result<NodeIndex, PassError> {
+    let hidden = layer_outputs(g);
+    let total = hidden.keys().max().map_or(0, |m| m + 1);
+    let ramps = available_ramps(g);
+    if ramps.is_empty() {
+        return Err(fail(NO_RAMPS));
+    }
+    if count >= total {
+        return Err(fail(format!(
+            "an exit after layer {count} of {total}: off-ramps stand before the last layer, which uses the model's \
+             own classifier"
+        )));
+    }
+    let l = count - 1;
+    if !ramps.contains(&l) {
+        return Err(fail(format!(
+            "no off-ramp after layer {count} (exits.{l}.*); the model has them after layers {}",
+            ramps.iter().map(|r| (r + 1).to_string()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    hidden.get(&l).copied().ok_or_else(|| fail(format!("layer {count} has no output LayerNorm")))
+}
+
+/// Wire off-ramp `exits.{l}` (moving its weights out of `spare`) onto the hidden state `h` after layer l:
+/// pooler (dense + tanh on [CLS]) and classifier. Returns its logits.
+pub fn wire_ramp(g: &mut Graph, l: usize, h: NodeIndex, labels: usize) -> Result<NodeIndex, PassError> {
+    let d = g.dag[h].ty.last().and_then(|d| d.known()).unwrap_or(0);
+    let p = format!("exits.{l}");
+    for part in ["pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"] {
+        let name = format!("{p}.{part}");
+        let w = g.spare.0.remove(&name).ok_or_else(|| fail(format!("off-ramp tensor {name} is missing")))?;
+        g.weights.0.insert(name, w);
+    }
+    let add = |g: &mut Graph, op: Op, x: NodeIndex| g.add_inferred(op, &[x]).map_err(fail);
+    let cls = add(g, Op::TakeCls, h)?;
+    let pooled = add(g, Op::Linear { w: format!("{p}.pooler.dense"), k: d, n: d }, cls)?;
+    let pooled = add(g, Op::Tanh, pooled)?;
+    add(g, Op::Linear { w: format!("{p}.classifier"), k: d, n: labels }, pooled)
+}
+
 impl Pass for Exit {
     fn name(&self) -> &'static str {
         "exit"
@@ -112,14 +156,11 @@ impl Pass for Exit {
             return Err(fail("early exit needs a classifier: the graph has no `logits` output"));
         };
         let final_logits = g.outputs[oi].1;
-        let hidden = layer_outputs(g);
-        let total = hidden.keys().max().map_or(0, |m| m + 1);
         let ramps = available_ramps(g);
         if ramps.is_empty() {
-            return Err(fail(
-                "the model has no off-ramps (exits.N.* tensors): train them first with `optimize train-exits`",
-            ));
+            return Err(fail(NO_RAMPS));
         }
+        let total = layer_outputs(g).keys().max().map_or(0, |m| m + 1);
         let counts = match &self.layers {
             Some(l) => l.clone(),
             None => ramps.iter().map(|l| l + 1).collect(),
@@ -127,32 +168,8 @@ impl Pass for Exit {
         let labels = g.dag[final_logits].ty.last().and_then(|d| d.known()).unwrap_or(0);
         let mut exits = vec![];
         for &count in &counts {
-            if count >= total {
-                return Err(fail(format!(
-                    "an exit after layer {count} of {total}: off-ramps stand before the last layer, which uses the \
-                     model's own classifier"
-                )));
-            }
-            let l = count - 1;
-            if !ramps.contains(&l) {
-                return Err(fail(format!(
-                    "no off-ramp after layer {count} (exits.{l}.*); the model has them after layers {}",
-                    ramps.iter().map(|r| (r + 1).to_string()).collect::<Vec<_>>().join(", ")
-                )));
-            }
-            let h = *hidden.get(&l).ok_or_else(|| fail(format!("layer {count} has no output LayerNorm")))?;
-            let d = g.dag[h].ty.last().and_then(|d| d.known()).unwrap_or(0);
-            let p = format!("exits.{l}");
-            for part in ["pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"] {
-                let name = format!("{p}.{part}");
-                let w = g.spare.0.remove(&name).ok_or_else(|| fail(format!("off-ramp tensor {name} is missing")))?;
-                g.weights.0.insert(name, w);
-            }
-            let add = |g: &mut Graph, op: Op, x: NodeIndex| g.add_inferred(op, &[x]).map_err(fail);
-            let cls = add(g, Op::TakeCls, h)?;
-            let pooled = add(g, Op::Linear { w: format!("{p}.pooler.dense"), k: d, n: d }, cls)?;
-            let pooled = add(g, Op::Tanh, pooled)?;
-            exits.push(add(g, Op::Linear { w: format!("{p}.classifier"), k: d, n: labels }, pooled)?);
+            let h = ramp_site(g, count)?;
+            exits.push(wire_ramp(g, count - 1, h, labels)?);
         }
         exits.push(final_logits);
         let mut layers = counts.clone();

@@ -16,6 +16,7 @@ pub mod registry;
 pub mod rewrite;
 pub mod scores;
 pub mod tile;
+pub mod truncate;
 pub mod vw;
 
 use std::collections::BTreeMap;

@@ -94,6 +94,12 @@ pub fn passes() -> &'static [PassInfo] {
             ],
             build: |a| Ok(Box::new(crate::exit::Exit::from_args(a)?)),
         },
+        PassInfo {
+            name: "truncate",
+            about: "keep the first `layers` layers and classify with the off-ramp after them (ElasticBERT static)",
+            args: &[("layers", "layers kept (an off-ramp must stand after the last of them)")],
+            build: |a| Ok(Box::new(crate::truncate::Truncate::from_args(a)?)),
+        },
     ]
 }
 

@@ -1,0 +1,48 @@
+//! `truncate`: ElasticBERT's static use. Keep the first `layers` encoder layers and classify with the off-ramp
+//! that stands after them; cleanup then drops the later layers and the final head.
+
+use std::collections::BTreeMap;
+
+use bertopt_ir::Graph;
+
+use crate::exit::{ramp_site, wire_ramp};
+use crate::pass::{Pass, PassContext, PassError};
+use crate::registry::Args;
+
+pub struct Truncate {
+    pub layers: usize,
+}
+
+impl Truncate {
+    pub fn from_args(a: &Args) -> Result<Self, PassError> {
+        if !a.map.contains_key("layers") {
+            return Err(a.bad("layers", "give the number of layers to keep, e.g. truncate(layers=3)".into()));
+        }
+        Ok(Truncate { layers: a.positive("layers", 1)? })
+    }
+}
+
+impl Pass for Truncate {
+    fn name(&self) -> &'static str {
+        "truncate"
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        let fail = |p: &str| PassError::Failed { pass: "truncate".into(), problem: p.into() };
+        let Some(oi) = g.outputs.iter().position(|(name, _)| name == "logits") else {
+            return Err(fail("truncation needs a classifier: the graph has no `logits` output"));
+        };
+        if g.dag.node_weights().any(|n| matches!(n.op, bertopt_ir::Op::EarlyExit { .. })) {
+            return Err(fail("the graph has early exits: truncate before `exit`, not after"));
+        }
+        let labels = g.dag[g.outputs[oi].1].ty.last().and_then(|d| d.known()).unwrap_or(0);
+        let h = ramp_site(g, self.layers).map_err(|e| match e {
+            PassError::Failed { problem, .. } => fail(&problem),
+            e => e,
+        })?;
+        let logits = wire_ramp(g, self.layers - 1, h, labels)?;
+        g.outputs[oi].1 = logits;
+        changed.insert("layers kept".into(), self.layers);
+        Ok(())
+    }
+}

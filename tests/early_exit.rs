@@ -1,0 +1,191 @@
+//! Early exit end to end on a small random model with off-ramps: the `exit` pass's IR (golden), and for every
+//! input the same logits and exit layer from the candle model with the same rule, the IR interpreter, and the
+//! exported nested-`If` ONNX in tract and ONNX Runtime (batch 1), for the entropy and patience rules.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use bertopt::run::{self, RunnerOptions, Runtime};
+use bertopt_ir::exit::{batch_exit, entropy, ExitRule};
+use bertopt_models::batch::Batch;
+use bertopt_models::classifier::BertClassifier;
+use bertopt_models::exit_train::exit_logits;
+use bertopt_models::testing::{write_tiny_model, TinySpec};
+use bertopt_models::tokenize::TextEncoder;
+use bertopt_passes::{PassContext, Pipeline};
+
+const SENTENCES: [&str; 10] = [
+    "i loved it",
+    "the movie was terrible",
+    "not very good and boring",
+    "great fun !",
+    "the plot was bad but the acting was great",
+    "i hated it .",
+    "a film",
+    "it is not bad",
+    "very very good movie",
+    "boring , boring , boring",
+];
+
+/// A 4-layer, 3-label classifier with off-ramps after layers 1-3 whose classifiers are scaled up, so that
+/// entropies spread out and inputs leave at different layers.
+fn exit_model(dir: &Path) -> PathBuf {
+    let base = dir.join("base");
+    write_tiny_model(&base, &TinySpec { layers: 4, labels: 3, ..TinySpec::default() }).unwrap();
+    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
+    let mut m = BertClassifier::from_pretrained(&base, labels, 1).unwrap();
+    m.add_exits(&[0, 1, 2], 3).unwrap();
+    for l in 0..3 {
+        let v = &m.params[&format!("exits.{l}.classifier.weight")];
+        v.set(&(v.as_tensor() * 150.0).unwrap()).unwrap();
+    }
+    let out = dir.join("exits");
+    m.save(&out, &base.join("tokenizer.json"), &Default::default()).unwrap();
+    out
+}
+
+fn encode(model: &Path, text: &str) -> Batch {
+    TextEncoder::from_file(&model.join("tokenizer.json")).unwrap().encode(&[text], 16, None).unwrap()
+}
+
+/// The candle model's answer with `rule`: (logits, layers run) for one input.
+fn reference(m: &BertClassifier, b: &Batch, rule: ExitRule) -> (Vec<f32>, i64) {
+    let exits = exit_logits(m, b).unwrap();
+    let j = batch_exit(rule, &exits);
+    let points = bertopt_models::exit_train::exit_points(m);
+    (exits[j][0].clone(), points[j] as i64)
+}
+
+fn export(model: &Path, pipeline: &str, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+        .args([model.to_str().unwrap(), "--pass", pipeline, "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn close(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn exit_pass_golden() {
+    let d = tempfile::tempdir().unwrap();
+    let model = exit_model(d.path());
+    let (mut g, _) = bertopt_models::load_graph(&model).unwrap();
+    let before = bertopt_ir::print(&g);
+    Pipeline::parse("exit(threshold=0.25,layers=1+3)").unwrap().run(&mut g, &mut PassContext::default()).unwrap();
+    let after = bertopt_ir::print(&g);
+    // The text form of early_exit (a rule and a list attribute) parses back to the same graph.
+    assert_eq!(bertopt_ir::print(&bertopt_ir::parse(&after).unwrap()), after);
+    insta::with_settings!({snapshot_path => "../goldens/passes", prepend_module_to_snapshot => false, omit_expression => true}, {
+        insta::assert_snapshot!("exit_entropy", format!("; before\n{before}\n; after\n{after}"));
+    });
+}
+
+#[test]
+fn exits_agree_with_candle_in_interpreter_tract_and_ort() {
+    common::ensure_ort();
+    let d = tempfile::tempdir().unwrap();
+    let model = exit_model(d.path());
+    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
+    let m = BertClassifier::from_pretrained(&model, labels, 1).unwrap();
+    // The entropy threshold is the median first-exit entropy over the inputs, so some leave at layer 1 and
+    // some go on: the test sees both paths.
+    let mut first: Vec<f32> =
+        SENTENCES.iter().map(|s| entropy(&exit_logits(&m, &encode(&model, s)).unwrap()[0][0])).collect();
+    first.sort_by(f32::total_cmp);
+    let threshold = (first[4] + first[5]) / 2.0;
+    let rules = [
+        (ExitRule::Entropy { threshold }, format!("exit(criterion=entropy,threshold={threshold})")),
+        (ExitRule::Patience { patience: 1 }, "exit(criterion=patience,patience=1)".to_string()),
+    ];
+    for (rule, pipeline) in rules {
+        let onnx = d.path().join("exit.onnx");
+        export(&model, &pipeline, &onnx);
+        common::onnx_check(&onnx);
+        let (mut g, _) = bertopt_models::load_graph(&model).unwrap();
+        Pipeline::parse(&pipeline).unwrap().run(&mut g, &mut PassContext::default()).unwrap();
+        let mut runners: Vec<(Runtime, Box<dyn run::Runner>)> = [Runtime::Tract, Runtime::Ort]
+            .into_iter()
+            .map(|rt| (rt, run::load(rt, &onnx, RunnerOptions::default()).unwrap()))
+            .collect();
+        let mut layers_seen = std::collections::BTreeSet::new();
+        for s in SENTENCES {
+            let b = encode(&model, s);
+            let (want, want_layer) = reference(&m, &b, rule);
+            layers_seen.insert(want_layer);
+            let outs: HashMap<String, candle_core::Tensor> =
+                bertopt_ir::interp::run(&g, &common::ir_inputs(&b)).unwrap().into_iter().collect();
+            let got = outs["logits"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert!(close(&got, &want) <= 1e-4, "{rule}: interpreter logits {got:?} vs candle {want:?} for {s:?}");
+            assert_eq!(outs["exit_layer"].to_vec1::<i64>().unwrap(), vec![want_layer], "{rule}: interpreter, {s:?}");
+            for (rt, r) in runners.iter_mut() {
+                let o = r.run(&b).unwrap();
+                let logits = &common::output(&o, "logits").data;
+                let layer = common::output(&o, "exit_layer").data[0] as i64;
+                assert!(close(logits, &want) <= 1e-4, "{rule} {rt}: logits {logits:?} vs candle {want:?} for {s:?}");
+                assert_eq!(layer, want_layer, "{rule} {rt}: exit layer for {s:?}");
+            }
+        }
+        eprintln!("{rule}: exit layers seen {layers_seen:?}");
+        if matches!(rule, ExitRule::Entropy { .. }) {
+            assert!(layers_seen.len() >= 2, "the inputs should leave at different layers: {layers_seen:?}");
+        }
+    }
+}
+
+#[test]
+fn exit_without_off_ramps_is_an_error_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path().join("base");
+    write_tiny_model(&base, &TinySpec { layers: 2, labels: 2, ..TinySpec::default() }).unwrap();
+    let out = d.path().join("x.onnx");
+    let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+        .args([base.to_str().unwrap(), "--pass", "exit", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("no off-ramps") && err.contains("train-exits"), "{err}");
+    assert!(!out.exists());
+    let model = exit_model(d.path());
+    for (pipeline, needle) in [
+        ("exit(layers=4)", "before the last layer"),
+        ("exit(criterion=speed)", "not entropy or patience"),
+        ("exit(threshold=0.3,patience=2)", "only for criterion=patience"),
+        ("exit(layers=3-1)", "runs backwards"),
+    ] {
+        let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+            .args([model.to_str().unwrap(), "--pass", pipeline, "-o", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(needle), "{pipeline}: {err}");
+        assert!(!out.exists());
+    }
+}
+
+#[test]
+fn truncate_classifies_with_the_off_ramp_and_drops_later_layers() {
+    let d = tempfile::tempdir().unwrap();
+    let model = exit_model(d.path());
+    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
+    let m = BertClassifier::from_pretrained(&model, labels, 1).unwrap();
+    let onnx = d.path().join("trunc.onnx");
+    export(&model, "truncate(layers=2)", &onnx);
+    let (mut g, _) = bertopt_models::load_graph(&model).unwrap();
+    Pipeline::parse("truncate(layers=2)").unwrap().run(&mut g, &mut PassContext::default()).unwrap();
+    let layers_left: Vec<usize> = bertopt_passes::exit::layer_outputs(&g).into_keys().collect();
+    assert_eq!(layers_left, vec![0, 1]);
+    let mut r = run::load(Runtime::Tract, &onnx, RunnerOptions::default()).unwrap();
+    for s in SENTENCES {
+        let b = encode(&model, s);
+        let want = &exit_logits(&m, &b).unwrap()[1][0];
+        let outs = r.run(&b).unwrap();
+        let got = &common::output(&outs, "logits").data;
+        assert!(close(got, want) <= 1e-4, "{s:?}: {got:?} vs off-ramp 2 {want:?}");
+    }
+}
