@@ -4,11 +4,13 @@
 pub mod alloc;
 pub use bertopt_models::atomic;
 pub mod bench;
+pub mod calibrate;
 pub mod eval_cmd;
 pub mod exit_cmd;
 pub mod export;
 pub mod head_mask_cmd;
 pub mod onnx;
+pub mod plot;
 pub mod recover;
 pub mod run;
 pub mod score_cmd;

@@ -185,6 +185,14 @@ enum Cmd {
         #[command(flatten)]
         opts: TrainOpts,
     },
+    /// Sweep early-exit thresholds (or patience) on the held-out split: accuracy, average layers and tract
+    /// latency per setting, the fastest within --max-drop points, a table, calibration.json and calibration.svg.
+    Calibrate {
+        #[command(flatten)]
+        args: bertopt::calibrate::CalibrateArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Score the attention heads of a fine-tuned classifier in one shot (gradient importance, Michel et al.
     /// 2019) on the training split and write a head mask in SMP's format (True = keep).
     HeadMask {
@@ -299,6 +307,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             } else {
                 bertopt::exit_cmd::print(&r);
                 println!("saved to {}; export with --pass 'exit(criterion=entropy,threshold=0.3)'", args.out.display());
+            }
+            Ok(())
+        }
+        Some(Cmd::Calibrate { args, json }) => {
+            let c = bertopt::calibrate::run(&args, !json)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                bertopt::calibrate::print(&c);
+                println!("wrote {}", args.out.join("calibration.svg").display());
             }
             Ok(())
         }

@@ -189,3 +189,40 @@ fn truncate_classifies_with_the_off_ramp_and_drops_later_layers() {
         assert!(close(got, want) <= 1e-4, "{s:?}: {got:?} vs off-ramp 2 {want:?}");
     }
 }
+
+#[test]
+fn calibrate_sweeps_settings_and_chooses_within_the_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let model = exit_model(d.path());
+    let data = d.path().join("data.jsonl");
+    let lines: Vec<String> = SENTENCES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| serde_json::json!({"text": s, "label": format!("LABEL_{}", i % 3)}).to_string())
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let out = d.path().join("calib");
+    let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+        .args(["calibrate", model.to_str().unwrap(), "--data", data.to_str().unwrap(), "--train-size", "2"])
+        .args(["--values", "0,0.01,5", "--latency-samples", "3", "--max-drop", "100", "--json", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let s = c["settings"].as_array().unwrap();
+    assert_eq!(s.len(), 3);
+    // Threshold 0 exits nobody (entropy is never negative): all layers, the final classifier's accuracy.
+    assert_eq!(s[0]["avg_layers"], 4.0);
+    assert_eq!(s[0]["accuracy"], c["dense_accuracy"]);
+    // Threshold 5 exceeds ln 3 (the largest entropy of 3 labels): everybody leaves at the first off-ramp.
+    assert_eq!(s[2]["avg_layers"], 1.0);
+    assert_eq!(s[2]["histogram"][0], serde_json::json!([1, 1.0]));
+    // With any accuracy loss allowed, the choice is the fastest setting.
+    let fastest =
+        (0..3).min_by(|&a, &b| s[a]["mean_ms"].as_f64().unwrap().total_cmp(&s[b]["mean_ms"].as_f64().unwrap()));
+    assert_eq!(c["chosen"].as_u64().map(|x| x as usize), fastest);
+    let svg = std::fs::read_to_string(out.join("calibration.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("average layers run"));
+    assert!(out.join("calibration.json").exists());
+}

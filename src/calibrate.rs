@@ -1,0 +1,235 @@
+//! `optimize calibrate`: sweep early-exit thresholds (or patience values) on a held-out split and pick the
+//! fastest setting within an accuracy budget. Accuracy and average layers come from every exit's logits,
+//! computed once with the candle model (per-input exits, as at batch 1); latency is measured by exporting each
+//! setting and running it in tract at batch 1 on held-out sentences. Writes a table, JSON and an SVG plot.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use bertopt_ir::exit::{row_exits, ExitRule};
+use bertopt_models::classifier::BertClassifier;
+use bertopt_models::data::Example;
+use bertopt_models::exit_train::{exit_logits, exit_points};
+use bertopt_models::tokenize::TextEncoder;
+
+use crate::run::{self, RunnerOptions, Runtime};
+
+#[derive(clap::Args)]
+pub struct CalibrateArgs {
+    /// Model folder with off-ramps (from `optimize train-exits`).
+    pub model: PathBuf,
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    #[arg(long)]
+    pub train_size: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// entropy or patience.
+    #[arg(long, default_value = "entropy")]
+    pub criterion: String,
+    /// Values to sweep, comma-separated (default: entropy 0 to 0.7 by 0.1; patience 1 to layers - 1).
+    #[arg(long, value_delimiter = ',')]
+    pub values: Vec<f32>,
+    /// Largest accuracy loss accepted, in points, against the final classifier.
+    #[arg(long, default_value_t = 1.0)]
+    pub max_drop: f64,
+    /// Held-out sentences timed per setting (batch 1, tract).
+    #[arg(long, default_value_t = 100)]
+    pub latency_samples: usize,
+    /// Sequence length the timed inputs are padded to.
+    #[arg(long, default_value_t = 128)]
+    pub seq: usize,
+    #[arg(long, default_value_t = 64)]
+    pub max_len: usize,
+    /// Output folder: calibration.json, calibration.svg and one ONNX per setting.
+    #[arg(short, long)]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Setting {
+    pub pipeline: String,
+    pub accuracy: f64,
+    pub avg_layers: f64,
+    /// Share of inputs leaving at each exit point (layers run, fraction).
+    pub histogram: Vec<(usize, f64)>,
+    pub p50_ms: f64,
+    pub mean_ms: f64,
+    pub speedup: f64,
+    /// layers / average layers run: the speedup a perfect runtime would give.
+    pub layer_speedup: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Calibration {
+    pub model: PathBuf,
+    pub examples: usize,
+    pub layers: usize,
+    pub dense_accuracy: f64,
+    pub dense_p50_ms: f64,
+    pub dense_mean_ms: f64,
+    pub settings: Vec<Setting>,
+    /// Index into `settings` of the fastest one within `max_drop`, if any.
+    pub chosen: Option<usize>,
+    pub max_drop: f64,
+}
+
+fn time_model(path: &Path, batches: &[bertopt_models::batch::Batch]) -> anyhow::Result<(f64, f64)> {
+    let mut r = run::load(Runtime::Tract, path, RunnerOptions::default())?;
+    r.run(&batches[0])?;
+    let mut ms = vec![];
+    for b in batches {
+        let t = Instant::now();
+        r.run(b)?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+    ms.sort_by(f64::total_cmp);
+    Ok((ms[ms.len() / 2], mean))
+}
+
+pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
+    let (_, eval) = crate::train_cmd::split_data(&a.data, a.eval.as_deref(), a.train_size, a.seed)?;
+    let files = bertopt_models::ModelFiles::locate(&a.model)?;
+    let tokenizer =
+        files.tokenizer.clone().with_context(|| format!("{} has no tokenizer.json", files.dir.display()))?;
+    let ck = bertopt_models::Checkpoint::load(&a.model)?;
+    anyhow::ensure!(
+        !ck.exit_layers().is_empty(),
+        "{} has no off-ramps: train them with `optimize train-exits`",
+        a.model.display()
+    );
+    let labels = bertopt_models::ModelInfo::of(&ck).labels;
+    let eval = crate::train_cmd::align_labels(eval, &labels, &a.model)?;
+    let model = BertClassifier::from_checkpoint(ck, labels, a.seed)?;
+    let mut enc = TextEncoder::from_file(&tokenizer)?;
+    let points = exit_points(&model);
+    let layers = *points.last().expect("the final classifier is an exit point");
+    let bar = bertopt_models::progress::bar(eval.examples.len(), "exit logits", progress);
+    // exits[j][i]: logits of exit point j for example i.
+    let mut exits: Vec<Vec<Vec<f32>>> = vec![vec![]; points.len()];
+    for chunk in eval.examples.chunks(32) {
+        let texts: Vec<&str> = chunk.iter().map(|e: &Example| e.text.as_str()).collect();
+        let b = enc.encode(&texts, a.max_len, None)?;
+        for (j, l) in exit_logits(&model, &b)?.into_iter().enumerate() {
+            exits[j].extend(l);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let gold: Vec<usize> = eval.examples.iter().map(|e| e.label).collect();
+    let n = gold.len() as f64;
+    let accuracy =
+        |pred: &dyn Fn(usize) -> usize| gold.iter().enumerate().filter(|(i, &g)| pred(*i) == g).count() as f64 / n;
+    let last = points.len() - 1;
+    let dense_accuracy = accuracy(&|i| bertopt_ir::exit::argmax(&exits[last][i]));
+
+    // Pad to --seq, or to the most positions the model has.
+    let seq = a.seq.min(model.config.max_position_embeddings.saturating_sub(model.config.position_offset()));
+    let timed: Vec<bertopt_models::batch::Batch> = eval
+        .examples
+        .iter()
+        .take(a.latency_samples.max(1))
+        .map(|e| enc.encode(&[e.text.as_str()], a.max_len.min(seq), Some(seq)))
+        .collect::<anyhow::Result<_>>()?;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
+    let dense_path = a.out.join("dense.onnx");
+    crate::export::export(&a.model, "", &dense_path)?;
+    let (dense_p50_ms, dense_mean_ms) = time_model(&dense_path, &timed)?;
+
+    let values: Vec<f32> = match (a.criterion.as_str(), a.values.is_empty()) {
+        ("entropy", true) => (0..8).map(|i| i as f32 / 10.0).collect(),
+        ("patience", true) => (1..points.len().max(2) as u32).map(|p| p as f32).collect(),
+        ("entropy" | "patience", false) => a.values.clone(),
+        (other, _) => anyhow::bail!("--criterion {other}: use entropy or patience"),
+    };
+    let bar = bertopt_models::progress::bar(values.len(), "settings", progress);
+    let mut settings = vec![];
+    for v in values {
+        let (rule, pipeline) = if a.criterion == "entropy" {
+            (ExitRule::Entropy { threshold: v }, format!("exit(criterion=entropy,threshold={v})"))
+        } else {
+            anyhow::ensure!(v >= 1.0 && v.fract() == 0.0, "patience {v} is not a whole number >= 1");
+            (ExitRule::Patience { patience: v as usize }, format!("exit(criterion=patience,patience={v})"))
+        };
+        // Each example on its own (batch 1): the exit point it leaves at.
+        let leave = row_exits(rule, &exits);
+        let acc = accuracy(&|i| bertopt_ir::exit::argmax(&exits[leave[i]][i]));
+        let avg_layers = leave.iter().map(|&j| points[j] as f64).sum::<f64>() / n;
+        let histogram = points
+            .iter()
+            .enumerate()
+            .map(|(j, &p)| (p, leave.iter().filter(|&&x| x == j).count() as f64 / n))
+            .collect();
+        let path = a.out.join(format!("{}-{v}.onnx", a.criterion));
+        crate::export::export(&a.model, &pipeline, &path)?;
+        let (p50_ms, mean_ms) = time_model(&path, &timed)?;
+        settings.push(Setting {
+            pipeline,
+            accuracy: acc,
+            avg_layers,
+            histogram,
+            p50_ms,
+            mean_ms,
+            speedup: dense_mean_ms / mean_ms,
+            layer_speedup: layers as f64 / avg_layers,
+        });
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let chosen = settings
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| (dense_accuracy - s.accuracy) * 100.0 <= a.max_drop + 1e-9)
+        .min_by(|x, y| x.1.mean_ms.total_cmp(&y.1.mean_ms))
+        .map(|(i, _)| i);
+    let c = Calibration {
+        model: a.model.clone(),
+        examples: gold.len(),
+        layers,
+        dense_accuracy,
+        dense_p50_ms,
+        dense_mean_ms,
+        settings,
+        chosen,
+        max_drop: a.max_drop,
+    };
+    let json = serde_json::to_string_pretty(&c)?;
+    crate::atomic::write_atomic(&a.out.join("calibration.json"), |w| w.write_all(json.as_bytes()))?;
+    crate::plot::calibration_svg(&c, &a.out.join("calibration.svg"))?;
+    Ok(c)
+}
+
+pub fn print(c: &Calibration) {
+    println!(
+        "{} held-out examples, {} layers; final classifier {:.2} %, tract b1 mean {:.2} ms (p50 {:.2})",
+        c.examples,
+        c.layers,
+        c.dense_accuracy * 100.0,
+        c.dense_mean_ms,
+        c.dense_p50_ms
+    );
+    println!(
+        "{:<42} {:>8} {:>8} {:>9} {:>9} {:>8} {:>9}",
+        "setting", "acc %", "layers", "mean ms", "p50 ms", "speedup", "L/layers"
+    );
+    for (i, s) in c.settings.iter().enumerate() {
+        let mark = if Some(i) == c.chosen { " <- chosen" } else { "" };
+        println!(
+            "{:<42} {:>8.2} {:>8.2} {:>9.2} {:>9.2} {:>7.2}x {:>8.2}x{mark}",
+            s.pipeline,
+            s.accuracy * 100.0,
+            s.avg_layers,
+            s.mean_ms,
+            s.p50_ms,
+            s.speedup,
+            s.layer_speedup
+        );
+    }
+    if c.chosen.is_none() {
+        println!("no setting stays within {} point(s) of the final classifier", c.max_drop);
+    }
+}
