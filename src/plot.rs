@@ -6,6 +6,8 @@ use plotters::prelude::*;
 
 use crate::calibrate::Calibration;
 
+type Panel<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
+
 /// Two panels: accuracy against average layers run, and against mean tract latency; the final classifier (no
 /// exit) is the reference point in both.
 pub fn calibration_svg(c: &Calibration, path: &Path) -> anyhow::Result<()> {
@@ -17,7 +19,7 @@ pub fn calibration_svg(c: &Calibration, path: &Path) -> anyhow::Result<()> {
         let acc: Vec<f64> = c.settings.iter().map(|s| s.accuracy * 100.0).chain([c.dense_accuracy * 100.0]).collect();
         let (lo, hi) = acc.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
         let y = (lo - 1.0)..(hi + 1.0);
-        let panels: [(&DrawingArea<SVGBackend, plotters::coord::Shift>, &str, Vec<f64>, f64); 2] = [
+        let panels: [(&Panel, &str, Vec<f64>, f64); 2] = [
             (&left, "average layers run", c.settings.iter().map(|s| s.avg_layers).collect(), c.layers as f64),
             (
                 &right,
