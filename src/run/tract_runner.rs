@@ -29,9 +29,11 @@ impl TractRunner {
                 model = model.with_input_fact(i, i64::fact([b, s]).into())?;
             }
         }
+        // BERTOPT_TRACT_PLAIN_IF=1 keeps tract's own `IfThenElse` (for measuring what planning the branches buys).
+        let plain_if = std::env::var_os("BERTOPT_TRACT_PLAIN_IF").is_some_and(|v| v == "1");
         let plan = model
             .into_optimized()
-            .and_then(super::tract_branches::plan_branches)
+            .and_then(|m| if plain_if { Ok(m) } else { super::tract_branches::plan_branches(m) })
             .and_then(|m| m.into_runnable())
             .map_err(|e| anyhow::anyhow!("tract cannot optimize {}: {e:?}", path.display()))?;
         Ok(TractRunner { plan, inputs, outputs })
