@@ -19,14 +19,8 @@ use crate::run::{self, RunnerOptions, Runtime};
 pub struct CalibrateArgs {
     /// Model folder with off-ramps (from `optimize train-exits`).
     pub model: PathBuf,
-    #[arg(long, required = true)]
-    pub data: Vec<PathBuf>,
-    #[arg(long)]
-    pub eval: Option<PathBuf>,
-    #[arg(long)]
-    pub train_size: Option<usize>,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub split: crate::train_cmd::HeldOutArgs,
     /// entropy or patience.
     #[arg(long, default_value = "entropy")]
     pub criterion: String,
@@ -92,7 +86,7 @@ fn time_model(path: &Path, batches: &[bertopt_models::batch::Batch]) -> anyhow::
 }
 
 pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
-    let (_, eval) = crate::train_cmd::split_data(&a.data, a.eval.as_deref(), a.train_size, a.seed)?;
+    let eval = a.split.held_out()?;
     let files = bertopt_models::ModelFiles::locate(&a.model)?;
     let tokenizer =
         files.tokenizer.clone().with_context(|| format!("{} has no tokenizer.json", files.dir.display()))?;
@@ -104,7 +98,7 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
     );
     let labels = bertopt_models::ModelInfo::of(&ck).labels;
     let eval = crate::train_cmd::align_labels(eval, &labels, &a.model)?;
-    let model = BertClassifier::from_checkpoint(ck, labels, a.seed)?;
+    let model = BertClassifier::from_checkpoint(ck, labels, a.split.seed)?;
     let mut enc = TextEncoder::from_file(&tokenizer)?;
     let points = exit_points(&model);
     let layers = *points.last().expect("the final classifier is an exit point");

@@ -12,15 +12,8 @@ use crate::run::{self, RunnerOptions, Runtime};
 #[derive(clap::Args)]
 pub struct EvalArgs {
     pub model: PathBuf,
-    #[arg(long, required = true)]
-    pub data: Vec<PathBuf>,
-    /// Held-out file; without it the held-out part of the `--train-size`/`--seed` split is used.
-    #[arg(long)]
-    pub eval: Option<PathBuf>,
-    #[arg(long)]
-    pub train_size: Option<usize>,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    #[command(flatten)]
+    pub split: crate::train_cmd::HeldOutArgs,
     #[arg(long, value_enum, default_value_t = Runtime::Tract)]
     pub runtime: Runtime,
     #[arg(long, default_value_t = 32)]
@@ -54,10 +47,7 @@ fn model_labels(model: &Path, n: usize) -> anyhow::Result<Vec<String>> {
 pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
     anyhow::ensure!(a.model.is_file(), "{} does not exist or is not a file", a.model.display());
     let start = Instant::now();
-    let data = match &a.eval {
-        Some(e) => crate::train_cmd::split_data(&a.data, Some(e), None, a.seed)?.1,
-        None => crate::train_cmd::split_data(&a.data, None, a.train_size, a.seed)?.1,
-    };
+    let data = a.split.held_out()?;
     let labels = model_labels(&a.model, data.labels.len())?;
     let data = crate::train_cmd::align_labels(data, &labels, &a.model)?;
     let mut enc = crate::tokenize::for_model(&a.model, a.tokenizer.as_deref())?;

@@ -37,6 +37,26 @@ pub struct TrainArgs {
     pub progress: bool,
 }
 
+/// The held-out split as a command line names it: the same split `optimize train` made.
+#[derive(clap::Args)]
+pub struct HeldOutArgs {
+    #[arg(long, required = true)]
+    pub data: Vec<PathBuf>,
+    /// Held-out file; without it the held-out part of the `--train-size`/`--seed` split is used.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    #[arg(long)]
+    pub train_size: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+impl HeldOutArgs {
+    pub fn held_out(&self) -> anyhow::Result<Dataset> {
+        Ok(split_data(&self.data, self.eval.as_deref(), self.train_size, self.seed)?.1)
+    }
+}
+
 /// Read the data files and split them as `optimize train` does: `eval` is the held-out file if given, else the
 /// shuffled data (seed `seed`) splits into its first `train_size` examples (default 80 %) and the rest. Every
 /// command that needs "the training split" or "the held-out split" goes through here, so they agree.
