@@ -1,7 +1,8 @@
 //! `optimize calibrate`: sweep early-exit thresholds (or patience values) on a held-out split and pick the
 //! fastest setting within an accuracy budget. Accuracy and average layers come from every exit's logits,
-//! computed once with the candle model (per-input exits, as at batch 1); latency is measured by exporting each
-//! setting and running it in tract at batch 1 on held-out sentences. Writes a table, JSON and an SVG plot.
+//! computed once with the candle model (per-input exits); latency is measured by exporting each setting and
+//! running it in tract on held-out sentences: at batch 1 the nested-`If` model, at a larger `--batch` the
+//! segmented model and its per-row driver. Writes a table, JSON and an SVG plot.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -30,9 +31,12 @@ pub struct CalibrateArgs {
     /// Largest accuracy loss accepted, in points, against the final classifier.
     #[arg(long, default_value_t = 1.0)]
     pub max_drop: f64,
-    /// Held-out sentences timed per setting (batch 1, tract).
+    /// Held-out batches timed per setting (tract).
     #[arg(long, default_value_t = 100)]
     pub latency_samples: usize,
+    /// Batch size of the timed inputs; above 1 each setting is exported segmented and run by the per-row driver.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
     /// Sequence length the timed inputs are padded to.
     #[arg(long, default_value_t = 128)]
     pub seq: usize,
@@ -62,6 +66,8 @@ pub struct Calibration {
     pub model: PathBuf,
     pub examples: usize,
     pub layers: usize,
+    /// Batch size of the latency measurements.
+    pub batch: usize,
     pub dense_accuracy: f64,
     pub dense_p50_ms: f64,
     pub dense_mean_ms: f64,
@@ -123,12 +129,11 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
 
     // Pad to --seq, or to the most positions the model has.
     let seq = a.seq.min(model.config.max_position_embeddings.saturating_sub(model.config.position_offset()));
-    let timed: Vec<bertopt_models::batch::Batch> = eval
-        .examples
-        .iter()
-        .take(a.latency_samples.max(1))
-        .map(|e| enc.encode(&[e.text.as_str()], a.max_len.min(seq), Some(seq)))
-        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(a.batch >= 1, "--batch must be at least 1");
+    let sample: Vec<&str> =
+        eval.examples.iter().cycle().take(a.latency_samples.max(1) * a.batch).map(|e| e.text.as_str()).collect();
+    let timed: Vec<bertopt_models::batch::Batch> =
+        sample.chunks(a.batch).map(|c| enc.encode(c, a.max_len.min(seq), Some(seq))).collect::<anyhow::Result<_>>()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let dense_path = a.out.join("dense.onnx");
     crate::export::export(&a.model, "", &dense_path)?;
@@ -158,8 +163,16 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
             .enumerate()
             .map(|(j, &p)| (p, leave.iter().filter(|&&x| x == j).count() as f64 / n))
             .collect();
-        let path = a.out.join(format!("{}-{v}.onnx", a.criterion));
-        crate::export::export(&a.model, &pipeline, &path)?;
+        let path = if a.batch == 1 {
+            let path = a.out.join(format!("{}-{v}.onnx", a.criterion));
+            crate::export::export(&a.model, &pipeline, &path)?;
+            path
+        } else {
+            let path = a.out.join(format!("{}-{v}.segments", a.criterion));
+            let opts = crate::export::ExportOptions { segmented: true, ..Default::default() };
+            crate::export::export_with(&a.model, &pipeline, &path, opts)?;
+            path
+        };
         let (p50_ms, mean_ms) = time_model(&path, &timed)?;
         settings.push(Setting {
             pipeline,
@@ -184,6 +197,7 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
         model: a.model.clone(),
         examples: gold.len(),
         layers,
+        batch: a.batch,
         dense_accuracy,
         dense_p50_ms,
         dense_mean_ms,
@@ -199,10 +213,11 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
 
 pub fn print(c: &Calibration) {
     println!(
-        "{} held-out examples, {} layers; final classifier {:.2} %, tract b1 mean {:.2} ms (p50 {:.2})",
+        "{} held-out examples, {} layers; final classifier {:.2} %, tract batch {} mean {:.2} ms (p50 {:.2})",
         c.examples,
         c.layers,
         c.dense_accuracy * 100.0,
+        c.batch,
         c.dense_mean_ms,
         c.dense_p50_ms
     );

@@ -33,6 +33,11 @@ pub struct EvalReport {
     pub correct: usize,
     pub accuracy: f64,
     pub seconds: f64,
+    /// For an early-exit model: the average number of layers run, and (layer, inputs that left there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avg_layers: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exit_histogram: Vec<(usize, usize)>,
 }
 
 /// The model's label names from its ONNX metadata (generic `LABEL_i` when it has none).
@@ -45,7 +50,7 @@ fn model_labels(model: &Path, n: usize) -> anyhow::Result<Vec<String>> {
 }
 
 pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
-    anyhow::ensure!(a.model.is_file(), "{} does not exist or is not a file", a.model.display());
+    run::ensure_model(&a.model)?;
     let start = Instant::now();
     let data = a.split.held_out()?;
     let labels = model_labels(&a.model, data.labels.len())?;
@@ -53,6 +58,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
     let mut enc = crate::tokenize::for_model(&a.model, a.tokenizer.as_deref())?;
     let mut runner = run::load(a.runtime, &a.model, RunnerOptions::default())?;
     let mut correct = 0;
+    let mut exits: std::collections::BTreeMap<usize, usize> = Default::default();
     for chunk in data.examples.chunks(a.batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|e: &Example| e.text.as_str()).collect();
         let batch = enc.encode(&texts, a.max_len, None)?;
@@ -66,6 +72,11 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
             let best = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
             correct += (best == e.label) as usize;
         }
+        if let Some(layer) = outputs.iter().find(|o| o.name == "exit_layer") {
+            for &l in &layer.data {
+                *exits.entry(l as usize).or_default() += 1;
+            }
+        }
     }
     let examples = data.examples.len();
     Ok(EvalReport {
@@ -75,5 +86,8 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
         correct,
         accuracy: correct as f64 / examples.max(1) as f64,
         seconds: start.elapsed().as_secs_f64(),
+        avg_layers: (!exits.is_empty())
+            .then(|| exits.iter().map(|(l, n)| (l * n) as f64).sum::<f64>() / exits.values().sum::<usize>() as f64),
+        exit_histogram: exits.into_iter().collect(),
     })
 }

@@ -56,16 +56,29 @@ impl From<&PassReport> for PassSummary {
     }
 }
 
+/// How `export_with` writes its result.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExportOptions {
+    /// Keep the IR text after the pipeline in the report (`--print-ir`).
+    pub keep_ir: bool,
+    /// Write an early-exit model as a folder of per-stage ONNX files and a manifest, for the per-row driver.
+    pub segmented: bool,
+}
+
 /// Load, lower, run the pipeline and write the ONNX model atomically. The pipeline is parsed before any
 /// loading, so a typo fails fast.
 pub fn export(model: &Path, pipeline: &str, output: &Path) -> anyhow::Result<ExportReport> {
-    export_with_ir(model, pipeline, output, false)
+    export_with(model, pipeline, output, ExportOptions::default())
 }
 
-/// As `export`; with `keep_ir` the report also carries the IR text after the pipeline (`--print-ir`).
-pub fn export_with_ir(model: &Path, pipeline: &str, output: &Path, keep_ir: bool) -> anyhow::Result<ExportReport> {
+/// As `export`, with options.
+pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOptions) -> anyhow::Result<ExportReport> {
     let passes = if pipeline.is_empty() { Pipeline::empty() } else { Pipeline::parse(pipeline)? };
-    check_output_dir(output)?;
+    if opts.segmented {
+        check_segment_dir(output)?;
+    } else {
+        check_output_dir(output)?;
+    }
     let t0 = Instant::now();
     let (mut graph, info) = bertopt_models::load_graph(model)?;
     let t1 = Instant::now();
@@ -80,11 +93,21 @@ pub fn export_with_ir(model: &Path, pipeline: &str, output: &Path, keep_ir: bool
         let json = std::fs::read_to_string(tok).with_context(|| format!("reading {}", tok.display()))?;
         metadata.push((META_TOKENIZER, json));
     }
-    let proto = crate::onnx::emit(&graph, &crate::onnx::EmitOptions { metadata })?;
+    let emit_opts = crate::onnx::EmitOptions { metadata };
     let cost = bertopt_passes::cost(&graph, 128);
-    let ir = keep_ir.then(|| bertopt_ir::print(&graph));
-    drop(graph);
-    crate::onnx::write_model(&proto, output).with_context(|| format!("cannot write {}", output.display()))?;
+    let ir = opts.keep_ir.then(|| bertopt_ir::print(&graph));
+    let onnx_bytes = if opts.segmented {
+        let s = crate::onnx::segments::emit_segments(&graph, &emit_opts)?;
+        drop(graph);
+        crate::onnx::segments::write_segments(&s, output)
+            .with_context(|| format!("cannot write the segmented model {}", output.display()))?;
+        s.manifest.stages.iter().map(|st| file_len(&output.join(&st.file))).sum()
+    } else {
+        let proto = crate::onnx::emit(&graph, &emit_opts)?;
+        drop(graph);
+        crate::onnx::write_model(&proto, output).with_context(|| format!("cannot write {}", output.display()))?;
+        file_len(output)
+    };
     let t3 = Instant::now();
     Ok(ExportReport {
         model: model.to_path_buf(),
@@ -96,10 +119,29 @@ pub fn export_with_ir(model: &Path, pipeline: &str, output: &Path, keep_ir: bool
         seconds_load: (t1 - t0).as_secs_f64(),
         seconds_passes: (t2 - t1).as_secs_f64(),
         seconds_emit: (t3 - t2).as_secs_f64(),
-        onnx_bytes: std::fs::metadata(output).map(|m| m.len()).unwrap_or(0),
+        onnx_bytes,
         safetensors_bytes: info.safetensors_bytes,
         ir,
     })
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// A segmented model's folder: new, or an earlier segmented model to replace.
+fn check_segment_dir(output: &Path) -> anyhow::Result<()> {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    anyhow::ensure!(parent.is_dir(), "output directory {} does not exist (for {})", parent.display(), output.display());
+    anyhow::ensure!(
+        !output.exists() || crate::onnx::segments::folder(output).as_deref() == Some(output),
+        "{} exists and is not a segmented model; a segmented export writes a new folder (give e.g. -o model.exits)",
+        output.display()
+    );
+    Ok(())
 }
 
 /// Fail before the expensive work if the output cannot be written there.

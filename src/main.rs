@@ -37,6 +37,10 @@ struct ExportArgs {
     /// Print the IR after the pipeline to stdout.
     #[arg(long)]
     print_ir: bool,
+    /// With an `exit` pass: write a folder (-o DIR) of one ONNX per exit point and `segments.json`, which
+    /// `run`, `bench` and `eval` drive per row, so inputs of one batch leave at different layers.
+    #[arg(long)]
+    segmented: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -362,6 +366,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     r.runtime,
                     r.seconds
                 );
+                if let Some(avg) = r.avg_layers {
+                    let hist: Vec<String> = r.exit_histogram.iter().map(|(l, n)| format!("{l}: {n}")).collect();
+                    println!("average layers run {avg:.2}; inputs leaving per layer {}", hist.join(", "));
+                }
             }
             Ok(())
         }
@@ -402,7 +410,8 @@ fn export(a: ExportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let model = a.model.context("a model path is required")?;
-    let report = bertopt::export::export_with_ir(&model, &a.pipeline, &a.output, a.print_ir)?;
+    let opts = bertopt::export::ExportOptions { keep_ir: a.print_ir, segmented: a.segmented };
+    let report = bertopt::export::export_with(&model, &a.pipeline, &a.output, opts)?;
     if let Some(ir) = &report.ir {
         print!("{ir}");
     }
@@ -441,7 +450,7 @@ fn run_text(
     max_len: usize,
     json: bool,
 ) -> anyhow::Result<()> {
-    anyhow::ensure!(model.is_file(), "{} does not exist or is not a file", model.display());
+    run::ensure_model(model)?;
     let mut enc = bertopt::tokenize::for_model(model, tokenizer)?;
     let texts: Vec<&str> = text.iter().map(String::as_str).collect();
     let batch = enc.encode(&texts, max_len, None)?;

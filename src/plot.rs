@@ -19,14 +19,10 @@ pub fn calibration_svg(c: &Calibration, path: &Path) -> anyhow::Result<()> {
         let acc: Vec<f64> = c.settings.iter().map(|s| s.accuracy * 100.0).chain([c.dense_accuracy * 100.0]).collect();
         let (lo, hi) = acc.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
         let y = (lo - 1.0)..(hi + 1.0);
+        let latency = format!("mean latency, tract batch {} (ms)", c.batch);
         let panels: [(&Panel, &str, Vec<f64>, f64); 2] = [
             (&left, "average layers run", c.settings.iter().map(|s| s.avg_layers).collect(), c.layers as f64),
-            (
-                &right,
-                "mean latency, tract batch 1 (ms)",
-                c.settings.iter().map(|s| s.mean_ms).collect(),
-                c.dense_mean_ms,
-            ),
+            (&right, &latency, c.settings.iter().map(|s| s.mean_ms).collect(), c.dense_mean_ms),
         ];
         for (area, xlabel, xs, dense_x) in panels {
             let xmax = xs.iter().copied().fold(dense_x, f64::max) * 1.05;

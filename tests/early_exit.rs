@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use bertopt::run::{self, RunnerOptions, Runtime};
-use bertopt_ir::exit::{batch_exit, entropy, ExitRule};
+use bertopt_ir::exit::{batch_exit, entropy, row_exits, ExitRule};
 use bertopt_models::batch::Batch;
 use bertopt_models::classifier::BertClassifier;
 use bertopt_models::exit_train::exit_logits;
@@ -138,6 +138,90 @@ fn exits_agree_with_candle_in_interpreter_tract_and_ort() {
     }
 }
 
+/// The segmented export and its driver: at batch 8, every row leaves where the candle model with the same rule,
+/// applied per row, says, with that exit's logits, in tract and ONNX Runtime.
+#[test]
+fn segmented_driver_exits_per_row_at_batch_8() {
+    common::ensure_ort();
+    let d = tempfile::tempdir().unwrap();
+    let model = exit_model(d.path());
+    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
+    let m = BertClassifier::from_pretrained(&model, labels, 1).unwrap();
+    let b = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap().encode(&SENTENCES[..8], 16, None).unwrap();
+    assert_eq!(b.batch, 8);
+    let exits = exit_logits(&m, &b).unwrap();
+    let points = bertopt_models::exit_train::exit_points(&m);
+    let mut first: Vec<f32> = exits[0].iter().map(|r| entropy(r)).collect();
+    first.sort_by(f32::total_cmp);
+    let threshold = (first[3] + first[4]) / 2.0;
+    let rules = [
+        (ExitRule::Entropy { threshold }, format!("exit(criterion=entropy,threshold={threshold})")),
+        (ExitRule::Patience { patience: 1 }, "exit(criterion=patience,patience=1)".to_string()),
+    ];
+    for (rule, pipeline) in rules {
+        let want_exit = row_exits(rule, &exits);
+        let out = d.path().join("segmented");
+        let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+            .args([model.to_str().unwrap(), "--pass", &pipeline, "--segmented", "-o", out.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("segments.json")).unwrap()).unwrap();
+        assert_eq!(manifest["stages"].as_array().unwrap().len(), 4, "{manifest}");
+        for j in 0..4 {
+            common::onnx_check_part(&out.join(format!("stage{j}.onnx")));
+        }
+        let distinct: std::collections::BTreeSet<usize> = want_exit.iter().copied().collect();
+        if matches!(rule, ExitRule::Entropy { .. }) {
+            assert!(distinct.len() >= 2, "rows of the batch should leave at different exits: {want_exit:?}");
+        }
+        for rt in [Runtime::Tract, Runtime::Ort] {
+            for fixed in [None, Some((8, b.seq))] {
+                let opts = RunnerOptions { fixed_shape: fixed, threads: 1 };
+                let o = run::load(rt, &out, opts).unwrap().run(&b).unwrap();
+                let logits = &common::output(&o, "logits").data;
+                let layer = &common::output(&o, "exit_layer").data;
+                for r in 0..8 {
+                    let j = want_exit[r];
+                    let got = &logits[r * 3..(r + 1) * 3];
+                    assert!(close(got, &exits[j][r]) <= 1e-4, "{rule} {rt} row {r}: {got:?} vs {:?}", exits[j][r]);
+                    assert_eq!(layer[r] as usize, points[j], "{rule} {rt} row {r}: exit layer");
+                }
+            }
+        }
+        eprintln!("{rule}: per-row exits {want_exit:?}");
+    }
+}
+
+#[test]
+fn segmented_export_needs_an_exit_and_a_fresh_folder() {
+    let d = tempfile::tempdir().unwrap();
+    let model = exit_model(d.path());
+    let out = d.path().join("seg");
+    let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+        .args([model.to_str().unwrap(), "--pass", "dce", "--segmented", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("needs an early exit"), "{err}");
+    assert!(!out.exists());
+    // A folder that holds something else is not overwritten.
+    std::fs::create_dir(&out).unwrap();
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+        .args([model.to_str().unwrap(), "--pass", "exit", "--segmented", "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("not a segmented model"), "{err}");
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1);
+    // No temporary folders are left beside it.
+    let names: Vec<String> =
+        std::fs::read_dir(d.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| !n.starts_with(".bertopt")), "{names:?}");
+}
+
 #[test]
 fn exit_without_off_ramps_is_an_error_and_writes_nothing() {
     let d = tempfile::tempdir().unwrap();
@@ -225,4 +309,55 @@ fn calibrate_sweeps_settings_and_chooses_within_the_budget() {
     let svg = std::fs::read_to_string(out.join("calibration.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("average layers run"));
     assert!(out.join("calibration.json").exists());
+}
+
+/// At batch > 1 calibrate times segmented models; `eval` on one of them, driven per row, reproduces the
+/// accuracy and average layers calibrate computed from the candle model's exits.
+#[test]
+fn calibrate_at_batch_3_and_eval_of_the_segmented_model_agree() {
+    common::ensure_ort();
+    let d = tempfile::tempdir().unwrap();
+    let model = exit_model(d.path());
+    let data = d.path().join("data.jsonl");
+    let lines: Vec<String> = SENTENCES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| serde_json::json!({"text": s, "label": format!("LABEL_{}", (i * 7) % 3)}).to_string())
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let out = d.path().join("calib");
+    let split = ["--data", data.to_str().unwrap(), "--train-size", "2", "--max-len", "16"];
+    let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+        .args(["calibrate", model.to_str().unwrap()])
+        .args(split)
+        .args(["--values", "0.0005,0.002", "--batch", "3", "--latency-samples", "2", "--max-drop", "100", "--json"])
+        .arg("-o")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let c: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(c["batch"], 3);
+    let mixed = c["settings"].as_array().unwrap().iter().any(|s| {
+        let l = s["avg_layers"].as_f64().unwrap();
+        l > 1.0 && l < 4.0
+    });
+    assert!(mixed, "some setting should send inputs out at different layers: {c}");
+    for (v, s) in ["0.0005", "0.002"].iter().zip(c["settings"].as_array().unwrap()) {
+        let seg = out.join(format!("entropy-{v}.segments"));
+        assert!(seg.join("segments.json").is_file(), "{}", seg.display());
+        for rt in ["tract", "ort"] {
+            let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+                .args(["eval", seg.to_str().unwrap(), "--runtime", rt, "--batch", "4", "--json"])
+                .args(split)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+            assert_eq!(e["examples"], 8);
+            let (acc, layers) = (e["accuracy"].as_f64().unwrap(), e["avg_layers"].as_f64().unwrap());
+            assert!((acc - s["accuracy"].as_f64().unwrap()).abs() < 1e-9, "{v} {rt}: eval {e} vs calibrate {s}");
+            assert!((layers - s["avg_layers"].as_f64().unwrap()).abs() < 1e-9, "{v} {rt}: eval {e} vs calibrate {s}");
+        }
+    }
 }

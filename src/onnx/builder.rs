@@ -225,9 +225,14 @@ pub fn write_model(model: &ModelProto, path: &Path) -> std::io::Result<()> {
     crate::atomic::write_atomic(path, |w| model.write_to_writer(w).map_err(std::io::Error::other))
 }
 
-/// Read an ONNX model's metadata entries (tokenizer, labels) without interpreting the graph.
+/// Read an ONNX model's metadata entries (tokenizer, labels) without interpreting the graph; for a segmented
+/// model, its first stage's.
 pub fn read_metadata(path: &Path) -> std::io::Result<Vec<(String, String)>> {
-    let bytes = std::fs::read(path)?;
+    let file = match super::segments::folder(path) {
+        Some(dir) => super::segments::Manifest::first_stage(&dir).map_err(std::io::Error::other)?,
+        None => path.to_path_buf(),
+    };
+    let bytes = std::fs::read(file)?;
     let m = ModelProto::parse_from_bytes(&bytes)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an ONNX model: {e}")))?;
     Ok(m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect())

@@ -24,23 +24,23 @@ pub struct EmitOptions<'a> {
     pub metadata: Vec<(&'a str, String)>,
 }
 
-struct Emitter<'g> {
-    g: &'g Graph,
-    b: OnnxBuilder,
-    vals: HashMap<NodeIndex, String>,
+pub(super) struct Emitter<'g> {
+    pub(super) g: &'g Graph,
+    pub(super) b: OnnxBuilder,
+    pub(super) vals: HashMap<NodeIndex, String>,
     /// Additive attention mask per IR mask value, computed once and shared by every layer.
     masks: HashMap<NodeIndex, String>,
     consts: HashMap<String, String>,
 }
 
-fn elem(d: DType) -> Elem {
+pub(super) fn elem(d: DType) -> Elem {
     match d {
         DType::F32 => Elem::F32,
         DType::I64 => Elem::I64,
     }
 }
 
-fn dims(shape: &[Dim]) -> Vec<DimSpec> {
+pub(super) fn dims(shape: &[Dim]) -> Vec<DimSpec> {
     shape
         .iter()
         .map(|d| match d {
@@ -55,6 +55,10 @@ fn data(t: &Tensor, name: &str) -> Result<Vec<f32>, EmitError> {
 }
 
 impl<'g> Emitter<'g> {
+    pub(super) fn new(g: &'g Graph, name: &str) -> Self {
+        Emitter { g, b: OnnxBuilder::new(name), vals: HashMap::new(), masks: HashMap::new(), consts: HashMap::new() }
+    }
+
     fn weight(&self, name: &str) -> Result<&'g Tensor, EmitError> {
         self.g.weights.tensor(name).ok_or_else(|| EmitError::NoData(name.into()))
     }
@@ -298,7 +302,7 @@ impl<'g> Emitter<'g> {
     }
 
     /// Emit `nodes` (in topological order) into the current scope.
-    fn emit_nodes(&mut self, nodes: &[NodeIndex]) -> Result<(), EmitError> {
+    pub(super) fn emit_nodes(&mut self, nodes: &[NodeIndex]) -> Result<(), EmitError> {
         for &n in nodes {
             let v = self.emit(n)?;
             self.vals.insert(n, v);
@@ -430,16 +434,18 @@ impl<'g> Emitter<'g> {
 type ExitState = Option<(String, String)>;
 
 /// How an `early_exit` splits the graph: per exit point, the nodes first needed there.
-struct ExitPlan {
-    rule: ExitRule,
-    layers: Vec<usize>,
-    exits: Vec<NodeIndex>,
-    stages: Vec<Vec<NodeIndex>>,
+pub(super) struct ExitPlan {
+    pub(super) rule: ExitRule,
+    pub(super) layers: Vec<usize>,
+    pub(super) exits: Vec<NodeIndex>,
+    pub(super) stages: Vec<Vec<NodeIndex>>,
+    /// The stage each node of `stages` belongs to.
+    pub(super) stage_of: HashMap<NodeIndex, usize>,
 }
 
 impl ExitPlan {
     /// Split `order` for the early exit `e`; the rest (what reads the exit's results) is returned in order.
-    fn new(g: &Graph, e: NodeIndex, order: &[NodeIndex]) -> Result<(Self, Vec<NodeIndex>), EmitError> {
+    pub(super) fn new(g: &Graph, e: NodeIndex, order: &[NodeIndex]) -> Result<(Self, Vec<NodeIndex>), EmitError> {
         let Op::EarlyExit { rule, layers } = &g.dag[e].op else {
             return Err(EmitError::Graph("not an early_exit".into()));
         };
@@ -473,20 +479,14 @@ impl ExitPlan {
                 }
             }
         }
-        Ok((ExitPlan { rule: *rule, layers: layers.clone(), exits, stages }, rest))
+        Ok((ExitPlan { rule: *rule, layers: layers.clone(), exits, stages, stage_of: stage }, rest))
     }
 }
 
 /// Lower a verified IR graph to an ONNX model.
 pub fn emit(g: &Graph, opts: &EmitOptions) -> Result<onnx_protobuf::ModelProto, EmitError> {
     let order = g.topo_order().map_err(EmitError::Graph)?;
-    let mut e = Emitter {
-        g,
-        b: OnnxBuilder::new(&g.name),
-        vals: HashMap::new(),
-        masks: HashMap::new(),
-        consts: HashMap::new(),
-    };
+    let mut e = Emitter::new(g, &g.name);
     for &i in &g.inputs {
         let node = &g.dag[i];
         if let Op::Input { name } = &node.op {

@@ -2,6 +2,7 @@
 
 pub mod builder;
 pub mod emit;
+pub mod segments;
 
 pub use builder::{read_metadata, write_model};
 pub use emit::{emit, EmitError, EmitOptions};

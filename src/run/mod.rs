@@ -2,6 +2,7 @@
 //! benches treat both alike.
 
 pub mod ort_runner;
+pub mod segmented;
 pub mod tract_branches;
 pub mod tract_runner;
 
@@ -17,8 +18,65 @@ pub struct Output {
     pub data: Vec<f32>,
 }
 
+/// A named input tensor, row-major; axis 0 is the batch.
+#[derive(Clone, Debug)]
+pub struct Value {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Data,
+}
+
+#[derive(Clone, Debug)]
+pub enum Data {
+    I64(Vec<i64>),
+    F32(Vec<f32>),
+}
+
+impl Value {
+    /// The batch's three inputs (a model takes those it names).
+    pub fn from_batch(b: &Batch) -> Vec<Value> {
+        ["input_ids", "attention_mask", "token_type_ids"]
+            .into_iter()
+            .filter_map(|n| b.by_name(n).map(|d| (n, d)))
+            .map(|(n, d)| Value { name: n.into(), shape: vec![b.batch, b.seq], data: Data::I64(d.to_vec()) })
+            .collect()
+    }
+
+    pub fn from_output(o: &Output) -> Value {
+        Value { name: o.name.clone(), shape: o.shape.clone(), data: Data::F32(o.data.clone()) }
+    }
+
+    /// The rows at `rows` (indices along axis 0), in that order.
+    pub fn select_rows(&self, rows: &[usize]) -> Value {
+        let per_row = self.shape.iter().skip(1).product::<usize>();
+        fn pick<T: Copy>(v: &[T], rows: &[usize], n: usize) -> Vec<T> {
+            rows.iter().flat_map(|&r| v[r * n..(r + 1) * n].iter().copied()).collect()
+        }
+        let mut shape = self.shape.clone();
+        shape[0] = rows.len();
+        let data = match &self.data {
+            Data::I64(v) => Data::I64(pick(v, rows, per_row)),
+            Data::F32(v) => Data::F32(pick(v, rows, per_row)),
+        };
+        Value { name: self.name.clone(), shape, data }
+    }
+}
+
+/// Find the value a model input names.
+pub(crate) fn find<'a>(values: &'a [Value], name: &str) -> anyhow::Result<&'a Value> {
+    values.iter().find(|v| v.name == name).ok_or_else(|| {
+        let have: Vec<&str> = values.iter().map(|v| v.name.as_str()).collect();
+        anyhow::anyhow!("model input `{name}` is not among the values fed ({})", have.join(", "))
+    })
+}
+
 pub trait Runner {
-    fn run(&mut self, batch: &Batch) -> anyhow::Result<Vec<Output>>;
+    /// Run on named values; the model takes those its inputs name and ignores the rest.
+    fn run_values(&mut self, inputs: &[Value]) -> anyhow::Result<Vec<Output>>;
+
+    fn run(&mut self, batch: &Batch) -> anyhow::Result<Vec<Output>> {
+        self.run_values(&Value::from_batch(batch))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -45,7 +103,22 @@ pub struct RunnerOptions {
     pub threads: usize,
 }
 
+/// Fail with a clear message unless `path` is an ONNX file or a segmented model's folder.
+pub fn ensure_model(path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        path.is_file() || segmented::folder(path).is_some(),
+        "{} is not an ONNX file or a segmented model folder (with {})",
+        path.display(),
+        crate::onnx::segments::MANIFEST
+    );
+    Ok(())
+}
+
+/// Load a model: an ONNX file, or a segmented early-exit model's folder (or its `segments.json`).
 pub fn load(runtime: Runtime, path: &Path, opts: RunnerOptions) -> anyhow::Result<Box<dyn Runner>> {
+    if let Some(dir) = segmented::folder(path) {
+        return Ok(Box::new(segmented::SegmentedRunner::load(runtime, &dir, opts)?));
+    }
     Ok(match runtime {
         Runtime::Tract => Box::new(tract_runner::TractRunner::load(path, opts)?),
         Runtime::Ort => Box::new(ort_runner::OrtRunner::load(path, opts)?),

@@ -4,12 +4,11 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use anyhow::Context;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 
-use super::{Batch, Output, Runner, RunnerOptions};
+use super::{Data, Output, Runner, RunnerOptions, Value};
 
 static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
 
@@ -56,12 +55,15 @@ impl OrtRunner {
 }
 
 impl Runner for OrtRunner {
-    fn run(&mut self, b: &Batch) -> anyhow::Result<Vec<Output>> {
+    fn run_values(&mut self, values: &[Value]) -> anyhow::Result<Vec<Output>> {
         let mut feeds = vec![];
         for name in &self.inputs {
-            let data = b.by_name(name).with_context(|| format!("model input `{name}` is not one bertopt feeds"))?;
-            let t = Tensor::from_array(([b.batch, b.seq], data.to_vec()))?;
-            feeds.push((name.clone(), ort::value::DynValue::from(t)));
+            let v = super::find(values, name)?;
+            let t: ort::value::DynValue = match &v.data {
+                Data::I64(d) => Tensor::from_array((v.shape.clone(), d.clone()))?.into(),
+                Data::F32(d) => Tensor::from_array((v.shape.clone(), d.clone()))?.into(),
+            };
+            feeds.push((name.clone(), t));
         }
         let out = self.session.run(feeds)?;
         self.outputs

@@ -1,21 +1,39 @@
-//! tract: load the ONNX file, optionally fix the input shapes, `into_optimized`, run.
+//! tract: load the ONNX file, optionally specialise the input shapes, `into_optimized`, run.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
-use super::{Batch, Output, Runner, RunnerOptions};
+use super::{Data, Output, Runner, RunnerOptions, Value};
 
 pub struct TractRunner {
-    plan: Arc<TypedRunnableModel>,
+    path: PathBuf,
+    /// The loaded, unoptimized model, kept when plans are specialised per input shape.
+    model: Option<InferenceModel>,
+    /// With `fixed_shape`: one plan per set of input shapes seen (tract plans faster with known shapes).
+    plans: HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>,
+    /// Without: one plan over symbolic shapes.
+    generic: Option<Arc<TypedRunnableModel>>,
     inputs: Vec<String>,
     outputs: Vec<String>,
 }
 
+/// Optimize and plan, with `If` branches planned too (see `tract_branches`).
+fn plan(model: InferenceModel, path: &Path) -> anyhow::Result<Arc<TypedRunnableModel>> {
+    // BERTOPT_TRACT_PLAIN_IF=1 keeps tract's own `IfThenElse` (for measuring what planning the branches buys).
+    let plain_if = std::env::var_os("BERTOPT_TRACT_PLAIN_IF").is_some_and(|v| v == "1");
+    model
+        .into_optimized()
+        .and_then(|m| if plain_if { Ok(m) } else { super::tract_branches::plan_branches(m) })
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| anyhow::anyhow!("tract cannot optimize {}: {e:?}", path.display()))
+}
+
 impl TractRunner {
     pub fn load(path: &Path, opts: RunnerOptions) -> anyhow::Result<Self> {
-        let mut model = tract_onnx::onnx()
+        let model = tract_onnx::onnx()
             .model_for_path(path)
             .map_err(|e| anyhow::anyhow!("tract cannot load {}: {e:?}", path.display()))?;
         let inputs: Vec<String> = model.input_outlets()?.iter().map(|o| model.node(o.node).name.clone()).collect();
@@ -24,30 +42,58 @@ impl TractRunner {
             .iter()
             .map(|o| model.outlet_label(*o).map(str::to_string).unwrap_or_else(|| model.node(o.node).name.clone()))
             .collect();
-        if let Some((b, s)) = opts.fixed_shape {
-            for i in 0..inputs.len() {
-                model = model.with_input_fact(i, i64::fact([b, s]).into())?;
+        let mut r =
+            TractRunner { path: path.into(), model: None, plans: HashMap::new(), generic: None, inputs, outputs };
+        match opts.fixed_shape {
+            None => r.generic = Some(plan(model, path)?),
+            Some((b, s)) => {
+                // Token inputs ([batch, seq] i64) are planned now, so that load reports what cannot run;
+                // other inputs (a segment's hidden state) when their shapes are first seen.
+                let tokens = (0..r.inputs.len())
+                    .all(|i| model.input_fact(i).is_ok_and(|f| f.datum_type.concretize() == Some(i64::datum_type())));
+                r.model = Some(model);
+                if tokens {
+                    r.specialised(&vec![vec![b, s]; r.inputs.len()], &vec![i64::datum_type(); r.inputs.len()])?;
+                }
             }
         }
-        // BERTOPT_TRACT_PLAIN_IF=1 keeps tract's own `IfThenElse` (for measuring what planning the branches buys).
-        let plain_if = std::env::var_os("BERTOPT_TRACT_PLAIN_IF").is_some_and(|v| v == "1");
-        let plan = model
-            .into_optimized()
-            .and_then(|m| if plain_if { Ok(m) } else { super::tract_branches::plan_branches(m) })
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| anyhow::anyhow!("tract cannot optimize {}: {e:?}", path.display()))?;
-        Ok(TractRunner { plan, inputs, outputs })
+        Ok(r)
+    }
+
+    /// The plan for inputs of these shapes and types (built on first use).
+    fn specialised(&mut self, shapes: &[Vec<usize>], types: &[DatumType]) -> anyhow::Result<Arc<TypedRunnableModel>> {
+        if let Some(p) = self.plans.get(shapes) {
+            return Ok(p.clone());
+        }
+        let mut model = self.model.clone().expect("a specialising runner keeps its model");
+        for (i, (shape, dt)) in shapes.iter().zip(types).enumerate() {
+            model = model.with_input_fact(i, InferenceFact::dt_shape(*dt, shape.clone()))?;
+        }
+        let p = plan(model, &self.path)?;
+        self.plans.insert(shapes.to_vec(), p.clone());
+        Ok(p)
     }
 }
 
 impl Runner for TractRunner {
-    fn run(&mut self, b: &Batch) -> anyhow::Result<Vec<Output>> {
+    fn run_values(&mut self, values: &[Value]) -> anyhow::Result<Vec<Output>> {
         let mut tv: TVec<TValue> = tvec![];
+        let (mut shapes, mut types) = (vec![], vec![]);
         for name in &self.inputs {
-            let data = b.by_name(name).with_context(|| format!("model input `{name}` is not one bertopt feeds"))?;
-            tv.push(Tensor::from_shape(&[b.batch, b.seq], data)?.into());
+            let v = super::find(values, name)?;
+            let t = match &v.data {
+                Data::I64(d) => Tensor::from_shape(&v.shape, d)?,
+                Data::F32(d) => Tensor::from_shape(&v.shape, d)?,
+            };
+            shapes.push(v.shape.clone());
+            types.push(t.datum_type());
+            tv.push(t.into());
         }
-        let out = self.plan.run(tv).map_err(|e| anyhow::anyhow!("tract run failed: {e:?}"))?;
+        let plan = match &self.generic {
+            Some(p) => p.clone(),
+            None => self.specialised(&shapes, &types)?,
+        };
+        let out = plan.run(tv).map_err(|e| anyhow::anyhow!("tract run failed: {e:?}"))?;
         out.iter()
             .zip(&self.outputs)
             .map(|(t, name)| {

@@ -110,16 +110,30 @@ pub fn output<'a>(outs: &'a [Output], name: &str) -> &'a Output {
     outs.iter().find(|o| o.name == name).unwrap_or_else(|| panic!("no output `{name}`"))
 }
 
-/// The reference `onnx.checker` (PyPI onnx==1.23.2, full_check) accepts `path`.
+/// The reference `onnx.checker` (PyPI onnx==1.23.2, full_check) accepts `path`, a whole model (token inputs,
+/// layer norms).
 pub fn onnx_check(path: &Path) {
-    let script = "import sys, onnx\nm = onnx.load(sys.argv[1])\nonnx.checker.check_model(m, full_check=True)\n\
-                  assert m.opset_import[0].version >= 17\n\
-                  assert [i.name for i in m.graph.input] == ['input_ids', 'attention_mask', 'token_type_ids']\n\
-                  assert any(n.op_type == 'LayerNormalization' for n in m.graph.node)\nprint('ok')";
+    check_with(
+        path,
+        "assert [i.name for i in m.graph.input] == ['input_ids', 'attention_mask', 'token_type_ids']\n\
+         assert any(n.op_type == 'LayerNormalization' for n in m.graph.node)\n",
+    )
+}
+
+/// `onnx.checker` (full check) accepts `path`, any part of a model (a segment).
+pub fn onnx_check_part(path: &Path) {
+    check_with(path, "")
+}
+
+fn check_with(path: &Path, extra: &str) {
+    let script = format!(
+        "import sys, onnx\nm = onnx.load(sys.argv[1])\nonnx.checker.check_model(m, full_check=True)\n\
+         assert m.opset_import[0].version >= 17\n{extra}print('ok')"
+    );
     let py = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let o = std::process::Command::new(&py)
         .arg("-c")
-        .arg(script)
+        .arg(&script)
         .arg(path)
         .output()
         .unwrap_or_else(|e| panic!("cannot start {py}: {e}"));

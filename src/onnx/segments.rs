@@ -1,0 +1,239 @@
+//! Segmented export of an early-exit graph: one ONNX model per exit point plus a manifest, so that a driver
+//! can decide per row (not per batch, as an `If` must) and feed only the rows that go on to the next stage.
+//!
+//! Stage j computes what exit point j needs and no earlier stage computed. Its inputs are the graph inputs
+//! and the values of earlier stages it reads (`carry.N`, N the IR node); its outputs are exit j's `logits`
+//! and the values it computes that later stages read. Weights are emitted into the stage that uses them.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use bertopt_ir::{ExitRule, Graph, NodeIndex, Op};
+
+use super::emit::{dims, elem, EmitError, EmitOptions, Emitter, ExitPlan};
+
+/// The file that describes a segmented model, inside its folder.
+pub const MANIFEST: &str = "segments.json";
+
+/// What the driver needs to know about a segmented model.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Manifest {
+    /// `entropy` or `patience`.
+    pub criterion: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    pub stages: Vec<StageSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageSpec {
+    /// The ONNX file, relative to the manifest.
+    pub file: String,
+    /// The layer (1-based) whose exit this stage ends with; the last stage's is the model's depth.
+    pub exit_layer: usize,
+    pub inputs: Vec<String>,
+    /// Besides `logits`: values later stages read.
+    pub carries: Vec<String>,
+}
+
+impl Manifest {
+    pub fn rule(&self) -> anyhow::Result<ExitRule> {
+        match (self.criterion.as_str(), self.threshold, self.patience) {
+            ("entropy", Some(threshold), None) => Ok(ExitRule::Entropy { threshold }),
+            ("patience", None, Some(patience)) => Ok(ExitRule::Patience { patience }),
+            (c, t, p) => anyhow::bail!(
+                "{MANIFEST}: criterion `{c}` with threshold {t:?} and patience {p:?} is not a rule (entropy needs a \
+                 threshold, patience a patience)"
+            ),
+        }
+    }
+
+    /// Read and check a manifest: stages in order, files present.
+    pub fn read(dir: &Path) -> anyhow::Result<Manifest> {
+        let path = dir.join(MANIFEST);
+        let text =
+            std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let m: Manifest = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{} is not a segment manifest: {e}", path.display()))?;
+        m.rule()?;
+        anyhow::ensure!(!m.stages.is_empty(), "{} lists no stages", path.display());
+        for w in m.stages.windows(2) {
+            anyhow::ensure!(
+                w[0].exit_layer < w[1].exit_layer,
+                "{}: stage exit layers must increase ({} then {})",
+                path.display(),
+                w[0].exit_layer,
+                w[1].exit_layer
+            );
+        }
+        for s in &m.stages {
+            anyhow::ensure!(
+                !s.file.contains('/') && !s.file.contains('\\') && !s.file.starts_with('.'),
+                "{}: stage file `{}` must be a plain name in the same folder",
+                path.display(),
+                s.file
+            );
+            let f = dir.join(&s.file);
+            anyhow::ensure!(f.is_file(), "{}: stage file {} is missing", path.display(), f.display());
+        }
+        Ok(m)
+    }
+
+    /// The first stage's file: where the metadata (labels, tokenizer) of a segmented model is read from.
+    pub fn first_stage(dir: &Path) -> anyhow::Result<PathBuf> {
+        Ok(dir.join(&Manifest::read(dir)?.stages[0].file))
+    }
+}
+
+/// The folder of a segmented model, when `path` is one (or is its manifest).
+pub fn folder(path: &Path) -> Option<PathBuf> {
+    if path.is_dir() && path.join(MANIFEST).is_file() {
+        return Some(path.to_path_buf());
+    }
+    if path.file_name().is_some_and(|n| n == MANIFEST) && path.is_file() {
+        return Some(path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")));
+    }
+    None
+}
+
+/// A segmented model in memory: the manifest and each stage's ONNX.
+pub struct Segmented {
+    pub manifest: Manifest,
+    pub stages: Vec<onnx_protobuf::ModelProto>,
+}
+
+fn carry_name(n: NodeIndex) -> String {
+    format!("carry.{}", n.index())
+}
+
+/// Lower a graph whose outputs are an `early_exit` (and its `exit_layer`) to one ONNX model per exit point.
+pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitError> {
+    let order = g.topo_order().map_err(EmitError::Graph)?;
+    let e =
+        order.iter().copied().find(|&n| matches!(g.dag[n].op, Op::EarlyExit { .. })).ok_or_else(|| {
+            EmitError::Graph("a segmented export needs an early exit: add `exit` to the pipeline".into())
+        })?;
+    let (plan, rest) = ExitPlan::new(g, e, &order)?;
+    if let Some(&n) = rest.iter().find(|&&n| !matches!(g.dag[n].op, Op::ExitLayer)) {
+        return Err(EmitError::Graph(format!(
+            "a segmented export needs the early exit's logits as the model output, but `{}` reads them",
+            g.dag[n].op.mnemonic()
+        )));
+    }
+    let is_const = |n: NodeIndex| matches!(g.dag[n].op, Op::Const { .. });
+    let is_input = |n: NodeIndex| matches!(g.dag[n].op, Op::Input { .. });
+    let stage_of = |n: NodeIndex| plan.stage_of.get(&n).copied();
+    // Values each stage reads from outside itself, and values each stage must hand on.
+    let k = plan.stages.len();
+    let mut reads: Vec<BTreeSet<NodeIndex>> = vec![BTreeSet::new(); k];
+    let mut handed: Vec<BTreeSet<NodeIndex>> = vec![BTreeSet::new(); k];
+    for (j, nodes) in plan.stages.iter().enumerate() {
+        for &n in nodes {
+            for o in g.operands(n) {
+                if is_const(o) || stage_of(o) == Some(j) && !is_input(o) {
+                    continue;
+                }
+                reads[j].insert(o);
+                if let (Some(i), false) = (stage_of(o), is_input(o)) {
+                    handed[i].insert(o);
+                }
+            }
+        }
+    }
+    let (rule_name, threshold, patience) = match plan.rule {
+        ExitRule::Entropy { threshold } => ("entropy", Some(threshold), None),
+        ExitRule::Patience { patience } => ("patience", None, Some(patience)),
+    };
+    let mut manifest = Manifest { criterion: rule_name.into(), threshold, patience, stages: vec![] };
+    let mut stages = vec![];
+    for j in 0..k {
+        let at = plan.layers[j];
+        let mut em = Emitter::new(g, &format!("{}.stage{j}", g.name));
+        let mut inputs = vec![];
+        for &n in &reads[j] {
+            let node = &g.dag[n];
+            let name = match &node.op {
+                Op::Input { name } => name.clone(),
+                _ => carry_name(n),
+            };
+            em.b.input(&name, elem(node.ty.dtype), &dims(&node.ty.shape));
+            em.vals.insert(n, name.clone());
+            inputs.push(name);
+        }
+        // Constants an earlier stage owns are emitted again here (as initializers, they cost nothing to share).
+        let mut nodes: Vec<NodeIndex> = plan.stages[j]
+            .iter()
+            .flat_map(|&n| g.operands(n))
+            .filter(|&o| is_const(o) && stage_of(o) != Some(j))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        nodes.extend(plan.stages[j].iter().copied().filter(|&n| !is_input(n)));
+        em.emit_nodes(&nodes)?;
+        let logits = plan.exits[j];
+        let ty = &g.dag[logits].ty;
+        let v = em.vals[&logits].clone();
+        em.b.node_into("Identity", "logits", &[&v], "logits", &[]);
+        em.b.output("logits", elem(ty.dtype), &dims(&ty.shape));
+        let mut carries = vec![];
+        if j + 1 < k {
+            for &n in &handed[j] {
+                let name = carry_name(n);
+                let ty = &g.dag[n].ty;
+                let v = em.vals[&n].clone();
+                em.b.node_into("Identity", &name, &[&v], &name, &[]);
+                em.b.output(&name, elem(ty.dtype), &dims(&ty.shape));
+                carries.push(name);
+            }
+        }
+        let mut metadata = opts.metadata.clone();
+        metadata.push(("bertopt.stage", format!("{j} of {k}, exit after layer {at}")));
+        stages.push(em.b.finish(&metadata));
+        manifest.stages.push(StageSpec { file: format!("stage{j}.onnx"), exit_layer: at, inputs, carries });
+    }
+    Ok(Segmented { manifest, stages })
+}
+
+/// Write a segmented model as a folder, atomically: it is built beside `dir` and renamed into place; an
+/// existing segmented model there is replaced, anything else is left alone and is an error.
+pub fn write_segments(s: &Segmented, dir: &Path) -> anyhow::Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    anyhow::ensure!(parent.is_dir(), "output directory {} does not exist (for {})", parent.display(), dir.display());
+    if dir.exists() {
+        anyhow::ensure!(
+            dir.join(MANIFEST).is_file(),
+            "{} exists and is not a segmented model (no {MANIFEST}); choose a new folder",
+            dir.display()
+        );
+    }
+    let tmp = tempfile::Builder::new().prefix(".bertopt-").suffix(".tmp").tempdir_in(parent)?;
+    let mut files = HashMap::new();
+    for (spec, proto) in s.manifest.stages.iter().zip(&s.stages) {
+        let path = tmp.path().join(&spec.file);
+        super::write_model(proto, &path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+        files.insert(spec.file.clone(), path);
+    }
+    let json = serde_json::to_string_pretty(&s.manifest)?;
+    crate::atomic::write_atomic(&tmp.path().join(MANIFEST), |w| w.write_all(json.as_bytes()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755))?;
+    }
+    let staged = tmp.keep();
+    if dir.exists() {
+        // Move the old model aside first, so that the name never points at a half-replaced folder.
+        let old = tempfile::Builder::new().prefix(".bertopt-old-").tempdir_in(parent)?.keep();
+        std::fs::rename(dir, old.join("model"))?;
+        std::fs::rename(&staged, dir)?;
+        std::fs::remove_dir_all(&old)?;
+    } else {
+        std::fs::rename(&staged, dir)?;
+    }
+    Ok(())
+}
