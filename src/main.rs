@@ -189,6 +189,16 @@ enum Cmd {
         #[command(flatten)]
         opts: TrainOpts,
     },
+    /// Add EBERT predictors to a fine-tuned classifier (per layer: which heads and FFN groups each input runs)
+    /// and train them with the model toward a target FLOPs ratio. Export with `--pass ebert(ratio=...)`.
+    TrainEbert {
+        /// Fine-tuned model folder.
+        model: PathBuf,
+        #[command(flatten)]
+        ebert: bertopt::ebert_cmd::EbertArgs,
+        #[command(flatten)]
+        opts: TrainOpts,
+    },
     /// Sweep early-exit thresholds (or patience) on the held-out split: accuracy, average layers and tract
     /// latency per setting, the fastest within --max-drop points, a table, calibration.json and calibration.svg.
     Calibrate {
@@ -311,6 +321,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             } else {
                 bertopt::exit_cmd::print(&r);
                 println!("saved to {}; export with --pass 'exit(criterion=entropy,threshold=0.3)'", args.out.display());
+            }
+            Ok(())
+        }
+        Some(Cmd::TrainEbert { model, ebert, opts }) => {
+            let (args, json) = opts.into_args(bertopt::train_cmd::Start::Pretrained(model));
+            let r = bertopt::ebert_cmd::run(&args, &ebert)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                bertopt::ebert_cmd::print(&r);
+                println!("saved to {}; export with --pass 'ebert(ratio={})'", args.out.display(), ebert.target);
             }
             Ok(())
         }

@@ -187,3 +187,58 @@ pub fn align_labels(mut data: Dataset, model_labels: &[String], model: &Path) ->
     data.labels = model_labels.to_vec();
     Ok(data)
 }
+
+/// What a training command on a fine-tuned model needs: the split, the model on its device, the tokenizer.
+pub struct Session {
+    pub model: bertopt_models::classifier::BertClassifier,
+    pub enc: bertopt_models::tokenize::TextEncoder,
+    pub data: SessionData,
+}
+
+/// The data half of a `Session` (borrowed apart from the model while training).
+pub struct SessionData {
+    pub train: bertopt_models::data::Dataset,
+    pub eval: bertopt_models::data::Dataset,
+    pub tokenizer: PathBuf,
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+impl Session {
+    /// Load the starting folder of `args` and split its data. With `need_classifier`, a folder without a
+    /// fine-tuned BERT classifier is an error with that message; `what` starts the provenance metadata.
+    pub fn open(args: &TrainArgs, need_classifier: Option<&str>, what: &str) -> anyhow::Result<Session> {
+        let Start::Pretrained(dir) = &args.start else { anyhow::bail!("this command starts from a model folder") };
+        let (train, eval) = split_data(&args.data, args.eval.as_deref(), args.train_size, args.cfg.seed)?;
+        let files = bertopt_models::ModelFiles::locate(dir)?;
+        let tokenizer =
+            files.tokenizer.clone().with_context(|| format!("{} has no tokenizer.json", files.dir.display()))?;
+        let ck = bertopt_models::Checkpoint::load(dir)?;
+        let fine_tuned = matches!(ck.head, bertopt_models::Head::BertClassifier { .. });
+        if let (false, Some(msg)) = (fine_tuned, need_classifier) {
+            anyhow::bail!("{}: {msg}", dir.display());
+        }
+        let labels = if fine_tuned { bertopt_models::ModelInfo::of(&ck).labels } else { train.labels.clone() };
+        let train = align_labels(train, &labels, dir)?;
+        let eval = align_labels(eval, &labels, dir)?;
+        let mut model = bertopt_models::classifier::BertClassifier::from_checkpoint(ck, labels, args.cfg.seed)?;
+        model.to_device(&bertopt_models::classifier::device_from_name(&args.device)?)?;
+        let enc = bertopt_models::tokenize::TextEncoder::from_file(&tokenizer)?;
+        let mut metadata = std::collections::BTreeMap::new();
+        metadata.insert("start".to_string(), format!("{what} {}", dir.display()));
+        metadata.insert("seed".into(), args.cfg.seed.to_string());
+        Ok(Session { model, enc, data: SessionData { train, eval, tokenizer, metadata } })
+    }
+}
+
+impl SessionData {
+    pub fn job<'a>(&'a self, args: &'a TrainArgs) -> bertopt_models::train::TrainJob<'a> {
+        bertopt_models::train::TrainJob {
+            train: &self.train,
+            eval: &self.eval,
+            tokenizer: &self.tokenizer,
+            out: &args.out,
+            metadata: &self.metadata,
+            progress: args.progress,
+        }
+    }
+}

@@ -2,33 +2,12 @@
 //! reloads to identical logits; its ONNX export agrees with the candle model in tract and ONNX Runtime.
 
 mod common;
-
-use std::path::Path;
-
 use bertopt::run::{self, RunnerOptions, Runtime};
 use bertopt_models::classifier::BertClassifier;
 use bertopt_models::data::Dataset;
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::tokenize::TextEncoder;
 use bertopt_models::train::{self, TrainConfig};
-
-/// Sentences from the tiny vocabulary whose label is the sentiment word they contain.
-fn write_sentiment_jsonl(path: &Path, n: usize, seed: u64) {
-    let pos = ["good", "great", "loved", "fun"];
-    let neg = ["bad", "terrible", "hated", "boring"];
-    let filler = ["the", "movie", "film", "was", "plot", "acting", "it", "very", "and"];
-    let mut rng = bertopt_models::rng::Rng::new(seed);
-    let mut lines = vec![];
-    for i in 0..n {
-        let label = i % 2;
-        let word = if label == 1 { pos[rng.below(4)] } else { neg[rng.below(4)] };
-        let mut words: Vec<&str> = (0..3 + rng.below(4)).map(|_| filler[rng.below(filler.len())]).collect();
-        let at = rng.below(words.len() + 1);
-        words.insert(at, word);
-        lines.push(serde_json::json!({"text": words.join(" "), "label": label}).to_string());
-    }
-    std::fs::write(path, lines.join("\n")).unwrap();
-}
 
 #[test]
 fn tiny_training_learns_saves_reloads_and_exports() {
@@ -37,9 +16,9 @@ fn tiny_training_learns_saves_reloads_and_exports() {
     let base = d.path().join("base");
     write_tiny_model(&base, &TinySpec::default()).unwrap();
     let data = d.path().join("train.jsonl");
-    write_sentiment_jsonl(&data, 240, 1);
+    common::write_sentiment_jsonl(&data, 240, 1);
     let eval_path = d.path().join("eval.jsonl");
-    write_sentiment_jsonl(&eval_path, 80, 2);
+    common::write_sentiment_jsonl(&eval_path, 80, 2);
     let train_set = Dataset::read(&data).unwrap();
     let eval_set = Dataset::read(&eval_path).unwrap();
     assert_eq!(train_set.labels, vec!["0", "1"]);
@@ -150,7 +129,7 @@ fn data_readers_handle_each_layout_and_report_bad_rows() {
 fn cuda_device_without_the_feature_is_a_clear_error() {
     let d = tempfile::tempdir().unwrap();
     let data = d.path().join("d.jsonl");
-    write_sentiment_jsonl(&data, 20, 1);
+    common::write_sentiment_jsonl(&data, 20, 1);
     let base = d.path().join("base");
     write_tiny_model(&base, &TinySpec::default()).unwrap();
     let out = d.path().join("out");

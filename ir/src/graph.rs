@@ -73,7 +73,8 @@ pub struct Graph {
     pub outputs: Vec<(String, NodeIndex)>,
     pub weights: Weights,
     /// Weights of the model that no node reads yet, kept aside so that cleanup does not drop them: a multi-exit
-    /// checkpoint's off-ramps (`exits.*`), which the `exit` pass wires in. Not printed, not emitted.
+    /// checkpoint's off-ramps (`exits.*`), which the `exit` pass wires in, and EBERT predictors (`ebert.*`),
+    /// which the `ebert` pass fuses. Not printed, not emitted.
     pub spare: Weights,
 }
 

@@ -174,6 +174,55 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
             }
             Ok(ValueType::new(DType::I64, vec![x.shape[0].clone()]))
         }
+        Op::Relu => {
+            float(operands[0], "relu")?;
+            Ok(operands[0].clone())
+        }
+        Op::MaskedMean => {
+            let (x, mask) = (operands[0], operands[1]);
+            let d = hidden(x, "masked_mean input")?;
+            if x.rank() != 3 || mask.dtype != DType::I64 || mask.rank() != 2 || mask.shape[..] != x.shape[..2] {
+                return Err(format!("masked_mean needs f32[b, s, D] and i64[b, s], got {x} and {mask}"));
+            }
+            Ok(ValueType::new(DType::F32, vec![x.shape[0].clone(), Dim::Known(d)]))
+        }
+        Op::TopK { k } => {
+            let x = operands[0];
+            let n = hidden(x, "top_k input")?;
+            if x.rank() != 2 || *k == 0 || *k > n {
+                return Err(format!("top_k needs f32[b, n] with 1 <= k <= n, got k = {k} of {x}"));
+            }
+            Ok(ValueType::new(DType::I64, vec![x.shape[0].clone(), Dim::Known(*k)]))
+        }
+        Op::DynAttention { heads, head_dim, keep, query, key, value, output } => {
+            let (x, mask, idx) = (operands[0], operands[1], operands[2]);
+            let d = hidden(x, "dyn_attention input")?;
+            if mask.dtype != DType::I64 || mask.rank() != 2 || mask.shape[..] != x.shape[..2] {
+                return Err(format!("dyn_attention mask must be i64[{}, {}], got {mask}", x.shape[0], x.shape[1]));
+            }
+            select(idx, x, *keep, *heads, "dyn_attention heads")?;
+            let inner = heads * head_dim;
+            linear(query, d, inner)?;
+            linear(key, d, inner)?;
+            linear(value, d, inner)?;
+            linear(output, inner, d)?;
+            Ok(x.clone())
+        }
+        Op::DynFfn { inter, out, groups, keep } => {
+            let (x, idx) = (operands[0], operands[1]);
+            let d = hidden(x, "dyn_ffn input")?;
+            let f = match weights.weight_type(&format!("{inter}.weight")).and_then(|t| t.known_dims()) {
+                Some(dims) if dims.len() == 2 && dims[0] == d => dims[1],
+                other => return Err(format!("weight @{inter}.weight must be f32[{d}, F], is {other:?}")),
+            };
+            if *groups == 0 || f % groups != 0 {
+                return Err(format!("dyn_ffn: {groups} groups do not divide {f} neurons"));
+            }
+            select(idx, x, *keep, *groups, "dyn_ffn groups")?;
+            linear(inter, d, f)?;
+            linear(out, f, d)?;
+            Ok(x.clone())
+        }
         Op::TakeCls => {
             let x = operands[0];
             if x.rank() != 3 {
@@ -183,6 +232,17 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
             Ok(ValueType::new(DType::F32, vec![x.shape[0].clone(), x.shape[2].clone()]))
         }
     }
+}
+
+/// A per-row selection `i64[b, keep]` of `keep` out of `of` units, for the rows of `x`.
+fn select(idx: &ValueType, x: &ValueType, keep: usize, of: usize, what: &str) -> Result<(), String> {
+    if idx.dtype != DType::I64 || idx.rank() != 2 || idx.shape[0] != x.shape[0] || idx.shape[1] != Dim::Known(keep) {
+        return Err(format!("{what} must be i64[{}, {keep}], got {idx}", x.shape[0]));
+    }
+    if keep == 0 || keep > of {
+        return Err(format!("{what}: keep {keep} of {of} is out of range"));
+    }
+    Ok(())
 }
 
 fn float(t: &ValueType, what: &str) -> Result<(), String> {

@@ -161,20 +161,77 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
             layer_norm(&x, weight(g, &format!("{ln}.weight"))?, weight(g, &format!("{ln}.bias"))?, *eps)?
         }
         Op::Attention { heads, head_dim, query, key, value, output } => {
-            let (x, mask) = (a[0], a[1]);
-            let (b, s, _) = x.dims3()?;
-            let split = |t: Tensor| -> candle_core::Result<Tensor> {
-                t.reshape((b, s, *heads, *head_dim))?.transpose(1, 2)?.contiguous()
+            let w = |p: &str| -> Result<(Tensor, Tensor), Fail> {
+                Ok((weight(g, &format!("{p}.weight"))?.clone(), weight(g, &format!("{p}.bias"))?.clone()))
             };
-            let q = split(lin(g, x, query)?)?;
-            let k = split(lin(g, x, key)?)?;
-            let v = split(lin(g, x, value)?)?;
-            let scores = (q.matmul(&k.t()?.contiguous()?)? / (*head_dim as f64).sqrt())?;
-            // (1 - mask) * MASK_NEG, broadcast over heads and query positions.
-            let add = ((1.0 - mask.to_dtype(CDType::F32)?)? * MASK_NEG as f64)?.reshape((b, 1, 1, s))?;
-            let p = softmax(&scores.broadcast_add(&add)?)?;
-            let ctx = p.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, heads * head_dim))?;
-            lin(g, &ctx, output)?
+            let ws = [w(query)?, w(key)?, w(value)?, w(output)?];
+            attention(a[0], a[1], &ws, *heads, *head_dim)?
+        }
+        Op::DynAttention { head_dim, query, key, value, output, .. } => {
+            // Row by row: slice the chosen heads' columns of Q, K, V and rows of the output projection.
+            let idx = a[2].to_vec2::<i64>()?;
+            let mut rows = vec![];
+            for (r, chosen) in idx.iter().enumerate() {
+                let cols: Vec<u32> = chosen
+                    .iter()
+                    .flat_map(|&h| (h as usize * head_dim..(h as usize + 1) * head_dim).map(|c| c as u32))
+                    .collect();
+                let cols = Tensor::new(cols.as_slice(), &Device::Cpu)?;
+                let proj = |p: &str| -> Result<(Tensor, Tensor), Fail> {
+                    Ok((
+                        weight(g, &format!("{p}.weight"))?.index_select(&cols, 1)?,
+                        weight(g, &format!("{p}.bias"))?.index_select(&cols, 0)?,
+                    ))
+                };
+                let out = (
+                    weight(g, &format!("{output}.weight"))?.index_select(&cols, 0)?,
+                    weight(g, &format!("{output}.bias"))?.clone(),
+                );
+                let ws = [proj(query)?, proj(key)?, proj(value)?, out];
+                let (x, m) = (a[0].narrow(0, r, 1)?, a[1].narrow(0, r, 1)?);
+                rows.push(attention(&x, &m, &ws, chosen.len(), *head_dim)?);
+            }
+            Tensor::cat(&rows, 0)?
+        }
+        Op::DynFfn { inter, out, groups, .. } => {
+            let idx = a[1].to_vec2::<i64>()?;
+            let w1 = weight(g, &format!("{inter}.weight"))?;
+            let size = w1.dim(1)? / groups;
+            let mut rows = vec![];
+            for (r, chosen) in idx.iter().enumerate() {
+                let cols: Vec<u32> = chosen
+                    .iter()
+                    .flat_map(|&c| (c as usize * size..(c as usize + 1) * size).map(|i| i as u32))
+                    .collect();
+                let cols = Tensor::new(cols.as_slice(), &Device::Cpu)?;
+                let x = a[0].narrow(0, r, 1)?;
+                let h = linear(
+                    &x,
+                    &w1.index_select(&cols, 1)?,
+                    &weight(g, &format!("{inter}.bias"))?.index_select(&cols, 0)?,
+                )?;
+                let w2 = weight(g, &format!("{out}.weight"))?.index_select(&cols, 0)?;
+                rows.push(linear(&h.gelu_erf()?, &w2, weight(g, &format!("{out}.bias"))?)?);
+            }
+            Tensor::cat(&rows, 0)?
+        }
+        Op::Relu => a[0].relu()?,
+        Op::MaskedMean => {
+            let m = a[1].to_dtype(CDType::F32)?.unsqueeze(2)?;
+            let sum = a[0].broadcast_mul(&m)?.sum(1)?;
+            let count = m.sum(1)?.maximum(1f64)?;
+            sum.broadcast_div(&count)?
+        }
+        Op::TopK { k } => {
+            let x = a[0].to_vec2::<f32>()?;
+            let mut out = vec![];
+            for row in &x {
+                let mut order: Vec<usize> = (0..row.len()).collect();
+                // Largest first; equal values keep index order (the sort is stable).
+                order.sort_by(|&i, &j| row[j].total_cmp(&row[i]));
+                out.extend(order[..*k].iter().map(|&i| i as i64));
+            }
+            Tensor::from_vec(out, (x.len(), *k), &Device::Cpu)?
         }
         Op::AddNorm { ln, eps } => {
             let x = (a[0] + a[1])?;
@@ -203,6 +260,22 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
         Op::EarlyExit { rule, .. } => a[exit_point(*rule, a)?].clone(),
         Op::ExitLayer => return Err(Fail::Other(InterpError::Graph("exit_layer is evaluated by `run`".into()))),
     })
+}
+
+/// Multi-head attention with projections `ws` = [query, key, value, output] as (K×N weight, bias) pairs.
+fn attention(x: &Tensor, mask: &Tensor, ws: &[(Tensor, Tensor); 4], heads: usize, hd: usize) -> Result<Tensor, Fail> {
+    let (b, s, _) = x.dims3()?;
+    let split =
+        |t: Tensor| -> candle_core::Result<Tensor> { t.reshape((b, s, heads, hd))?.transpose(1, 2)?.contiguous() };
+    let q = split(linear(x, &ws[0].0, &ws[0].1)?)?;
+    let k = split(linear(x, &ws[1].0, &ws[1].1)?)?;
+    let v = split(linear(x, &ws[2].0, &ws[2].1)?)?;
+    let scores = (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?;
+    // (1 - mask) * MASK_NEG, broadcast over heads and query positions.
+    let add = ((1.0 - mask.to_dtype(CDType::F32)?)? * MASK_NEG as f64)?.reshape((b, 1, 1, s))?;
+    let p = softmax(&scores.broadcast_add(&add)?)?;
+    let ctx = p.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, heads * hd))?;
+    Ok(linear(&ctx, &ws[3].0, &ws[3].1)?)
 }
 
 /// The exit point a batch leaves at, from each exit point's logits `[batch, labels]`.

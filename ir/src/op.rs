@@ -13,6 +13,15 @@ pub fn tile_names(p: &str, t: usize) -> (String, String) {
     (format!("{p}.tile{t}.rows"), format!("{p}.tile{t}.weight"))
 }
 
+/// Units (heads, FFN groups) EBERT's fused graph keeps per layer for a keep fraction: the nearest whole
+/// number, at least one. The candle reference and the `ebert` pass both count with this.
+pub fn kept_units(fraction: f64, units: usize) -> usize {
+    ((fraction * units as f64).round() as usize).clamp(1, units.max(1))
+}
+
+/// BatchNorm epsilon of EBERT's predictors (PyTorch's default), used in training and when folding.
+pub const PREDICTOR_BN_EPS: f64 = 1e-5;
+
 /// An attribute value as the text form writes it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Attr {
@@ -101,6 +110,36 @@ pub enum Op {
     },
     /// The number of layers an `early_exit` (its only operand) ran, as `i64[batch]`.
     ExitLayer,
+    /// `max(x, 0)`.
+    Relu,
+    /// Mean over the sequence of the positions the mask keeps. Operands: x `f32[b, s, D]`, mask `i64[b, s]`;
+    /// result `f32[b, D]` (a row with no kept position gives zeros).
+    MaskedMean,
+    /// Indices of the `k` largest entries of each row, largest first (ties: the lower index first), as ONNX
+    /// `TopK` gives them. Operand `f32[b, n]`, result `i64[b, k]`.
+    TopK {
+        k: usize,
+    },
+    /// `attention` that runs, for each row, only the `keep` heads its third operand names (`i64[b, keep]`): the
+    /// weights are the full `attention` ones; the lowering gathers each row's heads' slices and runs smaller
+    /// matmuls (EBERT's per-input head selection with a static shape).
+    DynAttention {
+        heads: usize,
+        head_dim: usize,
+        keep: usize,
+        query: String,
+        key: String,
+        value: String,
+        output: String,
+    },
+    /// The FFN block `gelu(x·W1 + b1)·W2 + b2` running, for each row, only the `keep` groups of `F / groups`
+    /// consecutive neurons its second operand names (`i64[b, keep]`). Operands: x `f32[b, s, D]`, groups.
+    DynFfn {
+        inter: String,
+        out: String,
+        groups: usize,
+        keep: usize,
+    },
 }
 
 impl Op {
@@ -122,6 +161,11 @@ impl Op {
             Op::TakeCls => "take_cls",
             Op::EarlyExit { .. } => "early_exit",
             Op::ExitLayer => "exit_layer",
+            Op::Relu => "relu",
+            Op::MaskedMean => "masked_mean",
+            Op::TopK { .. } => "top_k",
+            Op::DynAttention { .. } => "dyn_attention",
+            Op::DynFfn { .. } => "dyn_ffn",
         }
     }
 
@@ -130,6 +174,9 @@ impl Op {
         match self {
             Op::Input { .. } | Op::Const { .. } => 0,
             Op::Embed { .. } | Op::Attention { .. } | Op::AddNorm { .. } | Op::Add => 2,
+            Op::MaskedMean | Op::DynFfn { .. } => 2,
+            Op::DynAttention { .. } => 3,
+            Op::Relu | Op::TopK { .. } => 1,
             Op::Linear { .. }
             | Op::TiledLinear { .. }
             | Op::Gelu
@@ -146,7 +193,30 @@ impl Op {
     pub fn attrs(&self) -> Vec<(&'static str, Attr)> {
         let w = |s: &String| Attr::Weight(s.clone());
         match self {
-            Op::Input { .. } | Op::Gelu | Op::Tanh | Op::Add | Op::TakeCls | Op::ExitLayer => vec![],
+            Op::Input { .. }
+            | Op::Gelu
+            | Op::Tanh
+            | Op::Add
+            | Op::TakeCls
+            | Op::ExitLayer
+            | Op::Relu
+            | Op::MaskedMean => vec![],
+            Op::TopK { k } => vec![("k", Attr::Int(*k as i64))],
+            Op::DynAttention { heads, head_dim, keep, query, key, value, output } => vec![
+                ("heads", Attr::Int(*heads as i64)),
+                ("head_dim", Attr::Int(*head_dim as i64)),
+                ("keep", Attr::Int(*keep as i64)),
+                ("query", w(query)),
+                ("key", w(key)),
+                ("value", w(value)),
+                ("output", w(output)),
+            ],
+            Op::DynFfn { inter, out, groups, keep } => vec![
+                ("inter", w(inter)),
+                ("out", w(out)),
+                ("groups", Attr::Int(*groups as i64)),
+                ("keep", Attr::Int(*keep as i64)),
+            ],
             Op::EarlyExit { rule, layers } => {
                 let rule = match rule {
                     crate::exit::ExitRule::Entropy { threshold } => ("entropy", Attr::Float(*threshold)),
@@ -221,6 +291,24 @@ impl Op {
             "add" => Op::Add,
             "take_cls" => Op::TakeCls,
             "exit_layer" => Op::ExitLayer,
+            "relu" => Op::Relu,
+            "masked_mean" => Op::MaskedMean,
+            "top_k" => Op::TopK { k: a.usize("k")? },
+            "dyn_attention" => Op::DynAttention {
+                heads: a.usize("heads")?,
+                head_dim: a.usize("head_dim")?,
+                keep: a.usize("keep")?,
+                query: a.weight("query")?,
+                key: a.weight("key")?,
+                value: a.weight("value")?,
+                output: a.weight("output")?,
+            },
+            "dyn_ffn" => Op::DynFfn {
+                inter: a.weight("inter")?,
+                out: a.weight("out")?,
+                groups: a.usize("groups")?,
+                keep: a.usize("keep")?,
+            },
             "early_exit" => {
                 let rule = match (a.has("entropy"), a.has("patience")) {
                     (true, false) => crate::exit::ExitRule::Entropy { threshold: a.float("entropy")? },
@@ -231,7 +319,7 @@ impl Op {
             }
             other => {
                 return Err(format!(
-                    "unknown op `{other}` (ops: const, embed, attention, add_norm, layer_norm, add_bias, linear, tiled_linear, gelu, tanh, add, take_cls, early_exit, exit_layer)"
+                    "unknown op `{other}` (ops: const, embed, attention, add_norm, layer_norm, add_bias, linear, tiled_linear, gelu, tanh, add, take_cls, early_exit, exit_layer, relu, masked_mean, top_k, dyn_attention, dyn_ffn)"
                 ))
             }
         };
@@ -246,7 +334,10 @@ impl Op {
         match self {
             Op::Const { weight } => vec![weight],
             Op::Embed { word, position, token_type, ln, .. } => vec![word, position, token_type, ln],
-            Op::Attention { query, key, value, output, .. } => vec![query, key, value, output],
+            Op::Attention { query, key, value, output, .. } | Op::DynAttention { query, key, value, output, .. } => {
+                vec![query, key, value, output]
+            }
+            Op::DynFfn { inter, out, .. } => vec![inter, out],
             Op::AddNorm { ln, .. } | Op::LayerNorm { ln, .. } => vec![ln],
             Op::AddBias { bias } => vec![bias],
             Op::Linear { w, .. } | Op::TiledLinear { w, .. } => vec![w],

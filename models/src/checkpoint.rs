@@ -98,6 +98,7 @@ impl Checkpoint {
                 || canonical.starts_with("pooler.")
                 || canonical.starts_with("classifier.")
                 || canonical.starts_with(crate::lower::EXITS)
+                || canonical.starts_with(crate::ebert::EBERT)
             {
                 if canonical.ends_with("position_ids") {
                     ignored.push(name);
@@ -172,6 +173,23 @@ impl Checkpoint {
             expected.push((format!("exits.{l}.classifier.weight"), vec![labels, d]));
             expected.push((format!("exits.{l}.classifier.bias"), vec![labels]));
         }
+        let has_predictors = self.tensors.keys().any(|k| k.starts_with(crate::ebert::EBERT));
+        if has_predictors && self.predictor_groups().is_none() {
+            return Err(LoadError::MissingTensor {
+                path: path.clone(),
+                tensor: format!("{}0.ffn.fc2.weight", crate::ebert::EBERT),
+                hint: " (the file has other EBERT predictor tensors)".into(),
+            });
+        }
+        if let Some(groups) = self.predictor_groups() {
+            if groups == 0 || i % groups != 0 {
+                return Err(LoadError::Mismatch {
+                    path: path.clone(),
+                    problem: format!("EBERT predictors decide {groups} FFN groups, which do not divide {i} neurons"),
+                });
+            }
+            expected.extend(crate::ebert::predictor_shapes(c, groups));
+        }
         for (name, mut shape) in expected {
             if shape.last() == Some(&0) {
                 shape.pop(); // norm parameters are 1-D
@@ -219,6 +237,11 @@ impl Checkpoint {
             }
         }
         Ok(())
+    }
+
+    /// The number of FFN groups of the checkpoint's EBERT predictors (None: it has none).
+    pub fn predictor_groups(&self) -> Option<usize> {
+        self.tensors.get(&format!("{}0.ffn.fc2.weight", crate::ebert::EBERT)).and_then(|t| t.dims().first().copied())
     }
 
     /// Layers (0-based) after which the checkpoint has an off-ramp, ascending.

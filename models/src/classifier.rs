@@ -118,8 +118,14 @@ impl BertClassifier {
         }
         let mut model = BertClassifier::random(ck.config.clone(), labels, seed)?;
         model.add_exits(&ck.exit_layers(), seed)?;
+        if let Some(groups) = ck.predictor_groups() {
+            model.add_predictors(groups, seed)?;
+        }
         for (name, t) in ck.tensors {
-            let full = if name.starts_with("classifier") || name.starts_with(crate::lower::EXITS) {
+            let full = if name.starts_with("classifier")
+                || name.starts_with(crate::lower::EXITS)
+                || name.starts_with(crate::ebert::EBERT)
+            {
                 name
             } else {
                 format!("bert.{name}")
@@ -197,7 +203,13 @@ impl BertClassifier {
     /// `forward` with each head's context scaled by `gate[layer, head]` (a `[layers, heads]` tensor). With a
     /// `Var` of ones as the gate, its gradient is the head importance of Michel et al. (2019).
     pub fn forward_gated(&self, b: &Batch, mut rng: Option<&mut Rng>, gate: Option<&Tensor>) -> Result<Tensor> {
-        let x = self.trunk(b, &mut rng, gate, &mut |_, h| Ok(h))?;
+        let x = self.trunk(b, &mut rng, gate, None, &mut |_, h| Ok(h))?;
+        self.head(&x, "bert.pooler.dense", "classifier", &mut rng)
+    }
+
+    /// Logits with per-input gates chosen as the model runs (EBERT's predictors, see `ebert`).
+    pub fn forward_dynamic(&self, b: &Batch, mut rng: Option<&mut Rng>, gates: &mut dyn LayerGates) -> Result<Tensor> {
+        let x = self.trunk(b, &mut rng, None, Some(gates), &mut |_, h| Ok(h))?;
         self.head(&x, "bert.pooler.dense", "classifier", &mut rng)
     }
 
@@ -215,6 +227,7 @@ impl BertClassifier {
         b: &Batch,
         rng: &mut Option<&mut Rng>,
         gate: Option<&Tensor>,
+        mut dynamic: Option<&mut dyn LayerGates>,
         after_layer: &mut dyn FnMut(usize, Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let mut rng = rng.as_deref_mut();
@@ -237,6 +250,10 @@ impl BertClassifier {
         let add_mask = ((1.0 - mask.to_dtype(DType::F32)?)? * MASK_NEG as f64)?.reshape((b.batch, 1, 1, b.seq))?;
         for l in 0..c.num_hidden_layers {
             let p = format!("bert.encoder.layer.{l}");
+            let head_gate = match dynamic.as_deref_mut() {
+                Some(d) => Some(d.heads(l, &x, &mask)?),
+                None => None,
+            };
             let split = |t: Tensor| -> Result<Tensor> {
                 Ok(t.reshape((b.batch, b.seq, h, hd))?.transpose(1, 2)?.contiguous()?)
             };
@@ -249,12 +266,19 @@ impl BertClassifier {
             if let Some(g) = gate {
                 ctx = ctx.broadcast_mul(&g.get(l)?.reshape((1, h, 1, 1))?)?;
             }
+            if let Some(g) = &head_gate {
+                ctx = ctx.broadcast_mul(&g.reshape((b.batch, h, 1, 1))?)?;
+            }
             let ctx = ctx.transpose(1, 2)?.contiguous()?.reshape((b.batch, b.seq, d))?;
             let a = self.drop(&self.linear(&ctx, &format!("{p}.attention.output.dense"))?, &mut rng)?;
             x = self.norm(&(a + &x)?, &format!("{p}.attention.output.LayerNorm"))?;
             let mut f = self.linear(&x, &format!("{p}.intermediate.dense"))?.gelu_erf()?;
             if let Some(g) = &ffn_gate {
                 f = f.broadcast_mul(&g.get(l)?)?;
+            }
+            if let Some(d) = dynamic.as_deref_mut() {
+                // Zeroing a neuron after GELU equals zeroing it before (GELU(0) = 0), as EBERT masks.
+                f = f.broadcast_mul(&d.ffn(l, &x)?.unsqueeze(1)?)?;
             }
             let f = self.drop(&self.linear(&f, &format!("{p}.output.dense"))?, &mut rng)?;
             x = self.norm(&(f + &x)?, &format!("{p}.output.LayerNorm"))?;
@@ -307,7 +331,7 @@ impl BertClassifier {
         let total = self.config.num_hidden_layers;
         let mut out = vec![];
         let mut ramp_rng = rng.as_deref_mut().map(|r| Rng::new(r.next_u64()));
-        let x = self.trunk(b, &mut rng, None, &mut |l, h| {
+        let x = self.trunk(b, &mut rng, None, None, &mut |l, h| {
             if !ramps.contains(&l) {
                 return Ok(h);
             }
@@ -430,6 +454,15 @@ impl BertClassifier {
         }
         out
     }
+}
+
+/// Per-input gates chosen while the model runs (EBERT's predictors). Each returns a `[batch, units]` gate
+/// (0/1, or straight-through in training) on the layer's heads' context or on its FFN neurons.
+pub trait LayerGates {
+    /// `x`: the layer's input `[batch, seq, D]`; `mask`: the attention mask `[batch, seq]` (i64).
+    fn heads(&mut self, layer: usize, x: &Tensor, mask: &Tensor) -> Result<Tensor>;
+    /// `x`: the attention sub-layer's output `[batch, seq, D]`; the gate is per neuron, `[batch, F]`.
+    fn ffn(&mut self, layer: usize, x: &Tensor) -> Result<Tensor>;
 }
 
 /// How the off-ramps' losses reach the backbone in `forward_exits`.

@@ -7,6 +7,8 @@ pub mod checkpoint;
 pub mod classifier;
 pub mod config;
 pub mod data;
+pub mod ebert;
+pub mod ebert_train;
 pub mod error;
 pub mod exit_train;
 pub mod head_importance;

@@ -110,8 +110,9 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
             g.add_output("logits", logits);
         }
     }
-    // Off-ramps of a multi-exit checkpoint wait aside for the `exit` pass.
-    let ramps: Vec<String> = g.weights.0.keys().filter(|k| k.starts_with(EXITS)).cloned().collect();
+    // Off-ramps of a multi-exit checkpoint wait aside for the `exit` pass, EBERT predictors for `ebert`.
+    let ramps: Vec<String> =
+        g.weights.0.keys().filter(|k| k.starts_with(EXITS) || k.starts_with(crate::ebert::EBERT)).cloned().collect();
     for k in ramps {
         if let Some(w) = g.weights.0.remove(&k) {
             g.spare.0.insert(k, w);

@@ -25,6 +25,18 @@ pub fn cost(g: &Graph, seq: usize) -> Cost {
                 // Q, K, V and output projections, then scores and context.
                 2 * s * d * inner * 4 + 2 * s * s * inner * 2
             }
+            Op::DynAttention { keep, head_dim, .. } => {
+                // As `attention`, for the kept heads only (the gathers move weights but do no arithmetic).
+                let d = n.ty.last().and_then(|d| d.known()).unwrap_or(0) as u64;
+                let inner = (*keep * *head_dim) as u64;
+                2 * s * d * inner * 4 + 2 * s * s * inner * 2
+            }
+            Op::DynFfn { inter, groups, keep, .. } => {
+                let d = n.ty.last().and_then(|d| d.known()).unwrap_or(0) as u64;
+                let f = g.weights.get(&format!("{inter}.weight")).and_then(|w| w.ty.known_dims()).map_or(0, |w| w[1]);
+                let kept = (f / (*groups).max(1) * *keep) as u64;
+                2 * s * d * kept * 2
+            }
             Op::Linear { k, n: out, .. } => {
                 // A linear on [b, s, k] runs per token; on [b, k] (pooler, classifier) once.
                 let rows = if n.ty.rank() == 3 { s } else { 1 };

@@ -4,6 +4,7 @@
 pub mod bw;
 pub mod cost;
 pub mod dce;
+pub mod ebert;
 pub mod exit;
 pub mod ffn;
 pub mod fold;

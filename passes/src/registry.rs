@@ -95,6 +95,16 @@ pub fn passes() -> &'static [PassInfo] {
             build: |a| Ok(Box::new(crate::exit::Exit::from_args(a)?)),
         },
         PassInfo {
+            name: "ebert",
+            about: "EBERT: fuse trained predictors; each input runs only its top-k heads and FFN groups per layer",
+            args: &[
+                ("ratio", "fraction of heads and FFN groups kept per layer (default 0.5)"),
+                ("heads", "heads kept per layer (overrides ratio for heads)"),
+                ("groups", "FFN groups kept per layer (overrides ratio for groups)"),
+            ],
+            build: |a| Ok(Box::new(crate::ebert::Ebert::from_args(a)?)),
+        },
+        PassInfo {
             name: "truncate",
             about: "keep the first `layers` layers and classify with the off-ramp after them (ElasticBERT static)",
             args: &[("layers", "layers kept (an off-ramp must stand after the last of them)")],

@@ -169,6 +169,23 @@ impl OnnxBuilder {
         out
     }
 
+    /// Add a node with `outputs` outputs; returns their names.
+    pub fn node_multi(
+        &mut self,
+        op_type: &str,
+        name: &str,
+        inputs: &[&str],
+        outputs: usize,
+        attrs: &[(&str, Attr)],
+    ) -> Vec<String> {
+        let outs: Vec<String> = (0..outputs).map(|i| self.fresh(&format!("{name}/{i}"))).collect();
+        self.node_into(op_type, name, inputs, &outs[0], attrs);
+        if let Some(n) = self.current().node.last_mut() {
+            n.output = outs.clone();
+        }
+        outs
+    }
+
     /// Add a node writing to a chosen output name.
     pub fn node_into(&mut self, op_type: &str, name: &str, inputs: &[&str], output: &str, attrs: &[(&str, Attr)]) {
         let unique = self.unique_name(name);

@@ -278,16 +278,88 @@ impl<'g> Emitter<'g> {
                 let rank = node.ty.rank();
                 self.tiled_linear(a(0), w, *tiles, rank)?
             }
-            Op::Gelu => {
-                // x * 0.5 * (1 + erf(x / sqrt 2)): the exact GELU, as ONNX Runtime's fusion recognises it.
-                let sqrt2 = self.const_f32(std::f32::consts::SQRT_2);
+            Op::Gelu => self.gelu(a(0)),
+            Op::Relu => self.b.node("Relu", "relu", &[a(0)], &[]),
+            Op::MaskedMean => {
+                let m = self.b.node("Cast", "masked_mean/Cast", &[a(1)], &[("to", Attr::Int(1))]);
+                let axes2 = self.const_i64(&[2]);
+                let m = self.b.node("Unsqueeze", "masked_mean/Unsqueeze", &[&m, &axes2], &[]);
+                let xm = self.b.node("Mul", "masked_mean/Mul", &[a(0), &m], &[]);
+                let axes1 = self.const_i64(&[1]);
+                let keep = [("keepdims", Attr::Int(0))];
+                let sum = self.b.node("ReduceSum", "masked_mean/Sum", &[&xm, &axes1], &keep);
+                let count = self.b.node("ReduceSum", "masked_mean/Count", &[&m, &axes1], &keep);
                 let one = self.const_f32(1.0);
-                let half = self.const_f32(0.5);
-                let y = self.b.node("Div", "gelu/Div", &[a(0), &sqrt2], &[]);
-                let y = self.b.node("Erf", "gelu/Erf", &[&y], &[]);
-                let y = self.b.node("Add", "gelu/Add", &[&y, &one], &[]);
-                let y = self.b.node("Mul", "gelu/Mul", &[a(0), &y], &[]);
-                self.b.node("Mul", "gelu/MulHalf", &[&y, &half], &[])
+                let count = self.b.node("Max", "masked_mean/AtLeastOne", &[&count, &one], &[]);
+                self.b.node("Div", "masked_mean/Div", &[&sum, &count], &[])
+            }
+            Op::TopK { k } => {
+                let k = self.const_i64(&[*k as i64]);
+                let attrs = [("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))];
+                self.b.node_multi("TopK", "top_k", &[a(0), &k], 2, &attrs).swap_remove(1)
+            }
+            Op::DynAttention { heads, head_dim, query, key, value, output, .. } => {
+                let scope = query.trim_end_matches(".self.query").to_string();
+                let mask = self.additive_mask(self.g.operands(n)[1]);
+                let (h, d) = (*heads, *head_dim);
+                let axes1 = self.const_i64(&[1]);
+                let x = self.b.node("Unsqueeze", &format!("{scope}/Unsqueeze"), &[a(0), &axes1], &[]);
+                let idx = a(2);
+                // Per projection: the chosen heads' [D, d] slices, gathered per row, then one batched matmul.
+                let scale = 1.0 / (d as f32).sqrt();
+                let q = self.head_projection(&x, idx, query, h, d, scale)?;
+                let k = self.head_projection(&x, idx, key, h, d, 1.0)?;
+                let v = self.head_projection(&x, idx, value, h, d, 1.0)?;
+                let kt = self.b.node(
+                    "Transpose",
+                    &format!("{key}/Transpose"),
+                    &[&k],
+                    &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
+                );
+                let s = self.b.node("MatMul", &format!("{scope}.scores/MatMul"), &[&q, &kt], &[]);
+                let s = self.b.node("Add", &format!("{scope}.scores/AddMask"), &[&s, &mask], &[]);
+                let p = self.b.node("Softmax", &format!("{scope}.probs/Softmax"), &[&s], &[("axis", Attr::Int(-1))]);
+                let c = self.b.node("MatMul", &format!("{scope}.context/MatMul"), &[&p, &v], &[]);
+                let wo = self.derived(&format!("{output}.weight"), "heads", |t| t.reshape((h, d, t.dim(1)?)))?;
+                let wo =
+                    self.b.node("Gather", &format!("{output}/GatherHeads"), &[&wo, idx], &[("axis", Attr::Int(0))]);
+                let y = self.b.node("MatMul", &format!("{output}/MatMul"), &[&c, &wo], &[]);
+                let y = self.b.node(
+                    "ReduceSum",
+                    &format!("{output}/SumHeads"),
+                    &[&y, &axes1],
+                    &[("keepdims", Attr::Int(0))],
+                );
+                let bias = self.init(&format!("{output}.bias"))?;
+                self.b.node("Add", &format!("{output}/Add"), &[&y, &bias], &[])
+            }
+            Op::DynFfn { inter, out, groups, .. } => {
+                let g = *groups;
+                let axes1 = self.const_i64(&[1]);
+                let x = self.b.node("Unsqueeze", &format!("{inter}/Unsqueeze"), &[a(0), &axes1], &[]);
+                let idx = a(1);
+                let gather = [("axis", Attr::Int(0))];
+                // W1 [D, F] as [G, D, F/G]; b1 as [G, 1, F/G]; W2 [F, D] as [G, F/G, D].
+                let w1 = self.derived(&format!("{inter}.weight"), "groups", |t| {
+                    let (dd, f) = t.dims2()?;
+                    t.reshape((dd, g, f / g))?.transpose(0, 1)?.contiguous()
+                })?;
+                let b1 = self.derived(&format!("{inter}.bias"), "groups", |t| t.reshape((g, 1, t.dim(0)? / g)))?;
+                let w2 = self.derived(&format!("{out}.weight"), "groups", |t| {
+                    let (f, dd) = t.dims2()?;
+                    t.reshape((g, f / g, dd))
+                })?;
+                let w1 = self.b.node("Gather", &format!("{inter}/GatherGroups"), &[&w1, idx], &gather);
+                let b1 = self.b.node("Gather", &format!("{inter}/GatherBias"), &[&b1, idx], &gather);
+                let y = self.b.node("MatMul", &format!("{inter}/MatMul"), &[&x, &w1], &[]);
+                let y = self.b.node("Add", &format!("{inter}/Add"), &[&y, &b1], &[]);
+                let y = self.gelu(&y);
+                let w2 = self.b.node("Gather", &format!("{out}/GatherGroups"), &[&w2, idx], &gather);
+                let y = self.b.node("MatMul", &format!("{out}/MatMul"), &[&y, &w2], &[]);
+                let y =
+                    self.b.node("ReduceSum", &format!("{out}/SumGroups"), &[&y, &axes1], &[("keepdims", Attr::Int(0))]);
+                let bias = self.init(&format!("{out}.bias"))?;
+                self.b.node("Add", &format!("{out}/Add"), &[&y, &bias], &[])
             }
             Op::Tanh => self.b.node("Tanh", "tanh", &[a(0)], &[]),
             Op::Add => self.b.node("Add", "add", &[a(0), a(1)], &[]),
@@ -299,6 +371,57 @@ impl<'g> Emitter<'g> {
                 return Err(EmitError::Graph("early_exit is lowered as a whole by `emit_exits`".into()))
             }
         })
+    }
+
+    /// x * 0.5 * (1 + erf(x / sqrt 2)): the exact GELU, as ONNX Runtime's fusion recognises it.
+    fn gelu(&mut self, x: &str) -> String {
+        let sqrt2 = self.const_f32(std::f32::consts::SQRT_2);
+        let one = self.const_f32(1.0);
+        let half = self.const_f32(0.5);
+        let y = self.b.node("Div", "gelu/Div", &[x, &sqrt2], &[]);
+        let y = self.b.node("Erf", "gelu/Erf", &[&y], &[]);
+        let y = self.b.node("Add", "gelu/Add", &[&y, &one], &[]);
+        let y = self.b.node("Mul", "gelu/Mul", &[x, &y], &[]);
+        self.b.node("Mul", "gelu/MulHalf", &[&y, &half], &[])
+    }
+
+    /// An initializer computed from weight `src` (a per-head or per-group layout), named `{src}.{tag}`, once.
+    fn derived(
+        &mut self,
+        src: &str,
+        tag: &str,
+        make: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
+    ) -> Result<String, EmitError> {
+        let name = format!("{src}.{tag}");
+        if !self.consts.contains_key(&name) {
+            let t = make(self.weight(src)?).map_err(|source| EmitError::Tensor { name: src.into(), source })?;
+            self.b.initializer_f32(&name, t.dims(), &data(&t, src)?);
+            self.consts.insert(name.clone(), name.clone());
+        }
+        Ok(name)
+    }
+
+    /// One projection of `dyn_attention`: `x` `[b, 1, s, D]` times each row's chosen heads' weights
+    /// (`[H, D, d]` gathered by `idx` to `[b, k, D, d]`) plus their biases: `[b, k, s, d]`.
+    fn head_projection(
+        &mut self,
+        x: &str,
+        idx: &str,
+        p: &str,
+        h: usize,
+        d: usize,
+        scale: f32,
+    ) -> Result<String, EmitError> {
+        let tag = if scale == 1.0 { "heads".to_string() } else { format!("heads_scaled_{scale}") };
+        let w = self.derived(&format!("{p}.weight"), &tag, |t| {
+            t.reshape((t.dim(0)?, h, d))?.transpose(0, 1)?.contiguous()? * scale as f64
+        })?;
+        let b = self.derived(&format!("{p}.bias"), &tag, |t| t.reshape((h, 1, d))? * scale as f64)?;
+        let gather = [("axis", Attr::Int(0))];
+        let w = self.b.node("Gather", &format!("{p}/GatherHeads"), &[&w, idx], &gather);
+        let b = self.b.node("Gather", &format!("{p}/GatherBias"), &[&b, idx], &gather);
+        let y = self.b.node("MatMul", &format!("{p}/MatMul"), &[x, &w], &[]);
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &b], &[]))
     }
 
     /// Emit `nodes` (in topological order) into the current scope.

@@ -165,3 +165,21 @@ pub fn assert_same_outputs(a: &Path, b: &Path, batch: &Batch, what: &str) -> f32
     }
     worst
 }
+
+/// Sentences from the tiny vocabulary whose label is the sentiment word they contain.
+pub fn write_sentiment_jsonl(path: &std::path::Path, n: usize, seed: u64) {
+    let pos = ["good", "great", "loved", "fun"];
+    let neg = ["bad", "terrible", "hated", "boring"];
+    let filler = ["the", "movie", "film", "was", "plot", "acting", "it", "very", "and"];
+    let mut rng = bertopt_models::rng::Rng::new(seed);
+    let mut lines = vec![];
+    for i in 0..n {
+        let label = i % 2;
+        let word = if label == 1 { pos[rng.below(4)] } else { neg[rng.below(4)] };
+        let mut words: Vec<&str> = (0..3 + rng.below(4)).map(|_| filler[rng.below(filler.len())]).collect();
+        let at = rng.below(words.len() + 1);
+        words.insert(at, word);
+        lines.push(serde_json::json!({"text": words.join(" "), "label": label}).to_string());
+    }
+    std::fs::write(path, lines.join("\n")).unwrap();
+}
