@@ -298,66 +298,84 @@ impl<'g> Emitter<'g> {
                 let attrs = [("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))];
                 self.b.node_multi("TopK", "top_k", &[a(0), &k], 2, &attrs).swap_remove(1)
             }
-            Op::DynAttention { heads, head_dim, query, key, value, output, .. } => {
+            Op::DynAttention { heads, head_dim, keep, query, key, value, output } => {
                 let scope = query.trim_end_matches(".self.query").to_string();
                 let mask = self.additive_mask(self.g.operands(n)[1]);
-                let (h, d) = (*heads, *head_dim);
-                let axes1 = self.const_i64(&[1]);
-                let x = self.b.node("Unsqueeze", &format!("{scope}/Unsqueeze"), &[a(0), &axes1], &[]);
+                let (h, d, k) = (*heads, *head_dim, *keep as i64);
                 let idx = a(2);
-                // Per projection: the chosen heads' [D, d] slices, gathered per row, then one batched matmul.
+                // Each projection: the row's chosen heads' columns as one [b, D, k*d] matrix, one matmul; then
+                // the same head split and attention as the dense lowering, over k heads.
                 let scale = 1.0 / (d as f32).sqrt();
-                let q = self.head_projection(&x, idx, query, h, d, scale)?;
-                let k = self.head_projection(&x, idx, key, h, d, 1.0)?;
-                let v = self.head_projection(&x, idx, value, h, d, 1.0)?;
-                let kt = self.b.node(
-                    "Transpose",
-                    &format!("{key}/Transpose"),
-                    &[&k],
-                    &[("perm", Attr::Ints(vec![0, 1, 3, 2]))],
-                );
+                let q = self.head_projection(a(0), idx, query, h, d, k, scale)?;
+                let kk = self.head_projection(a(0), idx, key, h, d, k, 1.0)?;
+                let v = self.head_projection(a(0), idx, value, h, d, k, 1.0)?;
+                let split = self.const_i64(&[0, 0, k, d as i64]);
+                let merge = self.const_i64(&[0, 0, k * d as i64]);
+                let heads_first = |e: &mut Self, x: &str, p: &str, perm: Vec<i64>| {
+                    let x = e.b.node("Reshape", &format!("{p}/Reshape"), &[x, &split], &[]);
+                    e.b.node("Transpose", &format!("{p}/Transpose"), &[&x], &[("perm", Attr::Ints(perm))])
+                };
+                let q = heads_first(self, &q, query, vec![0, 2, 1, 3]);
+                let kt = heads_first(self, &kk, key, vec![0, 2, 3, 1]);
+                let v = heads_first(self, &v, value, vec![0, 2, 1, 3]);
                 let s = self.b.node("MatMul", &format!("{scope}.scores/MatMul"), &[&q, &kt], &[]);
                 let s = self.b.node("Add", &format!("{scope}.scores/AddMask"), &[&s, &mask], &[]);
                 let p = self.b.node("Softmax", &format!("{scope}.probs/Softmax"), &[&s], &[("axis", Attr::Int(-1))]);
                 let c = self.b.node("MatMul", &format!("{scope}.context/MatMul"), &[&p, &v], &[]);
-                let wo = self.derived(&format!("{output}.weight"), "heads", |t| t.reshape((h, d, t.dim(1)?)))?;
+                let c = self.b.node(
+                    "Transpose",
+                    &format!("{scope}.context/Transpose"),
+                    &[&c],
+                    &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+                );
+                let c = self.b.node("Reshape", &format!("{scope}.context/Reshape"), &[&c, &merge], &[]);
+                // The output projection: the chosen heads' rows, [b, k*d, D].
+                let wo = self.derived(&format!("{output}.weight"), "by_head", |t| t.reshape((h, d, t.dim(1)?)))?;
                 let wo =
                     self.b.node("Gather", &format!("{output}/GatherHeads"), &[&wo, idx], &[("axis", Attr::Int(0))]);
+                let dd = self
+                    .weight(&format!("{output}.weight"))?
+                    .dim(1)
+                    .map_err(|source| EmitError::Tensor { name: output.clone(), source })?
+                    as i64;
+                let rows = self.const_i64(&[0, k * d as i64, dd]);
+                let wo = self.b.node("Reshape", &format!("{output}/Reshape"), &[&wo, &rows], &[]);
                 let y = self.b.node("MatMul", &format!("{output}/MatMul"), &[&c, &wo], &[]);
-                let y = self.b.node(
-                    "ReduceSum",
-                    &format!("{output}/SumHeads"),
-                    &[&y, &axes1],
-                    &[("keepdims", Attr::Int(0))],
-                );
                 let bias = self.init(&format!("{output}.bias"))?;
                 self.b.node("Add", &format!("{output}/Add"), &[&y, &bias], &[])
             }
-            Op::DynFfn { inter, out, groups, .. } => {
-                let g = *groups;
-                let axes1 = self.const_i64(&[1]);
-                let x = self.b.node("Unsqueeze", &format!("{inter}/Unsqueeze"), &[a(0), &axes1], &[]);
+            Op::DynFfn { inter, out, groups, keep } => {
+                let (g, k) = (*groups, *keep as i64);
                 let idx = a(1);
-                let gather = [("axis", Attr::Int(0))];
-                // W1 [D, F] as [G, D, F/G]; b1 as [G, 1, F/G]; W2 [F, D] as [G, F/G, D].
-                let w1 = self.derived(&format!("{inter}.weight"), "groups", |t| {
-                    let (dd, f) = t.dims2()?;
-                    t.reshape((dd, g, f / g))?.transpose(0, 1)?.contiguous()
-                })?;
-                let b1 = self.derived(&format!("{inter}.bias"), "groups", |t| t.reshape((g, 1, t.dim(0)? / g)))?;
-                let w2 = self.derived(&format!("{out}.weight"), "groups", |t| {
-                    let (f, dd) = t.dims2()?;
-                    t.reshape((g, f / g, dd))
-                })?;
-                let w1 = self.b.node("Gather", &format!("{inter}/GatherGroups"), &[&w1, idx], &gather);
-                let b1 = self.b.node("Gather", &format!("{inter}/GatherBias"), &[&b1, idx], &gather);
-                let y = self.b.node("MatMul", &format!("{inter}/MatMul"), &[&x, &w1], &[]);
+                let (dd, f) = self
+                    .weight(&format!("{inter}.weight"))?
+                    .dims2()
+                    .map_err(|source| EmitError::Tensor { name: inter.clone(), source })?;
+                let size = (f / g) as i64;
+                // FFN-in: the chosen groups' columns as [b, D, k*size]; FFN-out: their rows as [b, k*size, D].
+                let w1 = self.derived(&format!("{inter}.weight"), "by_group", |t| t.reshape((dd, g, f / g)))?;
+                let w1 =
+                    self.b.node("Gather", &format!("{inter}/GatherGroups"), &[&w1, idx], &[("axis", Attr::Int(1))]);
+                let w1 = self.b.node(
+                    "Transpose",
+                    &format!("{inter}/BatchFirst"),
+                    &[&w1],
+                    &[("perm", Attr::Ints(vec![1, 0, 2, 3]))],
+                );
+                let cols = self.const_i64(&[0, dd as i64, k * size]);
+                let w1 = self.b.node("Reshape", &format!("{inter}/Reshape"), &[&w1, &cols], &[]);
+                let b1 = self.derived(&format!("{inter}.bias"), "by_group", |t| t.reshape((g, f / g)))?;
+                let b1 = self.b.node("Gather", &format!("{inter}/GatherBias"), &[&b1, idx], &[("axis", Attr::Int(0))]);
+                let flat = self.const_i64(&[0, 1, k * size]);
+                let b1 = self.b.node("Reshape", &format!("{inter}/ReshapeBias"), &[&b1, &flat], &[]);
+                let y = self.b.node("MatMul", &format!("{inter}/MatMul"), &[a(0), &w1], &[]);
                 let y = self.b.node("Add", &format!("{inter}/Add"), &[&y, &b1], &[]);
                 let y = self.gelu(&y);
-                let w2 = self.b.node("Gather", &format!("{out}/GatherGroups"), &[&w2, idx], &gather);
+                let w2 = self.derived(&format!("{out}.weight"), "by_group", |t| t.reshape((g, f / g, dd)))?;
+                let w2 = self.b.node("Gather", &format!("{out}/GatherGroups"), &[&w2, idx], &[("axis", Attr::Int(0))]);
+                let rows = self.const_i64(&[0, k * size, dd as i64]);
+                let w2 = self.b.node("Reshape", &format!("{out}/Reshape"), &[&w2, &rows], &[]);
                 let y = self.b.node("MatMul", &format!("{out}/MatMul"), &[&y, &w2], &[]);
-                let y =
-                    self.b.node("ReduceSum", &format!("{out}/SumGroups"), &[&y, &axes1], &[("keepdims", Attr::Int(0))]);
                 let bias = self.init(&format!("{out}.bias"))?;
                 self.b.node("Add", &format!("{out}/Add"), &[&y, &bias], &[])
             }
@@ -401,8 +419,9 @@ impl<'g> Emitter<'g> {
         Ok(name)
     }
 
-    /// One projection of `dyn_attention`: `x` `[b, 1, s, D]` times each row's chosen heads' weights
-    /// (`[H, D, d]` gathered by `idx` to `[b, k, D, d]`) plus their biases: `[b, k, s, d]`.
+    /// One projection of `dyn_attention`: `x` `[b, s, D]` times each row's chosen heads' columns (`[D, H, d]`
+    /// gathered along H to `[D, b, k, d]`, moved to `[b, D, k*d]`) plus their biases: `[b, s, k*d]`.
+    #[allow(clippy::too_many_arguments)]
     fn head_projection(
         &mut self,
         x: &str,
@@ -410,16 +429,23 @@ impl<'g> Emitter<'g> {
         p: &str,
         h: usize,
         d: usize,
+        k: i64,
         scale: f32,
     ) -> Result<String, EmitError> {
-        let tag = if scale == 1.0 { "heads".to_string() } else { format!("heads_scaled_{scale}") };
-        let w = self.derived(&format!("{p}.weight"), &tag, |t| {
-            t.reshape((t.dim(0)?, h, d))?.transpose(0, 1)?.contiguous()? * scale as f64
-        })?;
-        let b = self.derived(&format!("{p}.bias"), &tag, |t| t.reshape((h, 1, d))? * scale as f64)?;
-        let gather = [("axis", Attr::Int(0))];
-        let w = self.b.node("Gather", &format!("{p}/GatherHeads"), &[&w, idx], &gather);
-        let b = self.b.node("Gather", &format!("{p}/GatherBias"), &[&b, idx], &gather);
+        let tag = if scale == 1.0 { "by_head".to_string() } else { format!("by_head_scaled_{scale}") };
+        let dd = self
+            .weight(&format!("{p}.weight"))?
+            .dim(0)
+            .map_err(|source| EmitError::Tensor { name: p.into(), source })?;
+        let w = self.derived(&format!("{p}.weight"), &tag, |t| t.reshape((dd, h, d))? * scale as f64)?;
+        let b = self.derived(&format!("{p}.bias"), &tag, |t| t.reshape((h, d))? * scale as f64)?;
+        let w = self.b.node("Gather", &format!("{p}/GatherHeads"), &[&w, idx], &[("axis", Attr::Int(1))]);
+        let w = self.b.node("Transpose", &format!("{p}/BatchFirst"), &[&w], &[("perm", Attr::Ints(vec![1, 0, 2, 3]))]);
+        let cols = self.const_i64(&[0, dd as i64, k * d as i64]);
+        let w = self.b.node("Reshape", &format!("{p}/Reshape"), &[&w, &cols], &[]);
+        let b = self.b.node("Gather", &format!("{p}/GatherBias"), &[&b, idx], &[("axis", Attr::Int(0))]);
+        let flat = self.const_i64(&[0, 1, k * d as i64]);
+        let b = self.b.node("Reshape", &format!("{p}/ReshapeBias"), &[&b, &flat], &[]);
         let y = self.b.node("MatMul", &format!("{p}/MatMul"), &[x, &w], &[]);
         Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &b], &[]))
     }
