@@ -156,5 +156,11 @@ pub fn check_output_dir(output: &Path) -> anyhow::Result<()> {
     if output.is_dir() {
         anyhow::bail!("output {} is a directory; give a file name such as model.onnx", output.display());
     }
+    if output.exists() && !output.is_file() {
+        anyhow::bail!(
+            "output {} exists and is not a regular file (a device or pipe); give a file name",
+            output.display()
+        );
+    }
     Ok(())
 }
