@@ -223,45 +223,12 @@ impl<'g> Emitter<'g> {
                 let scope = query.trim_end_matches(".self.query").to_string();
                 let mask_node = self.g.operands(n)[1];
                 let mask = self.additive_mask(mask_node);
-                let (h, d) = (*heads as i64, *head_dim as i64);
-                let split = self.const_i64(&[0, 0, h, d]);
-                let merge = self.const_i64(&[0, 0, h * d]);
                 // The 1/sqrt(d) score scale is folded into the query projection.
                 let q = self.linear(a(0), query, Some(1.0 / (*head_dim as f32).sqrt()))?;
                 let k = self.linear(a(0), key, None)?;
                 let v = self.linear(a(0), value, None)?;
-                let q = self.b.node("Reshape", &format!("{query}/Reshape"), &[&q, &split], &[]);
-                let q = self.b.node(
-                    "Transpose",
-                    &format!("{query}/Transpose"),
-                    &[&q],
-                    &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-                );
-                let k = self.b.node("Reshape", &format!("{key}/Reshape"), &[&k, &split], &[]);
-                let k = self.b.node(
-                    "Transpose",
-                    &format!("{key}/Transpose"),
-                    &[&k],
-                    &[("perm", Attr::Ints(vec![0, 2, 3, 1]))],
-                );
-                let v = self.b.node("Reshape", &format!("{value}/Reshape"), &[&v, &split], &[]);
-                let v = self.b.node(
-                    "Transpose",
-                    &format!("{value}/Transpose"),
-                    &[&v],
-                    &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-                );
-                let s = self.b.node("MatMul", &format!("{scope}.scores/MatMul"), &[&q, &k], &[]);
-                let s = self.b.node("Add", &format!("{scope}.scores/AddMask"), &[&s, &mask], &[]);
-                let p = self.b.node("Softmax", &format!("{scope}.probs/Softmax"), &[&s], &[("axis", Attr::Int(-1))]);
-                let c = self.b.node("MatMul", &format!("{scope}.context/MatMul"), &[&p, &v], &[]);
-                let c = self.b.node(
-                    "Transpose",
-                    &format!("{scope}.context/Transpose"),
-                    &[&c],
-                    &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-                );
-                let c = self.b.node("Reshape", &format!("{scope}.context/Reshape"), &[&c, &merge], &[]);
+                let names = [query.as_str(), key.as_str(), value.as_str()];
+                let c = self.multi_head(&scope, names, [&q, &k, &v], &mask, *heads as i64, *head_dim as i64);
                 self.linear(&c, output, None)?
             }
             Op::AddNorm { ln, eps } => {
@@ -309,26 +276,8 @@ impl<'g> Emitter<'g> {
                 let q = self.head_projection(a(0), idx, query, h, d, k, scale)?;
                 let kk = self.head_projection(a(0), idx, key, h, d, k, 1.0)?;
                 let v = self.head_projection(a(0), idx, value, h, d, k, 1.0)?;
-                let split = self.const_i64(&[0, 0, k, d as i64]);
-                let merge = self.const_i64(&[0, 0, k * d as i64]);
-                let heads_first = |e: &mut Self, x: &str, p: &str, perm: Vec<i64>| {
-                    let x = e.b.node("Reshape", &format!("{p}/Reshape"), &[x, &split], &[]);
-                    e.b.node("Transpose", &format!("{p}/Transpose"), &[&x], &[("perm", Attr::Ints(perm))])
-                };
-                let q = heads_first(self, &q, query, vec![0, 2, 1, 3]);
-                let kt = heads_first(self, &kk, key, vec![0, 2, 3, 1]);
-                let v = heads_first(self, &v, value, vec![0, 2, 1, 3]);
-                let s = self.b.node("MatMul", &format!("{scope}.scores/MatMul"), &[&q, &kt], &[]);
-                let s = self.b.node("Add", &format!("{scope}.scores/AddMask"), &[&s, &mask], &[]);
-                let p = self.b.node("Softmax", &format!("{scope}.probs/Softmax"), &[&s], &[("axis", Attr::Int(-1))]);
-                let c = self.b.node("MatMul", &format!("{scope}.context/MatMul"), &[&p, &v], &[]);
-                let c = self.b.node(
-                    "Transpose",
-                    &format!("{scope}.context/Transpose"),
-                    &[&c],
-                    &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
-                );
-                let c = self.b.node("Reshape", &format!("{scope}.context/Reshape"), &[&c, &merge], &[]);
+                let names = [query.as_str(), key.as_str(), value.as_str()];
+                let c = self.multi_head(&scope, names, [&q, &kk, &v], &mask, k, d as i64);
                 // The output projection: the chosen heads' rows, [b, k*d, D].
                 let wo = self.derived(&format!("{output}.weight"), "by_head", |t| t.reshape((h, d, t.dim(1)?)))?;
                 let wo =
@@ -417,6 +366,30 @@ impl<'g> Emitter<'g> {
             self.consts.insert(name.clone(), name.clone());
         }
         Ok(name)
+    }
+
+    /// Scaled dot-product attention over `heads` heads of size `d`, from projected `q`, `k`, `v` (`[b, s, heads*d]`,
+    /// the score scale already in `q`) to the merged context `[b, s, heads*d]`.
+    fn multi_head(&mut self, scope: &str, names: [&str; 3], qkv: [&str; 3], mask: &str, heads: i64, d: i64) -> String {
+        let split = self.const_i64(&[0, 0, heads, d]);
+        let merge = self.const_i64(&[0, 0, heads * d]);
+        let perms = [vec![0, 2, 1, 3], vec![0, 2, 3, 1], vec![0, 2, 1, 3]];
+        let mut parts = vec![];
+        for ((name, x), perm) in names.iter().zip(qkv).zip(perms) {
+            let x = self.b.node("Reshape", &format!("{name}/Reshape"), &[x, &split], &[]);
+            parts.push(self.b.node("Transpose", &format!("{name}/Transpose"), &[&x], &[("perm", Attr::Ints(perm))]));
+        }
+        let s = self.b.node("MatMul", &format!("{scope}.scores/MatMul"), &[&parts[0], &parts[1]], &[]);
+        let s = self.b.node("Add", &format!("{scope}.scores/AddMask"), &[&s, mask], &[]);
+        let p = self.b.node("Softmax", &format!("{scope}.probs/Softmax"), &[&s], &[("axis", Attr::Int(-1))]);
+        let c = self.b.node("MatMul", &format!("{scope}.context/MatMul"), &[&p, &parts[2]], &[]);
+        let c = self.b.node(
+            "Transpose",
+            &format!("{scope}.context/Transpose"),
+            &[&c],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        self.b.node("Reshape", &format!("{scope}.context/Reshape"), &[&c, &merge], &[])
     }
 
     /// One projection of `dyn_attention`: `x` `[b, s, D]` times each row's chosen heads' columns (`[D, H, d]`
