@@ -30,13 +30,16 @@ const SENTENCES: [&str; 10] = [
     "boring , boring , boring",
 ];
 
+fn labels() -> Vec<String> {
+    (0..3).map(|i| format!("LABEL_{i}")).collect()
+}
+
 /// A 4-layer, 3-label classifier with off-ramps after layers 1-3 whose classifiers are scaled up, so that
 /// entropies spread out and inputs leave at different layers.
 fn exit_model(dir: &Path) -> PathBuf {
     let base = dir.join("base");
     write_tiny_model(&base, &TinySpec { layers: 4, labels: 3, ..TinySpec::default() }).unwrap();
-    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
-    let mut m = BertClassifier::from_pretrained(&base, labels, 1).unwrap();
+    let mut m = BertClassifier::from_pretrained(&base, labels(), 1).unwrap();
     m.add_exits(&[0, 1, 2], 3).unwrap();
     for l in 0..3 {
         let v = &m.params[&format!("exits.{l}.classifier.weight")];
@@ -67,10 +70,6 @@ fn export(model: &Path, pipeline: &str, out: &Path) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
-fn close(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
 #[test]
 fn exit_pass_golden() {
     let d = tempfile::tempdir().unwrap();
@@ -91,8 +90,7 @@ fn exits_agree_with_candle_in_interpreter_tract_and_ort() {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
     let model = exit_model(d.path());
-    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
-    let m = BertClassifier::from_pretrained(&model, labels, 1).unwrap();
+    let m = BertClassifier::from_pretrained(&model, labels(), 1).unwrap();
     // The entropy threshold is the median first-exit entropy over the inputs, so some leave at layer 1 and
     // some go on: the test sees both paths.
     let mut first: Vec<f32> =
@@ -121,13 +119,19 @@ fn exits_agree_with_candle_in_interpreter_tract_and_ort() {
             let outs: HashMap<String, candle_core::Tensor> =
                 bertopt_ir::interp::run(&g, &common::ir_inputs(&b)).unwrap().into_iter().collect();
             let got = outs["logits"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert!(close(&got, &want) <= 1e-4, "{rule}: interpreter logits {got:?} vs candle {want:?} for {s:?}");
+            assert!(
+                common::max_abs_diff(&got, &want) <= 1e-4,
+                "{rule}: interpreter logits {got:?} vs candle {want:?} for {s:?}"
+            );
             assert_eq!(outs["exit_layer"].to_vec1::<i64>().unwrap(), vec![want_layer], "{rule}: interpreter, {s:?}");
             for (rt, r) in runners.iter_mut() {
                 let o = r.run(&b).unwrap();
                 let logits = &common::output(&o, "logits").data;
                 let layer = common::output(&o, "exit_layer").data[0] as i64;
-                assert!(close(logits, &want) <= 1e-4, "{rule} {rt}: logits {logits:?} vs candle {want:?} for {s:?}");
+                assert!(
+                    common::max_abs_diff(logits, &want) <= 1e-4,
+                    "{rule} {rt}: logits {logits:?} vs candle {want:?} for {s:?}"
+                );
                 assert_eq!(layer, want_layer, "{rule} {rt}: exit layer for {s:?}");
             }
         }
@@ -145,8 +149,7 @@ fn segmented_driver_exits_per_row_at_batch_8() {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
     let model = exit_model(d.path());
-    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
-    let m = BertClassifier::from_pretrained(&model, labels, 1).unwrap();
+    let m = BertClassifier::from_pretrained(&model, labels(), 1).unwrap();
     let b = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap().encode(&SENTENCES[..8], 16, None).unwrap();
     assert_eq!(b.batch, 8);
     let exits = exit_logits(&m, &b).unwrap();
@@ -185,7 +188,11 @@ fn segmented_driver_exits_per_row_at_batch_8() {
                 for r in 0..8 {
                     let j = want_exit[r];
                     let got = &logits[r * 3..(r + 1) * 3];
-                    assert!(close(got, &exits[j][r]) <= 1e-4, "{rule} {rt} row {r}: {got:?} vs {:?}", exits[j][r]);
+                    assert!(
+                        common::max_abs_diff(got, &exits[j][r]) <= 1e-4,
+                        "{rule} {rt} row {r}: {got:?} vs {:?}",
+                        exits[j][r]
+                    );
                     assert_eq!(layer[r] as usize, points[j], "{rule} {rt} row {r}: exit layer");
                 }
             }
@@ -256,8 +263,7 @@ fn exit_without_off_ramps_is_an_error_and_writes_nothing() {
 fn truncate_classifies_with_the_off_ramp_and_drops_later_layers() {
     let d = tempfile::tempdir().unwrap();
     let model = exit_model(d.path());
-    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
-    let m = BertClassifier::from_pretrained(&model, labels, 1).unwrap();
+    let m = BertClassifier::from_pretrained(&model, labels(), 1).unwrap();
     let onnx = d.path().join("trunc.onnx");
     export(&model, "truncate(layers=2)", &onnx);
     let (mut g, _) = bertopt_models::load_graph(&model).unwrap();
@@ -270,7 +276,7 @@ fn truncate_classifies_with_the_off_ramp_and_drops_later_layers() {
         let want = &exit_logits(&m, &b).unwrap()[1][0];
         let outs = r.run(&b).unwrap();
         let got = &common::output(&outs, "logits").data;
-        assert!(close(got, want) <= 1e-4, "{s:?}: {got:?} vs off-ramp 2 {want:?}");
+        assert!(common::max_abs_diff(got, want) <= 1e-4, "{s:?}: {got:?} vs off-ramp 2 {want:?}");
     }
 }
 

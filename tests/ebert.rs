@@ -64,10 +64,6 @@ fn encode(model: &Path, texts: &[&str]) -> Batch {
     TextEncoder::from_file(&model.join("tokenizer.json")).unwrap().encode(texts, 16, None).unwrap()
 }
 
-fn close(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
 #[test]
 fn ebert_pass_golden_and_round_trip() {
     let d = tempfile::tempdir().unwrap();
@@ -121,11 +117,19 @@ fn fused_graph_equals_masked_candle_at_batch_1_and_8() {
             let outs: HashMap<String, candle_core::Tensor> =
                 bertopt_ir::interp::run(&g, &common::ir_inputs(b)).unwrap().into_iter().collect();
             let got = outs["logits"].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            assert!(close(&got, &want) <= 1e-4, "{pipeline} batch {}: interpreter {got:?} vs candle {want:?}", b.batch);
+            assert!(
+                common::max_abs_diff(&got, &want) <= 1e-4,
+                "{pipeline} batch {}: interpreter {got:?} vs candle {want:?}",
+                b.batch
+            );
             for (rt, r) in runners.iter_mut() {
                 let outs = r.run(b).unwrap();
                 let got = &common::output(&outs, "logits").data;
-                assert!(close(got, &want) <= 1e-4, "{pipeline} {rt} batch {}: {got:?} vs candle {want:?}", b.batch);
+                assert!(
+                    common::max_abs_diff(got, &want) <= 1e-4,
+                    "{pipeline} {rt} batch {}: {got:?} vs candle {want:?}",
+                    b.batch
+                );
             }
         }
         // Different inputs chose different heads: the per-input choice, not one fixed mask, was tested.

@@ -68,18 +68,7 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
         }
         Op::Attention { heads, head_dim, query, key, value, output } => {
             let (x, mask) = (operands[0], operands[1]);
-            let d = hidden(x, "attention input")?;
-            if mask.dtype != DType::I64 || mask.rank() != 2 || mask.shape[..] != x.shape[..2] {
-                return Err(format!("attention mask must be i64[{}, {}], got {mask}", x.shape[0], x.shape[1]));
-            }
-            if *heads == 0 || *head_dim == 0 {
-                return Err(format!("attention needs heads >= 1 and head_dim >= 1 (got {heads} x {head_dim})"));
-            }
-            let inner = heads * head_dim;
-            linear(query, d, inner)?;
-            linear(key, d, inner)?;
-            linear(value, d, inner)?;
-            linear(output, inner, d)?;
+            attention(x, mask, *heads, *head_dim, [query, key, value, output], "attention", &linear)?;
             Ok(x.clone())
         }
         Op::AddNorm { ln, .. } => {
@@ -196,16 +185,8 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
         }
         Op::DynAttention { heads, head_dim, keep, query, key, value, output } => {
             let (x, mask, idx) = (operands[0], operands[1], operands[2]);
-            let d = hidden(x, "dyn_attention input")?;
-            if mask.dtype != DType::I64 || mask.rank() != 2 || mask.shape[..] != x.shape[..2] {
-                return Err(format!("dyn_attention mask must be i64[{}, {}], got {mask}", x.shape[0], x.shape[1]));
-            }
+            attention(x, mask, *heads, *head_dim, [query, key, value, output], "dyn_attention", &linear)?;
             select(idx, x, *keep, *heads, "dyn_attention heads")?;
-            let inner = heads * head_dim;
-            linear(query, d, inner)?;
-            linear(key, d, inner)?;
-            linear(value, d, inner)?;
-            linear(output, inner, d)?;
             Ok(x.clone())
         }
         Op::DynFfn { inter, out, groups, keep } => {
@@ -232,6 +213,30 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
             Ok(ValueType::new(DType::F32, vec![x.shape[0].clone(), x.shape[2].clone()]))
         }
     }
+}
+
+/// What `attention` and `dyn_attention` share: the input, the mask and the four projections' weights.
+fn attention(
+    x: &ValueType,
+    mask: &ValueType,
+    heads: usize,
+    head_dim: usize,
+    [query, key, value, output]: [&String; 4],
+    what: &str,
+    linear: &dyn Fn(&str, usize, usize) -> Result<(), String>,
+) -> Result<(), String> {
+    let d = hidden(x, &format!("{what} input"))?;
+    if mask.dtype != DType::I64 || mask.rank() != 2 || mask.shape[..] != x.shape[..2] {
+        return Err(format!("{what} mask must be i64[{}, {}], got {mask}", x.shape[0], x.shape[1]));
+    }
+    if heads == 0 || head_dim == 0 {
+        return Err(format!("{what} needs heads >= 1 and head_dim >= 1 (got {heads} x {head_dim})"));
+    }
+    let inner = heads * head_dim;
+    linear(query, d, inner)?;
+    linear(key, d, inner)?;
+    linear(value, d, inner)?;
+    linear(output, inner, d)
 }
 
 /// A per-row selection `i64[b, keep]` of `keep` out of `of` units, for the rows of `x`.

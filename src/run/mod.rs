@@ -42,8 +42,9 @@ impl Value {
             .collect()
     }
 
-    pub fn from_output(o: &Output) -> Value {
-        Value { name: o.name.clone(), shape: o.shape.clone(), data: Data::F32(o.data.clone()) }
+    /// An output fed on as an input (a segment's hidden state), without copying its data.
+    pub fn from_output(o: Output) -> Value {
+        Value { name: o.name, shape: o.shape, data: Data::F32(o.data) }
     }
 
     /// The rows at `rows` (indices along axis 0), in that order.

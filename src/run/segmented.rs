@@ -63,11 +63,12 @@ impl Runner for SegmentedRunner {
                     keep.push(r);
                 }
             }
-            let carried = out.iter().filter(|o| o.name != "logits").map(Value::from_output);
+            let carried: Vec<Value> = out.into_iter().filter(|o| o.name != "logits").map(Value::from_output).collect();
             if keep.len() == ids.len() {
                 live.extend(carried);
             } else {
-                live = live.iter().cloned().chain(carried).map(|v| v.select_rows(&keep)).collect();
+                // Only the rows that go on, each value copied once.
+                live = live.iter().chain(&carried).map(|v| v.select_rows(&keep)).collect();
                 tracker.retain(&keep);
                 ids = keep.iter().map(|&r| ids[r]).collect();
             }

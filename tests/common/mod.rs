@@ -183,3 +183,8 @@ pub fn write_sentiment_jsonl(path: &std::path::Path, n: usize, seed: u64) {
     }
     std::fs::write(path, lines.join("\n")).unwrap();
 }
+
+/// The largest absolute difference between two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
