@@ -5,6 +5,7 @@ pub mod alloc;
 pub use bertopt_models::atomic;
 pub mod bench;
 pub mod calibrate;
+pub mod check_cmd;
 pub mod ebert_cmd;
 pub mod eval_cmd;
 pub mod exit_cmd;

@@ -245,6 +245,14 @@ enum Cmd {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// Check any ONNX file: structural validation, then tract vs ONNX Runtime on seeded random inputs.
+    /// Exit code 1 if it is malformed, a runtime refuses it, or an output differs beyond --tol.
+    Check {
+        #[command(flatten)]
+        args: bertopt::check_cmd::CheckArgs,
+        #[arg(long)]
+        json: bool,
+    },
     /// Time models interleaved after warm-up; report p50/p90/p99 and speedup over the first.
     Bench {
         #[arg(required = true)]
@@ -403,6 +411,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let texts: Vec<String> = all.examples.into_iter().map(|e| e.text).collect();
             let n = bertopt_models::tokenize::train_wordpiece(&texts, vocab_size, &out)?;
             println!("wrote {} ({n} tokens, trained on {} texts)", out.display(), texts.len());
+            Ok(())
+        }
+        Some(Cmd::Check { args, json }) => {
+            let r = bertopt::check_cmd::check(&args)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                bertopt::check_cmd::print(&r);
+            }
+            anyhow::ensure!(r.ok, "{} did not pass the check", args.model.display());
             Ok(())
         }
         Some(Cmd::Bench { models, runtime, batch, seq, warmup, iters, threads, json }) => {

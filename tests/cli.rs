@@ -3,38 +3,12 @@
 
 mod common;
 
+use common::{must_fail, optimize, s};
+
 use std::path::Path;
-use std::process::{Command, Output};
 
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::Scheme;
-
-fn optimize(args: &[&str]) -> Output {
-    common::ensure_ort();
-    Command::new(env!("CARGO_BIN_EXE_optimize")).args(args).output().expect("binary runs")
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// Run a command that must fail: returns stderr, and checks the exit code and that `out` was not created.
-fn must_fail(args: &[&str], out: &Path) -> String {
-    let o = optimize(args);
-    let err = String::from_utf8_lossy(&o.stderr).to_string();
-    assert_eq!(o.status.code(), Some(1), "exit code for {args:?}: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!out.exists(), "{} was created despite the error", out.display());
-    if let Some(dir) = out.parent().filter(|d| d.is_dir()) {
-        let leftovers: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
-            .collect();
-        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-    }
-    err
-}
 
 fn tiny_classifier(dir: &Path) {
     write_tiny_model(dir, &TinySpec { scheme: Scheme::Bert, labels: 2, ..TinySpec::default() }).unwrap();
@@ -234,4 +208,117 @@ fn print_ir_shows_the_graph_after_the_pipeline() {
     let printed = bertopt_ir::print(&graph);
     assert_eq!(printed.matches("= attention(").count(), 1, "layer 1 lost its attention: {printed}");
     assert!(printed.contains("{heads: 2, head_dim: 8,"), "layer 0 kept 2 heads: {printed}");
+}
+
+/// Rewrite a safetensors file's JSON header with `edit`, keeping its data.
+fn edit_header(path: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    edit(&mut header);
+    let text = serde_json::to_vec(&header).unwrap();
+    let mut out = (text.len() as u64).to_le_bytes().to_vec();
+    out.extend(text);
+    out.extend(&bytes[8 + n..]);
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn lying_safetensors_headers_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    let st = model.join("model.safetensors");
+    let good = std::fs::read(&st).unwrap();
+    let out = d.path().join("out.onnx");
+    let tensor = "bert.encoder.layer.0.intermediate.dense.weight";
+
+    // A header length far past the end of the file.
+    let mut b = good.clone();
+    b[..8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+    std::fs::write(&st, &b).unwrap();
+    let e = must_fail(&[s(&model), "-o", s(&out)], &out);
+    assert!(e.contains("model.safetensors is not a valid safetensors file"), "{e}");
+
+    // A tensor whose shape claims more data than its offsets hold.
+    std::fs::write(&st, &good).unwrap();
+    edit_header(&st, |h| h[tensor]["shape"] = serde_json::json!([64, 64]));
+    let e = must_fail(&[s(&model), "-o", s(&out)], &out);
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+
+    // Offsets past the end of the data.
+    std::fs::write(&st, &good).unwrap();
+    edit_header(&st, |h| {
+        let end = h[tensor]["data_offsets"][1].as_u64().unwrap();
+        h[tensor]["data_offsets"][1] = serde_json::json!(end + 1_000_000);
+    });
+    let e = must_fail(&[s(&model), "-o", s(&out)], &out);
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+
+    // A shape whose element count overflows.
+    std::fs::write(&st, &good).unwrap();
+    edit_header(&st, |h| h[tensor]["shape"] = serde_json::json!([1u64 << 62, 1u64 << 62]));
+    let e = must_fail(&[s(&model), "-o", s(&out)], &out);
+    assert!(e.contains("not a valid safetensors file"), "{e}");
+}
+
+#[test]
+fn unwritable_output_paths_are_refused_and_nothing_is_left() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    // A directory where nothing can be created (procfs).
+    let proc_out = Path::new("/proc/bertopt-test.onnx");
+    let e = must_fail(&[s(&model), "-o", s(proc_out)], proc_out);
+    assert!(e.contains("/proc/bertopt-test.onnx") || e.contains("/proc"), "{e}");
+    // A parent that is a file, not a directory.
+    let file = d.path().join("plain.txt");
+    std::fs::write(&file, "x").unwrap();
+    let under_file = file.join("out.onnx");
+    let e = must_fail(&[s(&model), "-o", s(&under_file)], &under_file);
+    assert!(e.contains("plain.txt") && e.contains("does not exist"), "{e}");
+    // An existing directory as the output file.
+    let dir_out = d.path().join("adir");
+    std::fs::create_dir(&dir_out).unwrap();
+    let o = optimize(&[s(&model), "-o", s(&dir_out)]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(e.contains("adir is a directory; give a file name"), "{e}");
+    assert_eq!(std::fs::read_dir(&dir_out).unwrap().count(), 0, "nothing written into it");
+}
+
+/// An export killed (SIGKILL) while it writes leaves the previous file untouched: the bytes go to a hidden
+/// temporary file that is renamed over the target only when complete.
+#[test]
+fn an_export_killed_while_writing_leaves_the_old_file() {
+    common::ensure_ort();
+    let model = common::minilm();
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("minilm.onnx");
+    let old = b"the previous model".to_vec();
+    for _attempt in 0..5 {
+        std::fs::write(&out, &old).unwrap();
+        let mut child =
+            std::process::Command::new(env!("CARGO_BIN_EXE_optimize")).args([s(&model), "-o", s(&out)]).spawn().unwrap();
+        let temp_seen = loop {
+            if child.try_wait().unwrap().is_some() {
+                break false;
+            }
+            let writing = std::fs::read_dir(d.path())
+                .unwrap()
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(".bertopt-"));
+            if writing {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break true;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(500));
+        };
+        if temp_seen {
+            assert_eq!(std::fs::read(&out).unwrap(), old, "the old file must survive an interrupted write");
+            return;
+        }
+    }
+    panic!("the export finished five times before it could be interrupted; the test could not interrupt it");
 }

@@ -8,6 +8,7 @@ pub mod interp;
 pub mod op;
 pub mod parse;
 pub mod print;
+pub mod read;
 pub mod types;
 pub mod verify;
 
@@ -17,5 +18,6 @@ pub use op::{Attr, Op};
 pub use parse::{parse, ParseError};
 pub use petgraph::stable_graph::NodeIndex;
 pub use print::print;
+pub use read::{read_capped, read_capped_text};
 pub use types::{DType, Dim, ValueType};
 pub use verify::{verify, VerifyError};

@@ -82,6 +82,17 @@ impl Checkpoint {
         let files = ModelFiles::locate(path)?;
         let config = BertConfig::from_file(&files.config)?;
         let raw = read_safetensors(&files.weights)?;
+        Self::assemble(files, config, raw)
+    }
+
+    /// The loader on bytes already in memory (what the fuzz targets drive); `files` only names them in errors.
+    pub fn from_bytes(files: ModelFiles, config_json: &str, weights: &[u8]) -> Result<Self, LoadError> {
+        let config = BertConfig::parse(config_json, &files.config)?;
+        let raw = tensors_from_bytes(weights, &files.weights)?;
+        Self::assemble(files, config, raw)
+    }
+
+    fn assemble(files: ModelFiles, config: BertConfig, raw: BTreeMap<String, Tensor>) -> Result<Self, LoadError> {
         let scheme = if raw.keys().any(|k| k.starts_with("roberta.")) {
             Scheme::Roberta
         } else if raw.keys().any(|k| k.starts_with("bert.")) {
@@ -293,7 +304,12 @@ pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, Tensor>, LoadErr
     let file = std::fs::File::open(path).map_err(|e| LoadError::io(path, e))?;
     // SAFETY: the map is read-only and dropped before this function returns; tensors are copied out of it.
     let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| LoadError::io(path, e))?;
-    let st = SafeTensors::deserialize(&mmap)
+    tensors_from_bytes(&mmap, path)
+}
+
+/// Every tensor of a safetensors image as f32; `path` names the file in errors.
+pub fn tensors_from_bytes(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, Tensor>, LoadError> {
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| LoadError::Safetensors { path: path.into(), problem: e.to_string() })?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {

@@ -52,9 +52,14 @@ const MAX_LAYERS: usize = 1024;
 
 impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|e| LoadError::io(path, e))?;
+        let text = bertopt_ir::read_capped_text(path, crate::limits::MAX_CONFIG_BYTES).map_err(|e| LoadError::io(path, e))?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and check config text; `path` names the file in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, LoadError> {
         let cfg: BertConfig =
-            serde_json::from_str(&text).map_err(|e| LoadError::Config { path: path.into(), problem: e.to_string() })?;
+            serde_json::from_str(text).map_err(|e| LoadError::Config { path: path.into(), problem: e.to_string() })?;
         cfg.check(path)?;
         Ok(cfg)
     }

@@ -12,6 +12,7 @@ pub mod ebert_train;
 pub mod error;
 pub mod exit_train;
 pub mod head_importance;
+pub mod limits;
 pub mod lower;
 pub mod progress;
 pub mod rng;

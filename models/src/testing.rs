@@ -179,3 +179,22 @@ pub fn tiny_tokenizer_json() -> String {
     }))
     .expect("static JSON serialises")
 }
+
+/// A model folder as one byte string, `u32 LE config length | config.json | model.safetensors`: the input format
+/// of the `model_folder` fuzz target, so that the fuzzer mutates both files together.
+pub fn pack_folder(dir: &Path) -> std::io::Result<Vec<u8>> {
+    let config = std::fs::read(dir.join("config.json"))?;
+    let weights = std::fs::read(dir.join("model.safetensors"))?;
+    let mut out = (config.len() as u32).to_le_bytes().to_vec();
+    out.extend(config);
+    out.extend(weights);
+    Ok(out)
+}
+
+/// The inverse of `pack_folder`: (config text, weights), or None if the bytes do not split so.
+pub fn unpack_folder(data: &[u8]) -> Option<(&str, &[u8])> {
+    let len = u32::from_le_bytes(data.get(..4)?.try_into().ok()?) as usize;
+    let rest = &data[4..];
+    let config = std::str::from_utf8(rest.get(..len)?).ok()?;
+    Some((config, &rest[len..]))
+}

@@ -14,8 +14,10 @@ pub struct TextEncoder {
 
 impl TextEncoder {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
-        let tok =
-            Tokenizer::from_file(path).map_err(|e| anyhow::anyhow!("cannot read tokenizer {}: {e}", path.display()))?;
+        let json = bertopt_ir::read_capped_text(path, crate::limits::MAX_TOKENIZER_BYTES)
+            .map_err(|e| anyhow::anyhow!("cannot read tokenizer {}: {e}", path.display()))?;
+        let tok: Tokenizer =
+            json.parse().map_err(|e| anyhow::anyhow!("bad tokenizer {}: {e}", path.display()))?;
         Ok(TextEncoder { tok })
     }
 

@@ -28,11 +28,7 @@ impl Importance {
             arg: "scores".into(),
             problem: format!("{}: {problem}", path.display()),
         };
-        let meta = std::fs::metadata(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
-        if meta.len() > MAX_BYTES {
-            return Err(fail(format!("{} bytes is too large for a score file", meta.len())));
-        }
-        let bytes = std::fs::read(&path).map_err(|e| fail(format!("cannot read: {e}")))?;
+        let bytes = bertopt_ir::read_capped(&path, MAX_BYTES).map_err(|e| fail(format!("cannot read: {e}")))?;
         let st = safetensors::SafeTensors::deserialize(&bytes)
             .map_err(|e| fail(format!("not a safetensors score file ({e})")))?;
         let mut tensors = BTreeMap::new();

@@ -1,5 +1,5 @@
-//! The only module that touches `onnx-protobuf`: a small builder for ONNX models and the atomic file writer.
-//! Everything else speaks in names, shapes and `Attr`s, so the protobuf crate can be swapped here alone.
+//! With `validate`, the only module that touches `onnx-protobuf`: a small builder for ONNX models and the atomic
+//! file writer. Everything else speaks in names, shapes and `Attr`s, so the protobuf crate can be swapped here alone.
 
 use std::path::Path;
 
@@ -249,7 +249,8 @@ pub fn read_metadata(path: &Path) -> std::io::Result<Vec<(String, String)>> {
         Some(dir) => super::segments::Manifest::first_stage(&dir).map_err(std::io::Error::other)?,
         None => path.to_path_buf(),
     };
-    let bytes = std::fs::read(file)?;
+    // ONNX files are limited to 2 GiB by protobuf; anything longer is not one.
+    let bytes = bertopt_ir::read_capped(&file, 2 << 30)?;
     let m = ModelProto::parse_from_bytes(&bytes)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an ONNX model: {e}")))?;
     Ok(m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect())

@@ -3,6 +3,7 @@
 pub mod builder;
 pub mod emit;
 pub mod segments;
+pub mod validate;
 
 pub use builder::{read_metadata, write_model};
 pub use emit::{emit, EmitError, EmitOptions};

@@ -188,3 +188,32 @@ pub fn write_sentiment_jsonl(path: &std::path::Path, n: usize, seed: u64) {
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
+
+/// Run the `optimize` binary.
+pub fn optimize(args: &[&str]) -> std::process::Output {
+    ensure_ort();
+    std::process::Command::new(env!("CARGO_BIN_EXE_optimize")).args(args).output().expect("binary runs")
+}
+
+/// A path as a command-line argument.
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Run a command that must fail: returns stderr, and checks the exit code and that `out` was not created.
+pub fn must_fail(args: &[&str], out: &Path) -> String {
+    let o = optimize(args);
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "exit code for {args:?}: {err}");
+    assert!(err.starts_with("error: "), "{err}");
+    assert!(!out.exists(), "{} was created despite the error", out.display());
+    if let Some(dir) = out.parent().filter(|d| d.is_dir()) {
+        let leftovers: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    }
+    err
+}

@@ -57,20 +57,21 @@ impl HeadMask {
     /// Read a mask, choosing the format from the file's content.
     pub fn read(path: &Path) -> Result<Self, MaskError> {
         let err = |problem: String| MaskError { path: path.into(), problem };
-        let meta = std::fs::metadata(path).map_err(|e| err(format!("cannot read: {e}")))?;
-        if meta.len() > MAX_BYTES {
-            return Err(err(format!("{} bytes is too large for a head mask", meta.len())));
-        }
-        let bytes = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let bytes = bertopt_ir::read_capped(path, MAX_BYTES).map_err(|e| err(format!("cannot read: {e}")))?;
+        Self::from_bytes(&bytes).map_err(err)
+    }
+
+    /// Decode a mask file's content (the format is recognised by its first bytes).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
         let first = bytes.iter().copied().find(|c| !c.is_ascii_whitespace());
-        let parsed = if bytes.first() == Some(&0x80) {
-            pickle::read_bool_lists(&bytes)
+        if bytes.first() == Some(&0x80) {
+            pickle::read_bool_lists(bytes)
                 .map_err(|e| format!("not an SMP head-mask pickle: {e}"))
                 .and_then(Self::from_rows)
         } else if bytes.starts_with(b"\x93NUMPY") {
-            npy::read(&bytes).and_then(|(s, v)| Self::from_values(&s, &v))
+            npy::read(bytes).and_then(|(s, v)| Self::from_values(&s, &v))
         } else if first == Some(b'[') {
-            serde_json::from_slice::<Vec<Vec<serde_json::Value>>>(&bytes)
+            serde_json::from_slice::<Vec<Vec<serde_json::Value>>>(bytes)
                 .map_err(|e| format!("bad JSON: {e}"))
                 .and_then(|rows| {
                     rows.into_iter()
@@ -88,9 +89,8 @@ impl HeadMask {
                 })
                 .and_then(Self::from_rows)
         } else {
-            read_safetensors(&bytes)
-        };
-        parsed.map_err(err)
+            read_safetensors(bytes)
+        }
     }
 
     /// The mask as SMP writes it: a protocol-3 pickle of L lists of H `numpy.bool_`.
