@@ -24,7 +24,8 @@ fn main() -> anyhow::Result<()> {
         ("bert", TinySpec { scheme: Scheme::Bert, labels: 2, ..small.clone() }),
         ("roberta", TinySpec { scheme: Scheme::Roberta, labels: 3, layers: 1, ..small.clone() }),
     ];
-    let pipelines = ["heads(ratio=0.5)", "ffn(ratio=0.5)", "tile(sparsity=0.5,g=4)", "vw(sparsity=0.75,v=4)", "bw(g=4)"];
+    let pipelines =
+        ["heads(ratio=0.5)", "ffn(ratio=0.5)", "tile(sparsity=0.5,g=4)", "vw(sparsity=0.75,v=4)", "bw(g=4)"];
     for (name, spec) in &specs {
         let dir = work.path().join(name);
         write_tiny_model(&dir, spec)?;

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::onnx::builder::DimSpec;
 use crate::onnx::validate::{validate_file, InputDecl};
-use crate::run::{self, Data, Output, Runtime, RunnerOptions, Value};
+use crate::run::{self, Data, Output, RunnerOptions, Runtime, Value};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct CheckArgs {
@@ -123,8 +123,10 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<CheckReport> {
     let (tract, ort) = match (run_in(Runtime::Tract), run_in(Runtime::Ort)) {
         (Ok(t), Ok(o)) => (t, o),
         (t, o) => {
-            let errs: Vec<String> =
-                [("tract", t.err()), ("ONNX Runtime", o.err())].into_iter().filter_map(|(n, e)| Some(format!("{n}: {:#}", e?))).collect();
+            let errs: Vec<String> = [("tract", t.err()), ("ONNX Runtime", o.err())]
+                .into_iter()
+                .filter_map(|(n, e)| Some(format!("{n}: {:#}", e?)))
+                .collect();
             report.error = Some(errs.join("; "));
             return Ok(report);
         }
@@ -136,7 +138,10 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<CheckReport> {
         };
         let max_abs = o.data.iter().fold(0f32, |m, x| m.max(x.abs()));
         let max_abs_diff = if t.shape == o.shape {
-            t.data.iter().zip(&o.data).fold(0f32, |m, (a, b)| if (a - b).is_nan() { f32::INFINITY } else { m.max((a - b).abs()) })
+            t.data
+                .iter()
+                .zip(&o.data)
+                .fold(0f32, |m, (a, b)| if (a - b).is_nan() { f32::INFINITY } else { m.max((a - b).abs()) })
         } else {
             f32::INFINITY
         };
@@ -186,8 +191,14 @@ fn random_input(i: &InputDecl, args: &CheckArgs, int_max: i64, rng: &mut Rng) ->
 }
 
 pub fn print(r: &CheckReport) {
-    println!("{}: ONNX IR {}, opset {}, {} nodes, {} initializers", r.model.display(), r.ir_version,
-        r.opset.map_or("none".into(), |v| v.to_string()), r.nodes, r.initializers);
+    println!(
+        "{}: ONNX IR {}, opset {}, {} nodes, {} initializers",
+        r.model.display(),
+        r.ir_version,
+        r.opset.map_or("none".into(), |v| v.to_string()),
+        r.nodes,
+        r.initializers
+    );
     if r.valid {
         println!("structure: valid");
     } else {

@@ -90,7 +90,8 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
         (META_VOCAB, info.config.vocab_size.to_string()),
     ];
     if let Some(tok) = &info.files.tokenizer {
-        let json = bertopt_ir::read_capped_text(tok, bertopt_models::limits::MAX_TOKENIZER_BYTES).with_context(|| format!("reading {}", tok.display()))?;
+        let json = bertopt_ir::read_capped_text(tok, bertopt_models::limits::MAX_TOKENIZER_BYTES)
+            .with_context(|| format!("reading {}", tok.display()))?;
         metadata.push((META_TOKENIZER, json));
     }
     let emit_opts = crate::onnx::EmitOptions { metadata };

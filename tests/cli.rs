@@ -298,8 +298,10 @@ fn an_export_killed_while_writing_leaves_the_old_file() {
     let old = b"the previous model".to_vec();
     for _attempt in 0..5 {
         std::fs::write(&out, &old).unwrap();
-        let mut child =
-            std::process::Command::new(env!("CARGO_BIN_EXE_optimize")).args([s(&model), "-o", s(&out)]).spawn().unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_optimize"))
+            .args([s(&model), "-o", s(&out)])
+            .spawn()
+            .unwrap();
         let temp_seen = loop {
             if child.try_wait().unwrap().is_some() {
                 break false;

@@ -52,7 +52,8 @@ const MAX_LAYERS: usize = 1024;
 
 impl BertConfig {
     pub fn from_file(path: &Path) -> Result<Self, LoadError> {
-        let text = bertopt_ir::read_capped_text(path, crate::limits::MAX_CONFIG_BYTES).map_err(|e| LoadError::io(path, e))?;
+        let text =
+            bertopt_ir::read_capped_text(path, crate::limits::MAX_CONFIG_BYTES).map_err(|e| LoadError::io(path, e))?;
         Self::parse(&text, path)
     }
 

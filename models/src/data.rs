@@ -30,7 +30,8 @@ pub struct Dataset {
 impl Dataset {
     /// Read any supported format, chosen from the extension and content.
     pub fn read(path: &Path) -> Result<Dataset, DataError> {
-        let text = bertopt_ir::read_capped_text(path, crate::limits::MAX_DATA_BYTES).map_err(|source| DataError::Io { path: path.into(), source })?;
+        let text = bertopt_ir::read_capped_text(path, crate::limits::MAX_DATA_BYTES)
+            .map_err(|source| DataError::Io { path: path.into(), source })?;
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         let first = text.trim_start().chars().next();
         match (ext.as_str(), first) {

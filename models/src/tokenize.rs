@@ -16,8 +16,7 @@ impl TextEncoder {
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let json = bertopt_ir::read_capped_text(path, crate::limits::MAX_TOKENIZER_BYTES)
             .map_err(|e| anyhow::anyhow!("cannot read tokenizer {}: {e}", path.display()))?;
-        let tok: Tokenizer =
-            json.parse().map_err(|e| anyhow::anyhow!("bad tokenizer {}: {e}", path.display()))?;
+        let tok: Tokenizer = json.parse().map_err(|e| anyhow::anyhow!("bad tokenizer {}: {e}", path.display()))?;
         Ok(TextEncoder { tok })
     }
 

@@ -53,8 +53,8 @@ impl Manifest {
     /// Read and check a manifest: stages in order, files present.
     pub fn read(dir: &Path) -> anyhow::Result<Manifest> {
         let path = dir.join(MANIFEST);
-        let text =
-            bertopt_ir::read_capped_text(&path, bertopt_models::limits::MAX_CONFIG_BYTES).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        let text = bertopt_ir::read_capped_text(&path, bertopt_models::limits::MAX_CONFIG_BYTES)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
         let m: Manifest = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{} is not a segment manifest: {e}", path.display()))?;
         m.rule()?;

@@ -7,8 +7,8 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use protobuf::Enum;
 use onnx_protobuf::{tensor_proto::DataType, tensor_shape_proto, type_proto, GraphProto, Message, ModelProto};
+use protobuf::Enum;
 
 use super::builder::DimSpec;
 
@@ -36,7 +36,8 @@ pub struct Validation {
 
 /// Read and validate a file. Errors only when it cannot be read or is not an ONNX protobuf at all.
 pub fn validate_file(path: &Path) -> anyhow::Result<Validation> {
-    let bytes = bertopt_ir::read_capped(path, 2 << 30).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let bytes =
+        bertopt_ir::read_capped(path, 2 << 30).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     let model = ModelProto::parse_from_bytes(&bytes)
         .map_err(|e| anyhow::anyhow!("{} is not an ONNX model (protobuf decoding failed: {e})", path.display()))?;
     Ok(validate(&model))
@@ -55,7 +56,15 @@ pub fn validate(model: &ModelProto) -> Validation {
     }
     let Some(graph) = model.graph.as_ref() else {
         problems.push("the model has no graph".into());
-        return Validation { problems, ir_version: model.ir_version, opset, nodes: 0, initializers: 0, inputs: vec![], outputs: vec![] };
+        return Validation {
+            problems,
+            ir_version: model.ir_version,
+            opset,
+            nodes: 0,
+            initializers: 0,
+            inputs: vec![],
+            outputs: vec![],
+        };
     };
     if graph.output.is_empty() {
         problems.push("the graph has no outputs".into());
@@ -75,7 +84,9 @@ pub fn validate(model: &ModelProto) -> Validation {
                         .dim
                         .iter()
                         .map(|d| match &d.value {
-                            Some(tensor_shape_proto::dimension::Value::DimValue(n)) => DimSpec::Fixed((*n).max(0) as usize),
+                            Some(tensor_shape_proto::dimension::Value::DimValue(n)) => {
+                                DimSpec::Fixed((*n).max(0) as usize)
+                            }
                             Some(tensor_shape_proto::dimension::Value::DimParam(s)) => DimSpec::Named(s.clone()),
                             _ => DimSpec::Named(String::new()),
                         })
@@ -209,16 +220,10 @@ fn check_initializer(t: &onnx_protobuf::TensorProto, scope: &str, problems: &mut
         }
         return;
     };
-    let typed = [
-        t.float_data.len(),
-        t.int32_data.len(),
-        t.int64_data.len(),
-        t.double_data.len(),
-        t.uint64_data.len(),
-    ]
-    .into_iter()
-    .max()
-    .unwrap_or(0);
+    let typed = [t.float_data.len(), t.int32_data.len(), t.int64_data.len(), t.double_data.len(), t.uint64_data.len()]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
     let held = if !t.raw_data.is_empty() {
         if t.raw_data.len() != count.saturating_mul(size) {
             problems.push(format!(
@@ -234,7 +239,8 @@ fn check_initializer(t: &onnx_protobuf::TensorProto, scope: &str, problems: &mut
         typed
     };
     // Complex numbers take two entries each.
-    let per = if matches!(DataType::from_i32(t.data_type), Some(DataType::COMPLEX64 | DataType::COMPLEX128)) { 2 } else { 1 };
+    let per =
+        if matches!(DataType::from_i32(t.data_type), Some(DataType::COMPLEX64 | DataType::COMPLEX128)) { 2 } else { 1 };
     // 16-bit and smaller integer types may also be packed into int32_data one per entry; either way one entry each.
     if held != count * per {
         problems.push(format!(

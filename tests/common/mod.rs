@@ -125,6 +125,25 @@ pub fn onnx_check_part(path: &Path) {
     check_with(path, "")
 }
 
+/// `onnx.checker` (full check) accepts every file in `paths`, in one Python process.
+pub fn onnx_check_parts(paths: &[PathBuf]) {
+    for chunk in paths.chunks(64) {
+        let script = "import sys, onnx\nfor p in sys.argv[1:]:\n    onnx.checker.check_model(onnx.load(p), full_check=True)\nprint('ok')";
+        let o = std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+            .arg("-c")
+            .arg(script)
+            .args(chunk)
+            .output()
+            .expect("python3 runs");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !err.contains("No module named 'onnx'"),
+            "the onnx Python package is missing: `pip install onnx==1.23.2`"
+        );
+        assert!(o.status.success() && o.stdout.starts_with(b"ok"), "onnx.checker rejected one of {chunk:?}: {err}");
+    }
+}
+
 fn check_with(path: &Path, extra: &str) {
     let script = format!(
         "import sys, onnx\nm = onnx.load(sys.argv[1])\nonnx.checker.check_model(m, full_check=True)\n\
