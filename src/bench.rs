@@ -1,23 +1,61 @@
-//! `optimize bench`: latency of several ONNX models on the same inputs, run interleaved after warm-up so that
-//! drift in machine load hits every model alike; speedups are against the first model, measured in the same run.
+//! `optimize bench`: the project's benchmark. Several ONNX models (the first is the reference, normally the dense
+//! one) over a grid of runtimes, batch sizes and sequence lengths. In each grid cell the models run interleaved
+//! after warm-up on the same inputs, so drift in machine load hits every model alike, and speedups are against
+//! the reference measured in that same cell. Per model it also reports parameters, FLOPs (recorded by bertopt
+//! from its IR), peak memory, and with `--data` the accuracy, average layers run and exit histogram.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+use serde::Serialize;
 
 use crate::run::{self, Batch, RunnerOptions, Runtime};
 
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
-    pub runtime: Runtime,
-    pub batch: usize,
-    pub seq: usize,
+    pub runtimes: Vec<Runtime>,
+    pub batches: Vec<usize>,
+    pub seqs: Vec<usize>,
     pub warmup: usize,
     pub iters: usize,
+    /// Intra-op threads of ONNX Runtime; tract runs on one.
     pub threads: usize,
     pub seed: u64,
+    /// Held-out data for accuracy (`--data` and its split), measured once per model in the first runtime.
+    pub accuracy: Option<crate::train_cmd::HeldOutArgs>,
+    /// Tokens per example for the accuracy run.
+    pub max_len: usize,
+    /// The `optimize` binary, to measure each model's peak memory in a child process (None: not measured).
+    pub mem_probe: Option<PathBuf>,
 }
 
-#[derive(Debug, serde::Serialize)]
+/// What is measured once per model.
+#[derive(Debug, Serialize)]
+pub struct ModelSummary {
+    pub model: PathBuf,
+    /// The pass pipeline bertopt recorded in the model (empty for dense or foreign models).
+    pub pipeline: String,
+    /// Floating-point weights in the file (all stages of a segmented model).
+    pub params: u64,
+    /// FLOPs per sequence as `[c0, c1, c2]` in the sequence length, when bertopt recorded them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flops_poly: Option<[f64; 3]>,
+    /// Caveats a reader of the timing must know (zeros-only passes bring no dense speedup).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub examples: Option<usize>,
+    /// Early-exit models: average layers run on the data, and (layer, inputs that left there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avg_layers: Option<f64>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exit_histogram: Vec<(usize, usize)>,
+}
+
+/// One model's timing in one grid cell.
+#[derive(Debug, Serialize)]
 pub struct ModelTiming {
     pub model: PathBuf,
     pub p50_ms: f64,
@@ -26,27 +64,51 @@ pub struct ModelTiming {
     pub mean_ms: f64,
     /// Sequences per second at the p50 latency.
     pub throughput: f64,
-    /// p50 of the first model divided by this model's p50.
+    /// p50 of the first model divided by this model's p50, in this cell.
     pub speedup_vs_first: f64,
-    /// The pass pipeline bertopt recorded in the model (empty for dense or foreign models).
-    pub pipeline: String,
-    /// Caveats a reader of the timing must know (zeros-only passes bring no dense speedup).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub notes: Vec<String>,
+    /// FLOPs of one batch (batch x FLOPs per sequence), when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flops: Option<f64>,
+    /// The first model's FLOPs divided by this one's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flops_ratio_vs_first: Option<f64>,
+    /// Peak resident memory of a process that loads the model and runs it once on this cell's input (MiB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_mib: Option<f64>,
 }
 
-#[derive(Debug, serde::Serialize)]
-pub struct BenchReport {
+/// One grid cell: a runtime, a batch size and a sequence length.
+#[derive(Debug, Serialize)]
+pub struct Cell {
     pub runtime: Runtime,
     pub runtime_version: String,
     pub batch: usize,
     pub seq: usize,
     pub threads: usize,
-    pub warmup: usize,
-    pub iters: usize,
+    pub models: Vec<ModelTiming>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Machine {
     pub cpu: String,
     pub cores: usize,
-    pub models: Vec<ModelTiming>,
+    pub os: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub machine: Machine,
+    pub warmup: usize,
+    pub iters: usize,
+    pub models: Vec<ModelSummary>,
+    pub cells: Vec<Cell>,
+}
+
+pub fn runtime_version(rt: Runtime) -> &'static str {
+    match rt {
+        Runtime::Tract => "tract-onnx 0.23.9",
+        Runtime::Ort => "onnxruntime 1.31.1 (ort 2.0.0-rc.15)",
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -57,15 +119,66 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn cpu_model() -> String {
-    std::fs::read_to_string("/proc/cpuinfo")
+fn machine() -> Machine {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
             s.lines()
                 .find(|l| l.starts_with("model name"))
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
-        .unwrap_or_else(|| "unknown".into())
+        .unwrap_or_else(|| "unknown".into());
+    let kernel =
+        std::fs::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
+    Machine {
+        cpu,
+        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        os: format!("{} {kernel}", std::env::consts::OS).trim().to_string(),
+    }
+}
+
+/// A `/proc/self/status` field in KiB (Linux only).
+fn status_kib(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Peak resident memory of a fresh process that loads `model` and runs it once on a `batch` x `seq` input:
+/// `optimize mem-probe`, run by `probe` (the `optimize` binary). In a child, so that neither the other models
+/// nor allocator reuse within the benchmark's own process blur the figure.
+fn probe_peak_mib(
+    probe: &Path,
+    model: &Path,
+    runtime: Runtime,
+    batch: usize,
+    seq: usize,
+    threads: usize,
+) -> anyhow::Result<f64> {
+    let o = std::process::Command::new(probe)
+        .arg("mem-probe")
+        .arg(model)
+        .args(["--runtime", &runtime.to_string(), "--batch", &batch.to_string(), "--seq", &seq.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .output()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e}", probe.display()))?;
+    anyhow::ensure!(
+        o.status.success(),
+        "memory probe of {} failed: {}",
+        model.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let kib: f64 = String::from_utf8_lossy(&o.stdout).trim().parse()?;
+    Ok(kib / 1024.0)
+}
+
+/// `optimize mem-probe`: load, run once, print the process's peak resident memory in KiB (Linux).
+pub fn mem_probe(model: &Path, runtime: Runtime, batch: usize, seq: usize, threads: usize) -> anyhow::Result<u64> {
+    let recorded = recorded(model);
+    let input = Batch::synthetic(batch, seq, recorded.vocab, 1);
+    let mut r = run::load(runtime, model, RunnerOptions { fixed_shape: Some((batch, seq)), threads })?;
+    r.run(&input)?;
+    status_kib("VmHWM:").ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status (Linux only)"))
 }
 
 /// What bertopt recorded in a model (read once: reading parses the whole file).
@@ -73,11 +186,11 @@ struct Recorded {
     /// Vocabulary size, to draw valid token ids; 100 for foreign models.
     vocab: usize,
     pipeline: String,
-    /// Caveats the pipeline implies for timings.
+    flops_poly: Option<[f64; 3]>,
     notes: Vec<String>,
 }
 
-fn recorded(path: &std::path::Path) -> Recorded {
+fn recorded(path: &Path) -> Recorded {
     let meta = crate::onnx::read_metadata(path).unwrap_or_default();
     let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let pipeline = get(crate::export::META_PIPELINE).unwrap_or_default();
@@ -87,17 +200,93 @@ fn recorded(path: &std::path::Path) -> Recorded {
         .filter(|s| matches!(s.name.as_str(), "vw" | "bw"))
         .map(|s| format!("`{}` only zeroes weights: shapes are unchanged, so a dense runtime runs no faster", s.name))
         .collect();
-    Recorded { vocab: get(crate::export::META_VOCAB).and_then(|v| v.parse().ok()).unwrap_or(100), pipeline, notes }
+    Recorded {
+        vocab: get(crate::export::META_VOCAB).and_then(|v| v.parse().ok()).unwrap_or(100),
+        pipeline,
+        flops_poly: get(crate::export::META_FLOPS).and_then(|v| serde_json::from_str(&v).ok()),
+        notes,
+    }
+}
+
+/// Floating-point weights of a model file, or of every stage of a segmented model.
+fn params(path: &Path) -> anyhow::Result<u64> {
+    let files = match run::segmented::folder(path) {
+        Some(dir) => crate::onnx::segments::Manifest::read(&dir)?.stages.iter().map(|s| dir.join(&s.file)).collect(),
+        None => vec![path.to_path_buf()],
+    };
+    files.iter().try_fold(0, |n, f| {
+        Ok(n + crate::onnx::float_param_count(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?)
+    })
 }
 
 pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchReport> {
     anyhow::ensure!(!models.is_empty(), "bench needs at least one model");
-    anyhow::ensure!(cfg.batch > 0 && cfg.seq > 0 && cfg.iters > 0, "batch, seq and iters must be positive");
+    anyhow::ensure!(cfg.iters > 0, "--iters must be positive");
+    anyhow::ensure!(!cfg.runtimes.is_empty(), "give at least one --runtime");
+    anyhow::ensure!(
+        !cfg.batches.is_empty() && !cfg.seqs.is_empty() && cfg.batches.iter().chain(&cfg.seqs).all(|&n| n > 0),
+        "--batch and --seq need positive sizes"
+    );
+    for m in models {
+        run::ensure_model(m)?;
+    }
     let recorded: Vec<Recorded> = models.iter().map(|m| recorded(m)).collect();
     let vocab = recorded.iter().map(|r| r.vocab).min().unwrap_or(100);
-    let input = Batch::synthetic(cfg.batch, cfg.seq, vocab, cfg.seed);
-    let opts = RunnerOptions { fixed_shape: Some((cfg.batch, cfg.seq)), threads: cfg.threads };
-    let mut runners = models.iter().map(|m| run::load(cfg.runtime, m, opts)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut summaries = vec![];
+    for (m, r) in models.iter().zip(&recorded) {
+        let mut s = ModelSummary {
+            model: m.clone(),
+            pipeline: r.pipeline.clone(),
+            params: params(m)?,
+            flops_poly: r.flops_poly,
+            notes: r.notes.clone(),
+            accuracy: None,
+            examples: None,
+            avg_layers: None,
+            exit_histogram: vec![],
+        };
+        if let Some(split) = &cfg.accuracy {
+            let e = crate::eval_cmd::run(&crate::eval_cmd::EvalArgs {
+                model: m.clone(),
+                split: split.clone(),
+                runtime: cfg.runtimes[0],
+                batch: 32,
+                max_len: cfg.max_len,
+                tokenizer: None,
+            })?;
+            (s.accuracy, s.examples, s.avg_layers, s.exit_histogram) =
+                (Some(e.accuracy), Some(e.examples), e.avg_layers, e.exit_histogram);
+        }
+        summaries.push(s);
+    }
+    let mut cells = vec![];
+    for &runtime in &cfg.runtimes {
+        for &batch in &cfg.batches {
+            for &seq in &cfg.seqs {
+                cells.push(bench_cell(models, &recorded, cfg, runtime, batch, seq, vocab)?);
+            }
+        }
+    }
+    Ok(BenchReport { machine: machine(), warmup: cfg.warmup, iters: cfg.iters, models: summaries, cells })
+}
+
+fn bench_cell(
+    models: &[PathBuf],
+    recorded: &[Recorded],
+    cfg: &BenchConfig,
+    runtime: Runtime,
+    batch: usize,
+    seq: usize,
+    vocab: usize,
+) -> anyhow::Result<Cell> {
+    let input = Batch::synthetic(batch, seq, vocab, cfg.seed);
+    let opts = RunnerOptions { fixed_shape: Some((batch, seq)), threads: cfg.threads };
+    let threads = if runtime == Runtime::Tract { 1 } else { cfg.threads.max(1) };
+    let peaks = models
+        .iter()
+        .map(|m| cfg.mem_probe.as_ref().map(|p| probe_peak_mib(p, m, runtime, batch, seq, threads)).transpose())
+        .collect::<anyhow::Result<Vec<Option<f64>>>>()?;
+    let mut runners = models.iter().map(|m| run::load(runtime, m, opts)).collect::<anyhow::Result<Vec<_>>>()?;
     for _ in 0..cfg.warmup {
         for r in runners.iter_mut() {
             r.run(&input)?;
@@ -112,7 +301,7 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
         }
     }
     let mut timings = vec![];
-    for ((m, mut t), Recorded { pipeline, notes, .. }) in models.iter().zip(times).zip(recorded) {
+    for ((m, mut t), (rec, peak)) in models.iter().zip(times).zip(recorded.iter().zip(peaks)) {
         t.sort_by(f64::total_cmp);
         let p50 = percentile(&t, 0.5);
         timings.push(ModelTiming {
@@ -121,49 +310,67 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
             p90_ms: percentile(&t, 0.9),
             p99_ms: percentile(&t, 0.99),
             mean_ms: t.iter().sum::<f64>() / t.len() as f64,
-            throughput: cfg.batch as f64 / (p50 / 1e3),
+            throughput: batch as f64 / (p50 / 1e3),
             speedup_vs_first: 0.0,
-            pipeline,
-            notes,
+            flops: rec.flops_poly.map(|p| batch as f64 * crate::export::flops_at(&p, seq)),
+            flops_ratio_vs_first: None,
+            peak_rss_mib: peak,
         });
     }
-    let first = timings[0].p50_ms;
+    let (first_p50, first_flops) = (timings[0].p50_ms, timings[0].flops);
     for t in timings.iter_mut() {
-        t.speedup_vs_first = first / t.p50_ms;
+        t.speedup_vs_first = first_p50 / t.p50_ms;
+        t.flops_ratio_vs_first = first_flops.zip(t.flops).map(|(a, b)| a / b);
     }
-    Ok(BenchReport {
-        runtime: cfg.runtime,
-        runtime_version: match cfg.runtime {
-            Runtime::Tract => "tract-onnx 0.23.9".into(),
-            Runtime::Ort => "onnxruntime 1.31.1 (ort 2.0.0-rc.15)".into(),
-        },
-        batch: cfg.batch,
-        seq: cfg.seq,
-        threads: if cfg.runtime == Runtime::Tract { 1 } else { cfg.threads.max(1) },
-        warmup: cfg.warmup,
-        iters: cfg.iters,
-        cpu: cpu_model(),
-        cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        models: timings,
-    })
+    Ok(Cell { runtime, runtime_version: runtime_version(runtime).into(), batch, seq, threads, models: timings })
+}
+
+fn name(p: &Path) -> String {
+    p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().to_string())
 }
 
 pub fn print_table(r: &BenchReport) {
     println!(
-        "runtime {} ({}), batch {}, seq {}, threads {}, {} iters after {} warm-up, {} ({} cores)",
-        r.runtime, r.runtime_version, r.batch, r.seq, r.threads, r.iters, r.warmup, r.cpu, r.cores
+        "{} ({} cores, {}); {} iters after {} warm-up",
+        r.machine.cpu, r.machine.cores, r.machine.os, r.iters, r.warmup
     );
-    println!("{:<40} {:>9} {:>9} {:>9} {:>11} {:>8}", "model", "p50 ms", "p90 ms", "p99 ms", "seq/s", "speedup");
+    println!(
+        "{:<32} {:>11} {:>9} {:>9} {:>7} {:>9}  pipeline",
+        "model", "params", "GFLOP/seq", "accuracy", "layers", ""
+    );
     for m in &r.models {
+        let seq = r.cells.first().map_or(128, |c| c.seq);
         println!(
-            "{:<40} {:>9.2} {:>9.2} {:>9.2} {:>11.1} {:>7.2}x",
-            m.model.display(),
-            m.p50_ms,
-            m.p90_ms,
-            m.p99_ms,
-            m.throughput,
-            m.speedup_vs_first
+            "{:<32} {:>11} {:>9} {:>9} {:>7} {:>9}  {}",
+            name(&m.model),
+            m.params,
+            m.flops_poly.map_or("-".into(), |p| format!("{:.3}", crate::export::flops_at(&p, seq) / 1e9)),
+            m.accuracy.map_or("-".into(), |a| format!("{:.2} %", a * 100.0)),
+            m.avg_layers.map_or("-".into(), |l| format!("{l:.2}")),
+            "",
+            m.pipeline
         );
+    }
+    for c in &r.cells {
+        println!();
+        println!("{} ({}), batch {}, seq {}, threads {}", c.runtime, c.runtime_version, c.batch, c.seq, c.threads);
+        println!(
+            "{:<32} {:>9} {:>9} {:>9} {:>10} {:>8} {:>8} {:>9}",
+            "model", "p50 ms", "p90 ms", "p99 ms", "seq/s", "speedup", "FLOPs÷", "peak MiB"
+        );
+        for m in &c.models {
+            println!(
+                "{:<32} {:>9.2} {:>9.2} {:>9.2} {:>10.1} {:>7.2}x {:>8} {:>9}",
+                name(&m.model),
+                m.p50_ms,
+                m.p90_ms,
+                m.p99_ms,
+                m.throughput,
+                m.speedup_vs_first,
+                m.flops_ratio_vs_first.map_or("-".into(), |f| format!("{f:.2}x")),
+                m.peak_rss_mib.map_or("-".into(), |p| format!("{p:.1}"))
+            );
+        }
     }
     for m in &r.models {
         for n in &m.notes {

@@ -11,6 +11,9 @@ pub const META_TOKENIZER: &str = "bertopt.tokenizer";
 pub const META_LABELS: &str = "bertopt.labels";
 pub const META_PIPELINE: &str = "bertopt.pipeline";
 pub const META_VOCAB: &str = "bertopt.vocab_size";
+/// FLOPs per sequence as `[c0, c1, c2]`, FLOPs(seq) = c0 + c1 seq + c2 seq², from the IR cost model (the
+/// attention scores are quadratic in the sequence, the rest linear, the classifier head constant).
+pub const META_FLOPS: &str = "bertopt.flops_poly";
 
 #[derive(Debug, serde::Serialize)]
 pub struct ExportReport {
@@ -94,6 +97,12 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
             .with_context(|| format!("reading {}", tok.display()))?;
         metadata.push((META_TOKENIZER, json));
     }
+    if !opts.segmented {
+        // A segmented model's stages run a varying share of the graph: no single count describes it.
+        if let Some(poly) = flops_poly(&graph) {
+            metadata.push((META_FLOPS, serde_json::to_string(&poly)?));
+        }
+    }
     let emit_opts = crate::onnx::EmitOptions { metadata };
     let cost = bertopt_passes::cost(&graph, 128);
     let ir = opts.keep_ir.then(|| bertopt_ir::print(&graph));
@@ -164,4 +173,22 @@ pub fn check_output_dir(output: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The IR's FLOPs per sequence as a quadratic in the sequence length, fitted exactly through 1, 2 and 3 tokens and
+/// recorded only if it reproduces the count at 128 (so a cost model that stops being quadratic records nothing).
+fn flops_poly(g: &bertopt_ir::Graph) -> Option<[f64; 3]> {
+    let f = |s: usize| bertopt_passes::cost(g, s).flops as f64;
+    let (f1, f2, f3) = (f(1), f(2), f(3));
+    let c2 = (f3 - 2.0 * f2 + f1) / 2.0;
+    let c1 = f2 - f1 - 3.0 * c2;
+    let c0 = f1 - c1 - c2;
+    let at = |s: f64| c0 + c1 * s + c2 * s * s;
+    ((at(128.0) - f(128)).abs() <= 1e-9 * f(128).max(1.0)).then_some([c0, c1, c2])
+}
+
+/// FLOPs of one sequence of `seq` tokens, from the polynomial `export` records.
+pub fn flops_at(poly: &[f64; 3], seq: usize) -> f64 {
+    let s = seq as f64;
+    poly[0] + poly[1] * s + poly[2] * s * s
 }

@@ -253,16 +253,34 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Time models interleaved after warm-up; report p50/p90/p99 and speedup over the first.
+    /// Load a model, run it once, print the process's peak resident memory in KiB (used by `bench`).
+    #[command(hide = true)]
+    MemProbe {
+        model: PathBuf,
+        #[arg(long, value_enum)]
+        runtime: Runtime,
+        #[arg(long)]
+        batch: usize,
+        #[arg(long)]
+        seq: usize,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
+    /// Benchmark models against the first (the dense one) over a grid of runtimes, batch sizes and sequence
+    /// lengths, interleaved after warm-up: p50/p90/p99, throughput, speedup, FLOPs, parameters, peak memory; with
+    /// --data also accuracy (and average layers for early-exit models), and --svg a Pareto plot.
     Bench {
         #[arg(required = true)]
         models: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value_t = Runtime::Tract)]
-        runtime: Runtime,
-        #[arg(long, default_value_t = 1)]
-        batch: usize,
-        #[arg(long, default_value_t = 128)]
-        seq: usize,
+        /// One or more of tract, ort (comma-separated).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "tract")]
+        runtime: Vec<Runtime>,
+        /// Batch sizes (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        batch: Vec<usize>,
+        /// Sequence lengths (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "128")]
+        seq: Vec<usize>,
         #[arg(long, default_value_t = 5)]
         warmup: usize,
         #[arg(long, default_value_t = 30)]
@@ -270,6 +288,22 @@ enum Cmd {
         /// Intra-op threads for ONNX Runtime (tract runs on one).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Labelled data: report each model's accuracy on its held-out split (see --eval, --train-size).
+        #[arg(long)]
+        data: Vec<PathBuf>,
+        /// Held-out file; without it the held-out part of the --train-size/--data-seed split of --data is used.
+        #[arg(long)]
+        eval: Option<PathBuf>,
+        #[arg(long)]
+        train_size: Option<usize>,
+        #[arg(long, default_value_t = 42)]
+        data_seed: u64,
+        /// Tokens per example for the accuracy run.
+        #[arg(long, default_value_t = 128)]
+        max_len: usize,
+        /// Write an SVG plot of accuracy against p50 latency (needs --data).
+        #[arg(long)]
+        svg: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -423,12 +457,56 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(r.ok, "{} did not pass the check", args.model.display());
             Ok(())
         }
-        Some(Cmd::Bench { models, runtime, batch, seq, warmup, iters, threads, json }) => {
-            let r = bench::bench(&models, &BenchConfig { runtime, batch, seq, warmup, iters, threads, seed: 1 })?;
+        Some(Cmd::MemProbe { model, runtime, batch, seq, threads }) => {
+            println!("{}", bench::mem_probe(&model, runtime, batch, seq, threads)?);
+            Ok(())
+        }
+        Some(Cmd::Bench {
+            models,
+            runtime,
+            batch,
+            seq,
+            warmup,
+            iters,
+            threads,
+            data,
+            eval,
+            train_size,
+            data_seed,
+            max_len,
+            svg,
+            json,
+        }) => {
+            anyhow::ensure!(svg.is_none() || !data.is_empty(), "--svg plots accuracy against latency: give --data");
+            let accuracy = (!data.is_empty()).then_some(bertopt::train_cmd::HeldOutArgs {
+                data,
+                eval,
+                train_size,
+                seed: data_seed,
+            });
+            let cfg = BenchConfig {
+                runtimes: runtime,
+                batches: batch,
+                seqs: seq,
+                warmup,
+                iters,
+                threads,
+                seed: 1,
+                accuracy,
+                max_len,
+                mem_probe: std::env::current_exe().ok(),
+            };
+            let r = bench::bench(&models, &cfg)?;
+            if let Some(p) = &svg {
+                bertopt::plot::pareto_svg(&r, p)?;
+            }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 bench::print_table(&r);
+                if let Some(p) = &svg {
+                    println!("plot: {}", p.display());
+                }
             }
             Ok(())
         }

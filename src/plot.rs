@@ -46,3 +46,50 @@ pub fn calibration_svg(c: &Calibration, path: &Path) -> anyhow::Result<()> {
     crate::atomic::write_atomic(path, |w| w.write_all(svg.as_bytes()))?;
     Ok(())
 }
+
+/// The benchmark's accuracy-latency plane: one panel per (runtime, batch, seq) cell, each model a labelled point
+/// at (p50 latency, accuracy); the models on the Pareto front (no other model both faster and more accurate)
+/// are joined by a line.
+pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path) -> anyhow::Result<()> {
+    let acc: Vec<Option<f64>> = r.models.iter().map(|m| m.accuracy.map(|a| a * 100.0)).collect();
+    anyhow::ensure!(acc.iter().any(Option::is_some), "a Pareto plot needs accuracies: give --data");
+    let (lo, hi) = acc.iter().flatten().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+    let panel_w = 480;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, ((panel_w * r.cells.len()) as u32, 420)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let panels = root.split_evenly((1, r.cells.len()));
+        for (area, cell) in panels.iter().zip(&r.cells) {
+            let pts: Vec<(f64, f64, String)> = cell
+                .models
+                .iter()
+                .zip(&acc)
+                .filter_map(|(m, a)| {
+                    let name = m.model.file_stem().map_or_else(String::new, |s| s.to_string_lossy().to_string());
+                    Some((m.p50_ms, (*a)?, name))
+                })
+                .collect();
+            let xmax = pts.iter().map(|p| p.0).fold(0.0, f64::max) * 1.15;
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{} batch {} seq {}", cell.runtime, cell.batch, cell.seq), ("sans-serif", 16))
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(48)
+                .build_cartesian_2d(0.0..xmax, (lo - 1.0)..(hi + 1.0))?;
+            chart.configure_mesh().x_desc("p50 latency (ms)").y_desc("accuracy (%)").draw()?;
+            let mut front: Vec<(f64, f64)> =
+                pts.iter().filter(|p| !pts.iter().any(|q| q.0 < p.0 && q.1 > p.1)).map(|p| (p.0, p.1)).collect();
+            front.sort_by(|a, b| a.0.total_cmp(&b.0));
+            chart.draw_series(LineSeries::new(front, &BLUE))?;
+            for (i, (x, y, label)) in pts.iter().enumerate() {
+                let color = if i == 0 { RED } else { BLUE };
+                chart.draw_series([Circle::new((*x, *y), 4, color.filled())])?;
+                chart.draw_series([Text::new(label.clone(), (*x, *y), ("sans-serif", 11))])?;
+            }
+        }
+        root.present()?;
+    }
+    crate::atomic::write_atomic(path, |w| w.write_all(svg.as_bytes()))?;
+    Ok(())
+}

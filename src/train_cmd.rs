@@ -38,7 +38,7 @@ pub struct TrainArgs {
 }
 
 /// The held-out split as a command line names it: the same split `optimize train` made.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone, Debug)]
 pub struct HeldOutArgs {
     #[arg(long, required = true)]
     pub data: Vec<PathBuf>,

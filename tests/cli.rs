@@ -54,55 +54,94 @@ fn export_then_run_prints_a_label_in_both_runtimes() {
 }
 
 #[test]
-fn bench_json_has_percentiles_and_speedups() {
+fn bench_json_holds_the_grid_the_machine_and_every_measure() {
     let d = tempfile::tempdir().unwrap();
     let model = d.path().join("m");
-    write_tiny_model(&model, &TinySpec::default()).unwrap();
-    let onnx = d.path().join("m.onnx");
-    assert!(optimize(&[s(&model), "-o", s(&onnx)]).status.success());
-    let vw = d.path().join("vw.onnx");
-    assert!(optimize(&[s(&model), "--pass", "vw(sparsity=0.75)", "-o", s(&vw)]).status.success());
-    for rt in ["tract", "ort"] {
-        let o = optimize(&[
-            "bench",
-            s(&onnx),
-            s(&vw),
-            "--runtime",
-            rt,
-            "--batch",
-            "2",
-            "--seq",
-            "16",
-            "--iters",
-            "5",
-            "--warmup",
-            "1",
-            "--json",
-        ]);
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(r["runtime"], rt);
-        assert_eq!(r["batch"], 2);
-        assert_eq!(r["seq"], 16);
-        assert!(r["cores"].as_u64().unwrap() >= 1);
-        let models = r["models"].as_array().unwrap();
-        assert_eq!(models.len(), 2);
-        assert_eq!(models[0]["speedup_vs_first"], 1.0);
-        for m in models {
+    tiny_classifier(&model);
+    let mut onnx = vec![];
+    for (name, pipeline) in [("dense", ""), ("heads", "heads(ratio=0.5)"), ("vw", "vw(sparsity=0.75)")] {
+        let out = d.path().join(format!("{name}.onnx"));
+        assert!(optimize(&[s(&model), "--pass", pipeline, "-o", s(&out)]).status.success());
+        onnx.push(out);
+    }
+    let data = d.path().join("data.jsonl");
+    common::write_sentiment_jsonl(&data, 30, 3);
+    // The tiny model's labels are named class_0 / class_1.
+    let text = std::fs::read_to_string(&data).unwrap();
+    std::fs::write(
+        &data,
+        text.replace("\"label\":0", "\"label\":\"class_0\"").replace("\"label\":1", "\"label\":\"class_1\""),
+    )
+    .unwrap();
+    let svg = d.path().join("pareto.svg");
+    let mut args = vec!["bench"];
+    args.extend(onnx.iter().map(|p| s(p)));
+    args.extend(["--runtime", "tract,ort", "--batch", "1,2", "--seq", "8", "--iters", "4", "--warmup", "1"]);
+    args.extend(["--data", s(&data), "--train-size", "10", "--max-len", "16", "--svg", s(&svg), "--json"]);
+    let o = optimize(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+
+    assert!(!r["machine"]["cpu"].as_str().unwrap().is_empty() && r["machine"]["cores"].as_u64().unwrap() >= 1);
+    assert!(r["machine"]["os"].as_str().unwrap().starts_with("linux"), "{}", r["machine"]);
+    assert_eq!((r["iters"].as_u64(), r["warmup"].as_u64()), (Some(4), Some(1)));
+
+    // Per model: pipeline, parameters, FLOPs polynomial, accuracy on the 20 held-out examples, notes.
+    let models = r["models"].as_array().unwrap();
+    assert_eq!(models.len(), 3);
+    let pipelines: Vec<&str> = models.iter().map(|m| m["pipeline"].as_str().unwrap()).collect();
+    assert_eq!(pipelines, ["", "heads(ratio=0.5)", "vw(sparsity=0.75)"]);
+    let params: Vec<u64> = models.iter().map(|m| m["params"].as_u64().unwrap()).collect();
+    assert!(params[1] < params[0] && params[2] == params[0], "{params:?}");
+    for m in models {
+        assert_eq!(m["examples"].as_u64(), Some(20), "{m}");
+        let acc = m["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&acc) && (acc * 20.0 - (acc * 20.0).round()).abs() < 1e-9, "{m}");
+    }
+    assert!(models[0].get("notes").is_none());
+    assert!(models[2]["notes"][0].as_str().unwrap().contains("a dense runtime runs no faster"), "{}", models[2]);
+
+    // The FLOPs the bench reports are the IR cost model's, computed here independently of the file.
+    let (dense_graph, _) = bertopt_models::load_graph(&model).unwrap();
+    let ir_flops = bertopt_passes::cost(&dense_graph, 8).flops as f64;
+
+    // One cell per runtime x batch, in order; speedups and FLOPs ratios against the first model of the cell.
+    let cells = r["cells"].as_array().unwrap();
+    let grid: Vec<(String, u64, u64)> = cells
+        .iter()
+        .map(|c| (c["runtime"].as_str().unwrap().to_string(), c["batch"].as_u64().unwrap(), c["seq"].as_u64().unwrap()))
+        .collect();
+    let want: Vec<(String, u64, u64)> =
+        [("tract", 1), ("tract", 2), ("ort", 1), ("ort", 2)].iter().map(|(rt, b)| (rt.to_string(), *b, 8)).collect();
+    assert_eq!(grid, want);
+    for c in cells {
+        let rt = c["runtime"].as_str().unwrap();
+        let version = c["runtime_version"].as_str().unwrap();
+        assert!(version.contains(if rt == "tract" { "tract-onnx" } else { "onnxruntime" }), "{version}");
+        assert_eq!(c["threads"].as_u64(), Some(1));
+        let batch = c["batch"].as_f64().unwrap();
+        let ms = c["models"].as_array().unwrap();
+        assert_eq!(ms.len(), 3);
+        assert_eq!(ms[0]["speedup_vs_first"], 1.0);
+        let f0 = ms[0]["flops"].as_f64().unwrap();
+        assert!((f0 - batch * ir_flops).abs() <= 1e-6 * f0, "{f0} vs {}", batch * ir_flops);
+        assert!(ms[1]["flops_ratio_vs_first"].as_f64().unwrap() > 1.0, "heads pruning lowers FLOPs");
+        for m in ms {
             let (p50, p90, p99) =
                 (m["p50_ms"].as_f64().unwrap(), m["p90_ms"].as_f64().unwrap(), m["p99_ms"].as_f64().unwrap());
             assert!(p50 > 0.0 && p50 <= p90 && p90 <= p99, "{m}");
+            let tput = m["throughput"].as_f64().unwrap();
+            assert!((tput - batch * 1e3 / p50).abs() <= 1e-6 * tput, "{m}");
+            assert!(m["peak_rss_mib"].as_f64().unwrap() > 1.0, "{m}");
         }
-        assert_eq!(
-            (models[0]["pipeline"].as_str(), models[1]["pipeline"].as_str()),
-            (Some(""), Some("vw(sparsity=0.75)"))
-        );
-        assert!(models[0].get("notes").is_none());
-        assert!(models[1]["notes"][0].as_str().unwrap().contains("a dense runtime runs no faster"), "{}", models[1]);
     }
-    // The table says it too.
-    let o = optimize(&["bench", s(&onnx), s(&vw), "--seq", "8", "--iters", "2", "--warmup", "0"]);
-    assert!(String::from_utf8_lossy(&o.stdout).contains("note: ") && o.status.success());
+    let plot = std::fs::read_to_string(&svg).unwrap();
+    assert!(plot.starts_with("<svg") && plot.contains("heads") && plot.contains("ort batch 2 seq 8"), "{plot}");
+
+    // The table says it too, notes included.
+    let o = optimize(&["bench", s(&onnx[0]), s(&onnx[2]), "--seq", "8", "--iters", "2", "--warmup", "0"]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && table.contains("note: ") && table.contains("p50 ms"), "{table}");
 }
 
 #[test]

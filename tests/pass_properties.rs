@@ -218,8 +218,10 @@ fn tiled_equals_the_dense_graph_with_the_dropped_row_segments_zeroed() {
     });
 }
 
+type Matrix = Vec<Vec<f32>>;
+
 /// The matrices the zeros-only passes touch, as (name, dense K x N, pruned K x N).
-fn zeroed_matrices(dense: &Graph, pruned: &Graph) -> Vec<(String, Vec<Vec<f32>>, Vec<Vec<f32>>)> {
+fn zeroed_matrices(dense: &Graph, pruned: &Graph) -> Vec<(String, Matrix, Matrix)> {
     bertopt_passes::masked::encoder_matrices(dense)
         .into_iter()
         .map(|n| (n.clone(), weight(dense, &n).to_vec2().unwrap(), weight(pruned, &n).to_vec2().unwrap()))

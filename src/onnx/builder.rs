@@ -242,6 +242,20 @@ pub fn write_model(model: &ModelProto, path: &Path) -> std::io::Result<()> {
     crate::atomic::write_atomic(path, |w| model.write_to_writer(w).map_err(std::io::Error::other))
 }
 
+/// Number of floating-point weights (initializer elements) in an ONNX file; index tensors are not counted.
+pub fn float_param_count(path: &Path) -> std::io::Result<u64> {
+    let bytes = bertopt_ir::read_capped(path, 2 << 30)?;
+    let m = ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an ONNX model: {e}")))?;
+    let float = [DataType::FLOAT, DataType::FLOAT16, DataType::BFLOAT16, DataType::DOUBLE].map(|t| t as i32);
+    Ok(m.graph
+        .initializer
+        .iter()
+        .filter(|t| float.contains(&t.data_type))
+        .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>())
+        .sum())
+}
+
 /// Read an ONNX model's metadata entries (tokenizer, labels) without interpreting the graph; for a segmented
 /// model, its first stage's.
 pub fn read_metadata(path: &Path) -> std::io::Result<Vec<(String, String)>> {
