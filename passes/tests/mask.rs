@@ -105,6 +105,18 @@ fn foreign_and_corrupt_pickles_are_refused_without_running_anything() {
     assert!(err_of(&p).contains("unsupported pickle opcode 0x47"), "{}", err_of(&p));
 }
 
+/// An .npy whose element count fits but whose byte count does not (2^61 + 1 float64s) is refused, not a panic.
+#[test]
+fn an_npy_shape_whose_byte_size_overflows_is_refused() {
+    let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2305843009213693953, 1), }";
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend([0u8; 16]);
+    let e = bertopt_passes::mask::HeadMask::from_bytes(&bytes).unwrap_err();
+    assert!(e.contains("overflows"), "{e}");
+}
+
 #[test]
 fn ragged_and_non_boolean_masks_are_rejected() {
     let d = tempfile::tempdir().unwrap();

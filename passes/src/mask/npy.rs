@@ -36,8 +36,9 @@ pub fn read(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f64>), String> {
         "<f8" => (8, |b| f64::from_le_bytes(b.try_into().expect("8 bytes"))),
         other => return Err(format!("dtype `{other}` is not supported (bool, uint8, int64, float32, float64)")),
     };
-    if data.len() != count * size {
-        return Err(format!("data holds {} bytes, shape {shape:?} of `{descr}` needs {}", data.len(), count * size));
+    let need = count.checked_mul(size).ok_or_else(|| format!("shape {shape:?} of `{descr}` overflows"))?;
+    if data.len() != need {
+        return Err(format!("data holds {} bytes, shape {shape:?} of `{descr}` needs {need}", data.len()));
     }
     let mut values: Vec<f64> = data.chunks_exact(size).map(conv).collect();
     if fortran && shape.len() == 2 {
