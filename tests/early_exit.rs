@@ -34,22 +34,6 @@ fn labels() -> Vec<String> {
     (0..3).map(|i| format!("LABEL_{i}")).collect()
 }
 
-/// A 4-layer, 3-label classifier with off-ramps after layers 1-3 whose classifiers are scaled up, so that
-/// entropies spread out and inputs leave at different layers.
-fn exit_model(dir: &Path) -> PathBuf {
-    let base = dir.join("base");
-    write_tiny_model(&base, &TinySpec { layers: 4, labels: 3, ..TinySpec::default() }).unwrap();
-    let mut m = BertClassifier::from_pretrained(&base, labels(), 1).unwrap();
-    m.add_exits(&[0, 1, 2], 3).unwrap();
-    for l in 0..3 {
-        let v = &m.params[&format!("exits.{l}.classifier.weight")];
-        v.set(&(v.as_tensor() * 150.0).unwrap()).unwrap();
-    }
-    let out = dir.join("exits");
-    m.save(&out, &base.join("tokenizer.json"), &Default::default()).unwrap();
-    out
-}
-
 fn encode(model: &Path, text: &str) -> Batch {
     TextEncoder::from_file(&model.join("tokenizer.json")).unwrap().encode(&[text], 16, None).unwrap()
 }
@@ -73,7 +57,7 @@ fn export(model: &Path, pipeline: &str, out: &Path) {
 #[test]
 fn exit_pass_golden() {
     let d = tempfile::tempdir().unwrap();
-    let model = exit_model(d.path());
+    let model = common::exit_model(d.path());
     let (mut g, _) = bertopt_models::load_graph(&model).unwrap();
     let before = bertopt_ir::print(&g);
     Pipeline::parse("exit(threshold=0.25,layers=1+3)").unwrap().run(&mut g, &mut PassContext::default()).unwrap();
@@ -89,7 +73,7 @@ fn exit_pass_golden() {
 fn exits_agree_with_candle_in_interpreter_tract_and_ort() {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
-    let model = exit_model(d.path());
+    let model = common::exit_model(d.path());
     let m = BertClassifier::from_pretrained(&model, labels(), 1).unwrap();
     // The entropy threshold is the median first-exit entropy over the inputs, so some leave at layer 1 and
     // some go on: the test sees both paths.
@@ -148,7 +132,7 @@ fn exits_agree_with_candle_in_interpreter_tract_and_ort() {
 fn segmented_driver_exits_per_row_at_batch_8() {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
-    let model = exit_model(d.path());
+    let model = common::exit_model(d.path());
     let m = BertClassifier::from_pretrained(&model, labels(), 1).unwrap();
     let b = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap().encode(&SENTENCES[..8], 16, None).unwrap();
     assert_eq!(b.batch, 8);
@@ -204,7 +188,7 @@ fn segmented_driver_exits_per_row_at_batch_8() {
 #[test]
 fn segmented_export_needs_an_exit_and_a_fresh_folder() {
     let d = tempfile::tempdir().unwrap();
-    let model = exit_model(d.path());
+    let model = common::exit_model(d.path());
     let out = d.path().join("seg");
     let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
         .args([model.to_str().unwrap(), "--pass", "dce", "--segmented", "-o", out.to_str().unwrap()])
@@ -242,7 +226,7 @@ fn exit_without_off_ramps_is_an_error_and_writes_nothing() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && err.contains("no off-ramps") && err.contains("train-exits"), "{err}");
     assert!(!out.exists());
-    let model = exit_model(d.path());
+    let model = common::exit_model(d.path());
     for (pipeline, needle) in [
         ("exit(layers=4)", "before the last layer"),
         ("exit(criterion=speed)", "not entropy or patience"),
@@ -262,7 +246,7 @@ fn exit_without_off_ramps_is_an_error_and_writes_nothing() {
 #[test]
 fn truncate_classifies_with_the_off_ramp_and_drops_later_layers() {
     let d = tempfile::tempdir().unwrap();
-    let model = exit_model(d.path());
+    let model = common::exit_model(d.path());
     let m = BertClassifier::from_pretrained(&model, labels(), 1).unwrap();
     let onnx = d.path().join("trunc.onnx");
     export(&model, "truncate(layers=2)", &onnx);
@@ -283,7 +267,7 @@ fn truncate_classifies_with_the_off_ramp_and_drops_later_layers() {
 #[test]
 fn calibrate_sweeps_settings_and_chooses_within_the_budget() {
     let d = tempfile::tempdir().unwrap();
-    let model = exit_model(d.path());
+    let model = common::exit_model(d.path());
     let data = d.path().join("data.jsonl");
     let lines: Vec<String> = SENTENCES
         .iter()
@@ -323,7 +307,7 @@ fn calibrate_sweeps_settings_and_chooses_within_the_budget() {
 fn calibrate_at_batch_3_and_eval_of_the_segmented_model_agree() {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
-    let model = exit_model(d.path());
+    let model = common::exit_model(d.path());
     let data = d.path().join("data.jsonl");
     let lines: Vec<String> = SENTENCES
         .iter()

@@ -77,6 +77,15 @@ fn single_user(g: &Graph, n: NodeIndex) -> Option<NodeIndex> {
 }
 
 fn blocks(g: &Graph) -> Result<Vec<Block>, PassError> {
+    // An FFN whose matrices `tile` already replaced has no neuron structure left to remove: the order is wrong.
+    let tiled_ffn = g
+        .dag
+        .node_indices()
+        .filter(|&n| matches!(g.dag[n].op, Op::Gelu))
+        .any(|act| g.dag.neighbors_undirected(act).any(|m| matches!(g.dag[m].op, Op::TiledLinear { .. })));
+    if tiled_ffn {
+        return Err(fail("the FFN matrices are already tiled: run `ffn` before `tile` (e.g. `ffn(ratio=0.5),tile`)"));
+    }
     let mut out = vec![];
     for fc_in in g.topo_order().map_err(fail)? {
         let Op::Linear { n: inner, .. } = g.dag[fc_in].op else { continue };

@@ -236,3 +236,28 @@ pub fn must_fail(args: &[&str], out: &Path) -> String {
     }
     err
 }
+
+/// A 4-layer, 3-label classifier with off-ramps after layers 1-3 whose classifiers are scaled up, so that
+/// entropies spread out and inputs leave at different layers.
+pub fn exit_model(dir: &Path) -> PathBuf {
+    let base = dir.join("base");
+    bertopt_models::testing::write_tiny_model(
+        &base,
+        &bertopt_models::testing::TinySpec { layers: 4, labels: 3, ..Default::default() },
+    )
+    .unwrap();
+    let mut m = bertopt_models::classifier::BertClassifier::from_pretrained(
+        &base,
+        (0..3).map(|i| format!("LABEL_{i}")).collect(),
+        1,
+    )
+    .unwrap();
+    m.add_exits(&[0, 1, 2], 3).unwrap();
+    for l in 0..3 {
+        let v = &m.params[&format!("exits.{l}.classifier.weight")];
+        v.set(&(v.as_tensor() * 150.0).unwrap()).unwrap();
+    }
+    let out = dir.join("exits");
+    m.save(&out, &base.join("tokenizer.json"), &Default::default()).unwrap();
+    out
+}
