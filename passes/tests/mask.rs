@@ -106,8 +106,14 @@ fn foreign_and_corrupt_pickles_are_refused_without_running_anything() {
 }
 
 /// An .npy whose element count fits but whose byte count does not (2^61 + 1 float64s) is refused, not a panic.
+/// The second input is the crash `scripts/fuzz` found (target head_mask), kept as it was found.
 #[test]
 fn an_npy_shape_whose_byte_size_overflows_is_refused() {
+    let found = b"\x93NUMPY\x01\x00v\x00{'d%scr'> '<i8', 'ft'descr': '<i8', 'fortran_order': False, 'shape': (2, \
+                  000000000000000000000000002000000000000000000000\x00";
+    let e = bertopt_passes::mask::HeadMask::from_bytes(found).unwrap_err();
+    assert!(e.contains("overflows"), "{e}");
+
     let header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2305843009213693953, 1), }";
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend((header.len() as u16).to_le_bytes());
