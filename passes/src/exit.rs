@@ -21,11 +21,19 @@ fn fail(problem: impl Into<String>) -> PassError {
     PassError::Failed { pass: "exit".into(), problem: problem.into() }
 }
 
+/// No model has more layers than this (the config loader's bound too); a larger number is a typo, and a range
+/// up to it would be expanded in memory.
+const MAX_LAYER: usize = 1024;
+
 /// `1-11`, `3+6+9`, or a mix (`1-3+8`): layer counts in ascending order.
 pub fn parse_layers(text: &str) -> Result<Vec<usize>, String> {
     let mut out = vec![];
     for part in text.split('+') {
-        let num = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("`{s}` is not a layer number"));
+        let num = |s: &str| match s.trim().parse::<usize>() {
+            Ok(n) if n <= MAX_LAYER => Ok(n),
+            Ok(n) => Err(format!("layer {n} is beyond any model (at most {MAX_LAYER})")),
+            Err(_) => Err(format!("`{s}` is not a layer number")),
+        };
         match part.split_once('-') {
             Some((a, b)) => {
                 let (a, b) = (num(a)?, num(b)?);

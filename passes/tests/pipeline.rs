@@ -51,3 +51,14 @@ fn unknown_argument_lists_the_pass_arguments() {
     assert!(e.contains("pass `dce` has no argument `ratio`"), "{e}");
     assert!(e.contains("arguments: none"), "{e}");
 }
+
+/// Found by `scripts/fuzz` (target pipeline_spec): a layer range up to 2e16 was expanded in memory and aborted
+/// the process. Layer numbers are now bounded before any range is expanded.
+#[test]
+fn a_huge_exit_layer_range_is_refused_not_expanded() {
+    let found = "exit(criterion=patience,patience=2,layers=0-00020037642044444444+44444444444444444444\u{0}3)";
+    let e = Pipeline::parse(found).err().expect("refused").to_string();
+    assert!(e.contains("beyond any model (at most 1024)"), "{e}");
+    let e = Pipeline::parse("exit(layers=1-100000000000)").err().expect("refused").to_string();
+    assert!(e.contains("layer 100000000000 is beyond any model"), "{e}");
+}
