@@ -5,7 +5,7 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use bertopt::run::{self, RunnerOptions, Runtime};
