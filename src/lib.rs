@@ -16,5 +16,6 @@ pub mod plot;
 pub mod recover;
 pub mod run;
 pub mod score_cmd;
+pub mod search;
 pub mod tokenize;
 pub mod train_cmd;

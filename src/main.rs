@@ -47,6 +47,33 @@ struct ExportArgs {
     /// List the registered passes and exit.
     #[arg(long)]
     list_passes: bool,
+    /// Budget mode: search pass settings (--search) and write the most accurate pipeline whose measured p50
+    /// latency is at most this fraction of dense (measured beside it). `--pass` becomes a prefix of every
+    /// candidate. Needs --data.
+    #[arg(long)]
+    latency_budget: Option<f64>,
+    /// The settings searched: `heads=0,0.25,0.5;ffn=0,0.25,0.5,0.75;tile=0,0.5;exit=none,0.3,0.6` (the default;
+    /// name only those to change; exit thresholds apply when the model has off-ramps).
+    #[arg(long, default_value = "")]
+    search: String,
+    /// Labelled data for budget mode's accuracy (held-out split by --train-size/--data-seed, or --eval).
+    #[arg(long)]
+    data: Vec<PathBuf>,
+    #[arg(long)]
+    eval: Option<PathBuf>,
+    #[arg(long)]
+    train_size: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    data_seed: u64,
+    /// Budget mode: the runtime, batch and sequence length the latency is measured at.
+    #[arg(long, value_enum, default_value_t = Runtime::Tract)]
+    runtime: Runtime,
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    #[arg(long, default_value_t = 128)]
+    seq: usize,
+    #[arg(long, default_value_t = 10)]
+    iters: usize,
 }
 
 /// Options shared by `train` and `recover`.
@@ -527,6 +554,38 @@ fn export(a: ExportArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let model = a.model.context("a model path is required")?;
+    if let Some(budget) = a.latency_budget {
+        anyhow::ensure!(!a.data.is_empty(), "--latency-budget measures accuracy: give --data FILE");
+        anyhow::ensure!(!a.segmented, "--latency-budget writes one ONNX file; --segmented is not searched");
+        let grid: bertopt::search::Grid = a.search.parse().map_err(|e| anyhow::anyhow!("--search: {e}"))?;
+        let r = bertopt::search::search(
+            &bertopt::search::SearchArgs {
+                model: &model,
+                base: &a.pipeline,
+                budget,
+                grid,
+                split: bertopt::train_cmd::HeldOutArgs {
+                    data: a.data,
+                    eval: a.eval,
+                    train_size: a.train_size,
+                    seed: a.data_seed,
+                },
+                runtime: a.runtime,
+                batch: a.batch,
+                seq: a.seq,
+                iters: a.iters,
+                max_len: a.seq,
+                output: &a.output,
+            },
+            !a.json,
+        )?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        } else {
+            bertopt::search::print(&r);
+        }
+        return Ok(());
+    }
     let opts = bertopt::export::ExportOptions { keep_ir: a.print_ir, segmented: a.segmented };
     let report = bertopt::export::export_with(&model, &a.pipeline, &a.output, opts)?;
     if let Some(ir) = &report.ir {

@@ -65,14 +65,7 @@ fn bench_json_holds_the_grid_the_machine_and_every_measure() {
         onnx.push(out);
     }
     let data = d.path().join("data.jsonl");
-    common::write_sentiment_jsonl(&data, 30, 3);
-    // The tiny model's labels are named class_0 / class_1.
-    let text = std::fs::read_to_string(&data).unwrap();
-    std::fs::write(
-        &data,
-        text.replace("\"label\":0", "\"label\":\"class_0\"").replace("\"label\":1", "\"label\":\"class_1\""),
-    )
-    .unwrap();
+    common::write_class_jsonl(&data, 30, 3);
     let svg = d.path().join("pareto.svg");
     let mut args = vec!["bench"];
     args.extend(onnx.iter().map(|p| s(p)));
@@ -362,4 +355,51 @@ fn an_export_killed_while_writing_leaves_the_old_file() {
         }
     }
     panic!("the export finished five times before it could be interrupted; the test could not interrupt it");
+}
+
+/// Budget mode: every candidate is timed beside dense; those within the budget get an accuracy, and the most
+/// accurate of them is written (the faster on a tie). An impossible budget fails and writes nothing.
+#[test]
+fn latency_budget_writes_the_most_accurate_pipeline_within_the_budget() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    let data = d.path().join("data.jsonl");
+    common::write_class_jsonl(&data, 40, 5);
+    let out = d.path().join("best.onnx");
+    let search = ["--search", "heads=0,0.5;ffn=0,0.5;tile=0", "--data", s(&data), "--train-size", "20", "--seq", "16"];
+    let mut args = vec![s(&model), "--latency-budget", "1.5", "--iters", "3", "--json", "-o", s(&out)];
+    args.extend(search);
+    let o = optimize(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cands = r["candidates"].as_array().unwrap();
+    let pipelines: Vec<&str> = cands.iter().map(|c| c["pipeline"].as_str().unwrap()).collect();
+    assert_eq!(pipelines, ["", "ffn(ratio=0.5)", "heads(ratio=0.5)", "heads(ratio=0.5),ffn(ratio=0.5)"]);
+    let mut best: Option<(f64, f64, &str)> = None;
+    for c in cands {
+        let ratio = c["latency_ratio"].as_f64().unwrap();
+        assert!(ratio > 0.0, "{c}");
+        match c["accuracy"].as_f64() {
+            Some(acc) => {
+                assert!(ratio <= 1.5, "only candidates within the budget are evaluated: {c}");
+                let p = c["pipeline"].as_str().unwrap();
+                if best.is_none_or(|(a, r, _)| acc > a || (acc == a && ratio < r)) {
+                    best = Some((acc, ratio, p));
+                }
+            }
+            None => assert!(ratio > 1.5, "a candidate within the budget must be evaluated: {c}"),
+        }
+    }
+    let (_, _, want) = best.expect("some candidate is within 1.5x of dense");
+    assert_eq!(r["best"].as_str(), Some(want));
+    let meta = bertopt::onnx::read_metadata(&out).unwrap();
+    let written = meta.iter().find(|(k, _)| k == bertopt::export::META_PIPELINE).map(|(_, v)| v.as_str());
+    assert_eq!(written, Some(want), "the file written is the chosen pipeline");
+
+    let none = d.path().join("none.onnx");
+    let mut args = vec![s(&model), "--latency-budget", "0.001", "--iters", "2", "-o", s(&none)];
+    args.extend(search);
+    let e = must_fail(&args, &none);
+    assert!(e.contains("no setting meets the latency budget 0.001"), "{e}");
 }

@@ -185,6 +185,14 @@ pub fn assert_same_outputs(a: &Path, b: &Path, batch: &Batch, what: &str) -> f32
     worst
 }
 
+/// `write_sentiment_jsonl` with the tiny classifier's label names (`class_0`, `class_1`).
+pub fn write_class_jsonl(path: &std::path::Path, n: usize, seed: u64) {
+    write_sentiment_jsonl(path, n, seed);
+    let text = std::fs::read_to_string(path).unwrap();
+    let named = text.replace("\"label\":0", "\"label\":\"class_0\"").replace("\"label\":1", "\"label\":\"class_1\"");
+    std::fs::write(path, named).unwrap();
+}
+
 /// Sentences from the tiny vocabulary whose label is the sentiment word they contain.
 pub fn write_sentiment_jsonl(path: &std::path::Path, n: usize, seed: u64) {
     let pos = ["good", "great", "loved", "fun"];
