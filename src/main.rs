@@ -56,15 +56,9 @@ struct ExportArgs {
     /// name only those to change; exit thresholds apply when the model has off-ramps).
     #[arg(long, default_value = "")]
     search: String,
-    /// Labelled data for budget mode's accuracy (held-out split by --train-size/--data-seed, or --eval).
-    #[arg(long)]
-    data: Vec<PathBuf>,
-    #[arg(long)]
-    eval: Option<PathBuf>,
-    #[arg(long)]
-    train_size: Option<usize>,
-    #[arg(long, default_value_t = 42)]
-    data_seed: u64,
+    /// Budget mode's accuracy data.
+    #[command(flatten)]
+    split: bertopt::train_cmd::OptionalHeldOut,
     /// Budget mode: the runtime, batch and sequence length the latency is measured at.
     #[arg(long, value_enum, default_value_t = Runtime::Tract)]
     runtime: Runtime,
@@ -315,16 +309,8 @@ enum Cmd {
         /// Intra-op threads for ONNX Runtime (tract runs on one).
         #[arg(long, default_value_t = 1)]
         threads: usize,
-        /// Labelled data: report each model's accuracy on its held-out split (see --eval, --train-size).
-        #[arg(long)]
-        data: Vec<PathBuf>,
-        /// Held-out file; without it the held-out part of the --train-size/--data-seed split of --data is used.
-        #[arg(long)]
-        eval: Option<PathBuf>,
-        #[arg(long)]
-        train_size: Option<usize>,
-        #[arg(long, default_value_t = 42)]
-        data_seed: u64,
+        #[command(flatten)]
+        split: bertopt::train_cmd::OptionalHeldOut,
         /// Tokens per example for the accuracy run.
         #[arg(long, default_value_t = 128)]
         max_len: usize,
@@ -488,29 +474,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", bench::mem_probe(&model, runtime, batch, seq, threads)?);
             Ok(())
         }
-        Some(Cmd::Bench {
-            models,
-            runtime,
-            batch,
-            seq,
-            warmup,
-            iters,
-            threads,
-            data,
-            eval,
-            train_size,
-            data_seed,
-            max_len,
-            svg,
-            json,
-        }) => {
-            anyhow::ensure!(svg.is_none() || !data.is_empty(), "--svg plots accuracy against latency: give --data");
-            let accuracy = (!data.is_empty()).then_some(bertopt::train_cmd::HeldOutArgs {
-                data,
-                eval,
-                train_size,
-                seed: data_seed,
-            });
+        Some(Cmd::Bench { models, runtime, batch, seq, warmup, iters, threads, split, max_len, svg, json }) => {
+            let accuracy = split.given();
+            anyhow::ensure!(svg.is_none() || accuracy.is_some(), "--svg plots accuracy against latency: give --data");
             let cfg = BenchConfig {
                 runtimes: runtime,
                 batches: batch,
@@ -555,7 +521,7 @@ fn export(a: ExportArgs) -> anyhow::Result<()> {
     }
     let model = a.model.context("a model path is required")?;
     if let Some(budget) = a.latency_budget {
-        anyhow::ensure!(!a.data.is_empty(), "--latency-budget measures accuracy: give --data FILE");
+        let split = a.split.given().context("--latency-budget measures accuracy: give --data FILE")?;
         anyhow::ensure!(!a.segmented, "--latency-budget writes one ONNX file; --segmented is not searched");
         let grid: bertopt::search::Grid = a.search.parse().map_err(|e| anyhow::anyhow!("--search: {e}"))?;
         let r = bertopt::search::search(
@@ -564,12 +530,7 @@ fn export(a: ExportArgs) -> anyhow::Result<()> {
                 base: &a.pipeline,
                 budget,
                 grid,
-                split: bertopt::train_cmd::HeldOutArgs {
-                    data: a.data,
-                    eval: a.eval,
-                    train_size: a.train_size,
-                    seed: a.data_seed,
-                },
+                split,
                 runtime: a.runtime,
                 batch: a.batch,
                 seq: a.seq,

@@ -51,6 +51,32 @@ pub struct HeldOutArgs {
     pub seed: u64,
 }
 
+/// An optional held-out split (`bench` and budget mode measure accuracy only when `--data` is given).
+#[derive(clap::Args, Clone, Debug)]
+pub struct OptionalHeldOut {
+    /// Labelled data for accuracy, on its held-out split (the same split `optimize train` makes).
+    #[arg(long)]
+    pub data: Vec<PathBuf>,
+    /// Held-out file; without it the held-out part of the --train-size/--data-seed split of --data is used.
+    #[arg(long)]
+    pub eval: Option<PathBuf>,
+    #[arg(long)]
+    pub train_size: Option<usize>,
+    #[arg(long, default_value_t = 42)]
+    pub data_seed: u64,
+}
+
+impl OptionalHeldOut {
+    pub fn given(self) -> Option<HeldOutArgs> {
+        (!self.data.is_empty()).then_some(HeldOutArgs {
+            data: self.data,
+            eval: self.eval,
+            train_size: self.train_size,
+            seed: self.data_seed,
+        })
+    }
+}
+
 impl HeldOutArgs {
     pub fn held_out(&self) -> anyhow::Result<Dataset> {
         Ok(split_data(&self.data, self.eval.as_deref(), self.train_size, self.seed)?.1)
