@@ -174,24 +174,35 @@ fn probe_peak_mib(
 
 /// `optimize mem-probe`: load, run once, print the process's peak resident memory in KiB (Linux).
 pub fn mem_probe(model: &Path, runtime: Runtime, batch: usize, seq: usize, threads: usize) -> anyhow::Result<u64> {
-    let recorded = recorded(model);
-    let input = Batch::synthetic(batch, seq, recorded.vocab, 1);
+    let input = Batch::synthetic(batch, seq, recorded(model)?.vocab, 1);
     let mut r = run::load(runtime, model, RunnerOptions { fixed_shape: Some((batch, seq)), threads })?;
     r.run(&input)?;
     status_kib("VmHWM:").ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status (Linux only)"))
 }
 
-/// What bertopt recorded in a model (read once: reading parses the whole file).
+/// What bertopt recorded in a model, and its size (one parse per file: a parse reads the whole file).
 struct Recorded {
     /// Vocabulary size, to draw valid token ids; 100 for foreign models.
     vocab: usize,
     pipeline: String,
     flops_poly: Option<[f64; 3]>,
+    /// Caveats the pipeline implies for timings.
     notes: Vec<String>,
+    /// Floating-point weights, of every stage of a segmented model.
+    params: u64,
 }
 
-fn recorded(path: &Path) -> Recorded {
-    let meta = crate::onnx::read_metadata(path).unwrap_or_default();
+fn recorded(path: &Path) -> anyhow::Result<Recorded> {
+    let files: Vec<PathBuf> = match run::segmented::folder(path) {
+        Some(dir) => crate::onnx::segments::Manifest::read(&dir)?.stages.iter().map(|s| dir.join(&s.file)).collect(),
+        None => vec![path.to_path_buf()],
+    };
+    let summaries = files
+        .iter()
+        .map(|f| crate::onnx::summarize(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    // The first stage carries the model's metadata.
+    let meta = &summaries[0].metadata;
     let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
     let pipeline = get(crate::export::META_PIPELINE).unwrap_or_default();
     let notes = bertopt_passes::parse_pipeline(&pipeline)
@@ -200,22 +211,12 @@ fn recorded(path: &Path) -> Recorded {
         .filter(|s| matches!(s.name.as_str(), "vw" | "bw"))
         .map(|s| format!("`{}` only zeroes weights: shapes are unchanged, so a dense runtime runs no faster", s.name))
         .collect();
-    Recorded {
+    Ok(Recorded {
         vocab: get(crate::export::META_VOCAB).and_then(|v| v.parse().ok()).unwrap_or(100),
         pipeline,
         flops_poly: get(crate::export::META_FLOPS).and_then(|v| serde_json::from_str(&v).ok()),
         notes,
-    }
-}
-
-/// Floating-point weights of a model file, or of every stage of a segmented model.
-fn params(path: &Path) -> anyhow::Result<u64> {
-    let files = match run::segmented::folder(path) {
-        Some(dir) => crate::onnx::segments::Manifest::read(&dir)?.stages.iter().map(|s| dir.join(&s.file)).collect(),
-        None => vec![path.to_path_buf()],
-    };
-    files.iter().try_fold(0, |n, f| {
-        Ok(n + crate::onnx::float_param_count(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?)
+        params: summaries.iter().map(|s| s.float_params).sum(),
     })
 }
 
@@ -230,14 +231,14 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
     for m in models {
         run::ensure_model(m)?;
     }
-    let recorded: Vec<Recorded> = models.iter().map(|m| recorded(m)).collect();
+    let recorded = models.iter().map(|m| recorded(m)).collect::<anyhow::Result<Vec<Recorded>>>()?;
     let vocab = recorded.iter().map(|r| r.vocab).min().unwrap_or(100);
     let mut summaries = vec![];
     for (m, r) in models.iter().zip(&recorded) {
         let mut s = ModelSummary {
             model: m.clone(),
             pipeline: r.pipeline.clone(),
-            params: params(m)?,
+            params: r.params,
             flops_poly: r.flops_poly,
             notes: r.notes.clone(),
             accuracy: None,

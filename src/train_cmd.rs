@@ -51,19 +51,20 @@ pub struct HeldOutArgs {
     pub seed: u64,
 }
 
-/// An optional held-out split (`bench` and budget mode measure accuracy only when `--data` is given).
+/// `HeldOutArgs` where `--data` may be left out (`bench` and budget mode measure accuracy only when it is given).
+/// A second argument group because clap's `required` is fixed per field, and `eval` must require `--data`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct OptionalHeldOut {
     /// Labelled data for accuracy, on its held-out split (the same split `optimize train` makes).
     #[arg(long)]
     pub data: Vec<PathBuf>,
-    /// Held-out file; without it the held-out part of the --train-size/--data-seed split of --data is used.
+    /// Held-out file; without it the held-out part of the --train-size/--seed split of --data is used.
     #[arg(long)]
     pub eval: Option<PathBuf>,
     #[arg(long)]
     pub train_size: Option<usize>,
     #[arg(long, default_value_t = 42)]
-    pub data_seed: u64,
+    pub seed: u64,
 }
 
 impl OptionalHeldOut {
@@ -72,7 +73,7 @@ impl OptionalHeldOut {
             data: self.data,
             eval: self.eval,
             train_size: self.train_size,
-            seed: self.data_seed,
+            seed: self.seed,
         })
     }
 }

@@ -242,18 +242,32 @@ pub fn write_model(model: &ModelProto, path: &Path) -> std::io::Result<()> {
     crate::atomic::write_atomic(path, |w| model.write_to_writer(w).map_err(std::io::Error::other))
 }
 
-/// Number of floating-point weights (initializer elements) in an ONNX file; index tensors are not counted.
-pub fn float_param_count(path: &Path) -> std::io::Result<u64> {
+/// Parse an ONNX file (whole-file read, capped: protobuf limits ONNX files to 2 GiB; anything longer is not one).
+pub(super) fn read_proto(path: &Path) -> std::io::Result<ModelProto> {
     let bytes = bertopt_ir::read_capped(path, 2 << 30)?;
-    let m = ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an ONNX model: {e}")))?;
+    ModelProto::parse_from_bytes(&bytes)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an ONNX model: {e}")))
+}
+
+/// What a reader of one ONNX file needs without interpreting its graph, from one parse.
+pub struct FileSummary {
+    /// Metadata entries (tokenizer, labels, pipeline, FLOPs).
+    pub metadata: Vec<(String, String)>,
+    /// Floating-point weights (initializer elements); index tensors are not counted.
+    pub float_params: u64,
+}
+
+pub fn summarize(file: &Path) -> std::io::Result<FileSummary> {
+    let m = read_proto(file)?;
     let float = [DataType::FLOAT, DataType::FLOAT16, DataType::BFLOAT16, DataType::DOUBLE].map(|t| t as i32);
-    Ok(m.graph
+    let float_params = m
+        .graph
         .initializer
         .iter()
         .filter(|t| float.contains(&t.data_type))
         .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>())
-        .sum())
+        .sum();
+    Ok(FileSummary { metadata: m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect(), float_params })
 }
 
 /// Read an ONNX model's metadata entries (tokenizer, labels) without interpreting the graph; for a segmented
@@ -263,9 +277,5 @@ pub fn read_metadata(path: &Path) -> std::io::Result<Vec<(String, String)>> {
         Some(dir) => super::segments::Manifest::first_stage(&dir).map_err(std::io::Error::other)?,
         None => path.to_path_buf(),
     };
-    // ONNX files are limited to 2 GiB by protobuf; anything longer is not one.
-    let bytes = bertopt_ir::read_capped(&file, 2 << 30)?;
-    let m = ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an ONNX model: {e}")))?;
-    Ok(m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect())
+    Ok(read_proto(&file)?.metadata_props.into_iter().map(|e| (e.key, e.value)).collect())
 }

@@ -5,5 +5,5 @@ pub mod emit;
 pub mod segments;
 pub mod validate;
 
-pub use builder::{float_param_count, read_metadata, write_model};
+pub use builder::{read_metadata, summarize, write_model, FileSummary};
 pub use emit::{emit, EmitError, EmitOptions};

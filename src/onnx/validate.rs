@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use onnx_protobuf::{tensor_proto::DataType, tensor_shape_proto, type_proto, GraphProto, Message, ModelProto};
+use onnx_protobuf::{tensor_proto::DataType, tensor_shape_proto, type_proto, GraphProto, ModelProto};
 use protobuf::Enum;
 
 use super::builder::DimSpec;
@@ -36,10 +36,10 @@ pub struct Validation {
 
 /// Read and validate a file. Errors only when it cannot be read or is not an ONNX protobuf at all.
 pub fn validate_file(path: &Path) -> anyhow::Result<Validation> {
-    let bytes =
-        bertopt_ir::read_capped(path, 2 << 30).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    let model = ModelProto::parse_from_bytes(&bytes)
-        .map_err(|e| anyhow::anyhow!("{} is not an ONNX model (protobuf decoding failed: {e})", path.display()))?;
+    let model = super::builder::read_proto(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidData => anyhow::anyhow!("{} is {e}", path.display()),
+        _ => anyhow::anyhow!("cannot read {}: {e}", path.display()),
+    })?;
     Ok(validate(&model))
 }
 
