@@ -186,9 +186,14 @@ impl Graph {
                     }
                 }
             }
-            if let Op::TiledLinear { w, tiles, .. } = &n.op {
-                for t in 0..*tiles {
-                    let (rows, weight) = crate::op::tile_names(w, t);
+            // Tiled linears and tiled attention projections: `P.tile{t}.rows` / `P.tile{t}.weight`, `P.cols`.
+            for r in n.op.weight_refs() {
+                let cols = crate::op::cols_name(r);
+                if self.weights.0.contains_key(&cols) {
+                    used.insert(cols);
+                }
+                for t in 0..crate::op::tile_count(|x| self.weights.0.contains_key(x), r) {
+                    let (rows, weight) = crate::op::tile_names(r, t);
                     used.extend([rows, weight].into_iter().filter(|x| self.weights.0.contains_key(x)));
                 }
             }

@@ -26,6 +26,19 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
         expect(format!("{p}.weight"), &[k, n])?;
         expect(format!("{p}.bias"), &[n])
     };
+    // An attention projection: dense, or tiled by weight presence.
+    let projection = |p: &str, k: usize, n: usize| -> Result<(), String> {
+        match crate::op::tile_count(|x| weights.weight_type(x).is_some(), p) {
+            0 => linear(p, k, n),
+            tiles => {
+                if weights.weight_type(&format!("{p}.weight")).is_some() {
+                    return Err(format!("@{p} is both dense (@{p}.weight) and tiled"));
+                }
+                tiled(weights, p, k, n, tiles)?;
+                expect(format!("{p}.bias"), &[n])
+            }
+        }
+    };
     let norm = |p: &str, d: usize| -> Result<(), String> {
         expect(format!("{p}.weight"), &[d])?;
         expect(format!("{p}.bias"), &[d])
@@ -68,7 +81,7 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
         }
         Op::Attention { heads, head_dim, query, key, value, output } => {
             let (x, mask) = (operands[0], operands[1]);
-            attention(x, mask, *heads, *head_dim, [query, key, value, output], "attention", &linear)?;
+            attention(x, mask, *heads, *head_dim, [query, key, value, output], "attention", &projection)?;
             Ok(x.clone())
         }
         Op::AddNorm { ln, .. } => {
@@ -107,26 +120,7 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
             if *tiles == 0 {
                 return Err("tiled_linear needs at least one tile".into());
             }
-            let mut width = 0;
-            for t in 0..*tiles {
-                let (rows, weight) = crate::op::tile_names(w, t);
-                let r = match weights.weight_type(&rows) {
-                    Some(ty) if ty.dtype == DType::I64 && ty.rank() == 1 => ty.known_dims().map_or(0, |d| d[0]),
-                    Some(ty) => return Err(format!("weight @{rows} must be i64[rows], is {ty}")),
-                    None => return Err(format!("weight @{rows} does not exist")),
-                };
-                match weights.weight_type(&weight).and_then(|ty| ty.known_dims()) {
-                    Some(d) if d.len() == 2 && d[0] == r => width += d[1],
-                    Some(d) => return Err(format!("weight @{weight} is {d:?}, expected [{r}, tile width]")),
-                    None => return Err(format!("weight @{weight} does not exist")),
-                }
-                if r > *k {
-                    return Err(format!("tile {t} of @{w} keeps {r} rows of k = {k}"));
-                }
-            }
-            if width != *n {
-                return Err(format!("the tiles of @{w} are {width} wide in all, but n = {n}"));
-            }
+            tiled(weights, w, *k, *n, *tiles)?;
             expect(format!("{w}.bias"), &[*n])?;
             Ok(x.with_last(Dim::Known(*n)))
         }
@@ -216,6 +210,41 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
 }
 
 /// What `attention` and `dyn_attention` share: the input, the mask and the four projections' weights.
+/// The tiles of a tiled projection `w` (K×N in all): each `P.tile{t}.rows: i64[r]` with `r <= k` and
+/// `P.tile{t}.weight: f32[r, n_t]`, the widths summing to N.
+fn tiled(weights: &dyn WeightTypes, w: &str, k: usize, n: usize, tiles: usize) -> Result<(), String> {
+    let mut width = 0;
+    for t in 0..tiles {
+        let (rows, weight) = crate::op::tile_names(w, t);
+        let r = match weights.weight_type(&rows) {
+            Some(ty) if ty.dtype == DType::I64 && ty.rank() == 1 => ty.known_dims().map_or(0, |d| d[0]),
+            Some(ty) => return Err(format!("weight @{rows} must be i64[rows], is {ty}")),
+            None => return Err(format!("weight @{rows} does not exist")),
+        };
+        match weights.weight_type(&weight).and_then(|ty| ty.known_dims()) {
+            Some(d) if d.len() == 2 && d[0] == r => width += d[1],
+            Some(d) => return Err(format!("weight @{weight} is {d:?}, expected [{r}, tile width]")),
+            None => return Err(format!("weight @{weight} does not exist")),
+        }
+        if r > k {
+            return Err(format!("tile {t} of @{w} keeps {r} rows of k = {k}"));
+        }
+    }
+    let cols = crate::op::cols_name(w);
+    let covered = match weights.weight_type(&cols) {
+        None => n,
+        Some(ty) if ty.dtype == DType::I64 && ty.rank() == 1 => match ty.known_dims() {
+            Some(d) if d[0] >= 1 && d[0] <= n => d[0],
+            _ => return Err(format!("weight @{cols} is {ty}: it lists between 1 and n = {n} output columns")),
+        },
+        Some(ty) => return Err(format!("weight @{cols} must be i64[columns], is {ty}")),
+    };
+    if width != covered {
+        return Err(format!("the tiles of @{w} are {width} wide in all, but they cover {covered} columns"));
+    }
+    Ok(())
+}
+
 fn attention(
     x: &ValueType,
     mask: &ValueType,

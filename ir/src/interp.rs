@@ -161,11 +161,8 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
             layer_norm(&x, weight(g, &format!("{ln}.weight"))?, weight(g, &format!("{ln}.bias"))?, *eps)?
         }
         Op::Attention { heads, head_dim, query, key, value, output } => {
-            let w = |p: &str| -> Result<(Tensor, Tensor), Fail> {
-                Ok((weight(g, &format!("{p}.weight"))?.clone(), weight(g, &format!("{p}.bias"))?.clone()))
-            };
-            let ws = [w(query)?, w(key)?, w(value)?, w(output)?];
-            attention(a[0], a[1], &ws, *heads, *head_dim)?
+            let names = [query, key, value, output];
+            attention(a[0], a[1], &|i, x| projection(g, x, names[i]), *heads, *head_dim)?
         }
         Op::DynAttention { head_dim, query, key, value, output, .. } => {
             // Row by row: slice the chosen heads' columns of Q, K, V and rows of the output projection.
@@ -189,7 +186,8 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
                 );
                 let ws = [proj(query)?, proj(key)?, proj(value)?, out];
                 let (x, m) = (a[0].narrow(0, r, 1)?, a[1].narrow(0, r, 1)?);
-                rows.push(attention(&x, &m, &ws, chosen.len(), *head_dim)?);
+                let dense = |i: usize, x: &Tensor| Ok(linear(x, &ws[i].0, &ws[i].1)?);
+                rows.push(attention(&x, &m, &dense, chosen.len(), *head_dim)?);
             }
             Tensor::cat(&rows, 0)?
         }
@@ -242,17 +240,7 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
         }
         Op::AddBias { bias } => a[0].broadcast_add(weight(g, bias)?)?,
         Op::Linear { w, .. } => lin(g, a[0], w)?,
-        Op::TiledLinear { w, tiles, .. } => {
-            let last = a[0].rank() - 1;
-            let mut parts = vec![];
-            for t in 0..*tiles {
-                let (rows, weight_name) = crate::op::tile_names(w, t);
-                let idx = weight(g, &rows)?.to_dtype(candle_core::DType::U32)?;
-                let x = a[0].index_select(&idx, last)?.contiguous()?;
-                parts.push(x.broadcast_matmul(weight(g, &weight_name)?)?);
-            }
-            Tensor::cat(&parts, last)?.broadcast_add(weight(g, &format!("{w}.bias"))?)?
-        }
+        Op::TiledLinear { w, tiles, .. } => tiled(g, a[0], w, *tiles)?,
         Op::Gelu => a[0].gelu_erf()?,
         Op::Tanh => a[0].tanh()?,
         Op::Add => (a[0] + a[1])?,
@@ -263,19 +251,56 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
 }
 
 /// Multi-head attention with projections `ws` = [query, key, value, output] as (K×N weight, bias) pairs.
-fn attention(x: &Tensor, mask: &Tensor, ws: &[(Tensor, Tensor); 4], heads: usize, hd: usize) -> Result<Tensor, Fail> {
+/// Projection `i` (0..4: query, key, value, output) of an attention applied to a value.
+type Project<'a> = dyn Fn(usize, &Tensor) -> Result<Tensor, Fail> + 'a;
+
+/// A tiled linear: per tile, the kept input features times the tile's weight; tiles concatenated, plus bias.
+fn tiled(g: &Graph, x: &Tensor, w: &str, tiles: usize) -> Result<Tensor, Fail> {
+    let last = x.rank() - 1;
+    let mut parts = vec![];
+    for t in 0..tiles {
+        let (rows, weight_name) = crate::op::tile_names(w, t);
+        let idx = weight(g, &rows)?.to_dtype(candle_core::DType::U32)?;
+        let xt = x.index_select(&idx, last)?.contiguous()?;
+        parts.push(xt.broadcast_matmul(weight(g, &weight_name)?)?);
+    }
+    let bias = weight(g, &format!("{w}.bias"))?;
+    let y = Tensor::cat(&parts, last)?;
+    let y = match g.weights.tensor(&crate::op::cols_name(w)) {
+        // Type 8: the tiles produce only the listed columns; scatter them into zeros.
+        Some(cols) => {
+            let mut dims = y.dims().to_vec();
+            dims[last] = bias.dim(0)?;
+            let zeros = Tensor::zeros(dims, y.dtype(), y.device())?;
+            zeros.index_add(&cols.to_dtype(candle_core::DType::U32)?, &y.contiguous()?, last)?
+        }
+        None => y,
+    };
+    Ok(y.broadcast_add(bias)?)
+}
+
+/// An attention projection group: dense or tiled (by weight presence, see `op::tile_count`).
+fn projection(g: &Graph, x: &Tensor, p: &str) -> Result<Tensor, Fail> {
+    match crate::op::tile_count(|n| g.weights.0.contains_key(n), p) {
+        0 => lin(g, x, p),
+        tiles => tiled(g, x, p, tiles),
+    }
+}
+
+/// Multi-head attention; `proj(i, x)` applies projection i (query, key, value, output).
+fn attention(x: &Tensor, mask: &Tensor, proj: &Project, heads: usize, hd: usize) -> Result<Tensor, Fail> {
     let (b, s, _) = x.dims3()?;
     let split =
         |t: Tensor| -> candle_core::Result<Tensor> { t.reshape((b, s, heads, hd))?.transpose(1, 2)?.contiguous() };
-    let q = split(linear(x, &ws[0].0, &ws[0].1)?)?;
-    let k = split(linear(x, &ws[1].0, &ws[1].1)?)?;
-    let v = split(linear(x, &ws[2].0, &ws[2].1)?)?;
+    let q = split(proj(0, x)?)?;
+    let k = split(proj(1, x)?)?;
+    let v = split(proj(2, x)?)?;
     let scores = (q.matmul(&k.t()?.contiguous()?)? / (hd as f64).sqrt())?;
     // (1 - mask) * MASK_NEG, broadcast over heads and query positions.
     let add = ((1.0 - mask.to_dtype(CDType::F32)?)? * MASK_NEG as f64)?.reshape((b, 1, 1, s))?;
     let p = softmax(&scores.broadcast_add(&add)?)?;
     let ctx = p.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, heads * hd))?;
-    Ok(linear(&ctx, &ws[3].0, &ws[3].1)?)
+    proj(3, &ctx)
 }
 
 /// The exit point a batch leaves at, from each exit point's logits `[batch, labels]`.

@@ -13,6 +13,20 @@ pub fn tile_names(p: &str, t: usize) -> (String, String) {
     (format!("{p}.tile{t}.rows"), format!("{p}.tile{t}.weight"))
 }
 
+/// The optional output-column map of a tiled group `p` (TileSparsity type 8): `P.cols: i64[m]`, ascending, the
+/// output columns the tiles produce, in order (their widths sum to m). Columns not listed are dropped: they
+/// get the bias alone, which is what a zeroed weight column computes.
+pub fn cols_name(p: &str) -> String {
+    format!("{p}.cols")
+}
+
+/// How many tiles projection group `p` is stored as: 0 when dense (`P.weight`), else T (`P.tile{0..T}.rows`
+/// and `.weight`, as a `tiled_linear`'s). The projections of an `attention` are tiled by weight presence (the op
+/// names only the group), so tile-wise and input-row pruning reach Q/K/V/O without a second attention op.
+pub fn tile_count(has: impl Fn(&str) -> bool, p: &str) -> usize {
+    (0..).take_while(|&t| has(&tile_names(p, t).1)).count()
+}
+
 /// Units (heads, FFN groups) EBERT's fused graph keeps per layer for a keep fraction: the nearest whole
 /// number, at least one. The candle reference and the `ebert` pass both count with this.
 pub fn kept_units(fraction: f64, units: usize) -> usize {
@@ -55,6 +69,9 @@ pub enum Op {
     },
     /// Multi-head self-attention including its output projection (not the residual).
     /// Operands: hidden states `f32[b, s, D]`, attention mask `i64[b, s]` (1 = attend).
+    /// Each projection is dense (`P.weight`) or tiled (`P.tile{t}.*`, see `tile_count`); a single tile that
+    /// keeps some input rows is a projection reading only those input features (TileSparsity types 0 and 3).
+    /// Scores are scaled by `1/sqrt(head_dim)`.
     Attention {
         heads: usize,
         head_dim: usize,
@@ -87,6 +104,7 @@ pub enum Op {
     /// and tile `t` reads only its own input features. Weights: `P.tile{t}.rows: i64[r_t]` (the kept K indices,
     /// ascending), `P.tile{t}.weight: f32[r_t, n_t]` (the tiles' widths sum to N) and `P.bias: f32[N]`.
     /// `y[.., tile t] = x[.., rows_t] · W_t`, concatenated over t, plus b: each tile is a small dense GEMM.
+    /// With `P.cols` (see `cols_name`) the tiles cover only those output columns; the others are b alone.
     TiledLinear {
         w: String,
         k: usize,

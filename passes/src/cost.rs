@@ -19,11 +19,15 @@ pub fn cost(g: &Graph, seq: usize) -> Cost {
     let mut flops = 0u64;
     for n in g.dag.node_weights() {
         flops += match &n.op {
-            Op::Attention { heads, head_dim, .. } => {
-                let d = n.ty.last().and_then(|d| d.known()).unwrap_or(0) as u64;
-                let inner = (*heads * *head_dim) as u64;
-                // Q, K, V and output projections, then scores and context.
-                2 * s * d * inner * 4 + 2 * s * s * inner * 2
+            Op::Attention { heads, head_dim, query, key, value, output } => {
+                let d = n.ty.last().and_then(|d| d.known()).unwrap_or(0);
+                let inner = *heads * *head_dim;
+                // Q, K, V and output projections (dense or tiled), then scores and context.
+                let macs = projection_macs(g, query, d, inner)
+                    + projection_macs(g, key, d, inner)
+                    + projection_macs(g, value, d, inner)
+                    + projection_macs(g, output, inner, d);
+                2 * s * macs + 2 * s * s * inner as u64 * 2
             }
             Op::DynAttention { keep, head_dim, .. } => {
                 // As `attention`, for the kept heads only (the gathers move weights but do no arithmetic).
@@ -43,16 +47,27 @@ pub fn cost(g: &Graph, seq: usize) -> Cost {
                 2 * rows * (*k as u64) * (*out as u64)
             }
             Op::TiledLinear { w, tiles, .. } => {
-                // Per tile, kept rows x tile width multiply-accumulates per token.
-                let macs: u64 = (0..*tiles)
-                    .filter_map(|t| g.weights.get(&bertopt_ir::op::tile_names(w, t).1)?.ty.known_dims())
-                    .map(|d| (d[0] * d[1]) as u64)
-                    .sum();
                 let rows = if n.ty.rank() == 3 { s } else { 1 };
-                2 * rows * macs
+                2 * rows * tiled_macs(g, w, *tiles)
             }
             _ => 0,
         };
     }
     Cost { params, flops }
+}
+
+/// Multiply-accumulates per token of a tiled weight: per tile, kept rows x tile width.
+fn tiled_macs(g: &Graph, w: &str, tiles: usize) -> u64 {
+    (0..tiles)
+        .filter_map(|t| g.weights.get(&bertopt_ir::op::tile_names(w, t).1)?.ty.known_dims())
+        .map(|d| (d[0] * d[1]) as u64)
+        .sum()
+}
+
+/// Multiply-accumulates per token of an attention projection `k -> n`, dense or tiled.
+fn projection_macs(g: &Graph, p: &str, k: usize, n: usize) -> u64 {
+    match bertopt_ir::op::tile_count(|x| g.weights.0.contains_key(x), p) {
+        0 => (k * n) as u64,
+        tiles => tiled_macs(g, p, tiles),
+    }
 }

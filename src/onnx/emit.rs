@@ -31,6 +31,8 @@ pub(super) struct Emitter<'g> {
     /// Additive attention mask per IR mask value, computed once and shared by every layer.
     masks: HashMap<NodeIndex, String>,
     consts: HashMap<String, String>,
+    /// Feature gathers by (value, indices), so projections that read the same features share one.
+    gathers: HashMap<(String, Vec<i64>), String>,
 }
 
 pub(super) fn elem(d: DType) -> Elem {
@@ -56,7 +58,14 @@ fn data(t: &Tensor, name: &str) -> Result<Vec<f32>, EmitError> {
 
 impl<'g> Emitter<'g> {
     pub(super) fn new(g: &'g Graph, name: &str) -> Self {
-        Emitter { g, b: OnnxBuilder::new(name), vals: HashMap::new(), masks: HashMap::new(), consts: HashMap::new() }
+        Emitter {
+            g,
+            b: OnnxBuilder::new(name),
+            vals: HashMap::new(),
+            masks: HashMap::new(),
+            consts: HashMap::new(),
+            gathers: HashMap::new(),
+        }
     }
 
     fn weight(&self, name: &str) -> Result<&'g Tensor, EmitError> {
@@ -89,14 +98,19 @@ impl<'g> Emitter<'g> {
 
     /// A tiled linear: per tile, Gather the kept input features, MatMul by the tile's dense weight; Concat the
     /// tiles along the last axis and add the bias.
-    fn tiled_linear(&mut self, x: &str, p: &str, tiles: usize, rank: usize) -> Result<String, EmitError> {
+    fn tiled_linear(
+        &mut self,
+        x: &str,
+        p: &str,
+        tiles: usize,
+        rank: usize,
+        scale: Option<f32>,
+    ) -> Result<String, EmitError> {
         let mut parts = vec![];
         for t in 0..tiles {
             let (rows, weight) = bertopt_ir::op::tile_names(p, t);
-            let rows = self.init_i64(&rows)?;
-            let w = self.init(&weight)?;
-            let axis = ("axis", Attr::Int(rank as i64 - 1));
-            let gathered = self.b.node("Gather", &format!("{p}/tile{t}/Gather"), &[x, &rows], &[axis]);
+            let gathered = self.gather_features(x, &rows, rank)?;
+            let w = self.scaled_init(&weight, scale)?;
             parts.push(self.b.node("MatMul", &format!("{p}/tile{t}/MatMul"), &[&gathered, &w], &[]));
         }
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
@@ -104,8 +118,64 @@ impl<'g> Emitter<'g> {
             [one] => one.to_string(),
             _ => self.b.node("Concat", &format!("{p}/Concat"), &refs, &[("axis", Attr::Int(-1))]),
         };
-        let bias = self.init(&format!("{p}.bias"))?;
+        let cat = match self.g.weights.tensor(&bertopt_ir::op::cols_name(p)) {
+            Some(cols) => self.scatter_columns(&cat, p, cols, rank)?,
+            None => cat,
+        };
+        let bias = self.scaled_init(&format!("{p}.bias"), scale)?;
         Ok(self.b.node("Add", &format!("{p}/Add"), &[&cat, &bias], &[]))
+    }
+
+    /// Type 8: the tiles computed only the columns `cols` lists; put them at their places among N columns and
+    /// zeros elsewhere. One zero column is padded on, and a Gather along the last axis picks, for each output
+    /// column, its computed column or that zero.
+    fn scatter_columns(&mut self, y: &str, p: &str, cols: &Tensor, rank: usize) -> Result<String, EmitError> {
+        let name = bertopt_ir::op::cols_name(p);
+        let cols = cols.to_vec1::<i64>().map_err(|source| EmitError::Tensor { name: name.clone(), source })?;
+        let n = self.weight(&format!("{p}.bias"))?.dim(0).map_err(|source| EmitError::Tensor { name, source })?;
+        let zero_at = cols.len() as i64;
+        let mut map = vec![zero_at; n];
+        for (i, &c) in cols.iter().enumerate() {
+            match usize::try_from(c).ok().filter(|&c| c < n) {
+                Some(c) => map[c] = i as i64,
+                None => return Err(EmitError::Graph(format!("@{p}.cols lists column {c} of {n}"))),
+            }
+        }
+        let mut pads = vec![0i64; 2 * rank];
+        pads[2 * rank - 1] = 1; // one column after the last
+        let pads = self.const_i64(&pads);
+        let padded = self.b.node("Pad", &format!("{p}/PadZeroColumn"), &[y, &pads], &[]);
+        let map_name = format!("{p}.column_map");
+        self.b.initializer_i64(&map_name, &[n], &map);
+        let axis = ("axis", Attr::Int(rank as i64 - 1));
+        Ok(self.b.node("Gather", &format!("{p}/ScatterColumns"), &[&padded, &map_name], &[axis]))
+    }
+
+    /// `x[.., rows]` along the last axis. Identical selections of one value share one Gather (QKV-together
+    /// pruning gives Q, K and V the same input features).
+    fn gather_features(&mut self, x: &str, rows: &str, rank: usize) -> Result<String, EmitError> {
+        let t = self.weight(rows)?;
+        let idx: Vec<i64> = t.to_vec1::<i64>().map_err(|source| EmitError::Tensor { name: rows.into(), source })?;
+        let key = (x.to_string(), idx);
+        if let Some(done) = self.gathers.get(&key) {
+            return Ok(done.clone());
+        }
+        let rows_init = self.init_i64(rows)?;
+        let axis = ("axis", Attr::Int(rank as i64 - 1));
+        let p = rows.trim_end_matches(".rows");
+        let out = self.b.node("Gather", &format!("{p}/Gather"), &[x, &rows_init], &[axis]);
+        self.gathers.insert(key, out.clone());
+        Ok(out)
+    }
+
+    /// Weight `name` as an initializer, multiplied by `scale` when given (under `name_scaled`).
+    fn scaled_init(&mut self, name: &str, scale: Option<f32>) -> Result<String, EmitError> {
+        let Some(s) = scale else { return self.init(name) };
+        let t = self.weight(name)?;
+        let scaled = format!("{name}_scaled");
+        let v: Vec<f32> = data(t, name)?.into_iter().map(|x| x * s).collect();
+        self.b.initializer_f32(&scaled, t.dims(), &v);
+        Ok(scaled)
     }
 
     /// A scalar or small constant, shared by value.
@@ -137,22 +207,14 @@ impl<'g> Emitter<'g> {
     }
 
     /// `x·W + b` for the linear parameter group `p` (optionally with W and b pre-scaled).
+    /// `x·W + b` for parameter group `p`, dense or tiled (attention projections are tiled by weight presence).
     fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
-        let (w, bias) = match scale {
-            None => (self.init(&format!("{p}.weight"))?, self.init(&format!("{p}.bias"))?),
-            Some(s) => {
-                let mut names = vec![];
-                for part in ["weight", "bias"] {
-                    let src = format!("{p}.{part}");
-                    let t = self.weight(&src)?;
-                    let name = format!("{src}_scaled");
-                    let v: Vec<f32> = data(t, &src)?.into_iter().map(|x| x * s).collect();
-                    self.b.initializer_f32(&name, t.dims(), &v);
-                    names.push(name);
-                }
-                (names[0].clone(), names[1].clone())
-            }
-        };
+        let tiles = bertopt_ir::op::tile_count(|n| self.g.weights.0.contains_key(n), p);
+        if tiles > 0 {
+            return self.tiled_linear(x, p, tiles, 3, scale);
+        }
+        let w = self.scaled_init(&format!("{p}.weight"), scale)?;
+        let bias = self.scaled_init(&format!("{p}.bias"), scale)?;
         let mm = self.b.node("MatMul", &format!("{p}/MatMul"), &[x, &w], &[]);
         Ok(self.b.node("Add", &format!("{p}/Add"), &[&mm, &bias], &[]))
     }
@@ -243,7 +305,7 @@ impl<'g> Emitter<'g> {
             Op::Linear { w, .. } => self.linear(a(0), w, None)?,
             Op::TiledLinear { w, tiles, .. } => {
                 let rank = node.ty.rank();
-                self.tiled_linear(a(0), w, *tiles, rank)?
+                self.tiled_linear(a(0), w, *tiles, rank, None)?
             }
             Op::Gelu => self.gelu(a(0)),
             Op::Relu => self.b.node("Relu", "relu", &[a(0)], &[]),
