@@ -1,5 +1,5 @@
 //! Properties of the pruning passes on random small models (proptest): every pass leaves a graph the verifier
-//! accepts; the physically pruned graph (`heads`, `ffn`, `tile`) computes what the dense graph computes with the
+//! accepts; the physically pruned graph (`heads`, `ffn`, `tile`, `head-size`, `type0`, `qkv`) computes what the dense graph computes with the
 //! same units zeroed (<= 1e-5 in the interpreter), where the zeroed units are read back from the pruned graph's
 //! own weights; the zeros-only passes (`vw`, `bw`) zero exactly what their rule says; sparsity 0 is the
 //! identity; and the exported ONNX agrees with the interpreter in tract (<= 1e-4) and passes `onnx.checker`.
@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bertopt::run::{Batch, Runtime};
-use bertopt_ir::{interp, op::tile_names, Graph, Op};
+use bertopt_ir::{interp, op::tile_names, Graph};
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::Scheme;
 use candle_core::{Device, Tensor};
@@ -191,27 +191,131 @@ fn ffn_pruned_equals_the_dense_graph_with_those_neurons_zeroed() {
 }
 
 #[test]
-fn tiled_equals_the_dense_graph_with_the_dropped_row_segments_zeroed() {
-    let s = (spec(), prop::sample::select(vec![0.25, 0.5, 0.75]), prop::sample::select(vec![2u64, 4, 8]));
-    run_property(12, s, |case, sparsity, g_width| {
-        let g_width = g_width as usize;
-        let case = Case { pipeline: format!("tile(sparsity={sparsity},g={g_width})"), ..*case };
+fn tiled_equals_the_dense_graph_with_the_dropped_row_segments_and_columns_zeroed() {
+    // The low bit of the third value picks type 8 (n=true), the rest the tile width.
+    let s = (spec(), prop::sample::select(vec![0.25, 0.5, 0.75]), prop::sample::select(vec![4u64, 5, 8, 9, 16, 17]));
+    run_property(14, s, |case, sparsity, bits| {
+        let (g_width, n) = ((bits / 2) as usize, bits % 2 == 1);
+        let case = Case { pipeline: format!("tile(sparsity={sparsity},g={g_width},n={n})"), ..*case };
         case.check(|dense, pruned| {
+            // Every tiled group: the FFN's tiled linears and the attention projections tiled in place.
             let mut g = dense.clone();
-            for n in pruned.dag.node_weights() {
-                let Op::TiledLinear { w, k, n: cols, tiles } = &n.op else { continue };
+            let groups: Vec<String> =
+                pruned.weights.0.keys().filter_map(|n| n.strip_suffix(".tile0.rows").map(str::to_string)).collect();
+            for w in groups {
+                let name = format!("{w}.weight");
+                let (k, cols) = weight(dense, &name).dims2().unwrap();
+                // Type 8 lists the columns the tiles compute; the others keep only their bias.
+                let computed: Vec<usize> = match pruned.weights.tensor(&bertopt_ir::op::cols_name(&w)) {
+                    Some(t) => t.to_vec1::<i64>().unwrap().into_iter().map(|c| c as usize).collect(),
+                    None => (0..cols).collect(),
+                };
                 let mut m = vec![0f32; k * cols];
-                for t in 0..*tiles {
-                    let rows = pruned.weights.tensor(&tile_names(w, t).0).unwrap().to_vec1::<i64>().unwrap();
+                for (t, tile_cols) in computed.chunks(g_width).enumerate() {
+                    let rows = pruned.weights.tensor(&tile_names(&w, t).0).unwrap().to_vec1::<i64>().unwrap();
                     for r in rows {
-                        for c in t * g_width..((t + 1) * g_width).min(*cols) {
+                        for &c in tile_cols {
                             m[r as usize * cols + c] = 1.0;
                         }
                     }
                 }
-                let name = format!("{w}.weight");
-                let mask = Tensor::from_vec(m, (*k, *cols), &Device::Cpu).unwrap();
+                let mask = Tensor::from_vec(m, (k, cols), &Device::Cpu).unwrap();
                 g.weights.insert(name.clone(), (weight(dense, &name) * mask).unwrap());
+            }
+            g
+        })
+    });
+}
+
+/// Zero, in `g`, the rows of `{p}.weight` (input features) that `pruned` no longer reads: those missing from
+/// its single tile's kept rows. Returns the kept rows (all of them when `pruned` left `p` dense).
+fn zero_unread_rows(g: &mut Graph, pruned: &Graph, p: &str) -> Vec<i64> {
+    let name = format!("{p}.weight");
+    let (k, n) = weight(g, &name).dims2().unwrap();
+    let Some(rows) = pruned.weights.tensor(&tile_names(p, 0).0) else { return (0..k as i64).collect() };
+    assert!(!pruned.weights.0.contains_key(&tile_names(p, 1).1), "{p}: one tile");
+    let rows = rows.to_vec1::<i64>().unwrap();
+    let mut m = vec![0f32; k * n];
+    for &r in &rows {
+        m[r as usize * n..(r as usize + 1) * n].fill(1.0);
+    }
+    let mask = Tensor::from_vec(m, (k, n), &Device::Cpu).unwrap();
+    g.weights.insert(name.clone(), (weight(g, &name) * mask).unwrap());
+    rows
+}
+
+fn projections(l: usize) -> [String; 3] {
+    ["query", "key", "value"].map(|x| format!("encoder.layer.{l}.attention.self.{x}"))
+}
+
+#[test]
+fn type0_equals_the_dense_graph_with_whole_row_blocks_zeroed() {
+    let s = (spec(), prop::sample::select(vec![0.25, 0.5, 0.75]), prop::sample::select(vec![0u64, 2, 3]));
+    run_property(10, s, |case, sparsity, block| {
+        let block_arg = if block == 0 { String::new() } else { format!(",block={block}") };
+        let case = Case { pipeline: format!("type0(sparsity={sparsity}{block_arg})"), ..*case };
+        let b = if block == 0 { case.spec.hidden / case.spec.heads } else { block as usize };
+        let blocks = case.spec.hidden.div_ceil(b);
+        let removed_blocks = ((blocks as f64 * sparsity) as usize).min(blocks - 1);
+        case.check(|dense, pruned| {
+            let mut g = dense.clone();
+            for l in 0..case.spec.layers {
+                for p in projections(l) {
+                    let rows = zero_unread_rows(&mut g, pruned, &p);
+                    // Whole blocks go, exactly int(blocks * sparsity) of them per matrix.
+                    let kept: std::collections::BTreeSet<usize> = rows.iter().map(|&r| r as usize / b).collect();
+                    assert_eq!(blocks - kept.len(), removed_blocks, "{p}: blocks removed");
+                    for &k in &kept {
+                        let full = (k * b..((k + 1) * b).min(case.spec.hidden)).all(|r| rows.contains(&(r as i64)));
+                        assert!(full, "{p}: block {k} is partly kept: {rows:?}");
+                    }
+                }
+            }
+            g
+        })
+    });
+}
+
+#[test]
+fn qkv_drops_the_same_input_features_from_q_k_and_v() {
+    let s = (spec(), prop::sample::select(vec![0.25, 0.5, 0.75]), Just(0));
+    run_property(10, s, |case, sparsity, _| {
+        let case = Case { pipeline: format!("qkv(sparsity={sparsity})"), ..*case };
+        let removed = ((case.spec.hidden as f64 * sparsity) as usize).min(case.spec.hidden - 1);
+        case.check(|dense, pruned| {
+            let mut g = dense.clone();
+            for l in 0..case.spec.layers {
+                let rows: Vec<Vec<i64>> = projections(l).iter().map(|p| zero_unread_rows(&mut g, pruned, p)).collect();
+                assert!(rows[0] == rows[1] && rows[1] == rows[2], "layer {l}: Q, K, V read different features");
+                assert_eq!(case.spec.hidden - rows[0].len(), removed, "layer {l}: features removed");
+            }
+            g
+        })
+    });
+}
+
+#[test]
+fn head_size_equals_the_dense_graph_with_those_head_dimensions_zeroed() {
+    let s = (spec(), prop::sample::select(vec![0.25, 0.5, 0.75]), Just(0));
+    run_property(10, s, |case, sparsity, _| {
+        let case = Case { pipeline: format!("head-size(sparsity={sparsity})"), ..*case };
+        let (heads, d) = (case.spec.heads, case.spec.hidden / case.spec.heads);
+        let removed = ((d as f64 * sparsity) as usize).min(d - 1);
+        case.check(|dense, pruned| {
+            // Value columns are copied unscaled, so they identify the kept dimensions; the query's are rescaled.
+            let mut g = dense.clone();
+            for l in 0..case.spec.layers {
+                let [q, k, v] = projections(l);
+                let w = format!("{v}.weight");
+                let keep = surviving_columns(&weight(dense, &w), pruned.weights.tensor(&w));
+                let dims: Vec<bool> = keep[..d].to_vec();
+                for h in 0..heads {
+                    assert_eq!(keep[h * d..(h + 1) * d], dims[..], "layer {l}: head {h} keeps other dimensions");
+                }
+                assert_eq!(dims.iter().filter(|k| !**k).count(), removed, "layer {l}: dimensions removed");
+                for p in [&q, &k, &v] {
+                    zero_columns(&mut g, p, &keep);
+                }
             }
             g
         })
@@ -289,8 +393,17 @@ fn zero_sparsity_is_the_identity_for_every_pass() {
     let s = (spec(), Just(0.0), Just(0));
     run_property(6, s, |case, _, _| {
         let mut last = None;
-        for p in ["heads(ratio=0)", "ffn(ratio=0)", "tile(sparsity=0,g=4)", "vw(sparsity=0,v=4)", "bw(sparsity=0,g=4)"]
-        {
+        for p in [
+            "heads(ratio=0)",
+            "ffn(ratio=0)",
+            "tile(sparsity=0,g=4)",
+            "kgran(sparsity=0,g=4)",
+            "head-size(sparsity=0)",
+            "type0(sparsity=0)",
+            "qkv(sparsity=0)",
+            "vw(sparsity=0,v=4)",
+            "bw(sparsity=0,g=4)",
+        ] {
             let case = Case { pipeline: p.into(), ..*case };
             last = Some(case.check(|dense, pruned| {
                 assert_eq!(bertopt_ir::print(pruned), bertopt_ir::print(dense), "{p} changed the graph");

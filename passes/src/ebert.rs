@@ -155,6 +155,9 @@ impl Pass for Ebert {
             let Op::Attention { heads, head_dim, query, key, value, output } = g.dag[att].op.clone() else {
                 unreachable!("filtered to attention nodes")
             };
+            for p in [&query, &key, &value, &output] {
+                crate::rewrite::require_dense(g, "ebert", p)?;
+            }
             let ops = g.operands(att);
             let (x, mask) = (ops[0], ops[1]);
             let h1 = match users(g, att).as_slice() {

@@ -100,6 +100,11 @@ impl Heads {
     /// training gates exactly these).
     pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
         let attns = attention_nodes(g)?;
+        for &n in &attns {
+            for p in g.dag[n].op.weight_refs() {
+                crate::rewrite::require_dense(g, "heads", p)?;
+            }
+        }
         let heads_of = |g: &Graph, n: NodeIndex| match g.dag[n].op {
             Op::Attention { heads, .. } => heads,
             _ => 0,

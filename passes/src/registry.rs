@@ -58,10 +58,50 @@ pub fn passes() -> &'static [PassInfo] {
                 ("sparsity", "fraction of 1 x g row segments removed (default 0.5)"),
                 ("g", "tile width in output columns (default 128)"),
                 ("scope", "global (type 7, one ranking over all matrices; default) or tile (type 2, per tile)"),
-                ("n", "also tile along N (type 8): not implemented yet"),
+                ("n", "true: type 8, first remove whole output columns (global ranking), then tile the rest"),
+                ("attention", "also tile the Q/K/V/O projections (default true)"),
                 ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
             ],
             build: |a| Ok(Box::new(crate::tile::TilePass::from_args(a)?)),
+        },
+        PassInfo {
+            name: "kgran",
+            about: "K-granularity (type 2): `tile` with every tile losing the same fraction of its row segments",
+            args: &[
+                ("sparsity", "fraction of 1 x g row segments removed in every tile (default 0.5)"),
+                ("g", "tile width in output columns (default 128)"),
+                ("attention", "also tile the Q/K/V/O projections (default true)"),
+                ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+            ],
+            build: |a| Ok(Box::new(crate::tile::TilePass::kgran(a)?)),
+        },
+        PassInfo {
+            name: "head-size",
+            about: "head size (type 1): remove dimension j of every head (Q/K/V columns, O rows); heads shrink",
+            args: &[
+                ("sparsity", "fraction of each layer's head dimensions removed (default 0.5)"),
+                ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+            ],
+            build: |a| Ok(Box::new(crate::head_size::HeadSize::from_args(a)?)),
+        },
+        PassInfo {
+            name: "type0",
+            about: "the release's type 0: drop blocks of input rows of Q, K and V, each matrix on its own",
+            args: &[
+                ("sparsity", "fraction of blocks removed per matrix (default 0.5)"),
+                ("block", "rows per block (default: the head size)"),
+                ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+            ],
+            build: |a| Ok(Box::new(crate::type0::Type0::from_args(a)?)),
+        },
+        PassInfo {
+            name: "qkv",
+            about: "QKV together (type 3): drop input features from Q, K and V at once; one shared gather",
+            args: &[
+                ("sparsity", "fraction of input features removed per layer (default 0.5)"),
+                ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+            ],
+            build: |a| Ok(Box::new(crate::qkv::Qkv::from_args(a)?)),
         },
         PassInfo {
             name: "vw",

@@ -58,3 +58,40 @@ pub fn keep_top(score: &[f32], remove: usize) -> Vec<bool> {
     }
     keep
 }
+
+/// Refuse to reshape projection group `p` that an earlier pass already tiled: its `P.weight` is gone.
+pub fn require_dense(g: &Graph, pass: &str, p: &str) -> Result<(), PassError> {
+    if bertopt_ir::op::tile_count(|n| g.weights.0.contains_key(n), p) > 0 {
+        return Err(PassError::Failed {
+            pass: pass.into(),
+            problem: format!(
+                "@{p} is already tiled (by `tile`, `type0` or `qkv`); run `{pass}` before the pass that tiled it"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Make projection group `p` (dense, K×N) read only the input features `keep` marks: one tile holding the kept
+/// rows of `P.weight` (`P.tile0.rows`, `P.tile0.weight`); the bias stays. Returns how many rows went.
+pub fn keep_input_rows(g: &mut Graph, pass: &str, p: &str, keep: &[bool]) -> Result<usize, PassError> {
+    let removed = keep.iter().filter(|k| !**k).count();
+    if removed == 0 {
+        return Ok(0);
+    }
+    let c = |e: candle_core::Error| PassError::Failed { pass: pass.into(), problem: e.to_string() };
+    let w = weight(g, pass, &format!("{p}.weight"))?;
+    let rows: Vec<i64> = keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as i64).collect();
+    let sub = w.index_select(&kept_index(keep).map_err(c)?, 0).map_err(c)?.contiguous().map_err(c)?;
+    let (rows_name, weight_name) = bertopt_ir::op::tile_names(p, 0);
+    set_weight(g, &rows_name, Tensor::new(rows.as_slice(), &candle_core::Device::Cpu).map_err(c)?);
+    set_weight(g, &weight_name, sub);
+    g.weights.0.remove(&format!("{p}.weight"));
+    Ok(removed)
+}
+
+/// The attention nodes in layer order.
+pub fn attention_nodes(g: &Graph, pass: &str) -> Result<Vec<NodeIndex>, PassError> {
+    let order = g.topo_order().map_err(|problem| PassError::Failed { pass: pass.into(), problem })?;
+    Ok(order.into_iter().filter(|n| matches!(g.dag[*n].op, Op::Attention { .. })).collect())
+}

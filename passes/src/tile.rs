@@ -1,18 +1,29 @@
-//! `tile`: tile-wise sparsity along K (TileSparsity types 2 and 7). Each per-token linear's N outputs are cut
-//! into tiles of `g` columns; inside a tile, whole 1×g row segments (input features) are removed. A tile then
-//! reads only its kept input features: the linear becomes a `tiled_linear` (per tile a gather and a smaller dense
-//! GEMM, concatenated along N), so the savings are real on a dense runtime.
+//! `tile`: tile-wise sparsity along K (TileSparsity types 2 and 7) and along K and N (type 8). Each per-token
+//! linear's N outputs are cut into tiles of `g` columns; inside a tile, whole 1×g row segments (input features)
+//! are removed. A tile then reads only its kept input features: the linear becomes a `tiled_linear` (per tile a
+//! gather and a smaller dense GEMM, concatenated along N), so the savings are real on a dense runtime.
 //!
-//! Which segments go: the lowest by score (mean squared weight of the segment; Taylor scores when they land).
-//! `scope=global` (type 7) ranks every segment of every tiled matrix together, so tiles and layers end up with
-//! different densities; `scope=tile` (type 2) removes the same fraction inside every tile. A tile always keeps
-//! its best row: a tile with no input would be a constant, which this version does not emit.
-//! Tiled: the FFN matrices (and any other per-token `linear`); the attention projections live inside the fused
-//! `attention` op and are not tiled yet.
+//! Which segments go: the lowest by score (mean importance of the segment: squared weight, or saved Taylor
+//! scores). `scope=global` (type 7) ranks every segment of every tiled matrix together, so tiles and layers end
+//! up with different densities; `scope=tile` (type 2, also `kgran`) removes the same fraction inside every tile.
+//! A tile always keeps its best row: a tile with no input would be a constant, which this version does not emit.
+//!
+//! `n=true` (type 8) first removes whole output columns, the lowest `sparsity` of all columns of all tiled
+//! matrices by mean importance (norm / K), each matrix keeping at least one; the tiles are then cut from the
+//! surviving columns and lose row segments as above, so density is about (1-s)². A removed column yields its
+//! bias alone (`P.cols` lists the computed ones), which is what the zeroed column computes.
+//!
+//! Tiled: every per-token `linear` (the FFN matrices) and, unless `attention=false`, the Q/K/V/O projections of
+//! each `attention` (the release's 72 matrices of BERT-base); a tiled projection is stored as the same tile
+//! weights and the `attention` op reads it by their presence. Projections an earlier `type0`/`qkv` already cut
+//! are left as they are.
 
 use std::collections::BTreeMap;
 
-use bertopt_ir::{op::tile_names, Graph, NodeIndex, Op};
+use bertopt_ir::{
+    op::{cols_name, tile_names},
+    Graph, NodeIndex, Op,
+};
 use candle_core::{DType, Device, Tensor};
 
 use crate::pass::{Pass, PassContext, PassError};
@@ -32,12 +43,20 @@ pub struct TilePass {
     pub sparsity: f64,
     pub g: usize,
     pub scope: Scope,
-    /// How row segments are ranked (magnitude, or saved Taylor scores).
+    /// Type 8: remove whole output columns first.
+    pub n: bool,
+    /// Also tile the attention projections.
+    pub attention: bool,
+    /// How row segments (and columns) are ranked (magnitude, or saved Taylor scores).
     pub importance: Importance,
 }
 
 fn fail(problem: impl Into<String>) -> PassError {
     PassError::Failed { pass: "tile".into(), problem: problem.into() }
+}
+
+fn c(e: candle_core::Error) -> PassError {
+    fail(e.to_string())
 }
 
 impl TilePass {
@@ -49,41 +68,69 @@ impl TilePass {
             Some("tile") => Scope::Tile,
             Some(other) => return Err(a.bad("scope", format!("`{other}`: use global (type 7) or tile (type 2)"))),
         };
-        if a.get("n", false)? {
-            return Err(a.bad("n", "tiling along K and N (type 8) is not implemented yet".into()));
-        }
-        Ok(TilePass { sparsity, g, scope, importance: Importance::from_arg("tile", a.map.get("scores"))? })
+        Ok(TilePass {
+            sparsity,
+            g,
+            scope,
+            n: a.get("n", false)?,
+            attention: a.get("attention", true)?,
+            importance: Importance::from_arg("tile", a.map.get("scores"))?,
+        })
+    }
+
+    /// `kgran`: type 2 under its own name (tile-local ranking along K).
+    pub fn kgran(a: &Args) -> Result<Self, PassError> {
+        Ok(TilePass { scope: Scope::Tile, ..TilePass::from_args(a)? })
     }
 }
 
-/// One matrix to tile: its node, parameter group, and per tile (first column, width, score of every row).
+/// One matrix to tile: its node (a `linear`, which becomes a `tiled_linear`; `None` for an attention
+/// projection, whose op stays), parameter group, and the importance of each of its K×N entries.
 struct Target {
-    node: NodeIndex,
+    node: Option<NodeIndex>,
     w: String,
     k: usize,
     n: usize,
-    tiles: Vec<(usize, usize, Vec<f32>)>,
+    importance: Tensor,
 }
 
-fn c(e: candle_core::Error) -> PassError {
-    fail(e.to_string())
-}
-
-fn targets(g: &Graph, width: usize, imp: &Importance) -> Result<Vec<Target>, PassError> {
+fn targets(g: &Graph, imp: &Importance, attention: bool) -> Result<Vec<Target>, PassError> {
     let mut out = vec![];
+    let target = |node: Option<NodeIndex>, w: &str, k: usize, n: usize| -> Result<Target, PassError> {
+        let importance = imp.of(g, "tile", &format!("{w}.weight"))?;
+        Ok(Target { node, w: w.to_string(), k, n, importance })
+    };
     for node in g.topo_order().map_err(fail)? {
-        let Op::Linear { w, k, n } = &g.dag[node].op else { continue };
-        if g.dag[node].ty.rank() != 3 {
-            continue; // pooler and classifier run once per sequence: nothing to gain
+        match &g.dag[node].op {
+            // The pooler and classifier run once per sequence: nothing to gain.
+            Op::Linear { w, k, n } if g.dag[node].ty.rank() == 3 => out.push(target(Some(node), w, *k, *n)?),
+            Op::Attention { query, key, value, output, .. } if attention => {
+                for p in [query, key, value, output] {
+                    let Some(w) = g.weights.get(&format!("{p}.weight")) else { continue }; // already cut
+                    if let Some([k, n]) = w.ty.known_dims().as_deref() {
+                        out.push(target(None, p, *k, *n)?);
+                    }
+                }
+            }
+            _ => {}
         }
-        let sq = imp.of(g, "tile", &format!("{w}.weight"))?;
-        let mut tiles = vec![];
-        for c0 in (0..*n).step_by(width) {
-            let wd = width.min(n - c0);
-            let s = (sq.narrow(1, c0, wd).map_err(c)?.sum(1).map_err(c)? / wd as f64).map_err(c)?;
-            tiles.push((c0, wd, s.to_vec1::<f32>().map_err(c)?));
-        }
-        out.push(Target { node, w: w.clone(), k: *k, n: *n, tiles });
+    }
+    Ok(out)
+}
+
+/// A tile: the output columns it computes and the score of each of its K rows (mean over those columns).
+struct Tile {
+    cols: Vec<usize>,
+    rows: Vec<f32>,
+}
+
+fn tiles(t: &Target, cols: &[usize], width: usize) -> Result<Vec<Tile>, PassError> {
+    let mut out = vec![];
+    for chunk in cols.chunks(width) {
+        let idx: Vec<u32> = chunk.iter().map(|&c| c as u32).collect();
+        let idx = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(c)?;
+        let s = (t.importance.index_select(&idx, 1).map_err(c)?.sum(1).map_err(c)? / chunk.len() as f64).map_err(c)?;
+        out.push(Tile { cols: chunk.to_vec(), rows: s.to_vec1::<f32>().map_err(c)? });
     }
     Ok(out)
 }
@@ -97,9 +144,33 @@ fn drop_lowest(scored: &mut [(f32, usize, usize, usize)], remove: usize, keep: &
 }
 
 impl TilePass {
-    /// `keep[matrix][tile][row]` for the targets, in graph order.
-    fn keep(&self, targets: &[Target]) -> Vec<Vec<Vec<bool>>> {
-        let mut keep: Vec<Vec<Vec<bool>>> = targets.iter().map(|t| vec![vec![true; t.k]; t.tiles.len()]).collect();
+    /// Type 8's first cut: the output columns each target keeps (all of them unless `n=true`).
+    fn columns(&self, targets: &[Target]) -> Result<Vec<Vec<usize>>, PassError> {
+        if !self.n {
+            return Ok(targets.iter().map(|t| (0..t.n).collect()).collect());
+        }
+        // (score, matrix, column), each matrix's best column left out so none is emptied.
+        let mut all = vec![];
+        let mut total = 0;
+        for (m, t) in targets.iter().enumerate() {
+            let s = (t.importance.sum(0).map_err(c)? / t.k as f64).map_err(c)?.to_vec1::<f32>().map_err(c)?;
+            let best = (0..s.len()).max_by(|&a, &b| s[a].total_cmp(&s[b]).then(b.cmp(&a)));
+            all.extend((0..s.len()).filter(|&j| Some(j) != best).map(|j| (s[j], m, j)));
+            total += s.len();
+        }
+        all.sort_by(|a, b| a.0.total_cmp(&b.0).then((b.1, b.2).cmp(&(a.1, a.2))));
+        let remove = ((total as f64 * self.sparsity) as usize).min(all.len());
+        let mut keep: Vec<Vec<bool>> = targets.iter().map(|t| vec![true; t.n]).collect();
+        for &(_, m, j) in &all[..remove] {
+            keep[m][j] = false;
+        }
+        Ok(keep.iter().map(|k| (0..k.len()).filter(|&j| k[j]).collect()).collect())
+    }
+
+    /// `keep[matrix][tile][row]` for the tiles of each target.
+    fn keep(&self, tiles: &[Vec<Tile>]) -> Vec<Vec<Vec<bool>>> {
+        let mut keep: Vec<Vec<Vec<bool>>> =
+            tiles.iter().map(|ts| ts.iter().map(|t| vec![true; t.rows.len()]).collect()).collect();
         // Each tile's best row is never a candidate, so no tile is left without input.
         let candidates = |m: usize, t: usize, scores: &[f32]| -> Vec<(f32, usize, usize, usize)> {
             let best = (0..scores.len()).max_by(|&a, &b| scores[a].total_cmp(&scores[b]).then(b.cmp(&a)));
@@ -109,20 +180,20 @@ impl TilePass {
             Scope::Global => {
                 let mut all = vec![];
                 let mut total = 0;
-                for (m, tg) in targets.iter().enumerate() {
-                    for (t, (_, _, s)) in tg.tiles.iter().enumerate() {
-                        all.extend(candidates(m, t, s));
-                        total += s.len();
+                for (m, ts) in tiles.iter().enumerate() {
+                    for (t, tile) in ts.iter().enumerate() {
+                        all.extend(candidates(m, t, &tile.rows));
+                        total += tile.rows.len();
                     }
                 }
                 let remove = ((total as f64 * self.sparsity) as usize).min(all.len());
                 drop_lowest(&mut all, remove, &mut keep);
             }
             Scope::Tile => {
-                for (m, tg) in targets.iter().enumerate() {
-                    for (t, (_, _, s)) in tg.tiles.iter().enumerate() {
-                        let mut cands = candidates(m, t, s);
-                        let remove = ((s.len() as f64 * self.sparsity) as usize).min(cands.len());
+                for (m, ts) in tiles.iter().enumerate() {
+                    for (t, tile) in ts.iter().enumerate() {
+                        let mut cands = candidates(m, t, &tile.rows);
+                        let remove = ((tile.rows.len() as f64 * self.sparsity) as usize).min(cands.len());
                         drop_lowest(&mut cands, remove, &mut keep);
                     }
                 }
@@ -132,44 +203,61 @@ impl TilePass {
     }
 }
 
+fn index(v: &[usize]) -> Result<Tensor, PassError> {
+    let v: Vec<u32> = v.iter().map(|&i| i as u32).collect();
+    Tensor::new(v.as_slice(), &Device::Cpu).map_err(c)
+}
+
 impl Pass for TilePass {
     fn name(&self) -> &'static str {
         "tile"
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let targets = targets(g, self.g, &self.importance)?;
-        let keep = self.keep(&targets);
-        let (mut segments, mut matrices) = (0, 0);
-        for (tg, keep) in targets.iter().zip(&keep) {
+        let targets = targets(g, &self.importance, self.attention)?;
+        let columns = self.columns(&targets)?;
+        let tiles: Vec<Vec<Tile>> =
+            targets.iter().zip(&columns).map(|(t, cols)| tiles(t, cols, self.g)).collect::<Result<_, _>>()?;
+        let keep = self.keep(&tiles);
+        let (mut segments, mut matrices, mut dropped_cols) = (0, 0, 0);
+        for ((tg, cols), (tiles, keep)) in targets.iter().zip(&columns).zip(tiles.iter().zip(&keep)) {
             let removed: usize = keep.iter().map(|rows| rows.iter().filter(|k| !**k).count()).sum();
-            if removed == 0 {
+            if removed == 0 && cols.len() == tg.n {
                 continue;
             }
             segments += removed;
+            dropped_cols += tg.n - cols.len();
             matrices += 1;
             let w = weight(g, "tile", &format!("{}.weight", tg.w))?.clone();
-            for (t, ((c0, wd, _), rows)) in tg.tiles.iter().zip(keep).enumerate() {
-                let idx: Vec<i64> = rows.iter().enumerate().filter(|(_, k)| **k).map(|(r, _)| r as i64).collect();
-                let idx_t = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(c)?;
+            for (t, (tile, rows)) in tiles.iter().zip(keep).enumerate() {
+                let kept: Vec<usize> = (0..rows.len()).filter(|&r| rows[r]).collect();
                 let sub = w
-                    .narrow(1, *c0, *wd)
+                    .index_select(&index(&tile.cols)?, 1)
                     .map_err(c)?
-                    .contiguous()
-                    .map_err(c)?
-                    .index_select(&idx_t.to_dtype(DType::U32).map_err(c)?, 0)
+                    .index_select(&index(&kept)?, 0)
                     .map_err(c)?
                     .contiguous()
                     .map_err(c)?;
+                let rows_t: Vec<i64> = kept.iter().map(|&r| r as i64).collect();
                 let (rows_name, weight_name) = tile_names(&tg.w, t);
-                set_weight(g, &rows_name, idx_t);
+                set_weight(g, &rows_name, Tensor::new(rows_t.as_slice(), &Device::Cpu).map_err(c)?);
                 set_weight(g, &weight_name, sub);
             }
+            if cols.len() < tg.n {
+                let cols: Vec<i64> = cols.iter().map(|&j| j as i64).collect();
+                let cols = Tensor::new(cols.as_slice(), &Device::Cpu).map_err(c)?.to_dtype(DType::I64).map_err(c)?;
+                set_weight(g, &cols_name(&tg.w), cols);
+            }
             g.weights.0.remove(&format!("{}.weight", tg.w)); // the tiles replace it
-            g.dag[tg.node].op = Op::TiledLinear { w: tg.w.clone(), k: tg.k, n: tg.n, tiles: tg.tiles.len() };
+            if let Some(node) = tg.node {
+                g.dag[node].op = Op::TiledLinear { w: tg.w.clone(), k: tg.k, n: tg.n, tiles: tiles.len() };
+            }
         }
         changed.insert("row segments removed".into(), segments);
         changed.insert("matrices tiled".into(), matrices);
+        if self.n {
+            changed.insert("output columns removed".into(), dropped_cols);
+        }
         Ok(())
     }
 }

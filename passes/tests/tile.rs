@@ -187,9 +187,80 @@ fn bad_tile_arguments_are_named() {
         ("tile(sparsity=1)", "1 is not in [0, 1)"),
         ("tile(g=0)", "at least 1"),
         ("tile(scope=row)", "use global (type 7) or tile (type 2)"),
-        ("tile(n=true)", "type 8) is not implemented yet"),
+        ("tile(n=maybe)", "cannot read `maybe`"),
     ] {
         let e = Pipeline::parse(pipeline).err().unwrap_or_else(|| panic!("{pipeline} parsed")).to_string();
         assert!(e.contains("tile") && e.contains(want), "{pipeline}: {e}");
+    }
+}
+
+/// Type 8's column cut by the documented rule, with plain loops: score = mean of squares over K; each matrix's
+/// best column is exempt; the `floor(S * all columns)` lowest go.
+fn expected_columns(g: &Graph, s: f64) -> Vec<Vec<usize>> {
+    let mut cands: Vec<(f32, usize, usize)> = vec![];
+    let mut total = 0;
+    let lin = linears(g);
+    for (m, (w, k, n)) in lin.iter().enumerate() {
+        let wt = g.weights.tensor(&format!("{w}.weight")).unwrap().to_vec2::<f32>().unwrap();
+        let score: Vec<f32> = (0..*n).map(|c| (0..*k).map(|r| wt[r][c] * wt[r][c]).sum::<f32>() / *k as f32).collect();
+        let mut best = 0; // the highest score, the lowest index among equals
+        for c in 0..*n {
+            if score[c] > score[best] {
+                best = c;
+            }
+        }
+        cands.extend((0..*n).filter(|&c| c != best).map(|c| (score[c], m, c)));
+        total += n;
+    }
+    cands.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap().then((b.1, b.2).cmp(&(a.1, a.2))));
+    let remove = ((total as f64 * s) as usize).min(cands.len());
+    let mut keep: Vec<Vec<bool>> = lin.iter().map(|(_, _, n)| vec![true; *n]).collect();
+    for &(_, m, c) in &cands[..remove] {
+        keep[m][c] = false;
+    }
+    keep.iter().map(|k| (0..k.len()).filter(|&c| k[c]).collect()).collect()
+}
+
+#[test]
+fn type8_removes_whole_columns_then_tiles_the_survivors() {
+    for seed in 1..=6u64 {
+        let dense = reseeded(&parse(TWO_FFNS).unwrap(), seed);
+        let mut g = dense.clone();
+        let r = run(&mut g, "tile(sparsity=0.5,g=4,n=true)");
+        verify(&g).unwrap();
+        let want_cols = expected_columns(&dense, 0.5);
+        let mut masked = dense.clone();
+        let mut cols_removed = 0;
+        for ((w, k, n), cols) in linears(&dense).into_iter().zip(&want_cols) {
+            let got: Vec<usize> = match g.weights.tensor(&format!("{w}.cols")) {
+                Some(t) => t.to_vec1::<i64>().unwrap().into_iter().map(|c| c as usize).collect(),
+                None => (0..n).collect(),
+            };
+            assert_eq!(&got, cols, "seed {seed}: columns of {w}");
+            cols_removed += n - cols.len();
+            let mut m = vec![0f32; k * n];
+            for (t, tile_cols) in cols.chunks(4).enumerate() {
+                let rows = g.weights.tensor(&format!("{w}.tile{t}.rows")).unwrap().to_vec1::<i64>().unwrap();
+                for r in rows {
+                    for &c in tile_cols {
+                        m[r as usize * n + c] = 1.0;
+                    }
+                }
+            }
+            let name = format!("{w}.weight");
+            let mask = Tensor::from_vec(m, (k, n), &Device::Cpu).unwrap();
+            let t = (dense.weights.tensor(&name).unwrap() * mask).unwrap();
+            masked.weights.insert(name, t);
+        }
+        assert_eq!(r[0].changed["output columns removed"], cols_removed);
+        let x = inputs(2, 5, 20);
+        let d = max_abs_diff(&interp::run(&masked, &x).unwrap()[0].1, &interp::run(&g, &x).unwrap()[0].1);
+        assert!(d <= 1e-5, "seed {seed}: differs from the masked dense graph by {d}");
+        if seed == 1 {
+            let text = print(&g);
+            assert!(text.contains("@l0.in.cols: i64["), "{text}");
+            assert_eq!(print(&parse(&text).unwrap()), text);
+            golden("tile_n", TWO_FFNS, &text);
+        }
     }
 }

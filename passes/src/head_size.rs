@@ -1,0 +1,108 @@
+//! `head-size`: TileSparsity type 1. Unit `j` of a layer is dimension `j` of every head: the strided columns
+//! `{h·d + j}` of Q, K and V and the matching rows of the attention-output matrix. Removing it shrinks every
+//! head of that layer by one, so the matrices are physically smaller and heads stay uniform.
+//!
+//! The release scores each matrix's strided groups separately and only zeros them; bertopt removes a dimension
+//! from Q, K, V and O together, which is the cut that a smaller graph can represent exactly: with the Q/K
+//! columns (and biases) gone, that dimension adds nothing to any attention score, and with the V column gone,
+//! nothing to the context. The attention scale stays `1/sqrt(d)` of the *original* size: the query weights are
+//! multiplied by `sqrt(d'/d)` so that the lowering's `1/sqrt(d')` gives it back.
+
+use std::collections::BTreeMap;
+
+use bertopt_ir::{Graph, Op};
+use candle_core::{Device, Tensor};
+
+use crate::pass::{Pass, PassContext, PassError};
+use crate::registry::Args;
+use crate::rewrite::{keep_top, set_weight, weight};
+use crate::scores::Importance;
+
+pub struct HeadSize {
+    /// Fraction of each layer's head dimensions removed (at least one always stays).
+    pub sparsity: f64,
+    pub importance: Importance,
+}
+
+fn fail(problem: impl Into<String>) -> PassError {
+    PassError::Failed { pass: "head-size".into(), problem: problem.into() }
+}
+
+fn c(e: candle_core::Error) -> PassError {
+    fail(e.to_string())
+}
+
+impl HeadSize {
+    pub fn from_args(a: &Args) -> Result<Self, PassError> {
+        Ok(HeadSize {
+            sparsity: a.sparsity("sparsity", 0.5)?,
+            importance: Importance::from_arg("head-size", a.map.get("scores"))?,
+        })
+    }
+}
+
+/// Importance of dimension `j` of the heads: Q/K/V columns `h·d + j` and O rows `h·d + j`, summed over heads.
+fn dim_scores(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassError> {
+    let Op::Attention { heads, head_dim, query, key, value, output } = op else { unreachable!("attention only") };
+    let mut score = vec![0f32; *head_dim];
+    let mut add = |per_unit: Tensor| -> Result<(), PassError> {
+        let per_dim = per_unit.reshape((*heads, *head_dim)).map_err(c)?.sum(0).map_err(c)?;
+        for (s, v) in score.iter_mut().zip(per_dim.to_vec1::<f32>().map_err(c)?) {
+            *s += v;
+        }
+        Ok(())
+    };
+    for p in [query, key, value] {
+        add(imp.of(g, "head-size", &format!("{p}.weight"))?.sum(0).map_err(c)?)?;
+    }
+    add(imp.of(g, "head-size", &format!("{output}.weight"))?.sum(1).map_err(c)?)?;
+    Ok(score)
+}
+
+impl Pass for HeadSize {
+    fn name(&self) -> &'static str {
+        "head-size"
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        let attns: Vec<_> = g
+            .topo_order()
+            .map_err(fail)?
+            .into_iter()
+            .filter(|n| matches!(g.dag[*n].op, Op::Attention { .. }))
+            .collect();
+        let mut removed = 0;
+        for n in attns {
+            let Op::Attention { heads, head_dim, query, key, value, output } = g.dag[n].op.clone() else { continue };
+            for p in [&query, &key, &value, &output] {
+                crate::rewrite::require_dense(g, "head-size", p)?;
+            }
+            let remove = ((head_dim as f64 * self.sparsity) as usize).min(head_dim.saturating_sub(1));
+            if remove == 0 {
+                continue;
+            }
+            let keep = keep_top(&dim_scores(g, &self.importance, &g.dag[n].op)?, remove);
+            let kept: Vec<usize> = (0..head_dim).filter(|&j| keep[j]).collect();
+            let idx: Vec<u32> = (0..heads).flat_map(|h| kept.iter().map(move |&j| (h * head_dim + j) as u32)).collect();
+            let idx = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(c)?;
+            // The lowering scales scores by 1/sqrt(d'); the model was trained with 1/sqrt(d).
+            let rescale = (kept.len() as f64 / head_dim as f64).sqrt();
+            for p in [&query, &key, &value] {
+                let mut w = weight(g, "head-size", &format!("{p}.weight"))?.index_select(&idx, 1).map_err(c)?;
+                let mut b = weight(g, "head-size", &format!("{p}.bias"))?.index_select(&idx, 0).map_err(c)?;
+                if p == &query {
+                    w = (w * rescale).map_err(c)?;
+                    b = (b * rescale).map_err(c)?;
+                }
+                set_weight(g, &format!("{p}.weight"), w);
+                set_weight(g, &format!("{p}.bias"), b);
+            }
+            let w = weight(g, "head-size", &format!("{output}.weight"))?.index_select(&idx, 0).map_err(c)?;
+            set_weight(g, &format!("{output}.weight"), w);
+            removed += remove;
+            g.dag[n].op = Op::Attention { heads, head_dim: kept.len(), query, key, value, output };
+        }
+        changed.insert("head dimensions removed".into(), removed);
+        Ok(())
+    }
+}

@@ -1,0 +1,64 @@
+//! `qkv`: TileSparsity type 3. Per layer, the scores of Q, K and V are read side by side (`[D, 3·inner]`) and
+//! an input feature goes from all three at once: the `int(D · sparsity)` rows with the lowest summed score.
+//! Physically the three projections read the same kept features, so the ONNX graph gathers them once and runs
+//! three smaller MatMuls. Biases stay, which is what the masked matrices compute.
+
+use std::collections::BTreeMap;
+
+use bertopt_ir::{Graph, Op};
+
+use crate::pass::{Pass, PassContext, PassError};
+use crate::registry::Args;
+use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
+use crate::scores::Importance;
+
+pub struct Qkv {
+    pub sparsity: f64,
+    pub importance: Importance,
+}
+
+impl Qkv {
+    pub fn from_args(a: &Args) -> Result<Self, PassError> {
+        Ok(Qkv {
+            sparsity: a.sparsity("sparsity", 0.5)?,
+            importance: Importance::from_arg("qkv", a.map.get("scores"))?,
+        })
+    }
+}
+
+/// Each input feature's summed importance over the Q, K and V rows it feeds.
+fn row_scores(g: &Graph, imp: &Importance, ps: [&String; 3]) -> Result<Vec<f32>, PassError> {
+    let c = |e: candle_core::Error| PassError::Failed { pass: "qkv".into(), problem: e.to_string() };
+    let mut total: Vec<f32> = vec![];
+    for p in ps {
+        let rows = imp.of(g, "qkv", &format!("{p}.weight"))?.sum(1).map_err(c)?.to_vec1::<f32>().map_err(c)?;
+        total.resize(rows.len(), 0.0);
+        total.iter_mut().zip(rows).for_each(|(t, r)| *t += r);
+    }
+    Ok(total)
+}
+
+impl Pass for Qkv {
+    fn name(&self) -> &'static str {
+        "qkv"
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        let mut removed = 0;
+        for n in attention_nodes(g, "qkv")? {
+            let Op::Attention { query, key, value, .. } = g.dag[n].op.clone() else { continue };
+            for p in [&query, &key, &value] {
+                require_dense(g, "qkv", p)?;
+            }
+            let scores = row_scores(g, &self.importance, [&query, &key, &value])?;
+            let remove = ((scores.len() as f64 * self.sparsity) as usize).min(scores.len().saturating_sub(1));
+            let keep = keep_top(&scores, remove);
+            for p in [&query, &key, &value] {
+                keep_input_rows(g, "qkv", p, &keep)?;
+            }
+            removed += remove;
+        }
+        changed.insert("input features removed".into(), removed);
+        Ok(())
+    }
+}
