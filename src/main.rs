@@ -129,6 +129,7 @@ impl TrainOpts {
             cfg,
             head_mask: None,
             ffn_mask: None,
+            weight_masks: Default::default(),
             pruning: None,
             device: self.device,
             progress: !self.json,
@@ -187,9 +188,9 @@ enum Cmd {
         #[command(flatten)]
         opts: TrainOpts,
     },
-    /// Recovery fine-tuning after structured pruning: train MODEL with the heads and FFN neurons that the
-    /// pipeline (`heads`, `ffn`) would remove switched off, and save a checkpoint in which they are zero, so that
-    /// exporting it with the same pipeline strips exactly those units.
+    /// Recovery fine-tuning after pruning: train MODEL with what the pipeline would remove switched off (heads
+    /// and FFN neurons for `heads`/`ffn`; weight entries for `tile`, `kgran`, `type0`, `qkv`, `vw`, `bw`) and
+    /// save a checkpoint in which it is zero, so that exporting it with the same pipeline cuts exactly that.
     Recover {
         /// Fine-tuned model folder.
         model: PathBuf,
@@ -360,6 +361,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let masks = bertopt::recover::masks(&model, &pipeline)?;
             args.head_mask = masks.heads;
             args.ffn_mask = masks.ffn;
+            args.weight_masks = masks.weights;
             args.pruning = Some(pipeline.clone());
             let out = args.out.clone();
             print_train_report(&bertopt::train_cmd::run(&args)?, json)?;

@@ -1,8 +1,18 @@
-//! Which units a pruning pipeline removes, as gates for recovery training. Only the structured passes whose
-//! units a dense checkpoint can express (`heads`, `ffn`) take part; anything else in the pipeline is an error
-//! that says so, rather than a recovery that silently trains a different model.
+//! What a pruning pipeline removes, in the form recovery training needs. Two kinds of pass take part:
+//! - unit passes (`heads`, `ffn`) become gates on heads and neurons, computed on the unpruned graph;
+//! - entry passes (`tile`, `kgran`, `type0`, `qkv`, `vw`, `bw`), which keep every matrix's index space, become
+//!   0/1 masks on single weights, read off the graph the pipeline leaves: a tiled matrix keeps exactly the
+//!   entries its tiles read, a zeroed one its non-zero entries.
+//!
+//! The two kinds are not mixed in one run (an entry pass after `heads` works in the pruned index space), and a
+//! pass with neither form (`head-size`, `ebert`, `exit`, ...) is an error that says so, rather than a recovery
+//! that silently trains a different model.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+
+use bertopt_ir::Graph;
+use candle_core::{Device, Tensor};
 
 use bertopt_passes::pipeline::parse_pipeline;
 use bertopt_passes::registry::Args;
@@ -13,7 +23,12 @@ use bertopt_passes::registry::Args;
 pub struct Masks {
     pub heads: Option<Vec<Vec<bool>>>,
     pub ffn: Option<Vec<Vec<bool>>>,
+    /// 0/1 masks on weights by checkpoint parameter name (PyTorch layout), for the entry passes.
+    pub weights: BTreeMap<String, Tensor>,
 }
+
+/// Passes whose cuts are entries of matrices that keep their index space.
+const ENTRY_PASSES: &[&str] = &["tile", "kgran", "type0", "qkv", "vw", "bw"];
 
 fn and(a: Option<Vec<Vec<bool>>>, b: Vec<Vec<bool>>) -> Vec<Vec<bool>> {
     match a {
@@ -31,14 +46,82 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     }
     let (g, _) = bertopt_models::load_graph(model)?;
     let mut m = Masks::default();
-    for s in specs {
+    let entry = specs.iter().find(|s| ENTRY_PASSES.contains(&s.name.as_str()));
+    let unit = specs.iter().find(|s| s.name == "heads" || s.name == "ffn");
+    if let (Some(e), Some(u)) = (entry, unit) {
+        anyhow::bail!(
+            "recover trains under unit passes (heads, ffn) or entry passes ({}) but not both in one run: `{}` \
+             would cut the index space `{}` leaves; recover in two runs",
+            ENTRY_PASSES.join(", "),
+            e.name,
+            u.name
+        );
+    }
+    for s in &specs {
         let args = Args { pass: s.name.clone(), map: s.args.clone() };
         match s.name.as_str() {
             "heads" => m.heads = Some(and(m.heads, bertopt_passes::heads::Heads::from_args(&args)?.keep(&g)?)),
             "ffn" => m.ffn = Some(and(m.ffn, bertopt_passes::ffn::Ffn::from_args(&args)?.keep(&g)?)),
             "dce" | "fold" => {}
-            other => anyhow::bail!("recover can train under `heads` and `ffn` pruning; `{other}` is not supported"),
+            name if ENTRY_PASSES.contains(&name) => {}
+            other => anyhow::bail!(
+                "recover can train under `heads`, `ffn`, {}; `{other}` is not supported",
+                ENTRY_PASSES.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
+            ),
         }
     }
+    if entry.is_some() {
+        let mut pruned = g.clone();
+        bertopt_passes::Pipeline::parse(pipeline)?.run(&mut pruned, &mut Default::default())?;
+        m.weights = entry_masks(&g, &pruned)?;
+    }
     Ok(m)
+}
+
+/// For every matrix `P.weight` of `dense` that `pruned` cut: a 0/1 mask of the entries `pruned` still reads,
+/// transposed to the checkpoint's layout and named as the checkpoint names it (`bert.` + the IR name).
+fn entry_masks(dense: &Graph, pruned: &Graph) -> anyhow::Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    for (name, w) in &dense.weights.0 {
+        let Some(p) = name.strip_suffix(".weight") else { continue };
+        let (Some(dw), Some(&[k, n])) = (w.data.as_ref(), w.ty.known_dims().as_deref()) else { continue };
+        let keep: Vec<f32> = if let Some(pw) = pruned.weights.tensor(name) {
+            // Same shape: the zeros-only passes. Kept = what they did not zero.
+            let (a, b) = (dw.flatten_all()?.to_vec1::<f32>()?, pw.flatten_all()?.to_vec1::<f32>()?);
+            if a == b {
+                continue;
+            }
+            a.iter().zip(&b).map(|(x, y)| if *y == 0.0 && *x != 0.0 { 0.0 } else { 1.0 }).collect()
+        } else if pruned.weights.0.contains_key(&bertopt_ir::op::tile_names(p, 0).0) {
+            tiled_mask(pruned, p, k, n)?
+        } else {
+            continue; // used by nothing any more, or reshaped by a unit pass
+        };
+        let mask = Tensor::from_vec(keep, (k, n), &Device::Cpu)?.t()?.contiguous()?;
+        out.insert(format!("bert.{name}"), mask);
+    }
+    Ok(out)
+}
+
+/// The K×N entries a tiled group `p` reads: tile t covers the next `width_t` of its computed columns (`P.cols`,
+/// or all N) and reads its kept rows.
+fn tiled_mask(pruned: &Graph, p: &str, k: usize, n: usize) -> anyhow::Result<Vec<f32>> {
+    let cols: Vec<usize> = match pruned.weights.tensor(&bertopt_ir::op::cols_name(p)) {
+        Some(c) => c.to_vec1::<i64>()?.into_iter().map(|c| c as usize).collect(),
+        None => (0..n).collect(),
+    };
+    let mut keep = vec![0f32; k * n];
+    let mut next = 0;
+    for t in 0..bertopt_ir::op::tile_count(|x| pruned.weights.0.contains_key(x), p) {
+        let (rows, weight) = bertopt_ir::op::tile_names(p, t);
+        let rows = pruned.weights.tensor(&rows).map(|r| r.to_vec1::<i64>()).transpose()?.unwrap_or_default();
+        let width = pruned.weights.get(&weight).and_then(|w| w.ty.known_dims()).map_or(0, |d| d[1]);
+        for &c in cols.get(next..next + width).unwrap_or_default() {
+            for &r in &rows {
+                keep[r as usize * n + c] = 1.0;
+            }
+        }
+        next += width;
+    }
+    Ok(keep)
 }

@@ -30,6 +30,8 @@ pub struct TrainArgs {
     pub head_mask: Option<Vec<Vec<bool>>>,
     /// Fine-tune with these FFN neurons switched off (`[layer][neuron]`, True = keep).
     pub ffn_mask: Option<Vec<Vec<bool>>>,
+    /// Fixed 0/1 masks on single weights (parameter name -> mask of its shape), see `recover`.
+    pub weight_masks: BTreeMap<String, candle_core::Tensor>,
     /// The pruning pipeline the masks come from (recorded in the metadata).
     pub pruning: Option<String>,
     /// `cpu`, `cuda` or `cuda:N`.
@@ -142,6 +144,14 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
         model.set_ffn_gate(mask.clone())?;
         let kept: Vec<usize> = mask.iter().map(|r| r.iter().filter(|k| **k).count()).collect();
         meta.insert("ffn_neurons_kept".to_string(), serde_json::to_string(&kept)?);
+    }
+    if !a.weight_masks.is_empty() {
+        model.set_weight_masks(a.weight_masks.clone())?;
+        let mut zeros = 0f64;
+        for m in a.weight_masks.values() {
+            zeros += (m.elem_count() as f64) - m.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+        meta.insert("weights_masked".to_string(), format!("{} entries in {} matrices", zeros, a.weight_masks.len()));
     }
     if let Some(p) = &a.pruning {
         meta.insert("pruning".to_string(), p.clone());

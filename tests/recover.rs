@@ -1,6 +1,6 @@
-//! `optimize recover`: fine-tuning under the units a `heads`/`ffn` pipeline removes. The saved checkpoint has
-//! those units zeroed, so exporting it with the same pipeline strips exactly them: the pruned ONNX equals the
-//! recovered dense checkpoint.
+//! `optimize recover`: fine-tuning under what a pipeline removes (units for `heads`/`ffn`, weight entries for
+//! the tile-family passes). The saved checkpoint has those zeroed, so exporting it with the same pipeline cuts
+//! exactly them: the pruned ONNX equals the recovered dense checkpoint.
 
 mod common;
 
@@ -27,8 +27,10 @@ fn slice(path: &Path, skip: usize, n: usize) -> Dataset {
     Dataset::read(path).unwrap()
 }
 
-#[test]
-fn recovered_checkpoint_strips_to_itself() {
+/// Recover the bundled model under `pipeline` (one short epoch), export the checkpoint with the same pipeline,
+/// and check the pruned ONNX computes what the recovered dense checkpoint computes, in both runtimes. Returns
+/// the training record and the export report for the caller's own checks.
+fn recover_and_strip(pipeline: &str) -> (serde_json::Value, bertopt::export::ExportReport) {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
     let (train, eval) = (d.path().join("train.jsonl"), d.path().join("eval.jsonl"));
@@ -36,7 +38,6 @@ fn recovered_checkpoint_strips_to_itself() {
     let eval_set = slice(&eval, 900, 32);
     let model = root().join("models/bundled/uci-sentiment-tiny");
     let out = d.path().join("recovered");
-    let pipeline = "heads(ratio=0.5),ffn(ratio=0.5)";
     let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
         .args(["recover", model.to_str().unwrap(), "--pass", pipeline, "--data", train.to_str().unwrap()])
         .args([
@@ -56,13 +57,9 @@ fn recovered_checkpoint_strips_to_itself() {
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("training.json")).unwrap()).unwrap();
     assert_eq!(record["metadata"]["pruning"], pipeline);
-    assert_eq!(record["metadata"]["ffn_neurons_kept"], "[256,256]");
 
     let onnx = d.path().join("pruned.onnx");
     let report = bertopt::export::export(&out, pipeline, &onnx).unwrap();
-    assert_eq!(report.passes[0].changed["heads removed"], 4);
-    assert_eq!(report.passes[1].changed["neurons removed"], 512);
-
     let dense = BertClassifier::from_pretrained(&out, eval_set.labels.clone(), 0).unwrap();
     let mut enc = TextEncoder::from_file(&out.join("tokenizer.json")).unwrap();
     let texts: Vec<&str> = eval_set.examples.iter().map(|e| e.text.as_str()).collect();
@@ -72,8 +69,27 @@ fn recovered_checkpoint_strips_to_itself() {
         let got = run::load(rt, &onnx, RunnerOptions::default()).unwrap().run(&b).unwrap();
         let logits = &common::output(&got, "logits").data;
         let diff = want.iter().zip(logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(diff <= 1e-4, "{rt}: pruned ONNX vs recovered dense checkpoint: {diff}");
+        assert!(diff <= 1e-4, "{pipeline}, {rt}: pruned ONNX vs recovered dense checkpoint: {diff}");
     }
+    (record, report)
+}
+
+#[test]
+fn recovered_checkpoint_strips_to_itself() {
+    let (record, report) = recover_and_strip("heads(ratio=0.5),ffn(ratio=0.5)");
+    assert_eq!(record["metadata"]["ffn_neurons_kept"], "[256,256]");
+    assert_eq!(report.passes[0].changed["heads removed"], 4);
+    assert_eq!(report.passes[1].changed["neurons removed"], 512);
+}
+
+#[test]
+fn recovery_under_entry_passes_keeps_the_cut_entries_zero() {
+    // qkv cuts Q/K/V rows, tile (type 8) the output projection and the FFN; the re-export must cut the same.
+    let (record, report) = recover_and_strip("qkv(sparsity=0.25),tile(sparsity=0.5,g=32,n=true)");
+    let masked = record["metadata"]["weights_masked"].as_str().unwrap();
+    assert!(masked.ends_with("in 12 matrices"), "2 layers x (Q, K, V, O, FFN in, FFN out): {masked}");
+    assert!(report.passes[0].changed["input features removed"] > 0);
+    assert!(report.passes[1].changed["output columns removed"] > 0);
 }
 
 #[test]
@@ -83,7 +99,8 @@ fn recover_refuses_passes_it_cannot_train_under() {
     let data = root().join("models/data/uci-sentiment/yelp.json");
     let out = d.path().join("r");
     for (pipeline, want) in [
-        ("tile(sparsity=0.5)", "`tile` is not supported"),
+        ("head-size(sparsity=0.5)", "`head-size` is not supported"),
+        ("heads(ratio=0.5),tile(sparsity=0.5)", "not both in one run"),
         ("prune(x=1)", "unknown pass `prune`"),
         ("", "expected a pass name"),
         ("ffn(ratio=2)", "2 is not in [0, 1]"),

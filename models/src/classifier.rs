@@ -29,6 +29,10 @@ pub struct BertClassifier {
     /// Fixed `[layers, intermediate]` 0/1 gate on the FFN neurons, for recovery after `ffn` pruning; `save`
     /// zeroes the gated neurons' FFN-in rows and FFN-out columns.
     pub ffn_gate: Option<Vec<Vec<bool>>>,
+    /// Fixed 0/1 masks on single weights (by parameter name, same shape), for recovery after the pruning passes
+    /// that cut entries rather than whole units (`tile`, `type0`, `qkv`, `vw`, `bw`): applied at once and again
+    /// after every optimiser step, so masked entries stay zero and the saved checkpoint holds the zeros.
+    pub weight_masks: BTreeMap<String, Tensor>,
     /// Where the parameters live and the computation runs (CPU unless moved with `to_device`).
     pub device: Device,
 }
@@ -95,6 +99,7 @@ impl BertClassifier {
             dropout: 0.1,
             head_gate: None,
             ffn_gate: None,
+            weight_masks: BTreeMap::new(),
             device: Device::Cpu,
         })
     }
@@ -144,6 +149,32 @@ impl BertClassifier {
             *v = Var::from_tensor(&v.as_tensor().to_device(device)?)?;
         }
         self.device = device.clone();
+        Ok(())
+    }
+
+    /// Fix `masks` (parameter name -> 0/1 tensor of its shape) on the weights and apply them now.
+    pub fn set_weight_masks(&mut self, masks: BTreeMap<String, Tensor>) -> Result<()> {
+        let mut moved = BTreeMap::new();
+        for (name, m) in masks {
+            let v = self.params.get(&name).ok_or_else(|| anyhow::anyhow!("no parameter {name} to mask"))?;
+            anyhow::ensure!(
+                v.dims() == m.dims(),
+                "mask for {name} is {:?} but the parameter is {:?}",
+                m.dims(),
+                v.dims()
+            );
+            moved.insert(name, m.to_device(&self.device)?);
+        }
+        self.weight_masks = moved;
+        self.apply_weight_masks()
+    }
+
+    /// Zero the masked entries (after an optimiser step moved them).
+    pub fn apply_weight_masks(&self) -> Result<()> {
+        for (name, m) in &self.weight_masks {
+            let v = &self.params[name];
+            v.set(&v.as_tensor().mul(m)?)?;
+        }
         Ok(())
     }
 

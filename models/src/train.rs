@@ -137,6 +137,7 @@ pub fn train_step(
     let mut grads = loss.backward()?;
     clip_gradients(&mut grads, vars, clip)?;
     opt.step(&grads)?;
+    model.apply_weight_masks()?;
     Ok((logits, loss))
 }
 
