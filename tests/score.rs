@@ -120,6 +120,9 @@ fn score_command_feeds_the_passes() {
         .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("scores.safetensors") && err.contains("[128, 512]"), "{err}");
+    assert!(
+        err.contains("scores.safetensors") && err.contains("query.weight is [128, 128] but the weight is [32, 32]"),
+        "{err}"
+    );
     assert!(!onnx.exists());
 }

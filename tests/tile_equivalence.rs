@@ -1,10 +1,11 @@
-//! The `tile` pass through the whole tool on MiniLM: the exported ONNX (per tile a Gather and a smaller MatMul,
-//! concatenated) equals the dense MiniLM with the same row segments zeroed, in tract and ONNX Runtime, passes
-//! `onnx.checker`, and holds fewer weights.
+//! The `tile` pass through the whole tool on MiniLM, as type 8 (columns, then row segments of tiles; the
+//! attention projections included): the exported ONNX (per tile a Gather and a smaller MatMul, concatenated,
+//! the computed columns put in place) equals the dense MiniLM with the same entries zeroed, in tract and ONNX
+//! Runtime, passes `onnx.checker`, and holds fewer weights.
 
 mod common;
 
-use bertopt_ir::{op::tile_names, Op};
+use bertopt_ir::op::{cols_name, tile_count, tile_names};
 use candle_core::{Device, Tensor};
 
 #[test]
@@ -13,40 +14,48 @@ fn minilm_tiled_equals_masked_dense_in_both_runtimes() {
     let model = common::minilm();
     let d = tempfile::tempdir().unwrap();
     let tiled = d.path().join("tiled.onnx");
-    let report = bertopt::export::export(&model, "tile(sparsity=0.5,g=128)", &tiled).unwrap();
+    let pipeline = "tile(sparsity=0.5,g=128,n=true)";
+    let report = bertopt::export::export(&model, pipeline, &tiled).unwrap();
     let p = &report.passes[0];
-    assert_eq!(p.changed["matrices tiled"], 12, "both FFN matrices of all 6 layers");
-    // Half the row segments of the tiled matrices go: 2 * 6 * (384 * 1536) weights of 2 * 6 * 384 * 1536.
-    let ffn_weights = 12 * 384 * 1536;
-    assert!((p.params_before - p.params_after) as f64 > 0.49 * ffn_weights as f64);
+    assert_eq!(p.changed["matrices tiled"], 36, "Q, K, V, O and both FFN matrices of all 6 layers");
+    // Half of all columns go, then half of the remaining row segments: about 3/4 of the encoder's matrices.
+    let encoder = 6 * (4 * 384 * 384 + 2 * 384 * 1536);
+    let removed = (p.params_before - p.params_after) as f64;
+    assert!(removed > 0.7 * encoder as f64, "{removed} of {encoder}");
 
-    // The dense model with the removed segments zeroed, read back from the pruned graph's kept rows.
+    // The dense model with the removed entries zeroed, read back from the pruned graph: tile t covers the
+    // next columns of `P.cols` (all columns when absent), as wide as its weight, and reads its kept rows.
     let (dense, _) = bertopt_models::load_graph(&model).unwrap();
     let (mut pruned, _) = bertopt_models::load_graph(&model).unwrap();
-    bertopt_passes::Pipeline::parse("tile(sparsity=0.5,g=128)")
-        .unwrap()
-        .run(&mut pruned, &mut Default::default())
-        .unwrap();
+    bertopt_passes::Pipeline::parse(pipeline).unwrap().run(&mut pruned, &mut Default::default()).unwrap();
     let mut masked = dense.clone();
-    let mut tiled_ops = 0;
-    for n in pruned.dag.node_weights() {
-        let Op::TiledLinear { w, k, n: cols, tiles } = &n.op else { continue };
-        tiled_ops += 1;
-        let mut m = vec![0f32; k * cols];
-        for t in 0..*tiles {
-            let (rows, _) = tile_names(w, t);
+    let groups: Vec<String> =
+        pruned.weights.0.keys().filter_map(|n| n.strip_suffix(".tile0.rows").map(str::to_string)).collect();
+    assert_eq!(groups.len(), 36);
+    for w in groups {
+        let name = format!("{w}.weight");
+        let (k, n) = dense.weights.tensor(&name).unwrap().dims2().unwrap();
+        let cols: Vec<usize> = match pruned.weights.tensor(&cols_name(&w)) {
+            Some(c) => c.to_vec1::<i64>().unwrap().into_iter().map(|c| c as usize).collect(),
+            None => (0..n).collect(),
+        };
+        let mut m = vec![0f32; k * n];
+        let mut next = 0;
+        for t in 0..tile_count(|x| pruned.weights.0.contains_key(x), &w) {
+            let (rows, weight) = tile_names(&w, t);
+            let width = pruned.weights.tensor(&weight).unwrap().dim(1).unwrap();
             for r in pruned.weights.tensor(&rows).unwrap().to_vec1::<i64>().unwrap() {
-                for c in t * 128..((t + 1) * 128).min(*cols) {
-                    m[r as usize * cols + c] = 1.0;
+                for &c in &cols[next..next + width] {
+                    m[r as usize * n + c] = 1.0;
                 }
             }
+            next += width;
         }
-        let name = format!("{w}.weight");
-        let mask = Tensor::from_vec(m, (*k, *cols), &Device::Cpu).unwrap();
+        assert_eq!(next, cols.len(), "{w}: the tiles cover the computed columns");
+        let mask = Tensor::from_vec(m, (k, n), &Device::Cpu).unwrap();
         let t = (dense.weights.tensor(&name).unwrap() * mask).unwrap();
         masked.weights.insert(name, t);
     }
-    assert_eq!(tiled_ops, 12);
     let proto = bertopt::onnx::emit(&masked, &bertopt::onnx::EmitOptions { metadata: vec![] }).unwrap();
     let masked_path = d.path().join("masked.onnx");
     bertopt::onnx::write_model(&proto, &masked_path).unwrap();
