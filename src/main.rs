@@ -194,9 +194,14 @@ enum Cmd {
     Recover {
         /// Fine-tuned model folder.
         model: PathBuf,
-        /// The pruning pipeline, e.g. `heads(mask=head_mask.bin),ffn(ratio=0.5)`.
+        /// The pruning pipeline, e.g. `heads(mask=head_mask.bin),ffn(ratio=0.5)`; with --schedule, `{s}` stands
+        /// for each stage's sparsity: `tile(sparsity={s})`.
         #[arg(long = "pass", required = true)]
         pipeline: String,
+        /// Iterative schedule: sparsities in increasing order, one training run (--epochs) per stage, each
+        /// starting from the last; intermediate checkpoints go to OUT/stages/<i>.
+        #[arg(long, value_delimiter = ',')]
+        schedule: Vec<f64>,
         #[command(flatten)]
         opts: TrainOpts,
     },
@@ -356,17 +361,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             print_train_report(&bertopt::train_cmd::run(&args)?, json)
         }
-        Some(Cmd::Recover { model, pipeline, opts }) => {
-            let (mut args, json) = opts.into_args(bertopt::train_cmd::Start::Pretrained(model.clone()));
-            let masks = bertopt::recover::masks(&model, &pipeline)?;
-            args.head_mask = masks.heads;
-            args.ffn_mask = masks.ffn;
-            args.weight_masks = masks.weights;
-            args.pruning = Some(pipeline.clone());
+        Some(Cmd::Recover { model, pipeline, schedule, opts }) => {
+            let (args, json) = opts.into_args(bertopt::train_cmd::Start::Pretrained(model.clone()));
             let out = args.out.clone();
-            print_train_report(&bertopt::train_cmd::run(&args)?, json)?;
-            if !json {
-                println!("export it with: optimize {} --pass '{pipeline}' -o model.onnx", out.display());
+            let reports = bertopt::recover::run(&model, &pipeline, &schedule, args)?;
+            if json {
+                let stages: Vec<_> =
+                    reports.iter().map(|(p, r)| serde_json::json!({"pipeline": p, "report": r})).collect();
+                println!("{}", serde_json::to_string_pretty(&stages)?);
+            } else {
+                for (p, r) in &reports {
+                    println!("{p}:");
+                    print_train_report(r, false)?;
+                }
+                let last = &reports.last().expect("at least one stage").0;
+                println!("export it with: optimize {} --pass '{last}' -o model.onnx", out.display());
             }
             Ok(())
         }

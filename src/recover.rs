@@ -125,3 +125,52 @@ fn tiled_mask(pruned: &Graph, p: &str, k: usize, n: usize) -> anyhow::Result<Vec
     }
     Ok(keep)
 }
+
+/// The stage pipelines of `optimize recover`: `pipeline` itself, or with `--schedule`, `pipeline` with `{s}`
+/// replaced by each sparsity in turn (the release's iterative schedule, e.g. 0.25,0.5,0.75).
+pub fn stages(pipeline: &str, schedule: &[f64]) -> anyhow::Result<Vec<String>> {
+    let placeholder = pipeline.contains("{s}");
+    match (schedule.is_empty(), placeholder) {
+        (true, false) => return Ok(vec![pipeline.to_string()]),
+        (true, true) => anyhow::bail!("--pass has `{{s}}` but no --schedule gives its values (e.g. 0.25,0.5,0.75)"),
+        (false, false) => anyhow::bail!("--schedule needs `{{s}}` in --pass where each stage's sparsity goes"),
+        (false, true) => {}
+    }
+    anyhow::ensure!(
+        schedule.iter().all(|s| (0.0..1.0).contains(s)) && schedule.windows(2).all(|w| w[0] < w[1]),
+        "--schedule {schedule:?}: sparsities must increase and lie in [0, 1)"
+    );
+    Ok(schedule.iter().map(|s| pipeline.replace("{s}", &s.to_string())).collect())
+}
+
+/// `optimize recover`: for each stage, the masks its pipeline implies on the model the previous stage saved
+/// (the first starts from `model`), then one training run under them. Intermediate stages are saved under
+/// `OUT/stages/<i>`, the last to `OUT`. `base` carries the training options; its start, output and masks are
+/// set per stage. Returns each stage's pipeline and report.
+pub fn run(
+    model: &Path,
+    pipeline: &str,
+    schedule: &[f64],
+    mut base: crate::train_cmd::TrainArgs,
+) -> anyhow::Result<Vec<(String, bertopt_models::train::TrainReport)>> {
+    let stages = stages(pipeline, schedule)?;
+    let out = base.out.clone();
+    let mut from = model.to_path_buf();
+    let mut reports = vec![];
+    for (i, stage) in stages.iter().enumerate() {
+        let last = i + 1 == stages.len();
+        let masks = masks(&from, stage)?;
+        base.start = crate::train_cmd::Start::Pretrained(from.clone());
+        base.out = if last { out.clone() } else { out.join("stages").join(i.to_string()) };
+        base.head_mask = masks.heads;
+        base.ffn_mask = masks.ffn;
+        base.weight_masks = masks.weights;
+        base.pruning = Some(stage.clone());
+        if stages.len() > 1 && base.progress {
+            eprintln!("stage {}/{}: {stage}", i + 1, stages.len());
+        }
+        reports.push((stage.clone(), crate::train_cmd::run(&base)?));
+        from = base.out.clone();
+    }
+    Ok(reports)
+}

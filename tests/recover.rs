@@ -31,6 +31,16 @@ fn slice(path: &Path, skip: usize, n: usize) -> Dataset {
 /// and check the pruned ONNX computes what the recovered dense checkpoint computes, in both runtimes. Returns
 /// the training record and the export report for the caller's own checks.
 fn recover_and_strip(pipeline: &str) -> (serde_json::Value, bertopt::export::ExportReport) {
+    recover_in_stages_and_strip(pipeline, None, pipeline).1
+}
+
+/// `recover_and_strip` with `--schedule` (when given): the checkpoint is exported with `last`, the final
+/// stage's pipeline. Also returns the temporary folder, which holds `recovered/stages/<i>`.
+fn recover_in_stages_and_strip(
+    pipeline: &str,
+    schedule: Option<&str>,
+    last: &str,
+) -> (tempfile::TempDir, (serde_json::Value, bertopt::export::ExportReport)) {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
     let (train, eval) = (d.path().join("train.jsonl"), d.path().join("eval.jsonl"));
@@ -40,6 +50,7 @@ fn recover_and_strip(pipeline: &str) -> (serde_json::Value, bertopt::export::Exp
     let out = d.path().join("recovered");
     let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
         .args(["recover", model.to_str().unwrap(), "--pass", pipeline, "--data", train.to_str().unwrap()])
+        .args(schedule.map(|s| ["--schedule", s]).into_iter().flatten())
         .args([
             "--eval",
             eval.to_str().unwrap(),
@@ -56,10 +67,10 @@ fn recover_and_strip(pipeline: &str) -> (serde_json::Value, bertopt::export::Exp
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("training.json")).unwrap()).unwrap();
-    assert_eq!(record["metadata"]["pruning"], pipeline);
+    assert_eq!(record["metadata"]["pruning"], last);
 
     let onnx = d.path().join("pruned.onnx");
-    let report = bertopt::export::export(&out, pipeline, &onnx).unwrap();
+    let report = bertopt::export::export(&out, last, &onnx).unwrap();
     let dense = BertClassifier::from_pretrained(&out, eval_set.labels.clone(), 0).unwrap();
     let mut enc = TextEncoder::from_file(&out.join("tokenizer.json")).unwrap();
     let texts: Vec<&str> = eval_set.examples.iter().map(|e| e.text.as_str()).collect();
@@ -69,9 +80,9 @@ fn recover_and_strip(pipeline: &str) -> (serde_json::Value, bertopt::export::Exp
         let got = run::load(rt, &onnx, RunnerOptions::default()).unwrap().run(&b).unwrap();
         let logits = &common::output(&got, "logits").data;
         let diff = want.iter().zip(logits).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(diff <= 1e-4, "{pipeline}, {rt}: pruned ONNX vs recovered dense checkpoint: {diff}");
+        assert!(diff <= 1e-4, "{last}, {rt}: pruned ONNX vs recovered dense checkpoint: {diff}");
     }
-    (record, report)
+    (d, (record, report))
 }
 
 #[test]
@@ -93,6 +104,21 @@ fn recovery_under_entry_passes_keeps_the_cut_entries_zero() {
 }
 
 #[test]
+fn the_iterative_schedule_prunes_further_at_each_stage() {
+    let (d, (_, report)) =
+        recover_in_stages_and_strip("tile(sparsity={s},g=32)", Some("0.25,0.5"), "tile(sparsity=0.5,g=32)");
+    let stage0 = d.path().join("recovered/stages/0");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(stage0.join("training.json")).unwrap()).unwrap();
+    assert_eq!(record["metadata"]["pruning"], "tile(sparsity=0.25,g=32)");
+    assert!(record["metadata"]["start"].as_str().unwrap().contains("uci-sentiment-tiny"));
+    // The second stage starts from the first, whose cut entries are zero: they are cut again, and more.
+    let first = bertopt::export::export(&stage0, "tile(sparsity=0.25,g=32)", &d.path().join("s0.onnx")).unwrap();
+    let (a, b) = (first.passes[0].changed["row segments removed"], report.passes[0].changed["row segments removed"]);
+    assert!(b > a && a > 0, "stage 1 removed {a}, stage 2 {b}");
+}
+
+#[test]
 fn recover_refuses_passes_it_cannot_train_under() {
     let d = tempfile::tempdir().unwrap();
     let model = root().join("models/bundled/uci-sentiment-tiny");
@@ -101,6 +127,7 @@ fn recover_refuses_passes_it_cannot_train_under() {
     for (pipeline, want) in [
         ("head-size(sparsity=0.5)", "`head-size` is not supported"),
         ("heads(ratio=0.5),tile(sparsity=0.5)", "not both in one run"),
+        ("tile(sparsity={s})", "no --schedule gives its values"),
         ("prune(x=1)", "unknown pass `prune`"),
         ("", "expected a pass name"),
         ("ffn(ratio=2)", "2 is not in [0, 1]"),
