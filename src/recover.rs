@@ -174,3 +174,24 @@ pub fn run(
     }
     Ok(reports)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::stages;
+
+    #[test]
+    fn a_schedule_fills_the_placeholder_in_order() {
+        let s = stages("heads(mask=m.bin),tile(sparsity={s},g=64)", &[0.25, 0.5, 0.75]).unwrap();
+        assert_eq!(s[0], "heads(mask=m.bin),tile(sparsity=0.25,g=64)");
+        assert_eq!(s[2], "heads(mask=m.bin),tile(sparsity=0.75,g=64)");
+        assert_eq!(stages("ffn(ratio=0.5)", &[]).unwrap(), ["ffn(ratio=0.5)"]);
+    }
+
+    #[test]
+    fn a_schedule_must_have_a_place_and_increase() {
+        let err = |p: &str, s: &[f64]| stages(p, s).unwrap_err().to_string();
+        assert!(err("tile(sparsity=0.5)", &[0.25]).contains("needs `{s}`"));
+        assert!(err("tile(sparsity={s})", &[0.5, 0.25]).contains("must increase"));
+        assert!(err("tile(sparsity={s})", &[0.5, 1.0]).contains("[0, 1)"));
+    }
+}
