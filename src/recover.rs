@@ -4,8 +4,9 @@
 //!   0/1 masks on single weights, read off the graph the pipeline leaves: a tiled matrix keeps exactly the
 //!   entries its tiles read, a zeroed one its non-zero entries.
 //!
+//! `head-size` becomes masks on the Q/K/V rows and biases and the output columns of the removed dimensions.
 //! The two kinds are not mixed in one run (an entry pass after `heads` works in the pruned index space), and a
-//! pass with neither form (`head-size`, `ebert`, `exit`, ...) is an error that says so, rather than a recovery
+//! pass with no such form (`ebert`, `exit`, ...) is an error that says so, rather than a recovery
 //! that silently trains a different model.
 
 use std::collections::BTreeMap;
@@ -47,7 +48,7 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     let (g, _) = bertopt_models::load_graph(model)?;
     let mut m = Masks::default();
     let entry = specs.iter().find(|s| ENTRY_PASSES.contains(&s.name.as_str()));
-    let unit = specs.iter().find(|s| s.name == "heads" || s.name == "ffn");
+    let unit = specs.iter().find(|s| s.name == "heads" || s.name == "ffn" || s.name == "head-size");
     if let (Some(e), Some(u)) = (entry, unit) {
         anyhow::bail!(
             "recover trains under unit passes (heads, ffn) or entry passes ({}) but not both in one run: `{}` \
@@ -62,10 +63,19 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
         match s.name.as_str() {
             "heads" => m.heads = Some(and(m.heads, bertopt_passes::heads::Heads::from_args(&args)?.keep(&g)?)),
             "ffn" => m.ffn = Some(and(m.ffn, bertopt_passes::ffn::Ffn::from_args(&args)?.keep(&g)?)),
+            "head-size" => {
+                anyhow::ensure!(
+                    !specs.iter().any(|s| s.name == "heads"),
+                    "recover cannot train under `heads` and `head-size` in one run (head-size ranks the dimensions \
+                     of the heads that heads leaves); recover in two runs"
+                );
+                let keep = bertopt_passes::head_size::HeadSize::from_args(&args)?.keep(&g)?;
+                m.weights.extend(head_size_masks(&g, &keep)?);
+            }
             "dce" | "fold" => {}
             name if ENTRY_PASSES.contains(&name) => {}
             other => anyhow::bail!(
-                "recover can train under `heads`, `ffn`, {}; `{other}` is not supported",
+                "recover can train under `heads`, `ffn`, `head-size`, {}; `{other}` is not supported",
                 ENTRY_PASSES.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
             ),
         }
@@ -76,6 +86,37 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
         m.weights = entry_masks(&g, &pruned)?;
     }
     Ok(m)
+}
+
+/// Masks for `head-size`: each removed dimension j of a layer zeroes, in every head h, the Q/K/V output
+/// features h·d + j (weight rows and bias entries, PyTorch layout) and the attention-output input features.
+/// All four are zeroed so that the re-export ranks those dimensions lowest again.
+fn head_size_masks(g: &Graph, keep: &[Vec<bool>]) -> anyhow::Result<BTreeMap<String, Tensor>> {
+    let mut out = BTreeMap::new();
+    let attns = bertopt_passes::rewrite::attention_nodes(g, "head-size")?;
+    for (n, keep) in attns.into_iter().zip(keep) {
+        let bertopt_ir::Op::Attention { heads, head_dim, query, key, value, output } = &g.dag[n].op else { continue };
+        if keep.iter().all(|k| *k) {
+            continue;
+        }
+        let feature: Vec<f32> = (0..heads * head_dim).map(|i| if keep[i % head_dim] { 1.0 } else { 0.0 }).collect();
+        let d = g.weights.get(&format!("{query}.weight")).and_then(|w| w.ty.known_dims()).map_or(0, |d| d[0]);
+        let rows = Tensor::new(feature.as_slice(), &Device::Cpu)?;
+        for p in [query, key, value] {
+            // [inner, D]: zero whole rows.
+            out.insert(
+                format!("bert.{p}.weight"),
+                rows.unsqueeze(1)?.broadcast_as((heads * head_dim, d))?.contiguous()?,
+            );
+            out.insert(format!("bert.{p}.bias"), rows.clone());
+        }
+        // The output projection is [D, inner]: zero whole columns.
+        out.insert(
+            format!("bert.{output}.weight"),
+            rows.unsqueeze(0)?.broadcast_as((d, heads * head_dim))?.contiguous()?,
+        );
+    }
+    Ok(out)
 }
 
 /// For every matrix `P.weight` of `dense` that `pruned` cut: a 0/1 mask of the entries `pruned` still reads,

@@ -151,7 +151,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
         for m in a.weight_masks.values() {
             zeros += (m.elem_count() as f64) - m.sum_all()?.to_scalar::<f32>()? as f64;
         }
-        meta.insert("weights_masked".to_string(), format!("{} entries in {} matrices", zeros, a.weight_masks.len()));
+        meta.insert("weights_masked".to_string(), format!("{} entries in {} tensors", zeros, a.weight_masks.len()));
     }
     if let Some(p) = &a.pruning {
         meta.insert("pruning".to_string(), p.clone());

@@ -98,9 +98,18 @@ fn recovery_under_entry_passes_keeps_the_cut_entries_zero() {
     // qkv cuts Q/K/V rows, tile (type 8) the output projection and the FFN; the re-export must cut the same.
     let (record, report) = recover_and_strip("qkv(sparsity=0.25),tile(sparsity=0.5,g=32,n=true)");
     let masked = record["metadata"]["weights_masked"].as_str().unwrap();
-    assert!(masked.ends_with("in 12 matrices"), "2 layers x (Q, K, V, O, FFN in, FFN out): {masked}");
+    assert!(masked.ends_with("in 12 tensors"), "2 layers x (Q, K, V, O, FFN in, FFN out): {masked}");
     assert!(report.passes[0].changed["input features removed"] > 0);
     assert!(report.passes[1].changed["output columns removed"] > 0);
+}
+
+#[test]
+fn recovery_under_head_size_keeps_the_removed_dimensions_zero() {
+    let (record, report) = recover_and_strip("head-size(sparsity=0.5),ffn(ratio=0.25)");
+    let masked = record["metadata"]["weights_masked"].as_str().unwrap();
+    // 2 layers x (Q, K, V weight and bias, output weight); half of every 32-dim head of a 128-dim layer.
+    assert!(masked.ends_with("in 14 tensors"), "{masked}");
+    assert_eq!(report.passes[0].changed["head dimensions removed"], 2 * 16);
 }
 
 #[test]
@@ -125,7 +134,8 @@ fn recover_refuses_passes_it_cannot_train_under() {
     let data = root().join("models/data/uci-sentiment/yelp.json");
     let out = d.path().join("r");
     for (pipeline, want) in [
-        ("head-size(sparsity=0.5)", "`head-size` is not supported"),
+        ("ebert(ratio=0.5)", "`ebert` is not supported"),
+        ("heads(ratio=0.5),head-size(sparsity=0.5)", "in one run"),
         ("heads(ratio=0.5),tile(sparsity=0.5)", "not both in one run"),
         ("tile(sparsity={s})", "no --schedule gives its values"),
         ("prune(x=1)", "unknown pass `prune`"),

@@ -59,29 +59,39 @@ fn dim_scores(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassErro
     Ok(score)
 }
 
+impl HeadSize {
+    /// The head dimensions each attention keeps, `[layer][dim]` in layer order, without changing the graph
+    /// (recovery training masks exactly these).
+    pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
+        let mut out = vec![];
+        for n in crate::rewrite::attention_nodes(g, "head-size")? {
+            let op = &g.dag[n].op;
+            let Op::Attention { head_dim, query, key, value, output, .. } = op else { continue };
+            for p in [query, key, value, output] {
+                crate::rewrite::require_dense(g, "head-size", p)?;
+            }
+            let remove = ((*head_dim as f64 * self.sparsity) as usize).min(head_dim.saturating_sub(1));
+            out.push(keep_top(&dim_scores(g, &self.importance, op)?, remove));
+        }
+        Ok(out)
+    }
+}
+
 impl Pass for HeadSize {
     fn name(&self) -> &'static str {
         "head-size"
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let attns: Vec<_> = g
-            .topo_order()
-            .map_err(fail)?
-            .into_iter()
-            .filter(|n| matches!(g.dag[*n].op, Op::Attention { .. }))
-            .collect();
+        let attns = crate::rewrite::attention_nodes(g, "head-size")?;
+        let keeps = self.keep(g)?;
         let mut removed = 0;
-        for n in attns {
+        for (n, keep) in attns.into_iter().zip(keeps) {
             let Op::Attention { heads, head_dim, query, key, value, output } = g.dag[n].op.clone() else { continue };
-            for p in [&query, &key, &value, &output] {
-                crate::rewrite::require_dense(g, "head-size", p)?;
-            }
-            let remove = ((head_dim as f64 * self.sparsity) as usize).min(head_dim.saturating_sub(1));
+            let remove = keep.iter().filter(|k| !**k).count();
             if remove == 0 {
                 continue;
             }
-            let keep = keep_top(&dim_scores(g, &self.importance, &g.dag[n].op)?, remove);
             let kept: Vec<usize> = (0..head_dim).filter(|&j| keep[j]).collect();
             let idx: Vec<u32> = (0..heads).flat_map(|h| kept.iter().map(move |&j| (h * head_dim + j) as u32)).collect();
             let idx = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(c)?;
