@@ -96,8 +96,12 @@ impl<'g> Emitter<'g> {
         Ok(name.to_string())
     }
 
-    /// A tiled linear: per tile, Gather the kept input features, MatMul by the tile's dense weight; Concat the
-    /// tiles along the last axis and add the bias.
+    /// A tiled linear, computed feature-major: `x` as `[K, tokens]` (one Flatten and Transpose per value, shared
+    /// by every projection reading it), so that each tile's Gather copies whole contiguous rows instead of
+    /// picking features out of every token; per tile `W_tᵀ · x[rows]` gives `[w_t, tokens]`, the tiles are
+    /// concatenated along axis 0, and one Transpose and Reshape restore `[.., N]`. Measured on MiniLM (tile 50 %,
+    /// seq 128): against per-tile Gathers along the last axis, 10 % faster in tract at batch 1 and 1.85x faster
+    /// in ONNX Runtime at batch 8 (where the token-major form was slower than dense).
     fn tiled_linear(
         &mut self,
         x: &str,
@@ -106,30 +110,59 @@ impl<'g> Emitter<'g> {
         rank: usize,
         scale: Option<f32>,
     ) -> Result<String, EmitError> {
+        let xt = self.feature_major(x, rank);
         let mut parts = vec![];
         for t in 0..tiles {
             let (rows, weight) = bertopt_ir::op::tile_names(p, t);
-            let gathered = self.gather_features(x, &rows, rank)?;
-            let w = self.scaled_init(&weight, scale)?;
-            parts.push(self.b.node("MatMul", &format!("{p}/tile{t}/MatMul"), &[&gathered, &w], &[]));
+            let gathered = self.gather_rows(&xt, &rows)?;
+            let w = self.weight(&weight)?;
+            let wt = w
+                .t()
+                .and_then(|t| t.contiguous())
+                .map_err(|source| EmitError::Tensor { name: weight.clone(), source })?;
+            let mut v = data(&wt, &weight)?;
+            if let Some(s) = scale {
+                v.iter_mut().for_each(|x| *x *= s);
+            }
+            let wt_name = format!("{weight}_T");
+            self.b.initializer_f32(&wt_name, wt.dims(), &v);
+            parts.push(self.b.node("MatMul", &format!("{p}/tile{t}/MatMul"), &[&wt_name, &gathered], &[]));
         }
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-        let cat = match refs.as_slice() {
+        let mut cat = match refs.as_slice() {
             [one] => one.to_string(),
-            _ => self.b.node("Concat", &format!("{p}/Concat"), &refs, &[("axis", Attr::Int(-1))]),
+            _ => self.b.node("Concat", &format!("{p}/Concat"), &refs, &[("axis", Attr::Int(0))]),
         };
-        let cat = match self.g.weights.tensor(&bertopt_ir::op::cols_name(p)) {
-            Some(cols) => self.scatter_columns(&cat, p, cols, rank)?,
-            None => cat,
-        };
+        if let Some(cols) = self.g.weights.tensor(&bertopt_ir::op::cols_name(p)) {
+            cat = self.scatter_columns(&cat, p, cols, 2, 0)?;
+        }
+        let back = self.b.node("Transpose", &format!("{p}/TokenMajor"), &[&cat], &[("perm", Attr::Ints(vec![1, 0]))]);
+        let n =
+            self.weight(&format!("{p}.bias"))?.dim(0).map_err(|source| EmitError::Tensor { name: p.into(), source })?;
+        let lead = self.b.node(
+            "Shape",
+            &format!("{p}/LeadingDims"),
+            &[x],
+            &[("start", Attr::Int(0)), ("end", Attr::Int(rank as i64 - 1))],
+        );
+        let n = self.const_i64(&[n as i64]);
+        let shape = self.b.node("Concat", &format!("{p}/Shape"), &[&lead, &n], &[("axis", Attr::Int(0))]);
+        let y = self.b.node("Reshape", &format!("{p}/Reshape"), &[&back, &shape], &[]);
         let bias = self.scaled_init(&format!("{p}.bias"), scale)?;
-        Ok(self.b.node("Add", &format!("{p}/Add"), &[&cat, &bias], &[]))
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
     }
 
-    /// Type 8: the tiles computed only the columns `cols` lists; put them at their places among N columns and
-    /// zeros elsewhere. One zero column is padded on, and a Gather along the last axis picks, for each output
-    /// column, its computed column or that zero.
-    fn scatter_columns(&mut self, y: &str, p: &str, cols: &Tensor, rank: usize) -> Result<String, EmitError> {
+    /// Type 8: the tiles computed only the columns `cols` lists (along `axis`); put them at their places among
+    /// N and zeros elsewhere. One zero is padded on along `axis`, and a Gather picks, for each output column,
+    /// its computed column or that zero.
+    fn scatter_columns(
+        &mut self,
+        y: &str,
+        p: &str,
+        cols: &Tensor,
+        rank: usize,
+        axis: usize,
+    ) -> Result<String, EmitError> {
         let name = bertopt_ir::op::cols_name(p);
         let cols = cols.to_vec1::<i64>().map_err(|source| EmitError::Tensor { name: name.clone(), source })?;
         let n = self.weight(&format!("{p}.bias"))?.dim(0).map_err(|source| EmitError::Tensor { name, source })?;
@@ -142,28 +175,48 @@ impl<'g> Emitter<'g> {
             }
         }
         let mut pads = vec![0i64; 2 * rank];
-        pads[2 * rank - 1] = 1; // one column after the last
+        pads[rank + axis] = 1; // one zero after the last along `axis`
         let pads = self.const_i64(&pads);
         let padded = self.b.node("Pad", &format!("{p}/PadZeroColumn"), &[y, &pads], &[]);
         let map_name = format!("{p}.column_map");
         self.b.initializer_i64(&map_name, &[n], &map);
-        let axis = ("axis", Attr::Int(rank as i64 - 1));
+        let axis = ("axis", Attr::Int(axis as i64));
         Ok(self.b.node("Gather", &format!("{p}/ScatterColumns"), &[&padded, &map_name], &[axis]))
     }
 
-    /// `x[.., rows]` along the last axis. Identical selections of one value share one Gather (QKV-together
-    /// pruning gives Q, K and V the same input features).
-    fn gather_features(&mut self, x: &str, rows: &str, rank: usize) -> Result<String, EmitError> {
+    /// `x` (`[.., K]`) as `[K, tokens]`, once per value.
+    fn feature_major(&mut self, x: &str, rank: usize) -> String {
+        let key = (format!("feature-major:{x}"), vec![]);
+        if let Some(done) = self.gathers.get(&key) {
+            return done.clone();
+        }
+        // Features first, then the token dims merged ([K, b, s] -> [K, b·s]; 0 keeps K): tract infers this with
+        // symbolic b and s, where a Flatten before the Transpose fails.
+        let mut perm = vec![rank as i64 - 1];
+        perm.extend(0..rank as i64 - 1);
+        let t = self.b.node("Transpose", &format!("{x}/FeatureMajor"), &[x], &[("perm", Attr::Ints(perm))]);
+        let t = match rank {
+            2 => t,
+            _ => {
+                let shape = self.const_i64(&[0, -1]);
+                self.b.node("Reshape", &format!("{x}/FeatureMajor/Merge"), &[&t, &shape], &[])
+            }
+        };
+        self.gathers.insert(key, t.clone());
+        t
+    }
+
+    /// Rows `rows` of a feature-major value; identical selections share one Gather.
+    fn gather_rows(&mut self, xt: &str, rows: &str) -> Result<String, EmitError> {
         let t = self.weight(rows)?;
         let idx: Vec<i64> = t.to_vec1::<i64>().map_err(|source| EmitError::Tensor { name: rows.into(), source })?;
-        let key = (x.to_string(), idx);
+        let key = (xt.to_string(), idx);
         if let Some(done) = self.gathers.get(&key) {
             return Ok(done.clone());
         }
         let rows_init = self.init_i64(rows)?;
-        let axis = ("axis", Attr::Int(rank as i64 - 1));
         let p = rows.trim_end_matches(".rows");
-        let out = self.b.node("Gather", &format!("{p}/Gather"), &[x, &rows_init], &[axis]);
+        let out = self.b.node("Gather", &format!("{p}/Gather"), &[xt, &rows_init], &[("axis", Attr::Int(0))]);
         self.gathers.insert(key, out.clone());
         Ok(out)
     }
