@@ -151,6 +151,13 @@ fn tile_reaches_the_attention_projections_unless_told_not_to() {
         assert!(!text.contains(&format!("@{p}.weight")), "{p}: {text}");
     }
     golden("tile_attention", TWO_LAYERS, &text);
+    // kgran (type 2): the same cut, every tile losing the same number of row segments (8 * 0.5 of 8 rows).
+    let (_, g) = pruned("kgran(sparsity=0.5,g=4)");
+    let text = print(&g);
+    for t in 0..2 {
+        assert!(text.contains(&format!("@l1.o.tile{t}.rows: i64[4]")), "{text}");
+    }
+    golden("kgran", TWO_LAYERS, &text);
     let (dense, g) = pruned("tile(sparsity=0.5,g=4,attention=false)");
     assert_eq!(print(&g), print(&dense), "no per-token linear outside attention: nothing to tile");
 }
