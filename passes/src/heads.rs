@@ -89,17 +89,11 @@ fn importance(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassErro
     Ok(score)
 }
 
-/// The attention nodes in layer order.
-fn attention_nodes(g: &Graph) -> Result<Vec<NodeIndex>, PassError> {
-    let order = g.topo_order().map_err(fail)?;
-    Ok(order.into_iter().filter(|n| matches!(g.dag[*n].op, Op::Attention { .. })).collect())
-}
-
 impl Heads {
     /// Which heads this pass keeps, `[layer][head]` in layer order, without changing the graph (recovery
     /// training gates exactly these).
     pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
-        let attns = attention_nodes(g)?;
+        let attns = crate::rewrite::attention_nodes(g, "heads")?;
         for &n in &attns {
             for p in g.dag[n].op.weight_refs() {
                 crate::rewrite::require_dense(g, "heads", p)?;
@@ -148,7 +142,7 @@ impl Pass for Heads {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let attns = attention_nodes(g)?;
+        let attns = crate::rewrite::attention_nodes(g, "heads")?;
         let keep = self.keep(g)?;
         let (mut removed, mut blocks) = (0, 0);
         for (layer, (&n, keep)) in attns.iter().zip(&keep).enumerate() {
