@@ -9,49 +9,17 @@ use bertopt_passes::{PassContext, Pipeline};
 use candle_core::{Device, Tensor};
 use common::*;
 
-const TWO_LAYERS: &str = "graph two(%input_ids: i64[batch, sequence], %attention_mask: i64[batch, sequence], %token_type_ids: i64[batch, sequence]) {
-  %0: f32[batch, sequence, 8] = embed(%input_ids, %token_type_ids) {word: @w, position: @p, token_type: @t, ln: @ln0, eps: 1e-12, position_offset: 0}
-  %1: f32[batch, sequence, 8] = attention(%0, %attention_mask) {heads: 2, head_dim: 4, query: @l0.q, key: @l0.k, value: @l0.v, output: @l0.o}
-  %2: f32[batch, sequence, 8] = add_norm(%1, %0) {ln: @ln1, eps: 1e-12}
-  %3: f32[batch, sequence, 8] = attention(%2, %attention_mask) {heads: 2, head_dim: 4, query: @l1.q, key: @l1.k, value: @l1.v, output: @l1.o}
-  %4: f32[batch, sequence, 8] = add_norm(%3, %2) {ln: @ln2, eps: 1e-12}
-  return last_hidden_state = %4
+/// `heads.rs`'s two attention layers with 2 heads of 4 (so that head-size and head-dim blocks have room).
+fn two_layers() -> String {
+    include_str!("fixtures/two_attention_layers.ir").replace("heads: 4, head_dim: 2", "heads: 2, head_dim: 4")
 }
-weights {
-  @l0.k.bias: f32[8]
-  @l0.k.weight: f32[8, 8]
-  @l0.o.bias: f32[8]
-  @l0.o.weight: f32[8, 8]
-  @l0.q.bias: f32[8]
-  @l0.q.weight: f32[8, 8]
-  @l0.v.bias: f32[8]
-  @l0.v.weight: f32[8, 8]
-  @l1.k.bias: f32[8]
-  @l1.k.weight: f32[8, 8]
-  @l1.o.bias: f32[8]
-  @l1.o.weight: f32[8, 8]
-  @l1.q.bias: f32[8]
-  @l1.q.weight: f32[8, 8]
-  @l1.v.bias: f32[8]
-  @l1.v.weight: f32[8, 8]
-  @ln0.bias: f32[8]
-  @ln0.weight: f32[8]
-  @ln1.bias: f32[8]
-  @ln1.weight: f32[8]
-  @ln2.bias: f32[8]
-  @ln2.weight: f32[8]
-  @p: f32[16, 8]
-  @t: f32[2, 8]
-  @w: f32[20, 8]
-}
-";
 
 fn run(g: &mut Graph, pipeline: &str) -> Result<(), String> {
     Pipeline::parse(pipeline).and_then(|p| p.run(g, &mut PassContext::default())).map(|_| ()).map_err(|e| e.to_string())
 }
 
 fn pruned(pipeline: &str) -> (Graph, Graph) {
-    let dense = with_data(parse(TWO_LAYERS).unwrap());
+    let dense = with_data(parse(&two_layers()).unwrap());
     let mut g = dense.clone();
     run(&mut g, pipeline).unwrap();
     verify(&g).unwrap();
@@ -80,7 +48,7 @@ fn head_size_shrinks_every_head_and_keeps_the_attention_scale() {
     let text = print(&g);
     assert!(text.contains("{heads: 2, head_dim: 2, query: @l0.q"), "{text}");
     assert!(text.contains("@l0.o.weight: f32[4, 8]"), "{text}");
-    golden("head_size", TWO_LAYERS, &text);
+    golden("head_size", &two_layers(), &text);
     // The kept dimensions, read from the value matrix (copied unscaled): zero the others' Q/K/V columns.
     let mut want = dense.clone();
     for l in ["l0", "l1"] {
@@ -121,7 +89,7 @@ fn type0_drops_blocks_of_input_rows_from_each_matrix_on_its_own() {
         assert!(rows == [0, 1, 2, 3] || rows == [4, 5, 6, 7], "{p}: a whole block, got {rows:?}");
     }
     assert!(text.contains("@l0.o.weight: f32[8, 8]"), "{text}");
-    golden("type0", TWO_LAYERS, &text);
+    golden("type0", &two_layers(), &text);
     let all = ["l0.q", "l0.k", "l0.v", "l1.q", "l1.k", "l1.v"];
     assert_same_output(&rows_zeroed(&dense, &g, &all), &g);
 }
@@ -137,7 +105,7 @@ fn qkv_drops_the_same_features_from_q_k_and_v() {
         assert_eq!(rows[0].len(), 6, "{l}: int(8 * 0.25) = 2 features go");
         assert!(rows[0] == rows[1] && rows[1] == rows[2], "{l}: {rows:?}");
     }
-    golden("qkv", TWO_LAYERS, &print(&g));
+    golden("qkv", &two_layers(), &print(&g));
     let all = ["l0.q", "l0.k", "l0.v", "l1.q", "l1.k", "l1.v"];
     assert_same_output(&rows_zeroed(&dense, &g, &all), &g);
 }
@@ -150,14 +118,14 @@ fn tile_reaches_the_attention_projections_unless_told_not_to() {
         assert!(text.contains(&format!("@{p}.tile1.rows")), "{p}: {text}");
         assert!(!text.contains(&format!("@{p}.weight")), "{p}: {text}");
     }
-    golden("tile_attention", TWO_LAYERS, &text);
+    golden("tile_attention", &two_layers(), &text);
     // kgran (type 2): the same cut, every tile losing the same number of row segments (8 * 0.5 of 8 rows).
     let (_, g) = pruned("kgran(sparsity=0.5,g=4)");
     let text = print(&g);
     for t in 0..2 {
         assert!(text.contains(&format!("@l1.o.tile{t}.rows: i64[4]")), "{text}");
     }
-    golden("kgran", TWO_LAYERS, &text);
+    golden("kgran", &two_layers(), &text);
     let (dense, g) = pruned("tile(sparsity=0.5,g=4,attention=false)");
     assert_eq!(print(&g), print(&dense), "no per-token linear outside attention: nothing to tile");
 }
@@ -165,7 +133,7 @@ fn tile_reaches_the_attention_projections_unless_told_not_to() {
 #[test]
 fn passes_that_need_dense_projections_refuse_tiled_ones() {
     for (first, then) in [("qkv", "heads(ratio=0.5)"), ("tile", "head-size"), ("type0", "qkv"), ("tile", "type0")] {
-        let mut g = with_data(parse(TWO_LAYERS).unwrap());
+        let mut g = with_data(parse(&two_layers()).unwrap());
         let err = run(&mut g, &format!("{first},{then}")).unwrap_err();
         assert!(err.contains("@l0.q is already tiled") && err.contains("before the pass that tiled it"), "{err}");
     }

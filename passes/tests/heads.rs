@@ -7,42 +7,7 @@ use bertopt_ir::{interp, parse, print, verify, Graph, Op};
 use bertopt_passes::{PassContext, Pipeline};
 use common::*;
 
-const TWO_LAYERS: &str = "graph two(%input_ids: i64[batch, sequence], %attention_mask: i64[batch, sequence], %token_type_ids: i64[batch, sequence]) {
-  %0: f32[batch, sequence, 8] = embed(%input_ids, %token_type_ids) {word: @w, position: @p, token_type: @t, ln: @ln0, eps: 1e-12, position_offset: 0}
-  %1: f32[batch, sequence, 8] = attention(%0, %attention_mask) {heads: 4, head_dim: 2, query: @l0.q, key: @l0.k, value: @l0.v, output: @l0.o}
-  %2: f32[batch, sequence, 8] = add_norm(%1, %0) {ln: @ln1, eps: 1e-12}
-  %3: f32[batch, sequence, 8] = attention(%2, %attention_mask) {heads: 4, head_dim: 2, query: @l1.q, key: @l1.k, value: @l1.v, output: @l1.o}
-  %4: f32[batch, sequence, 8] = add_norm(%3, %2) {ln: @ln2, eps: 1e-12}
-  return last_hidden_state = %4
-}
-weights {
-  @l0.k.bias: f32[8]
-  @l0.k.weight: f32[8, 8]
-  @l0.o.bias: f32[8]
-  @l0.o.weight: f32[8, 8]
-  @l0.q.bias: f32[8]
-  @l0.q.weight: f32[8, 8]
-  @l0.v.bias: f32[8]
-  @l0.v.weight: f32[8, 8]
-  @l1.k.bias: f32[8]
-  @l1.k.weight: f32[8, 8]
-  @l1.o.bias: f32[8]
-  @l1.o.weight: f32[8, 8]
-  @l1.q.bias: f32[8]
-  @l1.q.weight: f32[8, 8]
-  @l1.v.bias: f32[8]
-  @l1.v.weight: f32[8, 8]
-  @ln0.bias: f32[8]
-  @ln0.weight: f32[8]
-  @ln1.bias: f32[8]
-  @ln1.weight: f32[8]
-  @ln2.bias: f32[8]
-  @ln2.weight: f32[8]
-  @p: f32[16, 8]
-  @t: f32[2, 8]
-  @w: f32[20, 8]
-}
-";
+const TWO_LAYERS: &str = include_str!("fixtures/two_attention_layers.ir");
 
 fn run_mask(g: &mut Graph, keep: &[Vec<bool>]) -> Result<Vec<bertopt_passes::PassReport>, bertopt_passes::PassError> {
     let d = tempfile::tempdir().unwrap();
