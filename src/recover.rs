@@ -51,7 +51,7 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     let unit = specs.iter().find(|s| s.name == "heads" || s.name == "ffn" || s.name == "head-size");
     if let (Some(e), Some(u)) = (entry, unit) {
         anyhow::bail!(
-            "recover trains under unit passes (heads, ffn) or entry passes ({}) but not both in one run: `{}` \
+            "recover trains under unit passes (heads, ffn, head-size) or entry passes ({}) but not both in one run: `{}` \
              would cut the index space `{}` leaves; recover in two runs",
             ENTRY_PASSES.join(", "),
             e.name,

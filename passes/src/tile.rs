@@ -24,7 +24,7 @@ use bertopt_ir::{
     op::{cols_name, tile_names},
     Graph, NodeIndex, Op,
 };
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 
 use crate::pass::{Pass, PassContext, PassError};
 use crate::registry::Args;
@@ -245,7 +245,7 @@ impl Pass for TilePass {
             }
             if cols.len() < tg.n {
                 let cols: Vec<i64> = cols.iter().map(|&j| j as i64).collect();
-                let cols = Tensor::new(cols.as_slice(), &Device::Cpu).map_err(c)?.to_dtype(DType::I64).map_err(c)?;
+                let cols = Tensor::new(cols.as_slice(), &Device::Cpu).map_err(c)?;
                 set_weight(g, &cols_name(&tg.w), cols);
             }
             g.weights.0.remove(&format!("{}.weight", tg.w)); // the tiles replace it

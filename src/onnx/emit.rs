@@ -33,6 +33,8 @@ pub(super) struct Emitter<'g> {
     consts: HashMap<String, String>,
     /// Feature gathers by (value, indices), so projections that read the same features share one.
     gathers: HashMap<(String, Vec<i64>), String>,
+    /// Each value's feature-major form (`[K, tokens]`), made once for all the tiled linears that read it.
+    feature_major: HashMap<String, String>,
 }
 
 pub(super) fn elem(d: DType) -> Elem {
@@ -65,6 +67,7 @@ impl<'g> Emitter<'g> {
             masks: HashMap::new(),
             consts: HashMap::new(),
             gathers: HashMap::new(),
+            feature_major: HashMap::new(),
         }
     }
 
@@ -96,7 +99,7 @@ impl<'g> Emitter<'g> {
         Ok(name.to_string())
     }
 
-    /// A tiled linear, computed feature-major: `x` as `[K, tokens]` (one Flatten and Transpose per value, shared
+    /// A tiled linear, computed feature-major: `x` as `[K, tokens]` (one Transpose and Reshape per value, shared
     /// by every projection reading it), so that each tile's Gather copies whole contiguous rows instead of
     /// picking features out of every token; per tile `W_tᵀ · x[rows]` gives `[w_t, tokens]`, the tiles are
     /// concatenated along axis 0, and one Transpose and Reshape restore `[.., N]`. Measured on MiniLM (tile 50 %,
@@ -186,8 +189,7 @@ impl<'g> Emitter<'g> {
 
     /// `x` (`[.., K]`) as `[K, tokens]`, once per value.
     fn feature_major(&mut self, x: &str, rank: usize) -> String {
-        let key = (format!("feature-major:{x}"), vec![]);
-        if let Some(done) = self.gathers.get(&key) {
+        if let Some(done) = self.feature_major.get(x) {
             return done.clone();
         }
         // Features first, then the token dims merged ([K, b, s] -> [K, b·s]; 0 keeps K): tract infers this with
@@ -202,7 +204,7 @@ impl<'g> Emitter<'g> {
                 self.b.node("Reshape", &format!("{x}/FeatureMajor/Merge"), &[&t, &shape], &[])
             }
         };
-        self.gathers.insert(key, t.clone());
+        self.feature_major.insert(x.to_string(), t.clone());
         t
     }
 
@@ -259,8 +261,8 @@ impl<'g> Emitter<'g> {
         key
     }
 
-    /// `x·W + b` for the linear parameter group `p` (optionally with W and b pre-scaled).
-    /// `x·W + b` for parameter group `p`, dense or tiled (attention projections are tiled by weight presence).
+    /// `x·W + b` for parameter group `p` (optionally with W and b pre-scaled), dense or tiled: attention
+    /// projections, the only groups that are tiled by weight presence, read rank-3 hidden states.
     fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
         let tiles = bertopt_ir::op::tile_count(|n| self.g.weights.0.contains_key(n), p);
         if tiles > 0 {
