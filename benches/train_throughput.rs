@@ -46,7 +46,7 @@ fn main() -> anyhow::Result<()> {
         let start = Instant::now();
         for _ in 0..steps {
             if train {
-                let (_, loss) = train_step(&model, &mut opt, &vars, &b, &labels, &mut rng, cfg.clip)?;
+                let (_, loss) = train_step(&model, &mut opt, &vars, &b, &labels, None, &mut rng, &cfg)?;
                 loss.to_scalar::<f32>()?;
             } else {
                 model.forward(&b, None)?.to_vec2::<f32>()?;

@@ -103,6 +103,16 @@ struct TrainOpts {
     /// `cpu`, or `cuda` / `cuda:N` with a build that has the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Distil from this fine-tuned classifier (same labels and tokenizer): the loss mixes cross-entropy with
+    /// the teacher's softened logits. For `recover`, the dense model itself is the natural teacher.
+    #[arg(long)]
+    teacher: Option<PathBuf>,
+    /// Weight of the distillation term (with --teacher).
+    #[arg(long, default_value_t = 0.5)]
+    kd_alpha: f64,
+    /// Softmax temperature of the distillation term (with --teacher).
+    #[arg(long, default_value_t = 2.0)]
+    kd_temperature: f64,
     #[arg(long)]
     json: bool,
 }
@@ -119,6 +129,8 @@ impl TrainOpts {
             clip: 1.0,
             dropout: self.dropout,
             seed: self.seed,
+            kd_alpha: self.kd_alpha,
+            kd_temperature: self.kd_temperature,
         };
         let args = bertopt::train_cmd::TrainArgs {
             start,
@@ -131,6 +143,7 @@ impl TrainOpts {
             ffn_mask: None,
             weight_masks: Default::default(),
             pruning: None,
+            teacher: self.teacher,
             device: self.device,
             progress: !self.json,
         };
@@ -381,6 +394,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Cmd::TrainExits { model, method, opts }) => {
             let (args, json) = opts.into_args(bertopt::train_cmd::Start::Pretrained(model));
+            anyhow::ensure!(
+                args.teacher.is_none(),
+                "--teacher is for `train` and `recover`; this command does not distil"
+            );
             let r = bertopt::exit_cmd::run(&args, method)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
@@ -392,6 +409,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Cmd::TrainEbert { model, ebert, opts }) => {
             let (args, json) = opts.into_args(bertopt::train_cmd::Start::Pretrained(model));
+            anyhow::ensure!(
+                args.teacher.is_none(),
+                "--teacher is for `train` and `recover`; this command does not distil"
+            );
             let r = bertopt::ebert_cmd::run(&args, &ebert)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

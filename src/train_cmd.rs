@@ -34,6 +34,9 @@ pub struct TrainArgs {
     pub weight_masks: BTreeMap<String, candle_core::Tensor>,
     /// The pruning pipeline the masks come from (recorded in the metadata).
     pub pruning: Option<String>,
+    /// A fine-tuned classifier to distil from (`TrainConfig::kd_alpha`, `kd_temperature`), e.g. the dense model
+    /// a recovery starts from.
+    pub teacher: Option<PathBuf>,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
     pub progress: bool,
@@ -175,6 +178,17 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
             Start::Scratch { config, .. } => format!("trained from scratch, config {}", display_name(config)),
         },
     );
+    let soft = match &a.teacher {
+        Some(dir) => {
+            let t = teacher_logits(dir, &model, &mut enc, &train_set, &a.cfg)?;
+            meta.insert(
+                "distilled_from".into(),
+                format!("{} (alpha {}, temperature {})", display_name(dir), a.cfg.kd_alpha, a.cfg.kd_temperature),
+            );
+            Some(t)
+        }
+        None => None,
+    };
     let job = train::TrainJob {
         train: &train_set,
         eval: &eval_set,
@@ -182,6 +196,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
         out: &a.out,
         metadata: &meta,
         progress: a.progress,
+        teacher: soft.as_ref(),
     };
     let report = train::train(&mut model, &mut enc, &job, &a.cfg)?;
     let mut record = serde_json::to_value(&report)?;
@@ -189,6 +204,43 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
     let json = serde_json::to_string_pretty(&record)?;
     bertopt_models::atomic::write_atomic(&a.out.join("training.json"), |w| w.write_all(json.as_bytes()))?;
     Ok(report)
+}
+
+/// The logits of the fine-tuned classifier at `dir` on every training example, after checking that it can teach
+/// `student`: same labels in the same order, same vocabulary.
+fn teacher_logits(
+    dir: &Path,
+    student: &BertClassifier,
+    enc: &mut TextEncoder,
+    train_set: &Dataset,
+    cfg: &TrainConfig,
+) -> anyhow::Result<candle_core::Tensor> {
+    let ck = bertopt_models::Checkpoint::load(dir)?;
+    anyhow::ensure!(
+        matches!(ck.head, bertopt_models::Head::BertClassifier { .. }),
+        "--teacher {}: not a fine-tuned classifier (no classifier head): distillation needs its logits",
+        dir.display()
+    );
+    let labels = bertopt_models::ModelInfo::of(&ck).labels;
+    anyhow::ensure!(
+        labels == student.labels,
+        "--teacher {}: its labels {labels:?} differ from the model's {:?}",
+        dir.display(),
+        student.labels
+    );
+    anyhow::ensure!(
+        ck.config.vocab_size == student.config.vocab_size,
+        "--teacher {}: vocabulary of {} tokens, the model's has {}: they must share a tokenizer",
+        dir.display(),
+        ck.config.vocab_size,
+        student.config.vocab_size
+    );
+    let mut teacher = BertClassifier::from_checkpoint(ck, labels, cfg.seed)?;
+    teacher.to_device(&student.device)?;
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!("teacher {}: logits on {} training examples", dir.display(), train_set.examples.len());
+    }
+    Ok(train::teacher_logits(&teacher, enc, train_set, cfg.max_len, cfg.batch_size)?)
 }
 
 fn display_name(p: &Path) -> String {
@@ -276,6 +328,7 @@ impl SessionData {
             out: &args.out,
             metadata: &self.metadata,
             progress: args.progress,
+            teacher: None,
         }
     }
 }

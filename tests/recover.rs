@@ -31,7 +31,7 @@ fn slice(path: &Path, skip: usize, n: usize) -> Dataset {
 /// and check the pruned ONNX computes what the recovered dense checkpoint computes, in both runtimes. Returns
 /// the training record and the export report for the caller's own checks.
 fn recover_and_strip(pipeline: &str) -> (serde_json::Value, bertopt::export::ExportReport) {
-    recover_in_stages_and_strip(pipeline, None, pipeline).1
+    recover_in_stages_and_strip(pipeline, None, pipeline, &[]).1
 }
 
 /// `recover_and_strip` with `--schedule` (when given): the checkpoint is exported with `last`, the final
@@ -40,6 +40,7 @@ fn recover_in_stages_and_strip(
     pipeline: &str,
     schedule: Option<&str>,
     last: &str,
+    extra: &[&str],
 ) -> (tempfile::TempDir, (serde_json::Value, bertopt::export::ExportReport)) {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
@@ -51,6 +52,7 @@ fn recover_in_stages_and_strip(
     let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
         .args(["recover", model.to_str().unwrap(), "--pass", pipeline, "--data", train.to_str().unwrap()])
         .args(schedule.map(|s| ["--schedule", s]).into_iter().flatten())
+        .args(extra)
         .args([
             "--eval",
             eval.to_str().unwrap(),
@@ -94,6 +96,16 @@ fn recovered_checkpoint_strips_to_itself() {
 }
 
 #[test]
+fn distilled_recovery_records_its_teacher_and_strips_to_itself() {
+    let model = root().join("models/bundled/uci-sentiment-tiny");
+    let teacher = ["--teacher", model.to_str().unwrap(), "--kd-alpha", "0.7", "--kd-temperature", "3"];
+    let (_, (record, report)) = recover_in_stages_and_strip("ffn(ratio=0.5)", None, "ffn(ratio=0.5)", &teacher);
+    assert_eq!(record["metadata"]["distilled_from"], "uci-sentiment-tiny (alpha 0.7, temperature 3)");
+    assert_eq!(record["config"]["kd_alpha"], 0.7);
+    assert_eq!(report.passes[0].changed["neurons removed"], 512);
+}
+
+#[test]
 fn recovery_under_entry_passes_keeps_the_cut_entries_zero() {
     // qkv cuts Q/K/V rows, tile (type 8) the output projection and the FFN; the re-export must cut the same.
     let (record, report) = recover_and_strip("qkv(sparsity=0.25),tile(sparsity=0.5,g=32,n=true)");
@@ -115,7 +127,7 @@ fn recovery_under_head_size_keeps_the_removed_dimensions_zero() {
 #[test]
 fn the_iterative_schedule_prunes_further_at_each_stage() {
     let (d, (_, report)) =
-        recover_in_stages_and_strip("tile(sparsity={s},g=32)", Some("0.25,0.5"), "tile(sparsity=0.5,g=32)");
+        recover_in_stages_and_strip("tile(sparsity={s},g=32)", Some("0.25,0.5"), "tile(sparsity=0.5,g=32)", &[]);
     let stage0 = d.path().join("recovered/stages/0");
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(stage0.join("training.json")).unwrap()).unwrap();
@@ -152,4 +164,17 @@ fn recover_refuses_passes_it_cannot_train_under() {
         assert!(err.contains(want), "{pipeline}: {err}");
         assert!(!out.exists());
     }
+    // A teacher must be a classifier with the model's labels and vocabulary.
+    let base = d.path().join("encoder-only");
+    let spec = bertopt_models::testing::TinySpec { labels: 0, ..Default::default() };
+    bertopt_models::testing::write_tiny_model(&base, &spec).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
+        .args(["recover", model.to_str().unwrap(), "--pass", "ffn(ratio=0.5)", "--data", data.to_str().unwrap()])
+        .args(["--teacher", base.to_str().unwrap(), "-o", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("encoder-only: not a fine-tuned classifier"), "{err}");
+    assert!(!out.exists());
 }

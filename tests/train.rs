@@ -50,6 +50,7 @@ fn tiny_training_learns_saves_reloads_and_exports() {
         out: &out,
         metadata: &meta,
         progress: false,
+        teacher: None,
     };
     let report = train::train(&mut model, &mut enc, &job, &cfg).unwrap();
     let losses: Vec<f64> = report.epochs.iter().map(|e| e.train_loss).collect();
@@ -144,4 +145,63 @@ fn cuda_device_without_the_feature_is_a_clear_error() {
         assert!(err.contains(want), "{device}: {err}");
         assert!(!out.exists(), "nothing written");
     }
+}
+
+/// With `kd_alpha = 1` the labels carry no weight: a student given *flipped* labels still learns the teacher's
+/// answers, which are right; the same soft targets attached to the wrong examples teach nothing.
+#[test]
+fn distillation_with_alpha_one_follows_the_teacher_not_the_labels() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path().join("base");
+    write_tiny_model(&base, &TinySpec::default()).unwrap();
+    let (data, eval_path) = (d.path().join("train.jsonl"), d.path().join("eval.jsonl"));
+    common::write_sentiment_jsonl(&data, 240, 1);
+    common::write_sentiment_jsonl(&eval_path, 80, 2);
+    let (train_set, eval_set) = (Dataset::read(&data).unwrap(), Dataset::read(&eval_path).unwrap());
+    let cfg = TrainConfig {
+        epochs: 4,
+        batch_size: 16,
+        lr: 3e-3,
+        max_len: 16,
+        dropout: 0.0,
+        seed: 3,
+        kd_alpha: 1.0,
+        kd_temperature: 2.0,
+        ..TrainConfig::default()
+    };
+    let config = bertopt_models::BertConfig::from_file(&base.join("config.json")).unwrap();
+    let tok = base.join("tokenizer.json");
+    let mut enc = TextEncoder::from_file(&tok).unwrap();
+    let meta = Default::default();
+    let train_with = |enc: &mut TextEncoder, train: &Dataset, teacher: Option<&candle_core::Tensor>, name: &str| {
+        let mut model = BertClassifier::random(config.clone(), train_set.labels.clone(), 5).unwrap();
+        let out = d.path().join(name);
+        let job = train::TrainJob {
+            train,
+            eval: &eval_set,
+            tokenizer: &tok,
+            out: &out,
+            metadata: &meta,
+            progress: false,
+            teacher,
+        };
+        let report = train::train(&mut model, enc, &job, &cfg).unwrap();
+        (BertClassifier::from_pretrained(&out, train_set.labels.clone(), 0).unwrap(), report.best_accuracy)
+    };
+    let (teacher, teacher_acc) = train_with(&mut enc, &train_set, None, "teacher");
+    assert!(teacher_acc >= 0.8, "the teacher learns the task: {teacher_acc}");
+
+    let mut flipped = train_set.clone();
+    flipped.examples.iter_mut().for_each(|e| e.label = 1 - e.label);
+    let soft = train::teacher_logits(&teacher, &mut enc, &flipped, 16, 32).unwrap();
+    assert_eq!(soft.dims(), [240, 2]);
+    let (_, student_acc) = train_with(&mut enc, &flipped, Some(&soft), "student");
+    assert!(student_acc >= 0.75, "distilled despite flipped labels: {student_acc} on the true labels");
+
+    // Shift by one: labels alternate in this data, so every example gets the soft target of the other class.
+    let misaligned =
+        candle_core::Tensor::cat(&[soft.narrow(0, 1, 239).unwrap(), soft.narrow(0, 0, 1).unwrap()], 0).unwrap();
+    let (_, control_acc) = train_with(&mut enc, &flipped, Some(&misaligned), "control");
+    // Its best epoch is no better than a constant answer (0.5): it learns the other class, not the task.
+    assert!(control_acc <= 0.55, "soft targets of the other class teach nothing right: {control_acc}");
 }

@@ -135,7 +135,7 @@ pub fn train_ebert(
     job: &TrainJob,
     cfg: &EbertConfig,
 ) -> Result<EbertReport> {
-    let TrainJob { train, eval, tokenizer, out, metadata, progress } = *job;
+    let TrainJob { train, eval, tokenizer, out, metadata, progress, .. } = *job;
     let tc = &cfg.train;
     anyhow::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),

@@ -89,7 +89,7 @@ pub fn train_exits(
     cfg: &TrainConfig,
     method: ExitMethod,
 ) -> Result<ExitTrainReport> {
-    let TrainJob { train, eval, tokenizer, out, metadata, progress } = *job;
+    let TrainJob { train, eval, tokenizer, out, metadata, progress, .. } = *job;
     anyhow::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
         "training and evaluation sets must not be empty"

@@ -25,6 +25,11 @@ pub struct TrainConfig {
     pub clip: f64,
     pub dropout: f32,
     pub seed: u64,
+    /// Knowledge distillation: weight of the teacher's softened logits in the loss (0 = plain cross-entropy).
+    /// Used only when the job has a teacher.
+    pub kd_alpha: f64,
+    /// Softmax temperature of the distillation term (Hinton et al. 2015); its loss is scaled by T².
+    pub kd_temperature: f64,
 }
 
 impl Default for TrainConfig {
@@ -39,6 +44,8 @@ impl Default for TrainConfig {
             clip: 1.0,
             dropout: 0.1,
             seed: 42,
+            kd_alpha: 0.5,
+            kd_temperature: 2.0,
         }
     }
 }
@@ -120,22 +127,43 @@ pub(crate) fn clip_gradients(
     Ok(norm)
 }
 
-/// One optimisation step on one batch (dropout on): forward, cross-entropy, backward, clip, AdamW update.
-/// Returns the logits and the loss before the update.
+/// The training loss: cross-entropy on the labels, or with `teacher` logits `[batch, classes]`,
+/// `(1 - α)·CE + α·T²·KL(softmax(teacher/T) ‖ softmax(student/T))`. The T² keeps the soft term's gradient on the
+/// scale of the hard one as T changes. Recovery after pruning learns more from a dense teacher's soft targets
+/// than from the few hard labels of a small data set.
+pub fn loss(
+    logits: &candle_core::Tensor,
+    labels: &[u32],
+    teacher: Option<&candle_core::Tensor>,
+    cfg: &TrainConfig,
+) -> Result<candle_core::Tensor> {
+    let targets = candle_core::Tensor::new(labels, logits.device())?;
+    let hard = candle_nn::loss::cross_entropy(logits, &targets)?;
+    let Some(teacher) = teacher.filter(|_| cfg.kd_alpha > 0.0) else { return Ok(hard) };
+    let t = cfg.kd_temperature;
+    let student = candle_nn::ops::log_softmax(&(logits / t)?, 1)?;
+    let target = candle_nn::ops::log_softmax(&(teacher.to_device(logits.device())?.detach() / t)?, 1)?;
+    let kl = (target.exp()? * (&target - &student)?)?.sum(1)?.mean_all()?;
+    Ok(((hard * (1.0 - cfg.kd_alpha))? + (kl * (cfg.kd_alpha * t * t))?)?)
+}
+
+/// One optimisation step on one batch (dropout on): forward, `loss` (distilled when `teacher` holds the batch's
+/// teacher logits), backward, clip, AdamW update. Returns the logits and the loss before the update.
+#[allow(clippy::too_many_arguments)]
 pub fn train_step(
     model: &BertClassifier,
     opt: &mut AdamW,
     vars: &[candle_core::Var],
     b: &Batch,
     labels: &[u32],
+    teacher: Option<&candle_core::Tensor>,
     rng: &mut Rng,
-    clip: f64,
+    cfg: &TrainConfig,
 ) -> Result<(candle_core::Tensor, candle_core::Tensor)> {
-    let targets = candle_core::Tensor::new(labels, &model.device)?;
     let logits = model.forward(b, Some(rng))?;
-    let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
+    let loss = loss(&logits, labels, teacher, cfg)?;
     let mut grads = loss.backward()?;
-    clip_gradients(&mut grads, vars, clip)?;
+    clip_gradients(&mut grads, vars, cfg.clip)?;
     opt.step(&grads)?;
     model.apply_weight_masks()?;
     Ok((logits, loss))
@@ -156,6 +184,27 @@ pub struct TrainJob<'a> {
     /// Stored in the checkpoint's safetensors `__metadata__`.
     pub metadata: &'a BTreeMap<String, String>,
     pub progress: bool,
+    /// A teacher's logits for every example of `train`, in order (`teacher_logits`): distil from them.
+    pub teacher: Option<&'a candle_core::Tensor>,
+}
+
+/// Logits `[examples, classes]` of `teacher` (dropout off) on every example of `data`, in order: computed once,
+/// so that distillation costs no teacher forward per step or epoch.
+pub fn teacher_logits(
+    teacher: &BertClassifier,
+    enc: &mut TextEncoder,
+    data: &Dataset,
+    max_len: usize,
+    batch: usize,
+) -> Result<candle_core::Tensor> {
+    let mut parts = vec![];
+    for chunk in data.examples.chunks(batch.max(1)) {
+        let refs: Vec<&Example> = chunk.iter().collect();
+        let (b, _) = encode(enc, &refs, max_len)?;
+        // Detached: a tracked output would keep the chunk's whole forward graph alive.
+        parts.push(teacher.forward(&b, None)?.detach().to_device(&candle_core::Device::Cpu)?);
+    }
+    Ok(candle_core::Tensor::cat(&parts, 0)?)
 }
 
 /// Train `model` on `job.train`, evaluate on `job.eval` after every epoch, and save the best epoch to `job.out`.
@@ -165,7 +214,16 @@ pub fn train(
     job: &TrainJob,
     cfg: &TrainConfig,
 ) -> Result<TrainReport> {
-    let TrainJob { train, eval, tokenizer, out, metadata, progress } = *job;
+    let TrainJob { train, eval, tokenizer, out, metadata, progress, teacher } = *job;
+    if let Some(t) = teacher {
+        anyhow::ensure!(
+            t.dims() == [train.examples.len(), model.labels.len()],
+            "teacher logits {:?} do not match {} training examples × {} labels",
+            t.dims(),
+            train.examples.len(),
+            model.labels.len()
+        );
+    }
     anyhow::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
         "training and evaluation sets must not be empty"
@@ -189,7 +247,14 @@ pub fn train(
             let ex: Vec<&Example> = idx.iter().map(|&i| &train.examples[i]).collect();
             let (b, labels) = encode(enc, &ex, cfg.max_len)?;
             opt.set_learning_rate(lr_at(cfg, step, total));
-            let (logits, loss) = train_step(model, &mut opt, &vars, &b, &labels, &mut rng, cfg.clip)?;
+            let soft = match teacher {
+                Some(t) => {
+                    let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+                    Some(t.index_select(&candle_core::Tensor::new(ids.as_slice(), t.device())?, 0)?)
+                }
+                None => None,
+            };
+            let (logits, loss) = train_step(model, &mut opt, &vars, &b, &labels, soft.as_ref(), &mut rng, cfg)?;
             step += 1;
             let pred = logits.argmax(1)?.to_vec1::<u32>()?;
             correct += pred.iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -248,4 +313,68 @@ pub fn train(
         best_accuracy: best_acc,
         output: out.to_path_buf(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{loss, TrainConfig};
+    use candle_core::{Device, Tensor};
+
+    /// log softmax of `x / t`, in f64, by hand.
+    fn log_softmax(x: &[f64], t: f64) -> Vec<f64> {
+        let m = x.iter().cloned().fold(f64::MIN, f64::max) / t;
+        let z = x.iter().map(|v| (v / t - m).exp()).sum::<f64>().ln() + m;
+        x.iter().map(|v| v / t - z).collect()
+    }
+
+    fn reference(s: &[Vec<f64>], t: &[Vec<f64>], y: &[usize], alpha: f64, temp: f64) -> f64 {
+        let n = s.len() as f64;
+        let ce = s.iter().zip(y).map(|(r, &c)| -log_softmax(r, 1.0)[c]).sum::<f64>() / n;
+        let kl = s
+            .iter()
+            .zip(t)
+            .map(|(sr, tr)| {
+                let (ls, lt) = (log_softmax(sr, temp), log_softmax(tr, temp));
+                lt.iter().zip(&ls).map(|(a, b)| a.exp() * (a - b)).sum::<f64>()
+            })
+            .sum::<f64>()
+            / n;
+        (1.0 - alpha) * ce + alpha * temp * temp * kl
+    }
+
+    fn tensor(rows: &[Vec<f64>]) -> Tensor {
+        let flat: Vec<f32> = rows.iter().flatten().map(|v| *v as f32).collect();
+        Tensor::from_vec(flat, (rows.len(), rows[0].len()), &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn the_distillation_loss_is_the_weighted_sum_of_cross_entropy_and_tempered_kl() {
+        let s = vec![vec![1.5, -0.3, 0.2], vec![-2.0, 0.7, 3.1], vec![0.0, 0.0, 0.4]];
+        let t = vec![vec![2.5, 0.1, -1.0], vec![-0.5, 0.2, 1.1], vec![1.0, -3.0, 0.4]];
+        let y = [0u32, 2, 1];
+        let yu: Vec<usize> = y.iter().map(|v| *v as usize).collect();
+        for (alpha, temp) in [(0.5, 2.0), (0.9, 4.0), (1.0, 1.0)] {
+            let cfg = TrainConfig { kd_alpha: alpha, kd_temperature: temp, ..TrainConfig::default() };
+            let got = loss(&tensor(&s), &y, Some(&tensor(&t)), &cfg).unwrap().to_scalar::<f32>().unwrap() as f64;
+            let want = reference(&s, &t, &yu, alpha, temp);
+            assert!((got - want).abs() < 1e-5, "alpha {alpha} T {temp}: {got} vs {want}");
+        }
+        // A teacher that agrees with the student leaves only the hard term.
+        let cfg = TrainConfig::default();
+        let same = loss(&tensor(&s), &y, Some(&tensor(&s)), &cfg).unwrap().to_scalar::<f32>().unwrap() as f64;
+        assert!((same - (1.0 - cfg.kd_alpha) * reference(&s, &s, &yu, 0.0, 1.0)).abs() < 1e-5);
+    }
+
+    #[test]
+    fn without_a_teacher_or_with_alpha_zero_the_loss_is_cross_entropy() {
+        let s = vec![vec![1.5, -0.3], vec![-2.0, 0.7]];
+        let t = vec![vec![-5.0, 5.0], vec![5.0, -5.0]];
+        let y = [1u32, 0];
+        let want = reference(&s, &t, &[1, 0], 0.0, 1.0);
+        let off = TrainConfig { kd_alpha: 0.0, ..TrainConfig::default() };
+        for (teacher, cfg) in [(None, TrainConfig::default()), (Some(tensor(&t)), off)] {
+            let got = loss(&tensor(&s), &y, teacher.as_ref(), &cfg).unwrap().to_scalar::<f32>().unwrap() as f64;
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
 }
