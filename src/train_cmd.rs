@@ -240,7 +240,7 @@ fn teacher_logits(
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         eprintln!("teacher {}: logits on {} training examples", dir.display(), train_set.examples.len());
     }
-    Ok(train::teacher_logits(&teacher, enc, train_set, cfg.max_len, cfg.batch_size)?)
+    train::teacher_logits(&teacher, enc, train_set, cfg.max_len, cfg.batch_size)
 }
 
 fn display_name(p: &Path) -> String {
