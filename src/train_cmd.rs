@@ -180,6 +180,9 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
     );
     let soft = match &a.teacher {
         Some(dir) => {
+            if a.progress {
+                eprintln!("teacher {}: logits on {} training examples", dir.display(), train_set.examples.len());
+            }
             let t = teacher_logits(dir, &model, &mut enc, &train_set, &a.cfg)?;
             meta.insert(
                 "distilled_from".into(),
@@ -237,9 +240,6 @@ fn teacher_logits(
     );
     let mut teacher = BertClassifier::from_checkpoint(ck, labels, cfg.seed)?;
     teacher.to_device(&student.device)?;
-    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        eprintln!("teacher {}: logits on {} training examples", dir.display(), train_set.examples.len());
-    }
     train::teacher_logits(&teacher, enc, train_set, cfg.max_len, cfg.batch_size)
 }
 
