@@ -9,6 +9,11 @@ use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::tokenize::TextEncoder;
 use bertopt_models::train::{self, TrainConfig};
 
+/// Settings under which the tiny model learns the generated sentiment data in a few seconds.
+fn tiny_config() -> TrainConfig {
+    TrainConfig { epochs: 4, batch_size: 16, lr: 3e-3, max_len: 16, dropout: 0.0, seed: 3, ..TrainConfig::default() }
+}
+
 #[test]
 fn tiny_training_learns_saves_reloads_and_exports() {
     common::ensure_ort();
@@ -23,15 +28,7 @@ fn tiny_training_learns_saves_reloads_and_exports() {
     let eval_set = Dataset::read(&eval_path).unwrap();
     assert_eq!(train_set.labels, vec!["0", "1"]);
 
-    let cfg = TrainConfig {
-        epochs: 4,
-        batch_size: 16,
-        lr: 3e-3,
-        max_len: 16,
-        dropout: 0.0,
-        seed: 3,
-        ..TrainConfig::default()
-    };
+    let cfg = tiny_config();
     let mut model = BertClassifier::random(
         bertopt_models::BertConfig::from_file(&base.join("config.json")).unwrap(),
         train_set.labels.clone(),
@@ -158,17 +155,7 @@ fn distillation_with_alpha_one_follows_the_teacher_not_the_labels() {
     common::write_sentiment_jsonl(&data, 240, 1);
     common::write_sentiment_jsonl(&eval_path, 80, 2);
     let (train_set, eval_set) = (Dataset::read(&data).unwrap(), Dataset::read(&eval_path).unwrap());
-    let cfg = TrainConfig {
-        epochs: 4,
-        batch_size: 16,
-        lr: 3e-3,
-        max_len: 16,
-        dropout: 0.0,
-        seed: 3,
-        kd_alpha: 1.0,
-        kd_temperature: 2.0,
-        ..TrainConfig::default()
-    };
+    let cfg = TrainConfig { kd_alpha: 1.0, kd_temperature: 2.0, ..tiny_config() };
     let config = bertopt_models::BertConfig::from_file(&base.join("config.json")).unwrap();
     let tok = base.join("tokenizer.json");
     let mut enc = TextEncoder::from_file(&tok).unwrap();

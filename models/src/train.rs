@@ -129,8 +129,7 @@ pub(crate) fn clip_gradients(
 
 /// The training loss: cross-entropy on the labels, or with `teacher` logits `[batch, classes]`,
 /// `(1 - α)·CE + α·T²·KL(softmax(teacher/T) ‖ softmax(student/T))`. The T² keeps the soft term's gradient on the
-/// scale of the hard one as T changes. Recovery after pruning learns more from a dense teacher's soft targets
-/// than from the few hard labels of a small data set.
+/// scale of the hard one as T changes. For recovery after pruning, the dense model is the usual teacher.
 pub fn loss(
     logits: &candle_core::Tensor,
     labels: &[u32],
