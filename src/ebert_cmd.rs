@@ -24,11 +24,31 @@ pub struct EbertArgs {
     /// Gumbel-sigmoid temperature.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f32,
+    /// Epochs after the --epochs Gumbel ones, trained under the top-k decisions the fused graph makes (the
+    /// release trains with a threshold; the graph keeps a fixed k, and this closes the gap).
+    #[arg(long, default_value_t = 0)]
+    pub top_k_epochs: usize,
 }
 
 pub fn run(args: &TrainArgs, e: &EbertArgs) -> anyhow::Result<EbertReport> {
     let need = Some("EBERT starts from a fine-tuned BERT classifier; fine-tune it first with `optimize train`");
     let mut s = crate::train_cmd::Session::open(args, need, "EBERT predictors trained on")?;
+    let soft = match &args.teacher {
+        Some(dir) => {
+            if args.progress {
+                eprintln!("teacher {}: logits on {} training examples", dir.display(), s.data.train.examples.len());
+            }
+            Some(crate::train_cmd::teacher_logits(dir, &s.model, &mut s.enc, &s.data.train, &args.cfg)?)
+        }
+        None => None,
+    };
+    let teacher = args
+        .teacher
+        .as_ref()
+        .map(|d| format!("{} (alpha {}, temperature {})", d.display(), args.cfg.kd_alpha, args.cfg.kd_temperature));
+    if let Some(t) = &teacher {
+        s.data.metadata.insert("distilled_from".into(), t.clone());
+    }
     let cfg = EbertConfig {
         train: args.cfg.clone(),
         target: e.target,
@@ -36,8 +56,11 @@ pub fn run(args: &TrainArgs, e: &EbertArgs) -> anyhow::Result<EbertReport> {
         predictor_lr: e.predictor_lr,
         group_size: e.group_size,
         temperature: e.temperature,
+        top_k_epochs: e.top_k_epochs,
+        teacher,
     };
-    let report = ebert_train::train_ebert(&mut s.model, &mut s.enc, &s.data.job(args), &cfg)?;
+    let job = bertopt_models::train::TrainJob { teacher: soft.as_ref(), ..s.data.job(args) };
+    let report = ebert_train::train_ebert(&mut s.model, &mut s.enc, &job, &cfg)?;
     let json = serde_json::to_string_pretty(&report)?;
     bertopt_models::atomic::write_atomic(&args.out.join("ebert.json"), |w| w.write_all(json.as_bytes()))?;
     Ok(report)
@@ -45,6 +68,16 @@ pub fn run(args: &TrainArgs, e: &EbertArgs) -> anyhow::Result<EbertReport> {
 
 pub fn print(r: &EbertReport) {
     println!("dense held-out accuracy {:.2} % ({} FFN groups per layer)", r.dense_accuracy * 100.0, r.groups);
+    for e in &r.epochs {
+        println!(
+            "  epoch {} ({}): CE {:.4}, expected FLOPs ratio {:.3}, held-out top-k accuracy {:.2} %",
+            e.epoch,
+            e.gates,
+            e.cross_entropy,
+            e.expected_flops_ratio,
+            e.top_k_accuracy * 100.0
+        );
+    }
     for e in [&r.top_k, &r.threshold] {
         println!(
             "  {:<40} accuracy {:.2} %, {:.2} heads and {:.2} groups per layer, FLOPs ratio {:.3}",

@@ -211,7 +211,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
 
 /// The logits of the fine-tuned classifier at `dir` on every training example, after checking that it can teach
 /// `student`: same labels in the same order, same vocabulary.
-fn teacher_logits(
+pub fn teacher_logits(
     dir: &Path,
     student: &BertClassifier,
     enc: &mut TextEncoder,

@@ -167,7 +167,7 @@ fn ebert_without_predictors_or_after_head_pruning_is_an_error() {
 }
 
 #[test]
-fn training_pushes_the_expected_flops_toward_the_target() {
+fn training_pushes_the_expected_flops_toward_the_target_then_trains_under_top_k() {
     let d = tempfile::tempdir().unwrap();
     let base = d.path().join("base");
     write_tiny_model(&base, &TinySpec { layers: 2, labels: 2, ..TinySpec::default() }).unwrap();
@@ -189,13 +189,20 @@ fn training_pushes_the_expected_flops_toward_the_target() {
         .args(["train-ebert", base.to_str().unwrap(), "--data", data.to_str().unwrap(), "--train-size", "64"])
         .args(["--target", "0.5", "--group-size", "16", "--epochs", "3", "--batch", "16", "--max-len", "16"])
         .args(["--lambda", "20", "--json", "-o", out.to_str().unwrap()])
+        // One more epoch under the fused graph's top-k decisions, distilled from the starting model.
+        .args(["--top-k-epochs", "1", "--teacher", base.to_str().unwrap(), "--kd-alpha", "0.3"])
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let epochs = r["epochs"].as_array().unwrap();
+    let phases: Vec<&str> = epochs.iter().map(|e| e["gates"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["gumbel", "gumbel", "gumbel", "top-k"]);
+    assert_eq!(r["config"]["teacher"], format!("{} (alpha 0.3, temperature 2)", base.display()));
+    // The last epoch's held-out top-k accuracy is the report's (the model saved is the one evaluated).
+    assert_eq!(epochs[3]["top_k_accuracy"], r["top_k"]["accuracy"]);
     let first = epochs[0]["expected_flops_ratio"].as_f64().unwrap();
-    let last = epochs.last().unwrap()["expected_flops_ratio"].as_f64().unwrap();
+    let last = epochs[2]["expected_flops_ratio"].as_f64().unwrap();
     // The predictors start keeping ~88 % of the units (fc2 bias 2); the sparsity loss pulls toward 0.5.
     eprintln!("epochs {epochs:?}; top-k {}; threshold {}", r["top_k"], r["threshold"]);
     assert!(last < first && last < 0.8, "expected FLOPs ratio per epoch: {epochs:?}");

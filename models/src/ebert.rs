@@ -109,6 +109,9 @@ pub enum GateMode {
     Train { temperature: f32 },
     /// Keep the `heads` and `groups` largest logits of each input (ties: the lower index), as the fused graph does.
     TopK { heads: usize, groups: usize },
+    /// `TopK`'s choices forward, the keep probabilities' gradient backward (straight-through), BatchNorm on its
+    /// running statistics: training under exactly the decisions the fused graph will make.
+    TopKTrain { heads: usize, groups: usize },
     /// Keep a unit iff its logit >= 0 (the release's rule; sparsity varies per input).
     Threshold,
 }
@@ -187,19 +190,26 @@ impl<'a> EbertGates<'a> {
                 (hard - soft.detach())?.add(&soft)?
             }
             GateMode::Threshold => z.ge(0.0)?.to_dtype(DType::F32)?,
-            GateMode::TopK { .. } => {
-                let rows = z.to_vec2::<f32>()?;
-                let n = rows.first().map_or(0, Vec::len);
-                let mut g = vec![0f32; rows.len() * n];
-                for (r, row) in rows.iter().enumerate() {
-                    for i in top_k(row, k) {
-                        g[r * n + i] = 1.0;
-                    }
-                }
-                Tensor::from_vec(g, (rows.len(), n), z.device())?
+            GateMode::TopK { .. } => top_k_gates(z, k)?,
+            GateMode::TopKTrain { .. } => {
+                let soft = candle_nn::ops::sigmoid(z)?;
+                (top_k_gates(z, k)? - soft.detach())?.add(&soft)?
             }
         })
     }
+}
+
+/// 0/1 gates `[batch, units]` keeping each row's `k` largest logits.
+fn top_k_gates(z: &Tensor, k: usize) -> Result<Tensor> {
+    let rows = z.to_vec2::<f32>()?;
+    let n = rows.first().map_or(0, Vec::len);
+    let mut g = vec![0f32; rows.len() * n];
+    for (r, row) in rows.iter().enumerate() {
+        for i in top_k(row, k) {
+            g[r * n + i] = 1.0;
+        }
+    }
+    Ok(Tensor::from_vec(g, (rows.len(), n), z.device())?)
 }
 
 /// Indices of the `k` largest values, largest first; equal values keep index order (as ONNX `TopK` and the IR
@@ -213,16 +223,12 @@ pub fn top_k(row: &[f32], k: usize) -> Vec<usize> {
 
 impl LayerGates for EbertGates<'_> {
     fn heads(&mut self, layer: usize, x: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let input = if layer == 0 {
-            let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-            x.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?.maximum(1f64)?)?
-        } else {
-            x.narrow(1, 0, 1)?.squeeze(1)?
-        };
+        let input =
+            if layer == 0 { crate::classifier::masked_mean(x, mask)? } else { x.narrow(1, 0, 1)?.squeeze(1)? };
         let z = self.logits(&format!("{EBERT}{layer}.heads"), &input)?;
         self.head_probs.push(candle_nn::ops::sigmoid(&z)?);
         let k = match self.mode {
-            GateMode::TopK { heads, .. } => heads,
+            GateMode::TopK { heads, .. } | GateMode::TopKTrain { heads, .. } => heads,
             _ => 0,
         };
         let g = self.gate(&z, k)?;
@@ -234,7 +240,7 @@ impl LayerGates for EbertGates<'_> {
         let z = self.logits(&format!("{EBERT}{layer}.ffn"), &x.narrow(1, 0, 1)?.squeeze(1)?)?;
         self.ffn_probs.push(candle_nn::ops::sigmoid(&z)?);
         let k = match self.mode {
-            GateMode::TopK { groups, .. } => groups,
+            GateMode::TopK { groups, .. } | GateMode::TopKTrain { groups, .. } => groups,
             _ => 0,
         };
         let g = self.gate(&z, k)?;
@@ -295,4 +301,55 @@ pub fn ebert_forward<'a>(model: &'a BertClassifier, b: &Batch, mode: GateMode) -
 /// Mean of the last dim over the batch: per-layer keep rates `[layers]` from per-layer `[batch, units]` gates.
 pub fn keep_rates(gates: &[Tensor]) -> Result<Vec<f64>> {
     gates.iter().map(|g| Ok(g.mean_all()?.to_scalar::<f32>()? as f64)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_with_predictors() -> BertClassifier {
+        let c: BertConfig = serde_json::from_str(
+            r#"{"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "intermediate_size": 32, "max_position_embeddings": 32}"#,
+        )
+        .unwrap();
+        let mut m = BertClassifier::random(c, vec!["a".into(), "b".into()], 3).unwrap();
+        m.add_predictors(4, 3).unwrap();
+        m
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap()
+    }
+
+    /// The top-k training gates must make the fused graph's decisions exactly (else the epochs train a model the
+    /// graph does not run) and, unlike the inference gates, let the loss reach the predictors.
+    #[test]
+    fn top_k_training_gates_decide_as_top_k_and_pass_gradient_to_the_predictors() {
+        let m = tiny_with_predictors();
+        let b = Batch::synthetic(3, 8, 50, 1);
+        let (inference, chosen) = ebert_forward(&m, &b, GateMode::TopK { heads: 2, groups: 2 }).unwrap();
+        let mut gates = EbertGates::new(&m, GateMode::TopKTrain { heads: 2, groups: 2 }, None).unwrap();
+        let training = m.forward_dynamic(&b, None, &mut gates).unwrap();
+        assert!(max_abs_diff(&inference, &training) <= 1e-5, "logits differ");
+        for (a, t) in chosen.head_kept.iter().chain(&chosen.ffn_kept).zip(gates.head_kept.iter().chain(&gates.ffn_kept))
+        {
+            assert_eq!(a.sum_all().unwrap().to_scalar::<f32>().unwrap(), 3.0 * 2.0, "k units kept per row");
+            assert!(max_abs_diff(a, t) <= 1e-5, "decisions differ: {a} vs {t}");
+        }
+        let grad_norm = |logits: &Tensor| -> Vec<f32> {
+            let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            (0..2)
+                .flat_map(|l| ["heads", "ffn"].map(|p| format!("{EBERT}{l}.{p}.fc2.weight")))
+                .map(|n| {
+                    grads
+                        .get(m.params[&n].as_tensor())
+                        .map_or(0.0, |g| g.abs().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap())
+                })
+                .collect()
+        };
+        let trained = grad_norm(&training);
+        assert!(trained.iter().all(|g| *g > 0.0), "every predictor gets a gradient: {trained:?}");
+        assert!(grad_norm(&inference).iter().all(|g| *g == 0.0), "inference gates are constants");
+    }
 }

@@ -3,6 +3,12 @@
 //! 5·mean_l (r - p_l^ffn)²] with r the target FLOPs ratio, s_cur the expected FLOPs ratio (predictors included)
 //! and p_l a layer's mean keep probability; the predictors have their own AdamW at a constant learning rate,
 //! the backbone the fine-tuning schedule.
+//!
+//! The release then infers with the same threshold it trained with; the fused graph keeps a fixed top-k instead
+//! (static shapes). `top_k_epochs` closes that gap: further epochs under exactly the top-k decisions the graph
+//! makes (straight-through to the predictors), the sparsity terms dropped since k fixes the cost. With a teacher
+//! (the dense model the run starts from, say), the cross-entropy becomes the distillation loss of
+//! `train::loss`.
 
 use std::time::Instant;
 
@@ -26,16 +32,24 @@ pub struct EbertConfig {
     /// FFN neurons per group.
     pub group_size: usize,
     pub temperature: f32,
+    /// Epochs after the `train.epochs` Gumbel ones, trained under the fused graph's top-k decisions.
+    pub top_k_epochs: usize,
+    /// The teacher whose logits the job distils (`train.kd_alpha`, `kd_temperature`), named for the record.
+    pub teacher: Option<String>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct EbertEpoch {
     pub epoch: usize,
+    /// `gumbel` (the release's gates and sparsity loss) or `top-k` (the fused graph's decisions).
+    pub gates: String,
     pub loss: f64,
     pub cross_entropy: f64,
     /// Expected FLOPs ratio (from the keep probabilities) averaged over the epoch.
     pub expected_flops_ratio: f64,
     pub samples_per_s: f64,
+    /// Held-out accuracy of the top-k rule (what the fused graph runs) after this epoch.
+    pub top_k_accuracy: f64,
 }
 
 /// Held-out results of one inference rule.
@@ -98,7 +112,7 @@ pub fn ebert_eval(
         rule: match mode {
             GateMode::TopK { heads, groups } => format!("top-k ({heads} heads, {groups} groups per layer)"),
             GateMode::Threshold => "threshold (logit >= 0)".into(),
-            GateMode::Train { .. } => "training gates".into(),
+            GateMode::Train { .. } | GateMode::TopKTrain { .. } => "training gates".into(),
         },
         accuracy: correct as f64 / n,
         heads,
@@ -135,7 +149,7 @@ pub fn train_ebert(
     job: &TrainJob,
     cfg: &EbertConfig,
 ) -> Result<EbertReport> {
-    let TrainJob { train, eval, tokenizer, out, metadata, progress, .. } = *job;
+    let TrainJob { train, eval, tokenizer, out, metadata, progress, teacher } = *job;
     let tc = &cfg.train;
     anyhow::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
@@ -148,10 +162,20 @@ pub fn train_ebert(
         "group size {} does not divide the {f} FFN neurons",
         cfg.group_size
     );
+    if let Some(t) = teacher {
+        anyhow::ensure!(
+            t.dims() == [train.examples.len(), model.labels.len()],
+            "teacher logits {:?} do not match {} training examples × {} labels",
+            t.dims(),
+            train.examples.len(),
+            model.labels.len()
+        );
+    }
     let groups = f / cfg.group_size;
     model.add_predictors(groups, tc.seed)?;
     model.dropout = tc.dropout;
     let dense_accuracy = crate::train::evaluate(model, enc, eval, tc.max_len, 32)?;
+    let (kh, kg) = keep_for_ratio(model, cfg.target)?;
     let backbone = model.backbone_vars();
     let predictors = model.predictor_vars();
     let all: Vec<candle_core::Var> = backbone.iter().chain(&predictors).cloned().collect();
@@ -159,15 +183,25 @@ pub fn train_ebert(
     let mut opt_pred =
         AdamW::new(predictors, ParamsAdamW { lr: cfg.predictor_lr, weight_decay: 0.0, ..Default::default() })?;
     let steps_per_epoch = train.examples.len().div_ceil(tc.batch_size);
-    let total = steps_per_epoch * tc.epochs;
+    let epochs_total = tc.epochs + cfg.top_k_epochs;
+    let total = steps_per_epoch * epochs_total;
     let mut rng = Rng::new(tc.seed);
     let mut gate_rng = Rng::new(tc.seed ^ 0x6a7e);
     let mut epochs = vec![];
+    let mut last_top_k = None;
     let mut step = 0;
-    for epoch in 1..=tc.epochs {
+    for epoch in 1..=epochs_total {
+        let gumbel = epoch <= tc.epochs;
+        let mode = if gumbel {
+            GateMode::Train { temperature: cfg.temperature }
+        } else {
+            GateMode::TopKTrain { heads: kh, groups: kg }
+        };
+        let phase = if gumbel { "gumbel" } else { "top-k" };
         let mut order: Vec<usize> = (0..train.examples.len()).collect();
         rng.shuffle(&mut order);
-        let bar = crate::progress::bar(train.examples.len(), &format!("ebert {epoch}/{}", tc.epochs), progress);
+        let bar =
+            crate::progress::bar(train.examples.len(), &format!("ebert {epoch}/{epochs_total} {phase}"), progress);
         let start = Instant::now();
         let (mut loss_sum, mut ce_sum, mut ratio_sum, mut seen) = (0f64, 0f64, 0f64, 0usize);
         for idx in order.chunks(tc.batch_size) {
@@ -176,17 +210,28 @@ pub fn train_ebert(
             let targets = Tensor::new(labels.as_slice(), &model.device)?;
             opt.set_learning_rate(lr_at(tc, step, total));
             let fm = FlopModel::new(&model.config, groups, model.labels.len(), b.seq);
-            let mut gates =
-                EbertGates::new(model, GateMode::Train { temperature: cfg.temperature }, Some(&mut gate_rng))?;
+            let mut gates = EbertGates::new(model, mode, Some(&mut gate_rng))?;
             let logits = model.forward_dynamic(&b, Some(&mut rng), &mut gates)?;
             let ce = candle_nn::loss::cross_entropy(&logits, &targets)?;
-            let (sparsity, ratio) = sparsity_loss(&gates, &fm, cfg.target)?;
-            let loss = (&ce + (sparsity * cfg.lambda)?)?;
+            let soft = match teacher {
+                Some(t) => {
+                    let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+                    Some(t.index_select(&Tensor::new(ids.as_slice(), t.device())?, 0)?)
+                }
+                None => None,
+            };
+            let task = crate::train::loss(&logits, &labels, soft.as_ref(), tc)?;
+            let (loss, ratio) = if gumbel {
+                let (sparsity, ratio) = sparsity_loss(&gates, &fm, cfg.target)?;
+                ((&task + (sparsity * cfg.lambda)?)?, ratio)
+            } else {
+                (task, fm.ratio(&model.config, kh as f64, kg as f64))
+            };
             let mut grads = loss.backward()?;
             clip_gradients(&mut grads, &all, tc.clip)?;
             opt.step(&grads)?;
             opt_pred.step(&grads)?;
-            // BatchNorm running statistics, as PyTorch keeps them.
+            // BatchNorm running statistics, as PyTorch keeps them (top-k epochs use them as they stand).
             for (prefix, mean, var) in std::mem::take(&mut gates.bn_batch) {
                 for (stat, batch) in [("running_mean", mean), ("running_var", var)] {
                     let v = &model.params[&format!("{prefix}.{stat}")];
@@ -204,23 +249,36 @@ pub fn train_ebert(
             bar.set_message(format!("ce {:.4} flops {:.3}", ce_sum / seen as f64, ratio_sum / seen as f64));
         }
         bar.finish_and_clear();
+        let samples_per_s = seen as f64 / start.elapsed().as_secs_f64();
+        let top_k = ebert_eval(model, enc, eval, tc.max_len, GateMode::TopK { heads: kh, groups: kg })?;
+        let top_k_accuracy = top_k.accuracy;
+        last_top_k = Some(top_k);
         let e = EbertEpoch {
             epoch,
+            gates: phase.into(),
             loss: loss_sum / seen as f64,
             cross_entropy: ce_sum / seen as f64,
             expected_flops_ratio: ratio_sum / seen as f64,
-            samples_per_s: seen as f64 / start.elapsed().as_secs_f64(),
+            samples_per_s,
+            top_k_accuracy,
         };
         if progress {
             eprintln!(
-                "ebert epoch {epoch}/{}: loss {:.4}, CE {:.4}, expected FLOPs ratio {:.3}, {:.1} samples/s",
-                tc.epochs, e.loss, e.cross_entropy, e.expected_flops_ratio, e.samples_per_s
+                "ebert epoch {epoch}/{epochs_total} ({phase}): loss {:.4}, CE {:.4}, expected FLOPs ratio {:.3}, \
+                 {:.1} samples/s, held-out top-k accuracy {:.2} %",
+                e.loss,
+                e.cross_entropy,
+                e.expected_flops_ratio,
+                e.samples_per_s,
+                e.top_k_accuracy * 100.0
             );
         }
         epochs.push(e);
     }
-    let (kh, kg) = keep_for_ratio(model, cfg.target)?;
-    let top_k = ebert_eval(model, enc, eval, tc.max_len, GateMode::TopK { heads: kh, groups: kg })?;
+    let top_k = match last_top_k {
+        Some(e) => e,
+        None => ebert_eval(model, enc, eval, tc.max_len, GateMode::TopK { heads: kh, groups: kg })?,
+    };
     let threshold = ebert_eval(model, enc, eval, tc.max_len, GateMode::Threshold)?;
     let report = EbertReport { config: cfg.clone(), groups, dense_accuracy, epochs, top_k, threshold };
     let mut meta = metadata.clone();
