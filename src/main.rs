@@ -104,7 +104,8 @@ struct TrainOpts {
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Distil from this fine-tuned classifier (same labels and tokenizer): the loss mixes cross-entropy with
-    /// the teacher's softened logits. For `recover`, the dense model itself is the natural teacher.
+    /// the teacher's softened logits. For `recover` and `train-ebert`, the starting dense model is the natural
+    /// teacher.
     #[arg(long)]
     teacher: Option<PathBuf>,
     /// Weight of the distillation term (with --teacher).
@@ -226,6 +227,11 @@ enum Cmd {
         model: PathBuf,
         #[arg(long, default_value = "deebert")]
         method: bertopt_models::exit_train::ExitMethod,
+        /// What new off-ramps read: `cls` (DeeBERT, ElasticBERT) or `mean`, the mean over the real tokens, for
+        /// backbones trained for mean pooling (sentence-transformers' MiniLM), whose early [CLS] carries little.
+        /// Off-ramps the model already has keep theirs. Default: cls.
+        #[arg(long)]
+        pooling: Option<bertopt_models::classifier::ExitPooling>,
         #[command(flatten)]
         opts: TrainOpts,
     },
@@ -392,13 +398,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Some(Cmd::TrainExits { model, method, opts }) => {
+        Some(Cmd::TrainExits { model, method, pooling, opts }) => {
             let (args, json) = opts.into_args(bertopt::train_cmd::Start::Pretrained(model));
             anyhow::ensure!(
                 args.teacher.is_none(),
-                "--teacher is for `train` and `recover`; this command does not distil"
+                "--teacher is for `train`, `recover` and `train-ebert`; this command does not distil"
             );
-            let r = bertopt::exit_cmd::run(&args, method)?;
+            let r = bertopt::exit_cmd::run(&args, method, pooling)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -409,10 +415,6 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Cmd::TrainEbert { model, ebert, opts }) => {
             let (args, json) = opts.into_args(bertopt::train_cmd::Start::Pretrained(model));
-            anyhow::ensure!(
-                args.teacher.is_none(),
-                "--teacher is for `train` and `recover`; this command does not distil"
-            );
             let r = bertopt::ebert_cmd::run(&args, &ebert)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

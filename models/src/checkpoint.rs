@@ -179,8 +179,10 @@ impl Checkpoint {
                     ),
                 });
             }
-            expected.push((format!("exits.{l}.pooler.dense.weight"), vec![d, d]));
-            expected.push((format!("exits.{l}.pooler.dense.bias"), vec![d]));
+            // The pooler's name says what it pools ([CLS] or the token mean, see `ExitPooling`).
+            let pooler = self.exit_pooling(l).pooler();
+            expected.push((format!("exits.{l}.{pooler}.weight"), vec![d, d]));
+            expected.push((format!("exits.{l}.{pooler}.bias"), vec![d]));
             expected.push((format!("exits.{l}.classifier.weight"), vec![labels, d]));
             expected.push((format!("exits.{l}.classifier.bias"), vec![labels]));
         }
@@ -263,6 +265,16 @@ impl Checkpoint {
             .filter_map(|k| k.strip_prefix(crate::lower::EXITS)?.split('.').next()?.parse().ok())
             .collect();
         set.into_iter().collect()
+    }
+
+    /// How the off-ramp after layer `l` pools: by the name of its pooler tensors.
+    pub fn exit_pooling(&self, l: usize) -> crate::classifier::ExitPooling {
+        let mean = format!("{}{l}.{}.weight", crate::lower::EXITS, crate::classifier::ExitPooling::Mean.pooler());
+        if self.tensors.contains_key(&mean) {
+            crate::classifier::ExitPooling::Mean
+        } else {
+            crate::classifier::ExitPooling::Cls
+        }
     }
 
     /// Number of labels of a classifier head (0 for an encoder).

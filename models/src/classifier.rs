@@ -122,7 +122,9 @@ impl BertClassifier {
             );
         }
         let mut model = BertClassifier::random(ck.config.clone(), labels, seed)?;
-        model.add_exits(&ck.exit_layers(), seed)?;
+        for l in ck.exit_layers() {
+            model.add_exits(&[l], seed, ck.exit_pooling(l))?;
+        }
         if let Some(groups) = ck.predictor_groups() {
             model.add_predictors(groups, seed)?;
         }
@@ -246,8 +248,12 @@ impl BertClassifier {
 
     /// Pooler (dense + tanh on [CLS]), dropout, classifier: the final head, and each off-ramp's.
     fn head(&self, x: &Tensor, pooler: &str, classifier: &str, rng: &mut Option<&mut Rng>) -> Result<Tensor> {
-        let cls = x.narrow(1, 0, 1)?.squeeze(1)?;
-        let pooled = self.linear(&cls, pooler)?.tanh()?;
+        self.pooled_head(&x.narrow(1, 0, 1)?.squeeze(1)?, pooler, classifier, rng)
+    }
+
+    /// Pooler (dense + tanh) and classifier on an already pooled `[batch, D]`.
+    fn pooled_head(&self, x: &Tensor, pooler: &str, classifier: &str, rng: &mut Option<&mut Rng>) -> Result<Tensor> {
+        let pooled = self.linear(x, pooler)?.tanh()?;
         self.linear(&self.drop(&pooled, rng)?, classifier)
     }
 
@@ -328,9 +334,20 @@ impl BertClassifier {
         set.into_iter().collect()
     }
 
+    /// How the off-ramp after layer `l` pools: by the name of its pooler tensors.
+    pub fn exit_pooling(&self, l: usize) -> ExitPooling {
+        let mean = format!("{}{l}.{}.weight", crate::lower::EXITS, ExitPooling::Mean.pooler());
+        if self.params.contains_key(&mean) {
+            ExitPooling::Mean
+        } else {
+            ExitPooling::Cls
+        }
+    }
+
     /// Add an off-ramp after each of `layers` (0-based, before the last layer) that has none: a pooler
-    /// initialised from the final pooler (as DeeBERT does) and a fresh classifier (N(0, 0.02), bias 0).
-    pub fn add_exits(&mut self, layers: &[usize], seed: u64) -> Result<()> {
+    /// initialised from the final pooler (as DeeBERT does) reading what `pooling` says, and a fresh classifier
+    /// (N(0, 0.02), bias 0).
+    pub fn add_exits(&mut self, layers: &[usize], seed: u64, pooling: ExitPooling) -> Result<()> {
         let (d, n, total) = (self.config.hidden_size, self.labels.len(), self.config.num_hidden_layers);
         let mut rng = Rng::new(seed ^ 0x0ff_4a3f);
         for &l in layers {
@@ -346,7 +363,7 @@ impl BertClassifier {
             let dev = self.device.clone();
             for part in ["weight", "bias"] {
                 let pooler = self.p(&format!("bert.pooler.dense.{part}")).copy()?;
-                self.params.insert(format!("{p}.pooler.dense.{part}"), Var::from_tensor(&pooler)?);
+                self.params.insert(format!("{p}.{}.{part}", pooling.pooler()), Var::from_tensor(&pooler)?);
             }
             let w = normal(&mut rng, &[n, d], 0.02)?.to_device(&dev)?;
             self.params.insert(format!("{p}.classifier.weight"), Var::from_tensor(&w)?);
@@ -360,6 +377,7 @@ impl BertClassifier {
     pub fn forward_exits(&self, b: &Batch, mut rng: Option<&mut Rng>, mode: ExitGradients) -> Result<Vec<Tensor>> {
         let ramps = self.exit_layers();
         let total = self.config.num_hidden_layers;
+        let mask = Tensor::from_vec(b.attention_mask.clone(), (b.batch, b.seq), &self.device)?;
         let mut out = vec![];
         let mut ramp_rng = rng.as_deref_mut().map(|r| Rng::new(r.next_u64()));
         let x = self.trunk(b, &mut rng, None, None, &mut |l, h| {
@@ -377,9 +395,14 @@ impl BertClassifier {
                     (scale_gradient(&h, 1.0 / k)?, scale_gradient(&h, (k - 1.0) / k)?)
                 }
             };
-            out.push(self.head(
-                &branch,
-                &format!("{p}.pooler.dense"),
+            let pooling = self.exit_pooling(l);
+            let pooled = match pooling {
+                ExitPooling::Cls => branch.narrow(1, 0, 1)?.squeeze(1)?,
+                ExitPooling::Mean => masked_mean(&branch, &mask)?,
+            };
+            out.push(self.pooled_head(
+                &pooled,
+                &format!("{p}.{}", pooling.pooler()),
                 &format!("{p}.classifier"),
                 &mut ramp_rng.as_mut(),
             )?);
@@ -494,6 +517,45 @@ pub trait LayerGates {
     fn heads(&mut self, layer: usize, x: &Tensor, mask: &Tensor) -> Result<Tensor>;
     /// `x`: the attention sub-layer's output `[batch, seq, D]`; the gate is per neuron, `[batch, F]`.
     fn ffn(&mut self, layer: usize, x: &Tensor) -> Result<Tensor>;
+}
+
+/// What an off-ramp reads of its layer's output: the [CLS] vector (DeeBERT, ElasticBERT), or the mean over the
+/// real tokens, for backbones trained to be mean-pooled (sentence-transformers' MiniLM), whose [CLS] in early
+/// layers says next to nothing about the input. Stored in the tensor names: `exits.{l}.pooler.dense` or
+/// `exits.{l}.mean_pooler.dense`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExitPooling {
+    #[default]
+    Cls,
+    Mean,
+}
+
+impl ExitPooling {
+    /// The off-ramp's pooler, under `exits.{l}.`.
+    pub fn pooler(self) -> &'static str {
+        match self {
+            ExitPooling::Cls => "pooler.dense",
+            ExitPooling::Mean => "mean_pooler.dense",
+        }
+    }
+}
+
+impl std::str::FromStr for ExitPooling {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "cls" => Ok(ExitPooling::Cls),
+            "mean" => Ok(ExitPooling::Mean),
+            _ => Err(format!("unknown off-ramp pooling `{s}` (cls, mean)")),
+        }
+    }
+}
+
+/// Mean of `x: [b, s, D]` over the tokens where `mask: [b, s]` is 1 (as the IR's `masked_mean`).
+pub fn masked_mean(x: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    let m = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
+    Ok(x.broadcast_mul(&m)?.sum(1)?.broadcast_div(&m.sum(1)?.maximum(1f64)?)?)
 }
 
 /// How the off-ramps' losses reach the backbone in `forward_exits`.

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 
-use crate::classifier::{BertClassifier, ExitGradients, Result};
+use crate::classifier::{BertClassifier, ExitGradients, ExitPooling, Result};
 use crate::data::{Dataset, Example};
 use crate::rng::Rng;
 use crate::tokenize::TextEncoder;
@@ -43,6 +43,8 @@ pub struct ExitEpoch {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct ExitTrainReport {
     pub method: ExitMethod,
+    /// What the off-ramps pool, per exit point before the last (layers run, pooling).
+    pub pooling: Vec<(usize, ExitPooling)>,
     pub config: TrainConfig,
     pub epochs: Vec<ExitEpoch>,
     /// Held-out accuracy of each exit point: (layers run, accuracy), the final classifier last.
@@ -81,13 +83,15 @@ pub fn exit_accuracy(
     Ok(correct.into_iter().map(|c| c as f64 / data.examples.len().max(1) as f64).collect())
 }
 
-/// Train the model's off-ramps (adding one after every layer but the last if it has none) and save it.
+/// Train the model's off-ramps (adding one after every layer but the last, pooling as `pooling` says, if it has
+/// none; `None` is [CLS]) and save it. Off-ramps it has already keep their pooling; asking for another is an error.
 pub fn train_exits(
     model: &mut BertClassifier,
     enc: &mut TextEncoder,
     job: &TrainJob,
     cfg: &TrainConfig,
     method: ExitMethod,
+    pooling: Option<ExitPooling>,
 ) -> Result<ExitTrainReport> {
     let TrainJob { train, eval, tokenizer, out, metadata, progress, .. } = *job;
     anyhow::ensure!(
@@ -96,7 +100,17 @@ pub fn train_exits(
     );
     if model.exit_layers().is_empty() {
         let all: Vec<usize> = (0..model.config.num_hidden_layers.saturating_sub(1)).collect();
-        model.add_exits(&all, cfg.seed)?;
+        model.add_exits(&all, cfg.seed, pooling.unwrap_or_default())?;
+    } else if let Some(want) = pooling {
+        for l in model.exit_layers() {
+            let has = model.exit_pooling(l);
+            anyhow::ensure!(
+                has == want,
+                "the model's off-ramp after layer {} pools {has:?}, not {want:?}: train from a model without \
+                 off-ramps to change the pooling",
+                l + 1
+            );
+        }
     }
     model.dropout = cfg.dropout;
     let vars: Vec<candle_core::Var> = match method {
@@ -171,5 +185,6 @@ pub fn train_exits(
     meta.insert("exit_accuracy".into(), serde_json::to_string(&exit_accuracy)?);
     meta.insert("exit_train_config".into(), serde_json::to_string(cfg)?);
     model.save(out, tokenizer, &meta)?;
-    Ok(ExitTrainReport { method, config: cfg.clone(), epochs, exit_accuracy })
+    let pooling = model.exit_layers().into_iter().map(|l| (l + 1, model.exit_pooling(l))).collect();
+    Ok(ExitTrainReport { method, pooling, config: cfg.clone(), epochs, exit_accuracy })
 }

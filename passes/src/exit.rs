@@ -135,18 +135,31 @@ pub fn ramp_site(g: &Graph, count: usize) -> Result<NodeIndex, PassError> {
 }
 
 /// Wire off-ramp `exits.{l}` (moving its weights out of `spare`) onto the hidden state `h` after layer l:
-/// pooler (dense + tanh on [CLS]) and classifier. Returns its logits.
+/// pooler (dense + tanh on [CLS], or on the mean over real tokens when its tensors are named
+/// `exits.{l}.mean_pooler.dense`) and classifier. Returns its logits.
 pub fn wire_ramp(g: &mut Graph, l: usize, h: NodeIndex, labels: usize) -> Result<NodeIndex, PassError> {
     let d = g.dag[h].ty.last().and_then(|d| d.known()).unwrap_or(0);
     let p = format!("exits.{l}");
-    for part in ["pooler.dense.weight", "pooler.dense.bias", "classifier.weight", "classifier.bias"] {
+    let mean = g.spare.0.contains_key(&format!("{p}.mean_pooler.dense.weight"));
+    let pooler = if mean { "mean_pooler.dense" } else { "pooler.dense" };
+    for part in [&format!("{pooler}.weight"), &format!("{pooler}.bias"), "classifier.weight", "classifier.bias"] {
         let name = format!("{p}.{part}");
         let w = g.spare.0.remove(&name).ok_or_else(|| fail(format!("off-ramp tensor {name} is missing")))?;
         g.weights.0.insert(name, w);
     }
     let add = |g: &mut Graph, op: Op, x: NodeIndex| g.add_inferred(op, &[x]).map_err(fail);
-    let cls = add(g, Op::TakeCls, h)?;
-    let pooled = add(g, Op::Linear { w: format!("{p}.pooler.dense"), k: d, n: d }, cls)?;
+    let cls = if mean {
+        let mask = g
+            .inputs
+            .iter()
+            .copied()
+            .find(|&i| matches!(&g.dag[i].op, Op::Input { name } if name == "attention_mask"))
+            .ok_or_else(|| fail("a mean-pooled off-ramp needs the graph's attention_mask input"))?;
+        g.add_inferred(Op::MaskedMean, &[h, mask]).map_err(fail)?
+    } else {
+        add(g, Op::TakeCls, h)?
+    };
+    let pooled = add(g, Op::Linear { w: format!("{p}.{pooler}"), k: d, n: d }, cls)?;
     let pooled = add(g, Op::Tanh, pooled)?;
     add(g, Op::Linear { w: format!("{p}.classifier"), k: d, n: labels }, pooled)
 }

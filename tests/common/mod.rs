@@ -260,7 +260,9 @@ pub fn exit_model(dir: &Path) -> PathBuf {
         1,
     )
     .unwrap();
-    m.add_exits(&[0, 1, 2], 3).unwrap();
+    // The middle off-ramp pools the token mean, the others [CLS]: every test of exits covers both.
+    m.add_exits(&[0, 2], 3, bertopt_models::classifier::ExitPooling::Cls).unwrap();
+    m.add_exits(&[1], 3, bertopt_models::classifier::ExitPooling::Mean).unwrap();
     for l in 0..3 {
         let v = &m.params[&format!("exits.{l}.classifier.weight")];
         v.set(&(v.as_tensor() * 150.0).unwrap()).unwrap();
