@@ -16,6 +16,7 @@ use bertopt_models::exit_train::exit_logits;
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::tokenize::TextEncoder;
 use bertopt_passes::{PassContext, Pipeline};
+use candle_core::Device;
 
 const SENTENCES: [&str; 10] = [
     "i loved it",
@@ -350,4 +351,66 @@ fn calibrate_at_batch_3_and_eval_of_the_segmented_model_agree() {
             assert!((layers - s["avg_layers"].as_f64().unwrap()).abs() < 1e-9, "{v} {rt}: eval {e} vs calibrate {s}");
         }
     }
+}
+
+/// DeeBERT's second stage trains only the off-ramps: the backbone and final classifier come back bit for bit.
+/// `--pooling mean` names the off-ramps' poolers `mean_pooler`; ElasticBERT then trains the backbone too, keeping
+/// that pooling; asking for another pooling than the model's off-ramps have is refused.
+#[test]
+fn deebert_trains_only_the_off_ramps_and_elastic_the_backbone_too() {
+    let d = tempfile::tempdir().unwrap();
+    let base = d.path().join("base");
+    bertopt_models::testing::write_tiny_model(
+        &base,
+        &bertopt_models::testing::TinySpec { layers: 3, labels: 2, ..Default::default() },
+    )
+    .unwrap();
+    let data = d.path().join("train.jsonl");
+    common::write_class_jsonl(&data, 96, 1);
+    let train = |from: &Path, method: &str, extra: &[&str], out: &Path| {
+        let mut args = vec!["train-exits", common::s(from), "--method", method, "--data", common::s(&data)];
+        args.extend(["--train-size", "64", "--epochs", "3", "--batch", "16", "--max-len", "16", "--lr", "5e-3"]);
+        args.extend(extra);
+        args.extend(["--json", "-o", common::s(out)]);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |args: &[String]| {
+        let o = common::optimize(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    // Saved folders name the encoder `bert.*` (the tiny base does not): compare by the name without it.
+    let load = |dir: &Path| -> HashMap<String, candle_core::Tensor> {
+        let t = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+        t.into_iter().map(|(k, v)| (k.strip_prefix("bert.").map_or(k.clone(), String::from), v)).collect()
+    };
+    let deebert = d.path().join("deebert");
+    let r = run(&train(&base, "deebert", &["--pooling", "mean"], &deebert));
+    assert_eq!(r["pooling"], serde_json::json!([[1, "mean"], [2, "mean"]]));
+    let losses: Vec<f64> = r["epochs"].as_array().unwrap().iter().map(|e| e["train_loss"].as_f64().unwrap()).collect();
+    assert!(losses[2] < losses[0], "the off-ramps learn: summed loss per epoch {losses:?}");
+    let (before, after) = (load(&base), load(&deebert));
+    for (name, w) in &before {
+        let diff = (w - &after[name]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(diff, 0.0, "DeeBERT changed the frozen {name}");
+    }
+    let mut ramps: Vec<&str> = after.keys().filter(|k| k.starts_with("exits.")).map(String::as_str).collect();
+    ramps.sort();
+    assert_eq!(ramps.len(), 8, "{ramps:?}");
+    assert!(ramps.iter().all(|k| k.contains(".mean_pooler.dense.") || k.contains(".classifier.")), "{ramps:?}");
+
+    let refused = d.path().join("refused");
+    let args = train(&deebert, "elastic", &["--pooling", "cls"], &refused);
+    let err = common::must_fail(&args.iter().map(String::as_str).collect::<Vec<_>>(), &refused);
+    assert!(err.contains("has `mean` pooling, not `cls`"), "{err}");
+
+    let elastic = d.path().join("elastic");
+    let r = run(&train(&deebert, "elastic", &[], &elastic));
+    assert_eq!(r["pooling"], serde_json::json!([[1, "mean"], [2, "mean"]]));
+    let tuned = load(&elastic);
+    let moved = before
+        .iter()
+        .filter(|(n, w)| (*w - &tuned[*n]).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap() > 0.0)
+        .count();
+    assert!(moved * 2 > before.len(), "ElasticBERT trains the backbone: {moved} of {} tensors moved", before.len());
 }

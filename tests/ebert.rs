@@ -172,18 +172,7 @@ fn training_pushes_the_expected_flops_toward_the_target_then_trains_under_top_k(
     let base = d.path().join("base");
     write_tiny_model(&base, &TinySpec { layers: 2, labels: 2, ..TinySpec::default() }).unwrap();
     let data = d.path().join("train.jsonl");
-    common::write_sentiment_jsonl(&data, 96, 1);
-    // The tiny classifier names its labels class_0 and class_1.
-    let named: Vec<String> = std::fs::read_to_string(&data)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["label"] = format!("class_{}", v["label"]).into();
-            v.to_string()
-        })
-        .collect();
-    std::fs::write(&data, named.join("\n")).unwrap();
+    common::write_class_jsonl(&data, 96, 1);
     let out = d.path().join("ebert");
     let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
         .args(["train-ebert", base.to_str().unwrap(), "--data", data.to_str().unwrap(), "--train-size", "64"])

@@ -541,6 +541,15 @@ impl ExitPooling {
     }
 }
 
+impl std::fmt::Display for ExitPooling {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(match self {
+            ExitPooling::Cls => "cls",
+            ExitPooling::Mean => "mean",
+        })
+    }
+}
+
 impl std::str::FromStr for ExitPooling {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {

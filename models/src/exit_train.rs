@@ -106,8 +106,8 @@ pub fn train_exits(
             let has = model.exit_pooling(l);
             anyhow::ensure!(
                 has == want,
-                "the model's off-ramp after layer {} pools {has:?}, not {want:?}: train from a model without \
-                 off-ramps to change the pooling",
+                "the model's off-ramp after layer {} has `{has}` pooling, not `{want}`: train from a model \
+                 without off-ramps to change it",
                 l + 1
             );
         }
