@@ -8,7 +8,8 @@
 //! (static shapes). `top_k_epochs` closes that gap: further epochs under exactly the top-k decisions the graph
 //! makes (straight-through to the predictors), the sparsity terms dropped since k fixes the cost. With a teacher
 //! (the dense model the run starts from, say), the cross-entropy becomes the distillation loss of
-//! `train::loss`.
+//! `train::loss`. The epoch saved is the one with the best held-out top-k accuracy, as `optimize train` keeps its
+//! best epoch.
 
 use std::time::Instant;
 
@@ -70,9 +71,18 @@ pub struct EbertReport {
     pub groups: usize,
     pub dense_accuracy: f64,
     pub epochs: Vec<EbertEpoch>,
+    /// The epoch saved: the best held-out top-k accuracy, as `optimize train` keeps its best epoch.
+    pub best_epoch: usize,
     /// Top-k with k fixed by the target (what the fused graph runs), and the release's threshold rule.
     pub top_k: EbertEval,
     pub threshold: EbertEval,
+}
+
+/// The best epoch so far by held-out top-k accuracy, with a copy of every parameter to restore.
+struct BestEpoch {
+    epoch: usize,
+    eval: EbertEval,
+    params: Vec<(String, Tensor)>,
 }
 
 /// Heads and groups kept per layer by the fused graph (`ebert(ratio=..)`) for a keep fraction.
@@ -188,7 +198,7 @@ pub fn train_ebert(
     let mut rng = Rng::new(tc.seed);
     let mut gate_rng = Rng::new(tc.seed ^ 0x6a7e);
     let mut epochs = vec![];
-    let mut last_top_k = None;
+    let mut best: Option<BestEpoch> = None;
     let mut step = 0;
     for epoch in 1..=epochs_total {
         let gumbel = epoch <= tc.epochs;
@@ -252,7 +262,11 @@ pub fn train_ebert(
         let samples_per_s = seen as f64 / start.elapsed().as_secs_f64();
         let top_k = ebert_eval(model, enc, eval, tc.max_len, GateMode::TopK { heads: kh, groups: kg })?;
         let top_k_accuracy = top_k.accuracy;
-        last_top_k = Some(top_k);
+        if best.as_ref().is_none_or(|b| top_k.accuracy > b.eval.accuracy) {
+            let params =
+                model.params.iter().map(|(n, v)| Ok((n.clone(), v.as_tensor().copy()?))).collect::<Result<_>>()?;
+            best = Some(BestEpoch { epoch, eval: top_k, params });
+        }
         let e = EbertEpoch {
             epoch,
             gates: phase.into(),
@@ -275,12 +289,17 @@ pub fn train_ebert(
         }
         epochs.push(e);
     }
-    let top_k = match last_top_k {
-        Some(e) => e,
-        None => ebert_eval(model, enc, eval, tc.max_len, GateMode::TopK { heads: kh, groups: kg })?,
+    let (best_epoch, top_k) = match best {
+        Some(BestEpoch { epoch, eval, params }) => {
+            for (name, t) in params {
+                model.params[&name].set(&t)?;
+            }
+            (epoch, eval)
+        }
+        None => (0, ebert_eval(model, enc, eval, tc.max_len, GateMode::TopK { heads: kh, groups: kg })?),
     };
     let threshold = ebert_eval(model, enc, eval, tc.max_len, GateMode::Threshold)?;
-    let report = EbertReport { config: cfg.clone(), groups, dense_accuracy, epochs, top_k, threshold };
+    let report = EbertReport { config: cfg.clone(), groups, dense_accuracy, epochs, best_epoch, top_k, threshold };
     let mut meta = metadata.clone();
     meta.insert("ebert".into(), serde_json::to_string(&report)?);
     model.save(out, tokenizer, &meta)?;
