@@ -159,7 +159,7 @@ pub fn train_ebert(
     job: &TrainJob,
     cfg: &EbertConfig,
 ) -> Result<EbertReport> {
-    let TrainJob { train, eval, tokenizer, out, metadata, progress, teacher } = *job;
+    let TrainJob { train, eval, tokenizer, out, metadata, progress, .. } = *job;
     let tc = &cfg.train;
     anyhow::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
@@ -172,15 +172,7 @@ pub fn train_ebert(
         "group size {} does not divide the {f} FFN neurons",
         cfg.group_size
     );
-    if let Some(t) = teacher {
-        anyhow::ensure!(
-            t.dims() == [train.examples.len(), model.labels.len()],
-            "teacher logits {:?} do not match {} training examples × {} labels",
-            t.dims(),
-            train.examples.len(),
-            model.labels.len()
-        );
-    }
+    job.check_teacher(model.labels.len())?;
     let groups = f / cfg.group_size;
     model.add_predictors(groups, tc.seed)?;
     model.dropout = tc.dropout;
@@ -223,13 +215,7 @@ pub fn train_ebert(
             let mut gates = EbertGates::new(model, mode, Some(&mut gate_rng))?;
             let logits = model.forward_dynamic(&b, Some(&mut rng), &mut gates)?;
             let ce = candle_nn::loss::cross_entropy(&logits, &targets)?;
-            let soft = match teacher {
-                Some(t) => {
-                    let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
-                    Some(t.index_select(&Tensor::new(ids.as_slice(), t.device())?, 0)?)
-                }
-                None => None,
-            };
+            let soft = job.teacher_rows(idx)?;
             let task = crate::train::loss(&logits, &labels, soft.as_ref(), tc)?;
             let (loss, ratio) = if gumbel {
                 let (sparsity, ratio) = sparsity_loss(&gates, &fm, cfg.target)?;

@@ -187,6 +187,28 @@ pub struct TrainJob<'a> {
     pub teacher: Option<&'a candle_core::Tensor>,
 }
 
+impl TrainJob<'_> {
+    /// Check that the teacher's logits, if any, have a row per training example and a column per label.
+    pub fn check_teacher(&self, labels: usize) -> Result<()> {
+        if let Some(t) = self.teacher {
+            anyhow::ensure!(
+                t.dims() == [self.train.examples.len(), labels],
+                "teacher logits {:?} do not match {} training examples × {labels} labels",
+                t.dims(),
+                self.train.examples.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// The teacher's logits for the training examples `idx` (one batch), when distilling.
+    pub fn teacher_rows(&self, idx: &[usize]) -> Result<Option<candle_core::Tensor>> {
+        let Some(t) = self.teacher else { return Ok(None) };
+        let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+        Ok(Some(t.index_select(&candle_core::Tensor::new(ids.as_slice(), t.device())?, 0)?))
+    }
+}
+
 /// Logits `[examples, classes]` of `teacher` (dropout off) on every example of `data`, in order: computed once,
 /// so that distillation costs no teacher forward per step or epoch.
 pub fn teacher_logits(
@@ -213,16 +235,8 @@ pub fn train(
     job: &TrainJob,
     cfg: &TrainConfig,
 ) -> Result<TrainReport> {
-    let TrainJob { train, eval, tokenizer, out, metadata, progress, teacher } = *job;
-    if let Some(t) = teacher {
-        anyhow::ensure!(
-            t.dims() == [train.examples.len(), model.labels.len()],
-            "teacher logits {:?} do not match {} training examples × {} labels",
-            t.dims(),
-            train.examples.len(),
-            model.labels.len()
-        );
-    }
+    let TrainJob { train, eval, tokenizer, out, metadata, progress, .. } = *job;
+    job.check_teacher(model.labels.len())?;
     anyhow::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
         "training and evaluation sets must not be empty"
@@ -246,13 +260,7 @@ pub fn train(
             let ex: Vec<&Example> = idx.iter().map(|&i| &train.examples[i]).collect();
             let (b, labels) = encode(enc, &ex, cfg.max_len)?;
             opt.set_learning_rate(lr_at(cfg, step, total));
-            let soft = match teacher {
-                Some(t) => {
-                    let ids: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
-                    Some(t.index_select(&candle_core::Tensor::new(ids.as_slice(), t.device())?, 0)?)
-                }
-                None => None,
-            };
+            let soft = job.teacher_rows(idx)?;
             let (logits, loss) = train_step(model, &mut opt, &vars, &b, &labels, soft.as_ref(), &mut rng, cfg)?;
             step += 1;
             let pred = logits.argmax(1)?.to_vec1::<u32>()?;
