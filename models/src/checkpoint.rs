@@ -269,12 +269,7 @@ impl Checkpoint {
 
     /// How the off-ramp after layer `l` pools: by the name of its pooler tensors.
     pub fn exit_pooling(&self, l: usize) -> crate::classifier::ExitPooling {
-        let mean = format!("{}{l}.{}.weight", crate::lower::EXITS, crate::classifier::ExitPooling::Mean.pooler());
-        if self.tensors.contains_key(&mean) {
-            crate::classifier::ExitPooling::Mean
-        } else {
-            crate::classifier::ExitPooling::Cls
-        }
+        crate::classifier::ExitPooling::of_ramp(l, |name| self.tensors.contains_key(name))
     }
 
     /// Number of labels of a classifier head (0 for an encoder).

@@ -336,12 +336,7 @@ impl BertClassifier {
 
     /// How the off-ramp after layer `l` pools: by the name of its pooler tensors.
     pub fn exit_pooling(&self, l: usize) -> ExitPooling {
-        let mean = format!("{}{l}.{}.weight", crate::lower::EXITS, ExitPooling::Mean.pooler());
-        if self.params.contains_key(&mean) {
-            ExitPooling::Mean
-        } else {
-            ExitPooling::Cls
-        }
+        ExitPooling::of_ramp(l, |name| self.params.contains_key(name))
     }
 
     /// Add an off-ramp after each of `layers` (0-based, before the last layer) that has none: a pooler
@@ -532,6 +527,15 @@ pub enum ExitPooling {
 }
 
 impl ExitPooling {
+    /// The pooling of the off-ramp after layer `l`, given which tensor names exist: mean iff its pooler is named so.
+    pub fn of_ramp(l: usize, has: impl Fn(&str) -> bool) -> ExitPooling {
+        if has(&format!("{}{l}.{}.weight", crate::lower::EXITS, ExitPooling::Mean.pooler())) {
+            ExitPooling::Mean
+        } else {
+            ExitPooling::Cls
+        }
+    }
+
     /// The off-ramp's pooler, under `exits.{l}.`.
     pub fn pooler(self) -> &'static str {
         match self {
