@@ -33,22 +33,15 @@ pub struct EbertArgs {
 pub fn run(args: &TrainArgs, e: &EbertArgs) -> anyhow::Result<EbertReport> {
     let need = Some("EBERT starts from a fine-tuned BERT classifier; fine-tune it first with `optimize train`");
     let mut s = crate::train_cmd::Session::open(args, need, "EBERT predictors trained on")?;
-    let soft = match &args.teacher {
+    let (soft, teacher) = match &args.teacher {
         Some(dir) => {
-            if args.progress {
-                eprintln!("teacher {}: logits on {} training examples", dir.display(), s.data.train.examples.len());
-            }
-            Some(crate::train_cmd::teacher_logits(dir, &s.model, &mut s.enc, &s.data.train, &args.cfg)?)
+            let (t, what) =
+                crate::train_cmd::distil_from(dir, &s.model, &mut s.enc, &s.data.train, &args.cfg, args.progress)?;
+            s.data.metadata.insert("distilled_from".into(), what.clone());
+            (Some(t), Some(what))
         }
-        None => None,
+        None => (None, None),
     };
-    let teacher = args
-        .teacher
-        .as_ref()
-        .map(|d| format!("{} (alpha {}, temperature {})", d.display(), args.cfg.kd_alpha, args.cfg.kd_temperature));
-    if let Some(t) = &teacher {
-        s.data.metadata.insert("distilled_from".into(), t.clone());
-    }
     let cfg = EbertConfig {
         train: args.cfg.clone(),
         target: e.target,

@@ -180,14 +180,8 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
     );
     let soft = match &a.teacher {
         Some(dir) => {
-            if a.progress {
-                eprintln!("teacher {}: logits on {} training examples", dir.display(), train_set.examples.len());
-            }
-            let t = teacher_logits(dir, &model, &mut enc, &train_set, &a.cfg)?;
-            meta.insert(
-                "distilled_from".into(),
-                format!("{} (alpha {}, temperature {})", display_name(dir), a.cfg.kd_alpha, a.cfg.kd_temperature),
-            );
+            let (t, what) = distil_from(dir, &model, &mut enc, &train_set, &a.cfg, a.progress)?;
+            meta.insert("distilled_from".into(), what);
             Some(t)
         }
         None => None,
@@ -209,9 +203,26 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
     Ok(report)
 }
 
+/// `teacher_logits`, saying so when `progress` is on, and the teacher as the metadata records it:
+/// "name (alpha a, temperature t)".
+pub fn distil_from(
+    dir: &Path,
+    student: &BertClassifier,
+    enc: &mut TextEncoder,
+    train_set: &Dataset,
+    cfg: &TrainConfig,
+    progress: bool,
+) -> anyhow::Result<(candle_core::Tensor, String)> {
+    if progress {
+        eprintln!("teacher {}: logits on {} training examples", dir.display(), train_set.examples.len());
+    }
+    let t = teacher_logits(dir, student, enc, train_set, cfg)?;
+    Ok((t, format!("{} (alpha {}, temperature {})", display_name(dir), cfg.kd_alpha, cfg.kd_temperature)))
+}
+
 /// The logits of the fine-tuned classifier at `dir` on every training example, after checking that it can teach
 /// `student`: same labels in the same order, same vocabulary.
-pub fn teacher_logits(
+fn teacher_logits(
     dir: &Path,
     student: &BertClassifier,
     enc: &mut TextEncoder,
