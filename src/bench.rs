@@ -181,9 +181,9 @@ pub fn mem_probe(model: &Path, runtime: Runtime, batch: usize, seq: usize, threa
 }
 
 /// What bertopt recorded in a model, and its size (one parse per file: a parse reads the whole file).
-struct Recorded {
+pub(crate) struct Recorded {
     /// Vocabulary size, to draw valid token ids; 100 for foreign models.
-    vocab: usize,
+    pub(crate) vocab: usize,
     pipeline: String,
     flops_poly: Option<[f64; 3]>,
     /// Caveats the pipeline implies for timings.
@@ -192,7 +192,7 @@ struct Recorded {
     params: u64,
 }
 
-fn recorded(path: &Path) -> anyhow::Result<Recorded> {
+pub(crate) fn recorded(path: &Path) -> anyhow::Result<Recorded> {
     let files: Vec<PathBuf> = match run::segmented::folder(path) {
         Some(dir) => crate::onnx::segments::Manifest::read(&dir)?.stages.iter().map(|s| dir.join(&s.file)).collect(),
         None => vec![path.to_path_buf()],

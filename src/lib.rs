@@ -13,6 +13,7 @@ pub mod export;
 pub mod head_mask_cmd;
 pub mod onnx;
 pub mod plot;
+pub mod profile;
 pub mod recover;
 pub mod run;
 pub mod score_cmd;

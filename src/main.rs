@@ -299,6 +299,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Where tract spends its time: every node of the optimized plan timed over --iters runs, summed by
+    /// operator kind; several models side by side (the first is the reference). Per-node timing adds overhead:
+    /// take latencies from `bench`, and from here which operators a pass made cheaper and which stayed.
+    Profile {
+        #[arg(required = true)]
+        models: Vec<PathBuf>,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 128)]
+        seq: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        #[arg(long, default_value_t = 10)]
+        iters: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Load a model, run it once, print the process's peak resident memory in KiB (used by `bench`).
     #[command(hide = true)]
     MemProbe {
@@ -502,6 +519,18 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 bertopt::check_cmd::print(&r);
             }
             anyhow::ensure!(r.ok, "{} did not pass the check", args.model.display());
+            Ok(())
+        }
+        Some(Cmd::Profile { models, batch, seq, warmup, iters, json }) => {
+            let profiles = models
+                .iter()
+                .map(|m| bertopt::profile::profile(m, batch, seq, warmup, iters))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&profiles)?);
+            } else {
+                bertopt::profile::print_table(&profiles);
+            }
             Ok(())
         }
         Some(Cmd::MemProbe { model, runtime, batch, seq, threads }) => {

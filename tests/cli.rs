@@ -138,6 +138,44 @@ fn bench_json_holds_the_grid_the_machine_and_every_measure() {
 }
 
 #[test]
+fn profile_splits_tract_time_by_operator_kind() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    let (dense, tiled) = (d.path().join("dense.onnx"), d.path().join("tile.onnx"));
+    assert!(optimize(&[s(&model), "-o", s(&dense)]).status.success());
+    assert!(optimize(&[s(&model), "--pass", "tile(sparsity=0.5,g=8)", "-o", s(&tiled)]).status.success());
+    let o = optimize(&["profile", s(&dense), s(&tiled), "--seq", "16", "--iters", "3", "--warmup", "1", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = r.as_array().unwrap();
+    assert_eq!(r.len(), 2);
+    let kinds = |p: &serde_json::Value, op: &str| {
+        p["ops"].as_array().unwrap().iter().find(|o| o["op"] == op).map_or(0, |o| o["nodes"].as_u64().unwrap())
+    };
+    for p in r {
+        assert_eq!((p["batch"].as_u64(), p["seq"].as_u64(), p["iters"].as_u64()), (Some(1), Some(16), Some(3)));
+        let ops = p["ops"].as_array().unwrap();
+        let ms: Vec<f64> = ops.iter().map(|o| o["ms"].as_f64().unwrap()).collect();
+        assert!(ms.windows(2).all(|w| w[0] >= w[1]), "most time first: {ms:?}");
+        let total = p["total_ms"].as_f64().unwrap();
+        assert!(total > 0.0 && (ms.iter().sum::<f64>() - total).abs() <= 1e-9 * total, "{p}");
+        let shares: f64 = ops.iter().map(|o| o["share"].as_f64().unwrap()).sum();
+        assert!((shares - 1.0).abs() < 1e-9, "{shares}");
+        assert!(kinds(p, "OptMatMul") > 0, "the linears run as tract's matmul: {p}");
+    }
+    // The tiled lowering's per-tile gathers and the concatenation of the tiles show up as operators of their own.
+    assert!(kinds(&r[1], "Gather") > kinds(&r[0], "Gather"), "{}", serde_json::Value::from(r.clone()));
+    assert!(kinds(&r[1], "Concat") > 0 && kinds(&r[0], "Concat") == 0);
+
+    let o = optimize(&["profile", s(&dense), s(&tiled), "--seq", "16", "--iters", "1", "--warmup", "0"]);
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && table.contains("OptMatMul") && table.contains("speedup vs first"), "{table}");
+    let err = String::from_utf8_lossy(&optimize(&["profile", s(&model)]).stderr).to_string();
+    assert!(err.contains("profile takes one ONNX file"), "{err}");
+}
+
+#[test]
 fn bad_safetensors_give_clear_errors_and_no_output() {
     let d = tempfile::tempdir().unwrap();
     let model = d.path().join("m");

@@ -75,8 +75,10 @@ impl TractRunner {
     }
 }
 
-impl Runner for TractRunner {
-    fn run_values(&mut self, values: &[Value]) -> anyhow::Result<Vec<Output>> {
+impl TractRunner {
+    /// The plan tract runs for these values, and the values as its inputs in order (a profiler runs the plan
+    /// itself, node by node).
+    pub fn prepare(&mut self, values: &[Value]) -> anyhow::Result<(Arc<TypedRunnableModel>, TVec<TValue>)> {
         let mut tv: TVec<TValue> = tvec![];
         let (mut shapes, mut types) = (vec![], vec![]);
         for name in &self.inputs {
@@ -93,6 +95,13 @@ impl Runner for TractRunner {
             Some(p) => p.clone(),
             None => self.specialised(&shapes, &types)?,
         };
+        Ok((plan, tv))
+    }
+}
+
+impl Runner for TractRunner {
+    fn run_values(&mut self, values: &[Value]) -> anyhow::Result<Vec<Output>> {
+        let (plan, tv) = self.prepare(values)?;
         let out = plan.run(tv).map_err(|e| anyhow::anyhow!("tract run failed: {e:?}"))?;
         out.iter()
             .zip(&self.outputs)
