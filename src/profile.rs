@@ -26,6 +26,15 @@ pub struct OpTime {
     pub share: f64,
 }
 
+/// One node of the plan.
+#[derive(Debug, Serialize)]
+pub struct NodeTime {
+    /// The node's name in tract's plan (derived from the ONNX node names, which say the layer and the matrix).
+    pub name: String,
+    pub op: String,
+    pub ms: f64,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ModelProfile {
     pub model: PathBuf,
@@ -36,6 +45,8 @@ pub struct ModelProfile {
     pub total_ms: f64,
     /// Operator kinds, most time first.
     pub ops: Vec<OpTime>,
+    /// Every node that took any time, most time first (in the JSON only).
+    pub nodes: Vec<NodeTime>,
 }
 
 /// Time every node of `path`'s tract plan over `iters` runs after `warmup`, on one thread, on synthetic tokens.
@@ -65,9 +76,13 @@ pub fn profile(path: &Path, batch: usize, seq: usize, warmup: usize, iters: usiz
             .map_err(|e| anyhow::anyhow!("tract run of {} failed: {e:?}", path.display()))?;
     }
     let mut ops: Vec<OpTime> = vec![];
+    let mut nodes: Vec<NodeTime> = vec![];
     for node in &plan.model().nodes {
         let name = node.op().name().to_string();
         let ms = per_node[node.id].as_secs_f64() * 1e3 / iters as f64;
+        if ms > 0.0 {
+            nodes.push(NodeTime { name: node.name.clone(), op: name.clone(), ms });
+        }
         match ops.iter_mut().find(|o| o.op == name) {
             Some(o) => {
                 o.nodes += 1;
@@ -81,7 +96,8 @@ pub fn profile(path: &Path, batch: usize, seq: usize, warmup: usize, iters: usiz
         o.share = if total_ms > 0.0 { o.ms / total_ms } else { 0.0 };
     }
     ops.sort_by(|a, b| b.ms.total_cmp(&a.ms));
-    Ok(ModelProfile { model: path.into(), batch, seq, iters, total_ms, ops })
+    nodes.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+    Ok(ModelProfile { model: path.into(), batch, seq, iters, total_ms, ops, nodes })
 }
 
 /// Operator kinds as rows, models as columns (ms per run and share), in the first model's order; kinds only

@@ -163,6 +163,9 @@ fn profile_splits_tract_time_by_operator_kind() {
         let shares: f64 = ops.iter().map(|o| o["share"].as_f64().unwrap()).sum();
         assert!((shares - 1.0).abs() < 1e-9, "{shares}");
         assert!(kinds(p, "OptMatMul") > 0, "the linears run as tract's matmul: {p}");
+        let nodes = p["nodes"].as_array().unwrap();
+        let node_ms: f64 = nodes.iter().map(|n| n["ms"].as_f64().unwrap()).sum();
+        assert!((node_ms - total).abs() <= 1e-9 * total, "the nodes add up to the total: {node_ms} vs {total}");
     }
     // The tiled lowering's per-tile gathers and the concatenation of the tiles show up as operators of their own.
     assert!(kinds(&r[1], "Gather") > kinds(&r[0], "Gather"), "{}", serde_json::Value::from(r.clone()));
