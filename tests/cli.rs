@@ -138,6 +138,29 @@ fn bench_json_holds_the_grid_the_machine_and_every_measure() {
 }
 
 #[test]
+fn heads_and_tile_run_with_their_defaults_on_the_safetensors_file() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    let onnx = d.path().join("p.onnx");
+    let o = optimize(&[s(&model.join("model.safetensors")), "--pass", "heads,tile", "-o", s(&onnx), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let passes = r["passes"].as_array().unwrap();
+    // The tiny model: 2 layers of 4 heads (hidden 32, head size 8, FFN 64). `heads` removes half of each layer's.
+    assert_eq!(passes[0]["changed"]["heads removed"], 4, "{}", passes[0]);
+    // `tile` (g=128, wider than every matrix: one tile each) then sees per layer Q, K, V with 32 input rows, O
+    // with the 16 left by the heads, FFN-in 32 and FFN-out 64: 208 row segments, 416 in all; 50 % go.
+    assert_eq!(passes[1]["changed"]["matrices tiled"], 12, "{}", passes[1]);
+    assert_eq!(passes[1]["changed"]["row segments removed"], 208, "{}", passes[1]);
+    for p in passes {
+        assert!(p["params_after"].as_u64() < p["params_before"].as_u64(), "{p}");
+    }
+    let o = optimize(&["run", s(&onnx), "--text", "a good movie", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
 fn profile_splits_tract_time_by_operator_kind() {
     let d = tempfile::tempdir().unwrap();
     let model = d.path().join("m");

@@ -36,19 +36,20 @@ fn fail(problem: impl Into<String>) -> PassError {
 impl Ffn {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
         let bad = |arg: &str, problem: String| PassError::BadArg { pass: "ffn".into(), arg: arg.into(), problem };
+        // Neither given: half of every layer's neurons, as every other static cut defaults to 50 %.
         let remove = match (a.map.contains_key("ratio"), a.map.contains_key("count")) {
-            (true, false) => {
-                let r: f64 = a.get("ratio", 0.0)?;
+            (_, false) => {
+                let r: f64 = a.get("ratio", 0.5)?;
                 if !(0.0..=1.0).contains(&r) {
                     return Err(bad("ratio", format!("{r} is not in [0, 1]")));
                 }
                 Amount::Ratio(r)
             }
             (false, true) => Amount::Count(a.get("count", 0)?),
-            _ => {
+            (true, true) => {
                 return Err(bad(
                     "ratio|count",
-                    "give exactly one of ratio=FRACTION or count=N (neurons removed per layer)".into(),
+                    "give at most one of ratio=FRACTION or count=N (neurons removed per layer)".into(),
                 ))
             }
         };

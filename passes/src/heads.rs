@@ -39,13 +39,14 @@ impl Heads {
             problem: problem.into(),
         };
         let given = ["mask", "ratio", "count"].iter().filter(|k| a.map.contains_key(**k)).count();
-        if given != 1 {
-            return Err(bad("give exactly one of mask=PATH, ratio=FRACTION (heads removed per layer), count=N"));
+        if given > 1 {
+            return Err(bad("give at most one of mask=PATH, ratio=FRACTION (heads removed per layer), count=N"));
         }
+        // None given: half of every layer's heads, as every other static cut defaults to 50 %.
         let select = if let Some(p) = a.map.get("mask") {
             Select::Mask(PathBuf::from(p))
-        } else if a.map.contains_key("ratio") {
-            let r: f64 = a.get("ratio", 0.0)?;
+        } else if !a.map.contains_key("count") {
+            let r: f64 = a.get("ratio", 0.5)?;
             if !(0.0..=1.0).contains(&r) {
                 return Err(PassError::BadArg {
                     pass: "heads".into(),

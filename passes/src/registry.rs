@@ -34,7 +34,7 @@ pub fn passes() -> &'static [PassInfo] {
             about: "remove attention heads (Q/K/V columns, output rows); a layer with none left loses its attention",
             args: &[
                 ("mask", "SMP head_mask.bin, JSON, .npy or safetensors [layers, heads]; true = keep"),
-                ("ratio", "fraction of heads removed per layer, lowest weight magnitude first"),
+                ("ratio", "fraction of heads removed per layer, lowest weight magnitude first (default 0.5)"),
                 ("count", "number of heads removed per layer, lowest weight magnitude first"),
                 ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
             ],
@@ -44,7 +44,7 @@ pub fn passes() -> &'static [PassInfo] {
             name: "ffn",
             about: "remove FFN intermediate neurons (FFN-in columns, FFN-out rows); a block with none left goes",
             args: &[
-                ("ratio", "fraction of neurons removed per layer, lowest weight magnitude first"),
+                ("ratio", "fraction of neurons removed per layer, lowest weight magnitude first (default 0.5)"),
                 ("count", "number of neurons removed per layer, lowest weight magnitude first"),
                 ("multiple", "round the neurons kept up to a multiple of this (default 1)"),
                 ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),

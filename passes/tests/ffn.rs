@@ -77,6 +77,15 @@ fn ratio_removes_lowest_magnitude_neurons_and_equals_masked_dense() {
 }
 
 #[test]
+fn no_argument_removes_half_of_every_layer() {
+    let (mut a, mut b) = (dense(), dense());
+    let r = run(&mut a, "ffn").unwrap();
+    assert_eq!(r[0].changed["neurons removed"], 16, "half of 2 layers x 16 neurons");
+    run(&mut b, "ffn(ratio=0.5)").unwrap();
+    assert_eq!(print(&a), print(&b));
+}
+
+#[test]
 fn multiple_rounds_the_kept_width_up() {
     let mut g = dense();
     let r = run(&mut g, "ffn(count=7,multiple=4)").unwrap();
@@ -100,8 +109,7 @@ fn removing_every_neuron_leaves_the_bias_and_norm() {
 #[test]
 fn bad_ffn_arguments_are_named() {
     for (pipeline, want) in [
-        ("ffn", "exactly one of ratio"),
-        ("ffn(ratio=0.5,count=3)", "exactly one of ratio"),
+        ("ffn(ratio=0.5,count=3)", "at most one of ratio"),
         ("ffn(ratio=1.5)", "1.5 is not in [0, 1]"),
         ("ffn(count=3,multiple=0)", "at least 1"),
         ("ffn(ratio=x)", "cannot read `x`"),

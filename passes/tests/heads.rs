@@ -74,6 +74,10 @@ fn ratio_removes_the_lowest_magnitude_heads_per_layer() {
     let mut g2 = with_data(parse(TWO_LAYERS).unwrap());
     let r = Pipeline::parse("heads(count=3)").unwrap().run(&mut g2, &mut PassContext::default()).unwrap();
     assert_eq!(r[0].changed["heads removed"], 6);
+    // No argument: half of every layer's heads, the very cut of ratio=0.5.
+    let mut g3 = with_data(parse(TWO_LAYERS).unwrap());
+    Pipeline::parse("heads").unwrap().run(&mut g3, &mut PassContext::default()).unwrap();
+    assert_eq!(print(&g3), print(&g));
 }
 
 #[test]
@@ -84,7 +88,7 @@ fn a_mask_of_the_wrong_shape_names_both_shapes() {
     let e = run_mask(&mut g, &[vec![true; 3], vec![true; 3]]).unwrap_err().to_string();
     assert!(e.contains("is [2, 3] (layers x heads) but the model is [2, 4]"), "{e}");
     let e = Pipeline::parse("heads(ratio=0.5,count=2)").err().unwrap().to_string();
-    assert!(e.contains("exactly one of"), "{e}");
+    assert!(e.contains("at most one of"), "{e}");
     let e = Pipeline::parse("heads(ratio=1.5)").err().unwrap().to_string();
     assert!(e.contains("not in [0, 1]"), "{e}");
 }
