@@ -326,7 +326,7 @@ fn bench_cell(
     Ok(Cell { runtime, runtime_version: runtime_version(runtime).into(), batch, seq, threads, models: timings })
 }
 
-fn name(p: &Path) -> String {
+pub(crate) fn name(p: &Path) -> String {
     p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().to_string())
 }
 

@@ -111,10 +111,9 @@ pub fn print_table(profiles: &[ModelProfile]) {
             }
         }
     }
-    let short = |p: &Path| p.file_stem().map_or_else(|| p.display().to_string(), |s| s.to_string_lossy().into());
     print!("{:<24}", "op");
     for p in profiles {
-        print!(" {:>24}", short(&p.model));
+        print!(" {:>24}", crate::bench::name(&p.model));
     }
     println!();
     for k in kinds {
