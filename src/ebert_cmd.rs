@@ -60,10 +60,10 @@ pub fn run(args: &TrainArgs, e: &EbertArgs) -> anyhow::Result<EbertReport> {
 }
 
 pub fn print(r: &EbertReport) {
-    println!("dense held-out accuracy {:.2} % ({} FFN groups per layer)", r.dense_accuracy * 100.0, r.groups);
+    println!("dense validation accuracy {:.2} % ({} FFN groups per layer)", r.dense_accuracy * 100.0, r.groups);
     for e in &r.epochs {
         println!(
-            "  epoch {} ({}): CE {:.4}, expected FLOPs ratio {:.3}, held-out top-k accuracy {:.2} %",
+            "  epoch {} ({}): CE {:.4}, expected FLOPs ratio {:.3}, validation top-k accuracy {:.2} %",
             e.epoch,
             e.gates,
             e.cross_entropy,

@@ -21,7 +21,7 @@ pub fn run(args: &TrainArgs, method: ExitMethod, pooling: Option<ExitPooling>) -
 }
 
 pub fn print(r: &ExitTrainReport) {
-    println!("held-out accuracy per exit point ({:?}):", r.method);
+    println!("validation accuracy per exit point ({:?}):", r.method);
     for (layers, acc) in &r.exit_accuracy {
         let pooling = r.pooling.iter().find(|(l, _)| l == layers).map_or("final classifier".into(), |(_, p)| {
             format!("off-ramp on {}", if *p == ExitPooling::Mean { "the token mean" } else { "[CLS]" })

@@ -14,6 +14,9 @@ pub const META_VOCAB: &str = "bertopt.vocab_size";
 /// FLOPs per sequence as `[c0, c1, c2]`, FLOPs(seq) = c0 + c1 seq + c2 seq², from the IR cost model (the
 /// attention scores are quadratic in the sequence, the rest linear, the classifier head constant).
 pub const META_FLOPS: &str = "bertopt.flops_poly";
+/// The data splits the checkpoint was trained on (JSON list of `split::SplitRecord`), so `eval` and `bench` can
+/// refuse to report test accuracy on rows the model trained or was validated on.
+pub const META_SPLITS: &str = "bertopt.splits";
 
 #[derive(Debug, serde::Serialize)]
 pub struct ExportReport {
@@ -95,7 +98,15 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
     if let Some(tok) = &info.files.tokenizer {
         let json = bertopt_ir::read_capped_text(tok, bertopt_models::limits::MAX_TOKENIZER_BYTES)
             .with_context(|| format!("reading {}", tok.display()))?;
+        // Embedding a tokenizer that does not parse would make a file that `run` fails on later: refuse it now.
+        bertopt_models::tokenize::TextEncoder::from_json(&json)
+            .with_context(|| format!("{} is not a tokenizer that can be embedded", tok.display()))?;
         metadata.push((META_TOKENIZER, json));
+    }
+    let recorded = bertopt_models::checkpoint::read_safetensors_metadata(&info.files.weights)?;
+    if let Some(splits) = recorded.get(crate::split::META_SPLITS) {
+        crate::split::parse_recorded(Some(splits)).with_context(|| format!("{}", info.files.weights.display()))?;
+        metadata.push((META_SPLITS, splits.clone()));
     }
     if !opts.segmented {
         // A segmented model's stages run a varying share of the graph: no single count describes it.

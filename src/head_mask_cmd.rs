@@ -26,13 +26,9 @@ pub enum MaskFormat {
 pub struct HeadMaskArgs {
     /// Fine-tuned model folder (with a classifier and tokenizer.json).
     pub model: PathBuf,
-    /// Labelled data; the training part of the --train-size/--seed split is used for scoring.
-    #[arg(long, required_unless_present = "random")]
-    pub data: Vec<PathBuf>,
-    #[arg(long)]
-    pub train_size: Option<usize>,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Labelled data, split as `optimize train` splits it; only its training rows are read.
+    #[command(flatten)]
+    pub split: crate::split::SplitArgs,
     /// Fraction of heads removed (SMP's convention: 0.5 removes 6 of 12 per layer).
     #[arg(long, default_value_t = 0.5)]
     pub ratio: f64,
@@ -79,7 +75,7 @@ pub fn run(a: &HeadMaskArgs) -> anyhow::Result<HeadMaskReport> {
     let ck = Checkpoint::load(&a.model)?;
     let (layers, heads) = (ck.config.num_hidden_layers, ck.config.num_attention_heads);
     let (keep, scores, examples) = if a.random {
-        (head_importance::random_mask(layers, heads, a.ratio, a.scope, a.seed)?, None, 0)
+        (head_importance::random_mask(layers, heads, a.ratio, a.scope, a.split.seed)?, None, 0)
     } else {
         anyhow::ensure!(
             matches!(ck.head, Head::BertClassifier { .. }),
@@ -92,12 +88,12 @@ pub fn run(a: &HeadMaskArgs) -> anyhow::Result<HeadMaskReport> {
         let tokenizer = info.files.tokenizer.clone().with_context(|| {
             format!("{} has no tokenizer.json, needed to encode the calibration data", ck.files.dir.display())
         })?;
-        let (train, _) = crate::train_cmd::split_data(&a.data, None, a.train_size, a.seed)?;
+        let train = a.split.splits()?.train;
         let mut train = crate::train_cmd::align_labels(train, &info.labels, &info.files.dir)?;
         if let Some(n) = a.max_examples {
             train.examples.truncate(n);
         }
-        let model = BertClassifier::from_checkpoint(ck, info.labels.clone(), a.seed)?;
+        let model = BertClassifier::from_checkpoint(ck, info.labels.clone(), a.split.seed)?;
         let mut enc = TextEncoder::from_file(&tokenizer)?;
         let bar = bertopt_models::progress::bar(train.examples.len(), "head importance", a.progress);
         let scores = head_importance::head_importance(&model, &mut enc, &train, a.max_len, a.batch, |n| {

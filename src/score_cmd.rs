@@ -16,12 +16,9 @@ use bertopt_models::{Checkpoint, Head, ModelInfo};
 pub struct ScoreArgs {
     /// Fine-tuned model folder (with a classifier and tokenizer.json).
     pub model: PathBuf,
-    #[arg(long, required = true)]
-    pub data: Vec<PathBuf>,
-    #[arg(long)]
-    pub train_size: Option<usize>,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+    /// Labelled data, split as `optimize train` splits it; only its training rows are read.
+    #[command(flatten)]
+    pub split: crate::split::SplitArgs,
     /// Calibration batches (the TileSparsity release uses 100).
     #[arg(long, default_value_t = 100)]
     pub batches: usize,
@@ -57,9 +54,9 @@ pub fn run(a: &ScoreArgs) -> anyhow::Result<ScoreReport> {
     let info = ModelInfo::of(&ck);
     let tokenizer =
         info.files.tokenizer.clone().with_context(|| format!("{} has no tokenizer.json", ck.files.dir.display()))?;
-    let (train, _) = crate::train_cmd::split_data(&a.data, None, a.train_size, a.seed)?;
+    let train = a.split.splits()?.train;
     let train = crate::train_cmd::align_labels(train, &info.labels, &info.files.dir)?;
-    let model = BertClassifier::from_checkpoint(ck, info.labels.clone(), a.seed)?;
+    let model = BertClassifier::from_checkpoint(ck, info.labels.clone(), a.split.seed)?;
     let mut enc = TextEncoder::from_file(&tokenizer)?;
     let batches = a.batches.min(train.examples.len().div_ceil(a.batch.max(1)));
     let bar = bertopt_models::progress::bar(batches, "taylor scores", a.progress);

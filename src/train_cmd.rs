@@ -11,6 +11,8 @@ use bertopt_models::tokenize::TextEncoder;
 use bertopt_models::train::{self, TrainConfig, TrainReport};
 use bertopt_models::BertConfig;
 
+use crate::split::{SplitArgs, SplitRecord};
+
 /// Where the model starts from.
 pub enum Start {
     /// A Hugging Face folder (its tokenizer.json is used); a missing pooler or classifier is added.
@@ -21,9 +23,8 @@ pub enum Start {
 
 pub struct TrainArgs {
     pub start: Start,
-    pub data: Vec<PathBuf>,
-    pub eval: Option<PathBuf>,
-    pub train_size: Option<usize>,
+    /// The data and its three-way split; its seed is also the training seed.
+    pub split: SplitArgs,
     pub out: PathBuf,
     pub cfg: TrainConfig,
     /// Fine-tune with these heads switched off (True = keep): recovery training for a head-pruned model.
@@ -42,84 +43,29 @@ pub struct TrainArgs {
     pub progress: bool,
 }
 
-/// The held-out split as a command line names it: the same split `optimize train` made.
-#[derive(clap::Args, Clone, Debug)]
-pub struct HeldOutArgs {
-    #[arg(long, required = true)]
-    pub data: Vec<PathBuf>,
-    /// Held-out file; without it the held-out part of the `--train-size`/`--seed` split is used.
-    #[arg(long)]
-    pub eval: Option<PathBuf>,
-    #[arg(long)]
-    pub train_size: Option<usize>,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
+/// The splits a model folder records (`crate::split::META_SPLITS` in its checkpoint metadata): those of every
+/// training run in its history. Empty for a folder bertopt did not train.
+pub fn recorded_splits(dir: &Path) -> anyhow::Result<Vec<SplitRecord>> {
+    let files = bertopt_models::ModelFiles::locate(dir)?;
+    let meta = bertopt_models::checkpoint::read_safetensors_metadata(&files.weights)?;
+    crate::split::parse_recorded(meta.get(crate::split::META_SPLITS).map(String::as_str))
+        .with_context(|| format!("{}", files.weights.display()))
 }
 
-/// `HeldOutArgs` where `--data` may be left out (`bench` and budget mode measure accuracy only when it is given).
-/// A second argument group because clap's `required` is fixed per field, and `eval` must require `--data`.
-#[derive(clap::Args, Clone, Debug)]
-pub struct OptionalHeldOut {
-    /// Labelled data for accuracy, on its held-out split (the same split `optimize train` makes).
-    #[arg(long)]
-    pub data: Vec<PathBuf>,
-    /// Held-out file; without it the held-out part of the --train-size/--seed split of --data is used.
-    #[arg(long)]
-    pub eval: Option<PathBuf>,
-    #[arg(long)]
-    pub train_size: Option<usize>,
-    #[arg(long, default_value_t = 42)]
-    pub seed: u64,
-}
-
-impl OptionalHeldOut {
-    pub fn given(self) -> Option<HeldOutArgs> {
-        (!self.data.is_empty()).then_some(HeldOutArgs {
-            data: self.data,
-            eval: self.eval,
-            train_size: self.train_size,
-            seed: self.seed,
-        })
-    }
-}
-
-impl HeldOutArgs {
-    pub fn held_out(&self) -> anyhow::Result<Dataset> {
-        Ok(split_data(&self.data, self.eval.as_deref(), self.train_size, self.seed)?.1)
-    }
-}
-
-/// Read the data files and split them as `optimize train` does: `eval` is the held-out file if given, else the
-/// shuffled data (seed `seed`) splits into its first `train_size` examples (default 80 %) and the rest. Every
-/// command that needs "the training split" or "the held-out split" goes through here, so they agree.
-pub fn split_data(
-    data: &[PathBuf],
-    eval: Option<&Path>,
-    train_size: Option<usize>,
-    seed: u64,
-) -> anyhow::Result<(Dataset, Dataset)> {
-    anyhow::ensure!(!data.is_empty(), "give at least one --data FILE");
-    let parts = data.iter().map(|p| Dataset::read(p)).collect::<Result<Vec<_>, _>>()?;
-    let all = Dataset::concat(parts);
-    Ok(match (eval, train_size) {
-        (Some(e), _) => (all, Dataset::read(e)?),
-        (None, Some(n)) => {
-            anyhow::ensure!(
-                n < all.examples.len(),
-                "--train-size {n} leaves nothing of {} examples for evaluation",
-                all.examples.len()
-            );
-            all.split(n, seed)
-        }
-        (None, None) => {
-            let n = all.examples.len() * 4 / 5;
-            all.split(n, seed)
-        }
-    })
+/// Record `own` after the starting folder's splits in `meta` (`splits`) and say it in words (`split`).
+fn record_split(meta: &mut BTreeMap<String, String>, start: Option<&Path>, own: &SplitRecord) -> anyhow::Result<()> {
+    let parents = match start {
+        Some(dir) => recorded_splits(dir)?,
+        None => vec![],
+    };
+    meta.insert(crate::split::META_SPLITS.into(), serde_json::to_string(&crate::split::lineage(parents, own))?);
+    meta.insert("split".into(), own.to_string());
+    Ok(())
 }
 
 pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
-    let (train_set, eval_set) = split_data(&a.data, a.eval.as_deref(), a.train_size, a.cfg.seed)?;
+    let splits = a.split.splits()?;
+    let (train_set, val_set) = (&splits.train, &splits.val);
     let labels = train_set.labels.clone();
     let (mut model, tokenizer) = match &a.start {
         Start::Pretrained(dir) => {
@@ -159,17 +105,11 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
     if let Some(p) = &a.pruning {
         meta.insert("pruning".to_string(), p.clone());
     }
-    meta.insert("data".to_string(), a.data.iter().map(|p| display_name(p)).collect::<Vec<_>>().join(","));
-    let split = match &a.eval {
-        Some(e) => format!("eval file {}", display_name(e)),
-        None => format!(
-            "{} train / {} eval, shuffled with seed {}",
-            train_set.examples.len(),
-            eval_set.examples.len(),
-            a.cfg.seed
-        ),
+    let start_dir = match &a.start {
+        Start::Pretrained(d) => Some(d.as_path()),
+        Start::Scratch { .. } => None,
     };
-    meta.insert("split".into(), split);
+    record_split(&mut meta, start_dir, &splits.record)?;
     meta.insert("seed".into(), a.cfg.seed.to_string());
     meta.insert(
         "start".into(),
@@ -180,15 +120,15 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
     );
     let soft = match &a.teacher {
         Some(dir) => {
-            let (t, what) = distil_from(dir, &model, &mut enc, &train_set, &a.cfg, a.progress)?;
+            let (t, what) = distil_from(dir, &model, &mut enc, train_set, &a.cfg, a.progress)?;
             meta.insert("distilled_from".into(), what);
             Some(t)
         }
         None => None,
     };
     let job = train::TrainJob {
-        train: &train_set,
-        eval: &eval_set,
+        train: train_set,
+        val: val_set,
         tokenizer: &tokenizer,
         out: &a.out,
         metadata: &meta,
@@ -262,23 +202,29 @@ fn display_name(p: &Path) -> String {
 /// `LABEL_i` (no names) is taken to use the data's order; a data label the model does not have is an error.
 pub fn align_labels(mut data: Dataset, model_labels: &[String], model: &Path) -> anyhow::Result<Dataset> {
     let generic = model_labels.iter().enumerate().all(|(i, l)| *l == format!("LABEL_{i}"));
+    // Only labels that rows carry matter: a file of 0..7 labels numbers the classes it lacks too.
+    let used = data.used_labels().into_iter().map(str::to_string).collect::<Vec<_>>();
     if generic || model_labels == data.labels.as_slice() {
-        anyhow::ensure!(
-            data.labels.len() <= model_labels.len(),
-            "the data has {} labels but {} has {}",
-            data.labels.len(),
-            model.display(),
-            model_labels.len()
-        );
+        if let Some(l) =
+            used.iter().find(|l| data.labels.iter().position(|d| d == *l).unwrap_or(0) >= model_labels.len())
+        {
+            anyhow::bail!(
+                "the data has label {l:?} but {} has {} labels: {model_labels:?}",
+                model.display(),
+                model_labels.len()
+            );
+        }
         return Ok(data);
     }
     let map: Vec<usize> = data
         .labels
         .iter()
-        .map(|l| {
-            model_labels.iter().position(|m| m == l).with_context(|| {
-                format!("the data has label {l:?} but {} knows only {model_labels:?}", model.display())
-            })
+        .map(|l| match model_labels.iter().position(|m| m == l) {
+            Some(i) => Ok(i),
+            None if !used.contains(l) => Ok(0),
+            None => {
+                Err(anyhow::anyhow!("the data has label {l:?} but {} knows only {model_labels:?}", model.display()))
+            }
         })
         .collect::<anyhow::Result<_>>()?;
     for e in &mut data.examples {
@@ -298,7 +244,8 @@ pub struct Session {
 /// The data half of a `Session` (borrowed apart from the model while training).
 pub struct SessionData {
     pub train: bertopt_models::data::Dataset,
-    pub eval: bertopt_models::data::Dataset,
+    /// The validation rows: every choice (best epoch) is made on them.
+    pub val: bertopt_models::data::Dataset,
     pub tokenizer: PathBuf,
     pub metadata: std::collections::BTreeMap<String, String>,
 }
@@ -308,7 +255,8 @@ impl Session {
     /// fine-tuned BERT classifier is an error with that message; `what` starts the provenance metadata.
     pub fn open(args: &TrainArgs, need_classifier: Option<&str>, what: &str) -> anyhow::Result<Session> {
         let Start::Pretrained(dir) = &args.start else { anyhow::bail!("this command starts from a model folder") };
-        let (train, eval) = split_data(&args.data, args.eval.as_deref(), args.train_size, args.cfg.seed)?;
+        let splits = args.split.splits()?;
+        let (train, val) = (splits.train, splits.val);
         let files = bertopt_models::ModelFiles::locate(dir)?;
         let tokenizer =
             files.tokenizer.clone().with_context(|| format!("{} has no tokenizer.json", files.dir.display()))?;
@@ -319,14 +267,15 @@ impl Session {
         }
         let labels = if fine_tuned { bertopt_models::ModelInfo::of(&ck).labels } else { train.labels.clone() };
         let train = align_labels(train, &labels, dir)?;
-        let eval = align_labels(eval, &labels, dir)?;
+        let val = align_labels(val, &labels, dir)?;
         let mut model = bertopt_models::classifier::BertClassifier::from_checkpoint(ck, labels, args.cfg.seed)?;
         model.to_device(&bertopt_models::classifier::device_from_name(&args.device)?)?;
         let enc = bertopt_models::tokenize::TextEncoder::from_file(&tokenizer)?;
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("start".to_string(), format!("{what} {}", dir.display()));
         metadata.insert("seed".into(), args.cfg.seed.to_string());
-        Ok(Session { model, enc, data: SessionData { train, eval, tokenizer, metadata } })
+        record_split(&mut metadata, Some(dir), &splits.record)?;
+        Ok(Session { model, enc, data: SessionData { train, val, tokenizer, metadata } })
     }
 }
 
@@ -334,7 +283,7 @@ impl SessionData {
     pub fn job<'a>(&'a self, args: &'a TrainArgs) -> bertopt_models::train::TrainJob<'a> {
         bertopt_models::train::TrainJob {
             train: &self.train,
-            eval: &self.eval,
+            val: &self.val,
             tokenizer: &self.tokenizer,
             out: &args.out,
             metadata: &self.metadata,

@@ -42,7 +42,7 @@ fn tiny_training_learns_saves_reloads_and_exports() {
     let meta = Default::default();
     let job = train::TrainJob {
         train: &train_set,
-        eval: &eval_set,
+        val: &eval_set,
         tokenizer: &tok,
         out: &out,
         metadata: &meta,
@@ -53,7 +53,7 @@ fn tiny_training_learns_saves_reloads_and_exports() {
     let losses: Vec<f64> = report.epochs.iter().map(|e| e.train_loss).collect();
     eprintln!(
         "losses {losses:?}, accuracy before {before}, after {:?}",
-        report.epochs.iter().map(|e| e.eval_accuracy).collect::<Vec<_>>()
+        report.epochs.iter().map(|e| e.val_accuracy).collect::<Vec<_>>()
     );
     assert!(losses.last().unwrap() < &(losses[0] * 0.7), "loss falls: {losses:?}");
     assert!(report.best_accuracy >= 0.8, "held-out accuracy {} should beat chance (0.5) clearly", report.best_accuracy);
@@ -165,7 +165,7 @@ fn distillation_with_alpha_one_follows_the_teacher_not_the_labels() {
         let out = d.path().join(name);
         let job = train::TrainJob {
             train,
-            eval: &eval_set,
+            val: &eval_set,
             tokenizer: &tok,
             out: &out,
             metadata: &meta,

@@ -346,3 +346,14 @@ pub fn tensors_from_bytes(bytes: &[u8], path: &Path) -> Result<BTreeMap<String, 
     }
     Ok(out)
 }
+
+/// The `__metadata__` map of a safetensors file (what `BertClassifier::save` records: provenance, split), read
+/// from the header alone; empty when the file has none.
+pub fn read_safetensors_metadata(path: &Path) -> Result<BTreeMap<String, String>, LoadError> {
+    let file = std::fs::File::open(path).map_err(|e| LoadError::io(path, e))?;
+    // SAFETY: read-only map, dropped before returning; only the header is parsed.
+    let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| LoadError::io(path, e))?;
+    let (_, meta) = SafeTensors::read_metadata(&mmap)
+        .map_err(|e| LoadError::Safetensors { path: path.into(), problem: e.to_string() })?;
+    Ok(meta.metadata().clone().map(|m| m.into_iter().collect()).unwrap_or_default())
+}

@@ -59,11 +59,63 @@ impl Dataset {
         (pick(&idx[..n]), pick(&idx[n..]))
     }
 
+    /// The three-way split: shuffle indices with `seed`; the first `n_pool` rows are the training pool, the last
+    /// `n_val` rows of that pool are the validation set, the rest of the pool is the training set, and the rows
+    /// after the pool are the test set. The test set is exactly `split(n_pool, seed).1`, whatever `n_val` is.
+    pub fn split3(&self, n_pool: usize, n_val: usize, seed: u64) -> (Dataset, Dataset, Dataset) {
+        let (pool, test) = self.split(n_pool, seed);
+        let cut = pool.examples.len().saturating_sub(n_val);
+        let val = Dataset { examples: pool.examples[cut..].to_vec(), labels: self.labels.clone() };
+        let train = Dataset { examples: pool.examples[..cut].to_vec(), labels: self.labels.clone() };
+        (train, val, test)
+    }
+
+    /// Rename labels as written in the file (`from` -> `to`) and renumber: e.g. UCI's 0/1 as MR's -1/1
+    /// (`0=-1,1=1`). Every label of the data must be named by the map.
+    pub fn map_labels(mut self, map: &[(String, String)]) -> Result<Dataset, String> {
+        let mut renamed = Vec::with_capacity(self.labels.len());
+        for l in &self.labels {
+            match map.iter().find(|(from, _)| from == l) {
+                Some((_, to)) => renamed.push(to.clone()),
+                None if !self.examples.iter().any(|e| self.labels[e.label] == *l) => renamed.push(l.clone()),
+                None => return Err(format!("the label map does not say what label {l:?} becomes")),
+            }
+        }
+        let mut names = renamed.clone();
+        sort_label_names(&mut names);
+        for e in &mut self.examples {
+            e.label = names.iter().position(|n| *n == renamed[e.label]).expect("renamed label listed");
+        }
+        self.labels = names;
+        Ok(self)
+    }
+
+    /// Label names that at least one example carries, in class order.
+    pub fn used_labels(&self) -> Vec<&str> {
+        let mut used = vec![false; self.labels.len()];
+        for e in &self.examples {
+            used[e.label] = true;
+        }
+        self.labels.iter().zip(used).filter(|(_, u)| *u).map(|(l, _)| l.as_str()).collect()
+    }
+
     /// Concatenate data sets with the same label names.
     pub fn concat(parts: Vec<Dataset>) -> Dataset {
         let labels = parts.iter().map(|p| p.labels.clone()).max_by_key(Vec::len).unwrap_or_default();
         Dataset { examples: parts.into_iter().flat_map(|p| p.examples).collect(), labels }
     }
+}
+
+/// Sort and dedup label names: by value when all are integers (returns true), else as strings.
+fn sort_label_names(names: &mut Vec<String>) -> bool {
+    let numeric = names.iter().all(|l| l.parse::<i64>().is_ok());
+    if numeric {
+        names.sort_by_key(|l| l.parse::<i64>().expect("checked numeric"));
+    } else {
+        names.sort();
+    }
+    names.dedup();
+    numeric
 }
 
 /// Labels as written in files become class ids: numeric labels keep their value (-1 and 1 of MR map to 0 and 1,
@@ -73,13 +125,7 @@ fn index_labels(path: &Path, raw: Vec<(usize, String, String)>) -> Result<Datase
         return Err(DataError::File { path: path.into(), problem: "no examples".into() });
     }
     let mut names: Vec<String> = raw.iter().map(|(_, _, l)| l.clone()).collect();
-    let numeric = names.iter().all(|l| l.parse::<i64>().is_ok());
-    if numeric {
-        names.sort_by_key(|l| l.parse::<i64>().expect("checked numeric"));
-    } else {
-        names.sort();
-    }
-    names.dedup();
+    let numeric = sort_label_names(&mut names);
     if numeric && names.iter().all(|l| l.parse::<i64>().is_ok_and(|v| v >= 0)) {
         // 0..k labels: keep ids as written (a class missing from this file still keeps its number).
         let max = names.iter().map(|l| l.parse::<usize>().expect("non-negative")).max().unwrap_or(0);

@@ -8,7 +8,7 @@
 //! (static shapes). `top_k_epochs` closes that gap: further epochs under exactly the top-k decisions the graph
 //! makes (straight-through to the predictors), the sparsity terms dropped since k fixes the cost. With a teacher
 //! (the dense model the run starts from, say), the cross-entropy becomes the distillation loss of
-//! `train::loss`. The epoch saved is the one with the best held-out top-k accuracy, as `optimize train` keeps its
+//! `train::loss`. The epoch saved is the one with the best validation top-k accuracy, as `optimize train` keeps its
 //! best epoch.
 
 use std::time::Instant;
@@ -71,14 +71,14 @@ pub struct EbertReport {
     pub groups: usize,
     pub dense_accuracy: f64,
     pub epochs: Vec<EbertEpoch>,
-    /// The epoch saved: the best held-out top-k accuracy, as `optimize train` keeps its best epoch.
+    /// The epoch saved: the best validation top-k accuracy, as `optimize train` keeps its best epoch.
     pub best_epoch: usize,
     /// Top-k with k fixed by the target (what the fused graph runs), and the release's threshold rule.
     pub top_k: EbertEval,
     pub threshold: EbertEval,
 }
 
-/// The best epoch so far by held-out top-k accuracy, with a copy of every parameter to restore.
+/// The best epoch so far by validation top-k accuracy, with a copy of every parameter to restore.
 struct BestEpoch {
     epoch: usize,
     eval: EbertEval,
@@ -159,11 +159,11 @@ pub fn train_ebert(
     job: &TrainJob,
     cfg: &EbertConfig,
 ) -> Result<EbertReport> {
-    let TrainJob { train, eval, tokenizer, out, metadata, progress, .. } = *job;
+    let TrainJob { train, val: eval, tokenizer, out, metadata, progress, .. } = *job;
     let tc = &cfg.train;
     anyhow::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
-        "training and evaluation sets must not be empty"
+        "training and validation sets must not be empty"
     );
     anyhow::ensure!(cfg.target > 0.0 && cfg.target <= 1.0, "target FLOPs ratio {} is not in (0, 1]", cfg.target);
     let f = model.config.intermediate_size;
@@ -265,7 +265,7 @@ pub fn train_ebert(
         if progress {
             eprintln!(
                 "ebert epoch {epoch}/{epochs_total} ({phase}): loss {:.4}, CE {:.4}, expected FLOPs ratio {:.3}, \
-                 {:.1} samples/s, held-out top-k accuracy {:.2} %",
+                 {:.1} samples/s, validation top-k accuracy {:.2} %",
                 e.loss,
                 e.cross_entropy,
                 e.expected_flops_ratio,

@@ -93,10 +93,10 @@ pub fn train_exits(
     method: ExitMethod,
     pooling: Option<ExitPooling>,
 ) -> Result<ExitTrainReport> {
-    let TrainJob { train, eval, tokenizer, out, metadata, progress, .. } = *job;
+    let TrainJob { train, val: eval, tokenizer, out, metadata, progress, .. } = *job;
     anyhow::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
-        "training and evaluation sets must not be empty"
+        "training and validation sets must not be empty"
     );
     if model.exit_layers().is_empty() {
         let all: Vec<usize> = (0..model.config.num_hidden_layers.saturating_sub(1)).collect();

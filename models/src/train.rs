@@ -1,5 +1,6 @@
 //! Fine-tuning: AdamW with weight decay, linear warm-up then linear decay, global gradient-norm clipping,
-//! dropout, a fixed seed; evaluation on a held-out split after every epoch, keeping the best checkpoint.
+//! dropout, a fixed seed; evaluation on the validation split after every epoch, keeping the best checkpoint (the
+//! test split is never seen here: it is for the reported figure).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -54,7 +55,7 @@ impl Default for TrainConfig {
 pub struct EpochReport {
     pub epoch: usize,
     pub train_loss: f64,
-    pub eval_accuracy: f64,
+    pub val_accuracy: f64,
     pub samples_per_s: f64,
 }
 
@@ -62,7 +63,7 @@ pub struct EpochReport {
 pub struct TrainReport {
     pub config: TrainConfig,
     pub train_examples: usize,
-    pub eval_examples: usize,
+    pub val_examples: usize,
     pub epochs: Vec<EpochReport>,
     pub best_epoch: usize,
     pub best_accuracy: f64,
@@ -176,7 +177,8 @@ pub fn optimizer(model: &BertClassifier, cfg: &TrainConfig) -> Result<AdamW> {
 /// What a training run reads and writes besides the model and its hyper-parameters.
 pub struct TrainJob<'a> {
     pub train: &'a Dataset,
-    pub eval: &'a Dataset,
+    /// Validation rows: the best epoch is chosen on them.
+    pub val: &'a Dataset,
     /// Copied into the output folder.
     pub tokenizer: &'a Path,
     pub out: &'a Path,
@@ -228,18 +230,18 @@ pub fn teacher_logits(
     Ok(candle_core::Tensor::cat(&parts, 0)?)
 }
 
-/// Train `model` on `job.train`, evaluate on `job.eval` after every epoch, and save the best epoch to `job.out`.
+/// Train `model` on `job.train`, evaluate on `job.val` after every epoch, and save the best epoch to `job.out`.
 pub fn train(
     model: &mut BertClassifier,
     enc: &mut TextEncoder,
     job: &TrainJob,
     cfg: &TrainConfig,
 ) -> Result<TrainReport> {
-    let TrainJob { train, eval, tokenizer, out, metadata, progress, .. } = *job;
+    let TrainJob { train, val, tokenizer, out, metadata, progress, .. } = *job;
     job.check_teacher(model.labels.len())?;
     anyhow::ensure!(
-        !train.examples.is_empty() && !eval.examples.is_empty(),
-        "training and evaluation sets must not be empty"
+        !train.examples.is_empty() && !val.examples.is_empty(),
+        "training and validation sets must not be empty"
     );
     model.dropout = cfg.dropout;
     let vars = model.vars();
@@ -289,11 +291,11 @@ pub fn train(
         }
         let samples_per_s = seen as f64 / start.elapsed().as_secs_f64();
         bar.finish_and_clear();
-        let acc = evaluate(model, enc, eval, cfg.max_len, cfg.batch_size)?;
-        let r = EpochReport { epoch, train_loss: loss_sum / seen as f64, eval_accuracy: acc, samples_per_s };
+        let acc = evaluate(model, enc, val, cfg.max_len, cfg.batch_size)?;
+        let r = EpochReport { epoch, train_loss: loss_sum / seen as f64, val_accuracy: acc, samples_per_s };
         if progress {
             eprintln!(
-                "epoch {epoch}/{}: train loss {:.4}, held-out accuracy {:.2} %, {:.1} samples/s",
+                "epoch {epoch}/{}: train loss {:.4}, validation accuracy {:.2} %, {:.1} samples/s",
                 cfg.epochs,
                 r.train_loss,
                 acc * 100.0,
@@ -306,7 +308,7 @@ pub fn train(
             best_epoch = epoch;
             let mut meta = metadata.clone();
             meta.insert("epochs_run".into(), epoch.to_string());
-            meta.insert("eval_accuracy".into(), format!("{acc:.4}"));
+            meta.insert("val_accuracy".into(), format!("{acc:.4}"));
             meta.insert("train_config".into(), serde_json::to_string(cfg)?);
             model.save(out, tokenizer, &meta)?;
         }
@@ -314,7 +316,7 @@ pub fn train(
     Ok(TrainReport {
         config: cfg.clone(),
         train_examples: train.examples.len(),
-        eval_examples: eval.examples.len(),
+        val_examples: val.examples.len(),
         epochs: reports,
         best_epoch,
         best_accuracy: best_acc,
