@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::Context;
 use serde::Serialize;
 
 use crate::run::{self, Batch, RunnerOptions, Runtime};
@@ -21,8 +22,10 @@ pub struct BenchConfig {
     /// Intra-op threads of ONNX Runtime; tract runs on one.
     pub threads: usize,
     pub seed: u64,
-    /// Held-out data for accuracy (`--data` and its split), measured once per model in the first runtime.
-    pub accuracy: Option<crate::train_cmd::HeldOutArgs>,
+    /// Data for accuracy (`--data` and its split; its test rows), measured once per model in the first runtime.
+    pub accuracy: Option<crate::split::SplitArgs>,
+    /// Real sentences to time at their own length (`--inputs`), and how.
+    pub real: Option<(Inputs, crate::real_length::RealLengthConfig)>,
     /// Tokens per example for the accuracy run.
     pub max_len: usize,
     /// The `optimize` binary, to measure each model's peak memory in a child process (None: not measured).
@@ -45,6 +48,12 @@ pub struct ModelSummary {
     pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<f64>,
+    /// 95 % Wilson interval of `accuracy`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<[f64; 2]>,
+    /// Paired difference of accuracy against the first model on the same rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff_vs_first: Option<crate::stats::PairedDiff>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub examples: Option<usize>,
     /// Early-exit models: average layers run on the data, and (layer, inputs that left there).
@@ -95,19 +104,62 @@ pub struct Machine {
     pub os: String,
 }
 
+/// The sentences of a real-length run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Inputs {
+    pub files: Vec<PathBuf>,
+    pub split: crate::split::Part,
+    #[serde(skip)]
+    pub texts: Vec<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct BenchReport {
     pub machine: Machine,
     pub warmup: usize,
     pub iters: usize,
     pub models: Vec<ModelSummary>,
+    /// Synthetic fixed shapes (`--seq`): kernel-level comparisons.
     pub cells: Vec<Cell>,
+    /// Real sentences at their own length (`--inputs`): the primary latency figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<Inputs>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub real: Vec<crate::real_length::RealCell>,
 }
 
-pub fn runtime_version(rt: Runtime) -> &'static str {
+/// The runtime as loaded: for ONNX Runtime, the version of the library this process loaded (its
+/// `GetVersionString`), not the one the bindings were written for.
+pub fn runtime_version(rt: Runtime) -> String {
     match rt {
-        Runtime::Tract => "tract-onnx 0.23.9",
-        Runtime::Ort => "onnxruntime 1.31.1 (ort 2.0.0-rc.15)",
+        Runtime::Tract => "tract-onnx 0.23.9".into(),
+        Runtime::Ort => format!(
+            "onnxruntime {} (ort 2.0.0-rc.15)",
+            ort_loaded_version().unwrap_or_else(|| "(version unknown: library not loaded)".into())
+        ),
+    }
+}
+
+/// The version string of the ONNX Runtime library already loaded from `ORT_DYLIB_PATH` (`None` if it is not
+/// loaded: `RTLD_NOLOAD` never loads a second copy).
+fn ort_loaded_version() -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(std::env::var_os("ORT_DYLIB_PATH")?.as_bytes()).ok()?;
+    // SAFETY: dlopen with RTLD_NOLOAD only returns a handle to a library this process has loaded; the symbol is
+    // ONNX Runtime's C entry point `OrtGetApiBase`, whose `GetVersionString` returns a static C string.
+    unsafe {
+        let handle = libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_NOLOAD);
+        if handle.is_null() {
+            return None;
+        }
+        let sym = libc::dlsym(handle, c"OrtGetApiBase".as_ptr());
+        let version = (!sym.is_null()).then(|| {
+            let get: unsafe extern "C" fn() -> *const ort::sys::OrtApiBase = std::mem::transmute(sym);
+            let base = get();
+            std::ffi::CStr::from_ptr(((*base).GetVersionString)()).to_string_lossy().into_owned()
+        });
+        libc::dlclose(handle);
+        version
     }
 }
 
@@ -190,6 +242,13 @@ pub(crate) struct Recorded {
     notes: Vec<String>,
     /// Floating-point weights, of every stage of a segmented model.
     params: u64,
+    /// The data splits the model was trained on.
+    splits: Vec<crate::split::SplitRecord>,
+}
+
+/// The data splits bertopt recorded in a model (empty for a model without a record).
+pub fn recorded_splits(path: &Path) -> anyhow::Result<Vec<crate::split::SplitRecord>> {
+    Ok(recorded(path)?.splits)
 }
 
 pub(crate) fn recorded(path: &Path) -> anyhow::Result<Recorded> {
@@ -217,6 +276,8 @@ pub(crate) fn recorded(path: &Path) -> anyhow::Result<Recorded> {
         flops_poly: get(crate::export::META_FLOPS).and_then(|v| serde_json::from_str(&v).ok()),
         notes,
         params: summaries.iter().map(|s| s.float_params).sum(),
+        splits: crate::split::parse_recorded(get(crate::export::META_SPLITS).as_deref())
+            .with_context(|| format!("{}", path.display()))?,
     })
 }
 
@@ -225,9 +286,10 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
     anyhow::ensure!(cfg.iters > 0, "--iters must be positive");
     anyhow::ensure!(!cfg.runtimes.is_empty(), "give at least one --runtime");
     anyhow::ensure!(
-        !cfg.batches.is_empty() && !cfg.seqs.is_empty() && cfg.batches.iter().chain(&cfg.seqs).all(|&n| n > 0),
+        !cfg.batches.is_empty() && cfg.batches.iter().chain(&cfg.seqs).all(|&n| n > 0),
         "--batch and --seq need positive sizes"
     );
+    anyhow::ensure!(!cfg.seqs.is_empty() || cfg.real.is_some(), "give --seq lengths or --inputs sentences to time");
     for m in models {
         run::ensure_model(m)?;
     }
@@ -235,31 +297,43 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
     let vocab = recorded.iter().map(|r| r.vocab).min().unwrap_or(100);
     let mut summaries = vec![];
     for (m, r) in models.iter().zip(&recorded) {
-        let mut s = ModelSummary {
+        summaries.push(ModelSummary {
             model: m.clone(),
             pipeline: r.pipeline.clone(),
             params: r.params,
             flops_poly: r.flops_poly,
             notes: r.notes.clone(),
             accuracy: None,
+            ci95: None,
+            diff_vs_first: None,
             examples: None,
             avg_layers: None,
             exit_histogram: vec![],
-        };
-        if let Some(split) = &cfg.accuracy {
+        });
+    }
+    if let Some(split) = &cfg.accuracy {
+        let mut first: Option<Vec<bool>> = None;
+        for s in summaries.iter_mut() {
             let e = crate::eval_cmd::run(&crate::eval_cmd::EvalArgs {
-                model: m.clone(),
+                model: s.model.clone(),
                 split: split.clone(),
+                part: crate::split::Part::Test,
                 runtime: cfg.runtimes[0],
                 batch: 32,
                 max_len: cfg.max_len,
                 tokenizer: None,
             })?;
-            (s.accuracy, s.examples, s.avg_layers, s.exit_histogram) =
-                (Some(e.accuracy), Some(e.examples), e.avg_layers, e.exit_histogram);
+            s.diff_vs_first = first.as_ref().map(|f| crate::stats::paired(f, &e.right));
+            (s.accuracy, s.ci95, s.examples, s.avg_layers) =
+                (Some(e.accuracy), Some(e.ci95), Some(e.examples), e.avg_layers);
+            s.exit_histogram = e.exit_histogram;
+            first.get_or_insert(e.right);
         }
-        summaries.push(s);
     }
+    let real = match &cfg.real {
+        Some((inputs, rc)) => crate::real_length::bench(models, &inputs.texts, rc)?,
+        None => vec![],
+    };
     let mut cells = vec![];
     for &runtime in &cfg.runtimes {
         for &batch in &cfg.batches {
@@ -268,7 +342,15 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
             }
         }
     }
-    Ok(BenchReport { machine: machine(), warmup: cfg.warmup, iters: cfg.iters, models: summaries, cells })
+    Ok(BenchReport {
+        machine: machine(),
+        warmup: cfg.warmup,
+        iters: cfg.iters,
+        models: summaries,
+        cells,
+        inputs: cfg.real.as_ref().map(|(i, _)| i.clone()),
+        real,
+    })
 }
 
 fn bench_cell(
@@ -323,7 +405,7 @@ fn bench_cell(
         t.speedup_vs_first = first_p50 / t.p50_ms;
         t.flops_ratio_vs_first = first_flops.zip(t.flops).map(|(a, b)| a / b);
     }
-    Ok(Cell { runtime, runtime_version: runtime_version(runtime).into(), batch, seq, threads, models: timings })
+    Ok(Cell { runtime, runtime_version: runtime_version(runtime), batch, seq, threads, models: timings })
 }
 
 pub(crate) fn name(p: &Path) -> String {
@@ -336,22 +418,34 @@ pub fn print_table(r: &BenchReport) {
         r.machine.cpu, r.machine.cores, r.machine.os, r.iters, r.warmup
     );
     println!(
-        "{:<32} {:>11} {:>9} {:>9} {:>7} {:>9}  pipeline",
-        "model", "params", "GFLOP/seq", "accuracy", "layers", ""
+        "{:<32} {:>11} {:>9} {:>24} {:>32} {:>7}  pipeline",
+        "model", "params", "GFLOP/seq", "test accuracy [95 %]", "vs first, paired [95 %]", "layers"
     );
     for m in &r.models {
         let seq = r.cells.first().map_or(128, |c| c.seq);
         println!(
-            "{:<32} {:>11} {:>9} {:>9} {:>7} {:>9}  {}",
+            "{:<32} {:>11} {:>9} {:>24} {:>32} {:>7}  {}",
             name(&m.model),
             m.params,
             m.flops_poly.map_or("-".into(), |p| format!("{:.3}", crate::export::flops_at(&p, seq) / 1e9)),
-            m.accuracy.map_or("-".into(), |a| format!("{:.2} %", a * 100.0)),
+            m.accuracy.zip(m.ci95).map_or("-".into(), |(a, ci)| {
+                format!("{:.2} % [{:.1}, {:.1}]", a * 100.0, ci[0] * 100.0, ci[1] * 100.0)
+            }),
+            m.diff_vs_first.map_or("-".into(), |d| format!(
+                "{:+.2} pt [{:+.1}, {:+.1}]{}",
+                d.diff * 100.0,
+                d.ci95[0] * 100.0,
+                d.ci95[1] * 100.0,
+                if d.measurable() { "" } else { " (=)" }
+            )),
             m.avg_layers.map_or("-".into(), |l| format!("{l:.2}")),
-            "",
             m.pipeline
         );
     }
+    if r.models.iter().any(|m| m.diff_vs_first.is_some_and(|d| !d.measurable())) {
+        println!("(=): the paired interval contains 0: no measurable difference from the first model");
+    }
+    crate::real_length::print(&r.real);
     for c in &r.cells {
         println!();
         println!("{} ({}), batch {}, seq {}, threads {}", c.runtime, c.runtime_version, c.batch, c.seq, c.threads);

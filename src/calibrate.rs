@@ -1,8 +1,10 @@
-//! `optimize calibrate`: sweep early-exit thresholds (or patience values) on a held-out split and pick the
+//! `optimize calibrate`: sweep early-exit thresholds (or patience values) on the validation split and pick the
 //! fastest setting within an accuracy budget. Accuracy and average layers come from every exit's logits,
 //! computed once with the candle model (per-input exits); latency is measured by exporting each setting and
-//! running it in tract on held-out sentences: at batch 1 the nested-`If` model, at a larger `--batch` the
-//! segmented model and its per-row driver. Writes a table, JSON and an SVG plot.
+//! running it in tract on validation sentences at their own length (or padded to `--seq`): at batch 1 the
+//! nested-`If` model, at a larger `--batch` the segmented model and its per-row driver. Once the choice is made,
+//! the chosen setting and the final classifier are scored on the test rows, with intervals and their paired
+//! difference. Writes a table, JSON and an SVG plot.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,13 +17,25 @@ use bertopt_models::exit_train::{exit_logits, exit_points};
 use bertopt_models::tokenize::TextEncoder;
 
 use crate::run::{self, RunnerOptions, Runtime};
+use crate::split::Part;
+
+/// The exit rule a sweep pipeline string names.
+fn rule_of(pipeline: &str) -> Option<ExitRule> {
+    let inner = pipeline.strip_prefix("exit(")?.strip_suffix(')')?;
+    let get = |k: &str| inner.split(',').find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='));
+    match get("criterion")? {
+        "entropy" => Some(ExitRule::Entropy { threshold: get("threshold")?.parse().ok()? }),
+        "patience" => Some(ExitRule::Patience { patience: get("patience")?.parse().ok()? }),
+        _ => None,
+    }
+}
 
 #[derive(clap::Args)]
 pub struct CalibrateArgs {
     /// Model folder with off-ramps (from `optimize train-exits`).
     pub model: PathBuf,
     #[command(flatten)]
-    pub split: crate::train_cmd::HeldOutArgs,
+    pub split: crate::split::SplitArgs,
     /// entropy or patience.
     #[arg(long, default_value = "entropy")]
     pub criterion: String,
@@ -37,9 +51,9 @@ pub struct CalibrateArgs {
     /// Batch size of the timed inputs; above 1 each setting is exported segmented and run by the per-row driver.
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
-    /// Sequence length the timed inputs are padded to.
-    #[arg(long, default_value_t = 128)]
-    pub seq: usize,
+    /// Pad the timed inputs to this length (default: each batch at its own length, as a server sees them).
+    #[arg(long)]
+    pub seq: Option<usize>,
     #[arg(long, default_value_t = 64)]
     pub max_len: usize,
     /// Output folder: calibration.json, calibration.svg and one ONNX per setting.
@@ -75,6 +89,53 @@ pub struct Calibration {
     /// Index into `settings` of the fastest one within `max_drop`, if any.
     pub chosen: Option<usize>,
     pub max_drop: f64,
+    /// Test rows, scored once after the choice.
+    pub test: TestReport,
+}
+
+/// The chosen setting against the final classifier on the test rows.
+#[derive(Debug, serde::Serialize)]
+pub struct TestReport {
+    pub examples: usize,
+    pub dense: crate::stats::Accuracy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chosen: Option<crate::stats::Accuracy>,
+    /// Chosen minus final classifier, paired on the same rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diff: Option<crate::stats::PairedDiff>,
+}
+
+/// exits[j][i]: logits of exit point j for example i.
+fn all_exit_logits(
+    model: &BertClassifier,
+    enc: &mut TextEncoder,
+    data: &[Example],
+    max_len: usize,
+    what: &str,
+    progress: bool,
+) -> anyhow::Result<Vec<Vec<Vec<f32>>>> {
+    let bar = bertopt_models::progress::bar(data.len(), what, progress);
+    let mut exits: Vec<Vec<Vec<f32>>> = vec![vec![]; exit_points(model).len()];
+    for chunk in data.chunks(32) {
+        let texts: Vec<&str> = chunk.iter().map(|e: &Example| e.text.as_str()).collect();
+        let b = enc.encode(&texts, max_len, None)?;
+        for (j, l) in exit_logits(model, &b)?.into_iter().enumerate() {
+            exits[j].extend(l);
+        }
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    Ok(exits)
+}
+
+/// Per row: whether the exit point it leaves at under `rule` (the final classifier for `None`) is right.
+fn right_rows(exits: &[Vec<Vec<f32>>], gold: &[usize], rule: Option<ExitRule>) -> Vec<bool> {
+    let last = exits.len() - 1;
+    let leave = match rule {
+        Some(r) => row_exits(r, exits),
+        None => vec![last; gold.len()],
+    };
+    gold.iter().enumerate().map(|(i, &g)| bertopt_ir::exit::argmax(&exits[leave[i]][i]) == g).collect()
 }
 
 fn time_model(path: &Path, batches: &[bertopt_models::batch::Batch]) -> anyhow::Result<(f64, f64)> {
@@ -92,7 +153,10 @@ fn time_model(path: &Path, batches: &[bertopt_models::batch::Batch]) -> anyhow::
 }
 
 pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
-    let eval = a.split.held_out()?;
+    let splits = a.split.splits()?;
+    let trained_on = crate::train_cmd::recorded_splits(&a.model)?;
+    crate::split::check_disjoint(&trained_on, &splits.record, Part::Val)
+        .map_err(|why| anyhow::anyhow!("refusing to calibrate {} on these rows: {why}", a.model.display()))?;
     let files = bertopt_models::ModelFiles::locate(&a.model)?;
     let tokenizer =
         files.tokenizer.clone().with_context(|| format!("{} has no tokenizer.json", files.dir.display()))?;
@@ -103,23 +167,12 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
         a.model.display()
     );
     let labels = bertopt_models::ModelInfo::of(&ck).labels;
-    let eval = crate::train_cmd::align_labels(eval, &labels, &a.model)?;
-    let model = BertClassifier::from_checkpoint(ck, labels, a.split.seed)?;
+    let eval = crate::train_cmd::align_labels(splits.val.clone(), &labels, &a.model)?;
+    let model = BertClassifier::from_checkpoint(ck, labels.clone(), a.split.seed)?;
     let mut enc = TextEncoder::from_file(&tokenizer)?;
     let points = exit_points(&model);
     let layers = *points.last().expect("the final classifier is an exit point");
-    let bar = bertopt_models::progress::bar(eval.examples.len(), "exit logits", progress);
-    // exits[j][i]: logits of exit point j for example i.
-    let mut exits: Vec<Vec<Vec<f32>>> = vec![vec![]; points.len()];
-    for chunk in eval.examples.chunks(32) {
-        let texts: Vec<&str> = chunk.iter().map(|e: &Example| e.text.as_str()).collect();
-        let b = enc.encode(&texts, a.max_len, None)?;
-        for (j, l) in exit_logits(&model, &b)?.into_iter().enumerate() {
-            exits[j].extend(l);
-        }
-        bar.inc(chunk.len() as u64);
-    }
-    bar.finish_and_clear();
+    let exits = all_exit_logits(&model, &mut enc, &eval.examples, a.max_len, "exit logits (validation)", progress)?;
     let gold: Vec<usize> = eval.examples.iter().map(|e| e.label).collect();
     let n = gold.len() as f64;
     let accuracy =
@@ -127,13 +180,16 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
     let last = points.len() - 1;
     let dense_accuracy = accuracy(&|i| bertopt_ir::exit::argmax(&exits[last][i]));
 
-    // Pad to --seq, or to the most positions the model has.
-    let seq = a.seq.min(model.config.max_position_embeddings.saturating_sub(model.config.position_offset()));
+    // Pad to --seq (at most the positions the model has), or leave each batch at its own length.
+    let positions = model.config.max_position_embeddings.saturating_sub(model.config.position_offset());
+    let seq = a.seq.map(|s| s.min(positions));
     anyhow::ensure!(a.batch >= 1, "--batch must be at least 1");
     let sample: Vec<&str> =
         eval.examples.iter().cycle().take(a.latency_samples.max(1) * a.batch).map(|e| e.text.as_str()).collect();
-    let timed: Vec<bertopt_models::batch::Batch> =
-        sample.chunks(a.batch).map(|c| enc.encode(c, a.max_len.min(seq), Some(seq))).collect::<anyhow::Result<_>>()?;
+    let timed: Vec<bertopt_models::batch::Batch> = sample
+        .chunks(a.batch)
+        .map(|c| enc.encode(c, seq.map_or(a.max_len, |s| a.max_len.min(s)).min(positions), seq))
+        .collect::<anyhow::Result<_>>()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let dense_path = a.out.join("dense.onnx");
     crate::export::export(&a.model, "", &dense_path)?;
@@ -193,6 +249,23 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
         .filter(|(_, s)| (dense_accuracy - s.accuracy) * 100.0 <= a.max_drop + 1e-9)
         .min_by(|x, y| x.1.mean_ms.total_cmp(&y.1.mean_ms))
         .map(|(i, _)| i);
+    // Every choice is made: now, once, the test rows.
+    crate::split::check_disjoint(&trained_on, &splits.record, Part::Test)
+        .map_err(|why| anyhow::anyhow!("refusing to report test accuracy of {}: {why}", a.model.display()))?;
+    let test = crate::train_cmd::align_labels(splits.test.clone(), &labels, &a.model)?;
+    let test_exits = all_exit_logits(&model, &mut enc, &test.examples, a.max_len, "exit logits (test)", progress)?;
+    let test_gold: Vec<usize> = test.examples.iter().map(|e| e.label).collect();
+    let dense_right = right_rows(&test_exits, &test_gold, None);
+    let chosen_right = chosen.map(|i| {
+        let rule = rule_of(&settings[i].pipeline).expect("the sweep wrote this pipeline");
+        right_rows(&test_exits, &test_gold, Some(rule))
+    });
+    let test = TestReport {
+        examples: test_gold.len(),
+        dense: crate::stats::Accuracy::of_rows(&dense_right),
+        chosen: chosen_right.as_deref().map(crate::stats::Accuracy::of_rows),
+        diff: chosen_right.as_deref().map(|c| crate::stats::paired(&dense_right, c)),
+    };
     let c = Calibration {
         model: a.model.clone(),
         examples: gold.len(),
@@ -204,6 +277,7 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
         settings,
         chosen,
         max_drop: a.max_drop,
+        test,
     };
     let json = serde_json::to_string_pretty(&c)?;
     crate::atomic::write_atomic(&a.out.join("calibration.json"), |w| w.write_all(json.as_bytes()))?;
@@ -213,7 +287,7 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
 
 pub fn print(c: &Calibration) {
     println!(
-        "{} held-out examples, {} layers; final classifier {:.2} %, tract batch {} mean {:.2} ms (p50 {:.2})",
+        "{} validation examples, {} layers; final classifier {:.2} %, tract batch {} mean {:.2} ms (p50 {:.2})",
         c.examples,
         c.layers,
         c.dense_accuracy * 100.0,
@@ -240,5 +314,13 @@ pub fn print(c: &Calibration) {
     }
     if c.chosen.is_none() {
         println!("no setting stays within {} point(s) of the final classifier", c.max_drop);
+    }
+    println!(
+        "test ({} rows, scored once after the choice): final classifier {}",
+        c.test.examples,
+        c.test.dense.display()
+    );
+    if let (Some(a), Some(d), Some(i)) = (c.test.chosen, c.test.diff, c.chosen) {
+        println!("  {}: {}, vs final classifier {}", c.settings[i].pipeline, a.display(), d.display());
     }
 }

@@ -1,5 +1,7 @@
 //! `optimize eval`: accuracy of an ONNX classifier on labelled data, run in tract or ONNX Runtime. It measures
-//! the model that ships (after every pass), not the training-time model it came from.
+//! the model that ships (after every pass), not the training-time model it came from. It reports the test rows
+//! (or `--split val`) with a 95 % interval, and refuses to call rows "test" that the model trained or was
+//! validated on, by the split the model records.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -7,13 +9,19 @@ use std::time::Instant;
 use bertopt_models::data::Example;
 
 use crate::run::{self, RunnerOptions, Runtime};
+use crate::split::Part;
+use crate::stats::Accuracy;
 
 /// Arguments of `optimize eval`.
 #[derive(clap::Args)]
 pub struct EvalArgs {
     pub model: PathBuf,
     #[command(flatten)]
-    pub split: crate::train_cmd::HeldOutArgs,
+    pub split: crate::split::SplitArgs,
+    /// Which rows: `test` (the figure to report), `val` (what choices are made on), or `all` rows of the files
+    /// (out-of-domain data the model never saw).
+    #[arg(long = "split", value_enum, default_value_t = Part::Test)]
+    pub part: Part,
     #[arg(long, value_enum, default_value_t = Runtime::Tract)]
     pub runtime: Runtime,
     #[arg(long, default_value_t = 32)]
@@ -29,10 +37,17 @@ pub struct EvalArgs {
 pub struct EvalReport {
     pub model: PathBuf,
     pub runtime: Runtime,
+    /// The rows evaluated.
+    pub split: Part,
     pub examples: usize,
     pub correct: usize,
     pub accuracy: f64,
+    /// 95 % Wilson interval of `accuracy`.
+    pub ci95: [f64; 2],
     pub seconds: f64,
+    /// Per row (in data order): whether the model was right, for paired comparisons.
+    #[serde(skip)]
+    pub right: Vec<bool>,
     /// For an early-exit model: the average number of layers run, and (layer, inputs that left there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub avg_layers: Option<f64>,
@@ -49,15 +64,22 @@ fn model_labels(model: &Path, n: usize) -> anyhow::Result<Vec<String>> {
     Ok(named.unwrap_or_else(|| (0..n).map(|i| format!("LABEL_{i}")).collect()))
 }
 
+impl EvalReport {
+    pub fn accuracy(&self) -> Accuracy {
+        Accuracy::of(self.correct, self.examples)
+    }
+}
+
 pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
     run::ensure_model(&a.model)?;
     let start = Instant::now();
-    let data = a.split.held_out()?;
+    let trained_on = crate::bench::recorded_splits(&a.model)?;
+    let data = a.split.rows_for(a.part, &a.model, &trained_on)?;
     let labels = model_labels(&a.model, data.labels.len())?;
     let data = crate::train_cmd::align_labels(data, &labels, &a.model)?;
     let mut enc = crate::tokenize::for_model(&a.model, a.tokenizer.as_deref())?;
     let mut runner = run::load(a.runtime, &a.model, RunnerOptions::default())?;
-    let mut correct = 0;
+    let mut right = Vec::with_capacity(data.examples.len());
     let mut exits: std::collections::BTreeMap<usize, usize> = Default::default();
     for chunk in data.examples.chunks(a.batch.max(1)) {
         let texts: Vec<&str> = chunk.iter().map(|e: &Example| e.text.as_str()).collect();
@@ -70,7 +92,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
         let labels = logits.data.len() / chunk.len();
         for (row, e) in logits.data.chunks(labels).zip(chunk) {
             let best = row.iter().enumerate().fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
-            correct += (best == e.label) as usize;
+            right.push(best == e.label);
         }
         if let Some(layer) = outputs.iter().find(|o| o.name == "exit_layer") {
             for &l in &layer.data {
@@ -78,13 +100,16 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
             }
         }
     }
-    let examples = data.examples.len();
+    let acc = Accuracy::of_rows(&right);
     Ok(EvalReport {
         model: a.model.clone(),
         runtime: a.runtime,
-        examples,
-        correct,
-        accuracy: correct as f64 / examples.max(1) as f64,
+        split: a.part,
+        examples: acc.rows,
+        correct: acc.correct,
+        accuracy: acc.accuracy,
+        ci95: acc.ci95,
+        right,
         seconds: start.elapsed().as_secs_f64(),
         avg_layers: (!exits.is_empty())
             .then(|| exits.iter().map(|(l, n)| (l * n) as f64).sum::<f64>() / exits.values().sum::<usize>() as f64),

@@ -56,9 +56,9 @@ struct ExportArgs {
     /// name only those to change; exit thresholds apply when the model has off-ramps).
     #[arg(long, default_value = "")]
     search: String,
-    /// Budget mode's accuracy data.
+    /// Budget mode's accuracy data: candidates are compared on its validation rows.
     #[command(flatten)]
-    split: bertopt::train_cmd::OptionalHeldOut,
+    split: bertopt::split::SplitArgs,
     /// Budget mode: the runtime, batch and sequence length the latency is measured at.
     #[arg(long, value_enum, default_value_t = Runtime::Tract)]
     runtime: Runtime,
@@ -73,15 +73,10 @@ struct ExportArgs {
 /// Options shared by `train` and `recover`.
 #[derive(Args)]
 struct TrainOpts {
-    /// Labelled data: JSON lines, CSV/TSV (text and label columns), UCI JSON, MR CSV. Repeatable.
-    #[arg(long, required = true)]
-    data: Vec<PathBuf>,
-    /// Held-out file; without it the data is split with --train-size and --seed.
-    #[arg(long)]
-    eval: Option<PathBuf>,
-    /// Examples used for training when splitting (default 80 %).
-    #[arg(long)]
-    train_size: Option<usize>,
+    /// The data and its split (training rows, validation rows for the best epoch; test rows are not read).
+    /// `--seed` also seeds training.
+    #[command(flatten)]
+    split: bertopt::split::SplitArgs,
     #[arg(short, long)]
     out: PathBuf,
     #[arg(long, default_value_t = 3)]
@@ -98,8 +93,6 @@ struct TrainOpts {
     max_len: usize,
     #[arg(long, default_value_t = 0.1)]
     dropout: f32,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
     /// `cpu`, or `cuda` / `cuda:N` with a build that has the `cuda` feature.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -129,15 +122,13 @@ impl TrainOpts {
             max_len: self.max_len,
             clip: 1.0,
             dropout: self.dropout,
-            seed: self.seed,
+            seed: self.split.seed,
             kd_alpha: self.kd_alpha,
             kd_temperature: self.kd_temperature,
         };
         let args = bertopt::train_cmd::TrainArgs {
             start,
-            data: self.data,
-            eval: self.eval,
-            train_size: self.train_size,
+            split: self.split,
             out: self.out,
             cfg,
             head_mask: None,
@@ -157,7 +148,7 @@ fn print_train_report(report: &bertopt_models::train::TrainReport, json: bool) -
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         println!(
-            "best held-out accuracy {:.2} % (epoch {}), saved to {}",
+            "best validation accuracy {:.2} % (epoch {}), saved to {}",
             report.best_accuracy * 100.0,
             report.best_epoch,
             report.output.display()
@@ -245,8 +236,9 @@ enum Cmd {
         #[command(flatten)]
         opts: TrainOpts,
     },
-    /// Sweep early-exit thresholds (or patience) on the held-out split: accuracy, average layers and tract
-    /// latency per setting, the fastest within --max-drop points, a table, calibration.json and calibration.svg.
+    /// Sweep early-exit thresholds (or patience) on the validation split: accuracy, average layers and tract
+    /// latency per setting, the fastest within --max-drop points, a table, calibration.json and calibration.svg;
+    /// then the chosen setting's test accuracy, once.
     Calibrate {
         #[command(flatten)]
         args: bertopt::calibrate::CalibrateArgs,
@@ -269,8 +261,9 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Accuracy of an ONNX classifier on labelled data (the held-out part of the --train-size/--seed split, or
-    /// --eval FILE), in tract or ONNX Runtime.
+    /// Accuracy of an ONNX classifier on labelled data with its 95 % interval: the test rows of the
+    /// --train-size/--val-size/--seed split (or --eval FILE), --split val for the validation rows, in tract or
+    /// ONNX Runtime. Refuses test rows the model recorded as training or validation rows.
     Eval {
         #[command(flatten)]
         args: bertopt::eval_cmd::EvalArgs,
@@ -341,9 +334,24 @@ enum Cmd {
         /// Batch sizes (comma-separated).
         #[arg(long, value_delimiter = ',', default_value = "1")]
         batch: Vec<usize>,
-        /// Sequence lengths (comma-separated).
-        #[arg(long, value_delimiter = ',', default_value = "128")]
+        /// Synthetic fixed sequence lengths (comma-separated), for kernel-level comparisons; default 128 when
+        /// no --inputs are given.
+        #[arg(long, value_delimiter = ',')]
         seq: Vec<usize>,
+        /// Real sentences to time at their own length (the primary latency figure): labelled data files whose
+        /// --split rows are batched in order, each batch padded only to its longest row.
+        #[arg(long)]
+        inputs: Vec<PathBuf>,
+        /// Which rows of --inputs (and of --data for accuracy, always its test rows): test, val or all.
+        #[arg(long = "split", value_enum, default_value_t = bertopt::split::Part::Test)]
+        part: bertopt::split::Part,
+        /// How tract is planned for real lengths: one symbolic-length plan (a server's default), or a plan per
+        /// input shape; both for comparison: `symbolic,per-length`.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "symbolic")]
+        tract_plans: Vec<bertopt::real_length::TractPlans>,
+        /// Timed passes over the --inputs rows.
+        #[arg(long, default_value_t = 1)]
+        repeat: usize,
         #[arg(long, default_value_t = 5)]
         warmup: usize,
         #[arg(long, default_value_t = 30)]
@@ -351,9 +359,10 @@ enum Cmd {
         /// Intra-op threads for ONNX Runtime (tract runs on one).
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Accuracy data: its test rows, with 95 % intervals and paired differences against the first model.
         #[command(flatten)]
-        split: bertopt::train_cmd::OptionalHeldOut,
-        /// Tokens per example for the accuracy run.
+        split: bertopt::split::SplitArgs,
+        /// Tokens per example (accuracy and real-length rows are truncated to it).
         #[arg(long, default_value_t = 128)]
         max_len: usize,
         /// Write an SVG plot of accuracy against p50 latency (needs --data).
@@ -485,9 +494,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 println!(
-                    "{}: accuracy {:.2} % ({} of {}) in {} ({:.1}s)",
+                    "{}: {} accuracy {} ({} of {}) in {} ({:.1}s)",
                     r.model.display(),
-                    r.accuracy * 100.0,
+                    r.split,
+                    r.accuracy().display(),
                     r.correct,
                     r.examples,
                     r.runtime,
@@ -537,7 +547,42 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("{}", bench::mem_probe(&model, runtime, batch, seq, threads)?);
             Ok(())
         }
-        Some(Cmd::Bench { models, runtime, batch, seq, warmup, iters, threads, split, max_len, svg, json }) => {
+        Some(Cmd::Bench {
+            models,
+            runtime,
+            batch,
+            mut seq,
+            inputs,
+            part,
+            tract_plans,
+            repeat,
+            warmup,
+            iters,
+            threads,
+            split,
+            max_len,
+            svg,
+            json,
+        }) => {
+            let real = if inputs.is_empty() {
+                if seq.is_empty() {
+                    seq = vec![128];
+                }
+                None
+            } else {
+                let rows = bertopt::split::SplitArgs { data: inputs.clone(), eval: None, val: None, ..split.clone() };
+                let texts = rows.splits()?.part(part).examples.into_iter().map(|e| e.text).collect();
+                let rc = bertopt::real_length::RealLengthConfig {
+                    runtimes: runtime.clone(),
+                    batches: batch.clone(),
+                    tract_plans,
+                    max_len,
+                    repeat,
+                    warmup,
+                    threads,
+                };
+                Some((bench::Inputs { files: inputs, split: part, texts }, rc))
+            };
             let accuracy = split.given();
             anyhow::ensure!(svg.is_none() || accuracy.is_some(), "--svg plots accuracy against latency: give --data");
             let cfg = BenchConfig {
@@ -549,6 +594,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 threads,
                 seed: 1,
                 accuracy,
+                real,
                 max_len,
                 mem_probe: std::env::current_exe().ok(),
             };

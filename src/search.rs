@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::bench::{self, BenchConfig};
 use crate::run::Runtime;
-use crate::train_cmd::HeldOutArgs;
+use crate::split::{Part, SplitArgs};
 
 /// The settings searched, each a list of values; 0 (or `none` for exits) means the pass is left out.
 #[derive(Clone, Debug)]
@@ -122,11 +122,22 @@ pub struct SearchReport {
     pub batch: usize,
     pub seq: usize,
     pub dense_p50_ms: f64,
+    /// Validation accuracy of dense (candidates' `accuracy` is on the same rows).
     pub dense_accuracy: f64,
     pub candidates: Vec<Candidate>,
+    /// Dense and the chosen model on the test rows, scored once after the choice.
+    pub test: TestScores,
     /// The chosen pipeline (the most accurate within the budget; the faster on a tie).
     pub best: String,
     pub output: PathBuf,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct TestScores {
+    pub dense: crate::stats::Accuracy,
+    pub best: crate::stats::Accuracy,
+    /// Chosen minus dense, paired on the same rows.
+    pub diff: crate::stats::PairedDiff,
 }
 
 pub struct SearchArgs<'a> {
@@ -135,7 +146,8 @@ pub struct SearchArgs<'a> {
     pub base: &'a str,
     pub budget: f64,
     pub grid: Grid,
-    pub split: HeldOutArgs,
+    /// Candidates are compared on its validation rows; the winner and dense are scored on its test rows.
+    pub split: SplitArgs,
     pub runtime: Runtime,
     pub batch: usize,
     pub seq: usize,
@@ -166,6 +178,7 @@ pub fn search(a: &SearchArgs, progress: bool) -> anyhow::Result<SearchReport> {
         threads: 1,
         seed: 1,
         accuracy: None,
+        real: None,
         max_len: a.max_len,
         mem_probe: None,
     };
@@ -188,17 +201,18 @@ pub fn search(a: &SearchArgs, progress: bool) -> anyhow::Result<SearchReport> {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let eval = |model: &Path| {
+    let eval_on = |model: &Path, part: Part| {
         crate::eval_cmd::run(&crate::eval_cmd::EvalArgs {
             model: model.to_path_buf(),
             split: a.split.clone(),
+            part,
             runtime: a.runtime,
             batch: 32,
             max_len: a.max_len,
             tokenizer: None,
         })
-        .map(|e| e.accuracy)
     };
+    let eval = |model: &Path| eval_on(model, Part::Val).map(|e| e.accuracy);
     for (c, f) in candidates.iter_mut().zip(&files) {
         if c.latency_ratio <= a.budget {
             c.accuracy = Some(eval(f)?);
@@ -221,6 +235,13 @@ pub fn search(a: &SearchArgs, progress: bool) -> anyhow::Result<SearchReport> {
                 a.budget
             )
         })?;
+    // The choice is made: now, once, the test rows.
+    let (dense_test, best_test) = (eval_on(&dense, Part::Test)?, eval_on(&files[best], Part::Test)?);
+    let test = TestScores {
+        dense: dense_test.accuracy(),
+        best: best_test.accuracy(),
+        diff: crate::stats::paired(&dense_test.right, &best_test.right),
+    };
     let bytes = std::fs::read(&files[best])?;
     crate::atomic::write_atomic(a.output, |w| w.write_all(&bytes))?;
     Ok(SearchReport {
@@ -232,20 +253,21 @@ pub fn search(a: &SearchArgs, progress: bool) -> anyhow::Result<SearchReport> {
         dense_accuracy,
         best: join(a.base, &candidates[best].pipeline),
         candidates,
+        test,
         output: a.output.to_path_buf(),
     })
 }
 
 pub fn print(r: &SearchReport) {
     println!(
-        "latency budget {:.2} of dense ({} batch {} seq {}); dense {:.2} % accuracy",
+        "latency budget {:.2} of dense ({} batch {} seq {}); dense {:.2} % validation accuracy",
         r.budget,
         r.runtime,
         r.batch,
         r.seq,
         r.dense_accuracy * 100.0
     );
-    println!("{:<70} {:>13} {:>11} {:>9}", "pipeline", "latency/dense", "FLOPs/dense", "accuracy");
+    println!("{:<70} {:>13} {:>11} {:>9}", "pipeline", "latency/dense", "FLOPs/dense", "val acc");
     for c in &r.candidates {
         println!(
             "{:<70} {:>13.2} {:>11} {:>9}",
@@ -256,6 +278,12 @@ pub fn print(r: &SearchReport) {
         );
     }
     println!("best: {} -> {}", if r.best.is_empty() { "(dense)" } else { &r.best }, r.output.display());
+    println!(
+        "test (scored once after the choice): dense {}, best {}, difference {}",
+        r.test.dense.display(),
+        r.test.best.display(),
+        r.test.diff.display()
+    );
 }
 
 #[cfg(test)]

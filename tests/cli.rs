@@ -467,3 +467,242 @@ fn latency_budget_writes_the_most_accurate_pipeline_within_the_budget() {
     let e = must_fail(&args, &none);
     assert!(e.contains("no setting meets the latency budget 0.001"), "{e}");
 }
+
+/// `bench --inputs`: real sentences at their own length. Every model tokenizes the rows with its own tokenizer,
+/// batches are padded only to their longest row, and the mean tokens per row it reports is the one computed
+/// here from the data and the tokenizer; one cell per runtime x batch (x tract plan), speedups against the first
+/// model. With --data, accuracy carries its Wilson interval and the paired difference against the first model.
+#[test]
+fn bench_on_real_lengths_reports_the_data_s_own_token_counts_and_paired_accuracy() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    let mut onnx = vec![];
+    for (name, pipeline) in [("dense", ""), ("heads", "heads(ratio=0.5)")] {
+        let out = d.path().join(format!("{name}.onnx"));
+        assert!(optimize(&[s(&model), "--pass", pipeline, "-o", s(&out)]).status.success());
+        onnx.push(out);
+    }
+    let data = d.path().join("data.jsonl");
+    common::write_class_jsonl(&data, 25, 4);
+    let mut args = vec!["bench", s(&onnx[0]), s(&onnx[1]), "--inputs", s(&data), "--split", "all"];
+    args.extend(["--runtime", "tract,ort", "--batch", "1,4", "--tract-plans", "symbolic,per-length", "--warmup", "1"]);
+    args.extend(["--data", s(&data), "--train-size", "15", "--val-size", "5", "--json"]);
+    let o = optimize(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["cells"].as_array().unwrap().is_empty(), "no synthetic cells unless --seq is given");
+
+    // Mean real tokens per row, and per row after padding each batch of 4 to its longest, computed here.
+    let texts: Vec<String> =
+        bertopt_models::data::Dataset::read(&data).unwrap().examples.into_iter().map(|e| e.text).collect();
+    let mut enc = bertopt_models::tokenize::TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
+    let lens: Vec<usize> = texts
+        .iter()
+        .map(|t| enc.encode(&[t.as_str()], 128, None).unwrap().attention_mask.iter().filter(|m| **m == 1).count())
+        .collect();
+    let mean = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
+    let padded4 = lens.chunks(4).map(|c| c.len() * c.iter().max().unwrap()).sum::<usize>() as f64 / lens.len() as f64;
+    assert!(padded4 > mean, "the data has rows of different lengths: {lens:?}");
+
+    let real = r["real"].as_array().unwrap();
+    let grid: Vec<(String, u64, Option<String>)> = real
+        .iter()
+        .map(|c| {
+            let plans = c["tract_plans"].as_str().map(str::to_string);
+            (c["runtime"].as_str().unwrap().to_string(), c["batch"].as_u64().unwrap(), plans)
+        })
+        .collect();
+    let t = |b: u64, p: &str| ("tract".to_string(), b, Some(p.to_string()));
+    let want = vec![
+        t(1, "symbolic"),
+        t(1, "per-length"),
+        t(4, "symbolic"),
+        t(4, "per-length"),
+        ("ort".into(), 1, None),
+        ("ort".into(), 4, None),
+    ];
+    assert_eq!(grid, want);
+    for c in real {
+        let batch = c["batch"].as_u64().unwrap();
+        assert_eq!(c["rows"].as_u64(), Some(25));
+        assert_eq!(c["batches"].as_u64(), Some(25u64.div_ceil(batch)));
+        let ms = c["models"].as_array().unwrap();
+        assert_eq!((ms[0]["speedup_mean"].as_f64(), ms[0]["speedup_p50"].as_f64()), (Some(1.0), Some(1.0)));
+        for m in ms {
+            assert!((m["mean_tokens"].as_f64().unwrap() - mean).abs() < 1e-9, "{m} vs {mean}");
+            let want_padded = if batch == 1 { mean } else { padded4 };
+            assert!((m["mean_padded_tokens"].as_f64().unwrap() - want_padded).abs() < 1e-9, "{m}");
+            let (p50, p90, p99) =
+                (m["p50_ms"].as_f64().unwrap(), m["p90_ms"].as_f64().unwrap(), m["p99_ms"].as_f64().unwrap());
+            assert!(p50 > 0.0 && p50 <= p90 && p90 <= p99, "{m}");
+            let (mean_ms, sps) = (m["mean_ms"].as_f64().unwrap(), m["sentences_per_s"].as_f64().unwrap());
+            // 25 rows in ceil(25 / batch) batches of mean_ms each.
+            let want_sps = 25.0 / (mean_ms * 25u64.div_ceil(batch) as f64 / 1e3);
+            assert!((sps - want_sps).abs() <= 1e-6 * sps, "{m}");
+        }
+        let v = c["runtime_version"].as_str().unwrap();
+        if c["runtime"] == "ort" {
+            // The version of the library loaded: the fetched wheel is 1.31.1.
+            assert!(v.starts_with("onnxruntime 1.31"), "{v}");
+        }
+    }
+    // Accuracy on the 10 test rows (25 rows, a pool of 15) with its interval; the second model's paired difference matches the accuracies.
+    let models = r["models"].as_array().unwrap();
+    for m in models {
+        assert_eq!(m["examples"].as_u64(), Some(10));
+        let (acc, ci) = (m["accuracy"].as_f64().unwrap(), &m["ci95"]);
+        let (k, n) = ((acc * 10.0).round() as usize, 10);
+        let (lo, hi) = bertopt::stats::wilson(k, n);
+        assert_eq!((ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap()), (lo, hi));
+    }
+    assert!(models[0].get("diff_vs_first").is_none());
+    let diff = &models[1]["diff_vs_first"];
+    let (a0, a1) = (models[0]["accuracy"].as_f64().unwrap(), models[1]["accuracy"].as_f64().unwrap());
+    assert!((diff["diff"].as_f64().unwrap() - (a1 - a0)).abs() < 1e-12, "{diff}");
+    let (ao, bo) = (diff["a_only"].as_i64().unwrap(), diff["b_only"].as_i64().unwrap());
+    assert_eq!(bo - ao, ((a1 - a0) * 10.0).round() as i64);
+}
+
+/// Test rows cannot leak into a choice: with every test label flipped, training picks the same epochs with the
+/// same validation accuracies and budget mode sees the same validation accuracy for every candidate, while the
+/// reported test accuracy turns into its complement (so the flip did reach the test rows).
+#[test]
+fn flipping_every_test_label_changes_no_choice() {
+    use bertopt::split::SplitArgs;
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    let data = d.path().join("data.jsonl");
+    common::write_sentiment_jsonl(&data, 60, 11);
+    let split = SplitArgs { data: vec![data.clone()], train_size: Some(40), val_size: Some(10), ..Default::default() };
+    let parts = split.splits().unwrap();
+    let test: std::collections::HashSet<String> = parts.test.examples.iter().map(|e| e.text.clone()).collect();
+    let pool: std::collections::HashSet<String> =
+        parts.train.examples.iter().chain(&parts.val.examples).map(|e| e.text.clone()).collect();
+    assert!(test.is_disjoint(&pool), "texts are unique, so flipping by text flips test rows only");
+    let flipped = d.path().join("flipped.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&data)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            if test.contains(v["text"].as_str().unwrap()) {
+                v["label"] = (1 - v["label"].as_i64().unwrap()).into();
+            }
+            v.to_string()
+        })
+        .collect();
+    std::fs::write(&flipped, lines.join("\n")).unwrap();
+
+    let mut runs = vec![];
+    for (name, file) in [("a", &data), ("b", &flipped)] {
+        let out = d.path().join(format!("t{name}"));
+        let mut args = vec!["train", "--from", s(&model), "--data", s(file), "--train-size", "40", "--val-size", "10"];
+        args.extend(["--epochs", "3", "--batch", "8", "--max-len", "16", "--lr", "5e-3", "--json", "-o", s(&out)]);
+        let o = optimize(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let onnx = d.path().join(format!("t{name}.onnx"));
+        assert!(optimize(&[s(&out), "-o", s(&onnx)]).status.success());
+        let o = optimize(&["eval", s(&onnx), "--data", s(file), "--train-size", "40", "--val-size", "10", "--json"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let e: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let budget = d.path().join(format!("best{name}.onnx"));
+        let mut args = vec![s(&out), "--latency-budget", "100", "--iters", "1", "--json", "-o", s(&budget)];
+        args.extend(["--search", "heads=0,0.5;ffn=0,0.5;tile=0", "--data", s(file), "--train-size", "40"]);
+        args.extend(["--val-size", "10", "--seq", "8"]);
+        let o = optimize(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let b: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        runs.push((r, e, b));
+    }
+    let ((ra, ea, ba), (rb, eb, bb)) = (&runs[0], &runs[1]);
+    assert_eq!(ra["best_epoch"], rb["best_epoch"]);
+    let per_epoch = |r: &serde_json::Value| -> Vec<(serde_json::Value, serde_json::Value)> {
+        r["epochs"].as_array().unwrap().iter().map(|e| (e["train_loss"].clone(), e["val_accuracy"].clone())).collect()
+    };
+    assert_eq!(per_epoch(ra), per_epoch(rb), "losses and validation accuracies per epoch are unchanged");
+    assert_eq!(ea["examples"].as_u64(), Some(20), "60 rows, a pool of 40");
+    let (ta, tb) = (ea["accuracy"].as_f64().unwrap(), eb["accuracy"].as_f64().unwrap());
+    assert!((ta + tb - 1.0).abs() < 1e-12, "the same model's test accuracy on flipped labels is 1 - {ta}: {tb}");
+    let val_acc = |b: &serde_json::Value| -> Vec<serde_json::Value> {
+        b["candidates"].as_array().unwrap().iter().map(|c| c["accuracy"].clone()).collect()
+    };
+    assert_eq!(val_acc(ba), val_acc(bb), "every candidate's validation accuracy is unchanged");
+    assert_eq!(ba["dense_accuracy"], bb["dense_accuracy"]);
+    let (da, db) =
+        (ba["test"]["dense"]["accuracy"].as_f64().unwrap(), bb["test"]["dense"]["accuracy"].as_f64().unwrap());
+    assert!((da + db - 1.0).abs() < 1e-12, "budget mode's test figure is on the flipped rows: {da} {db}");
+}
+
+/// A model records the split it was trained on; `eval` refuses to call rows "test" that this split trained on,
+/// naming both splits, and evaluates a file the model never saw (`--split all`).
+#[test]
+fn eval_refuses_test_rows_of_another_split_of_the_training_data() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    let data = d.path().join("data.jsonl");
+    common::write_sentiment_jsonl(&data, 30, 5);
+    let other = d.path().join("other.jsonl");
+    common::write_sentiment_jsonl(&other, 12, 6);
+    let out = d.path().join("t");
+    let mut args = vec!["train", "--from", s(&model), "--data", s(&data), "--train-size", "20", "--epochs", "1"];
+    args.extend(["--max-len", "16", "--json", "-o", s(&out)]);
+    assert!(optimize(&args).status.success());
+    let onnx = d.path().join("t.onnx");
+    assert!(optimize(&[s(&out), "-o", s(&onnx)]).status.success());
+    let ok = optimize(&["eval", s(&onnx), "--data", s(&data), "--train-size", "20"]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let line = String::from_utf8_lossy(&ok.stdout);
+    assert!(line.contains("test accuracy") && line.contains("(") && line.contains("of 10)"), "{line}");
+    let e = optimize(&["eval", s(&onnx), "--data", s(&data), "--train-size", "20", "--seed", "7"]);
+    assert!(!e.status.success());
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(
+        msg.contains("refusing to report test accuracy") && msg.contains("seed 42") && msg.contains("seed 7"),
+        "{msg}"
+    );
+    let e = optimize(&["eval", s(&onnx), "--data", s(&data), "--split", "all"]);
+    assert!(!e.status.success(), "all rows of the training file are not a test");
+    let o = optimize(&["eval", s(&onnx), "--data", s(&other), "--split", "all", "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((r["examples"].as_u64(), r["split"].as_str()), (Some(12), Some("all")));
+}
+
+/// A label the model does not have is named as the file writes it, not by the class number it was given.
+#[test]
+fn eval_names_an_unknown_label_as_written() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    // Labels "0" and "1", as `optimize train` writes them for 0/1 data.
+    let cfg = std::fs::read_to_string(model.join("config.json")).unwrap();
+    std::fs::write(model.join("config.json"), cfg.replace("class_", "")).unwrap();
+    let onnx = d.path().join("m.onnx");
+    assert!(optimize(&[s(&model), "-o", s(&onnx)]).status.success());
+    let data = d.path().join("bad.jsonl");
+    let rows: Vec<String> = (0..10)
+        .map(|i| format!("{{\"text\": \"good movie {i}\", \"label\": {}}}", if i == 3 { 7 } else { i % 2 }))
+        .collect();
+    std::fs::write(&data, rows.join("\n")).unwrap();
+    let e = optimize(&["eval", s(&onnx), "--data", s(&data), "--split", "all"]);
+    assert!(!e.status.success());
+    let msg = String::from_utf8_lossy(&e.stderr);
+    assert!(msg.contains("label \"7\""), "{msg}");
+}
+
+/// A tokenizer.json that does not parse is refused at export, naming the file, with no output written (before,
+/// the export succeeded and `run` failed later).
+#[test]
+fn export_refuses_a_tokenizer_that_does_not_parse() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    std::fs::write(model.join("tokenizer.json"), "{\"model\": {\"type\": \"NoSuchModel\"}}").unwrap();
+    let onnx = d.path().join("m.onnx");
+    let e = must_fail(&[s(&model), "-o", s(&onnx)], &onnx);
+    assert!(e.contains("tokenizer.json") && e.contains("not a tokenizer"), "{e}");
+}

@@ -317,7 +317,8 @@ fn calibrate_at_batch_3_and_eval_of_the_segmented_model_agree() {
         .collect();
     std::fs::write(&data, lines.join("\n")).unwrap();
     let out = d.path().join("calib");
-    let split = ["--data", data.to_str().unwrap(), "--train-size", "2", "--max-len", "16"];
+    // Calibration chooses on the 8 validation rows (a pool of 9, its last 8); eval --split val reads the same rows.
+    let split = ["--data", data.to_str().unwrap(), "--train-size", "9", "--val-size", "8", "--max-len", "16"];
     let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
         .args(["calibrate", model.to_str().unwrap()])
         .args(split)
@@ -339,7 +340,7 @@ fn calibrate_at_batch_3_and_eval_of_the_segmented_model_agree() {
         assert!(seg.join("segments.json").is_file(), "{}", seg.display());
         for rt in ["tract", "ort"] {
             let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
-                .args(["eval", seg.to_str().unwrap(), "--runtime", rt, "--batch", "4", "--json"])
+                .args(["eval", seg.to_str().unwrap(), "--runtime", rt, "--batch", "4", "--split", "val", "--json"])
                 .args(split)
                 .output()
                 .unwrap();

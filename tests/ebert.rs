@@ -176,6 +176,7 @@ fn training_pushes_the_expected_flops_toward_the_target_then_trains_under_top_k(
     let out = d.path().join("ebert");
     let o = Command::new(env!("CARGO_BIN_EXE_optimize"))
         .args(["train-ebert", base.to_str().unwrap(), "--data", data.to_str().unwrap(), "--train-size", "64"])
+        .args(["--val-size", "16"])
         .args(["--target", "0.5", "--group-size", "16", "--epochs", "3", "--batch", "16", "--max-len", "16"])
         .args(["--lambda", "20", "--json", "-o", out.to_str().unwrap()])
         // One more epoch under the fused graph's top-k decisions, distilled from the starting model.
@@ -188,7 +189,7 @@ fn training_pushes_the_expected_flops_toward_the_target_then_trains_under_top_k(
     let phases: Vec<&str> = epochs.iter().map(|e| e["gates"].as_str().unwrap()).collect();
     assert_eq!(phases, ["gumbel", "gumbel", "gumbel", "top-k"]);
     assert_eq!(r["config"]["teacher"], "base (alpha 0.3, temperature 2)", "named as train and recover name it");
-    // The epoch saved is the one with the best held-out top-k accuracy (checked on the export below).
+    // The epoch saved is the one with the best validation top-k accuracy (checked on the export below).
     let best = r["best_epoch"].as_u64().unwrap() as usize;
     let accuracy = |e: &serde_json::Value| e["top_k_accuracy"].as_f64().unwrap();
     assert_eq!(epochs[best - 1]["top_k_accuracy"], r["top_k"]["accuracy"]);
@@ -207,7 +208,7 @@ fn training_pushes_the_expected_flops_toward_the_target_then_trains_under_top_k(
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    // The saved model, fused, scores what the report says on the same held-out split.
+    // The saved model, fused, scores what the report says on the same validation rows.
     let o = common::optimize(&[
         "eval",
         common::s(&onnx),
@@ -215,6 +216,10 @@ fn training_pushes_the_expected_flops_toward_the_target_then_trains_under_top_k(
         common::s(&data),
         "--train-size",
         "64",
+        "--val-size",
+        "16",
+        "--split",
+        "val",
         "--max-len",
         "16",
         "--json",

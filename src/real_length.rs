@@ -1,0 +1,231 @@
+//! Latency on real sentences at their own length: what a server holding one loaded model sees. Each model
+//! tokenizes the rows with its own embedded tokenizer; batches are taken in data order and padded only to their
+//! longest row; tract runs one plan over a symbolic sequence length (or, with `per-length`, a cached plan per
+//! input shape, all built during warm-up); ONNX Runtime runs as usual. Models run interleaved batch by batch, so
+//! drift in machine load hits every model alike, and speedups are against the first model in the same run.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::run::{self, Batch, RunnerOptions, Runtime};
+
+/// How tract is planned for inputs of varying length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TractPlans {
+    /// One plan over a symbolic sequence length, made at load.
+    Symbolic,
+    /// One plan per input shape, made on first use (during warm-up here).
+    PerLength,
+}
+
+#[derive(Clone, Debug)]
+pub struct RealLengthConfig {
+    pub runtimes: Vec<Runtime>,
+    pub batches: Vec<usize>,
+    pub tract_plans: Vec<TractPlans>,
+    pub max_len: usize,
+    /// Timed passes over all rows.
+    pub repeat: usize,
+    /// Untimed batches per model before timing (with `per-length`, every batch is run once instead).
+    pub warmup: usize,
+    /// Intra-op threads of ONNX Runtime; tract runs on one.
+    pub threads: usize,
+}
+
+/// One model in one real-length cell.
+#[derive(Debug, Serialize)]
+pub struct RealTiming {
+    pub model: PathBuf,
+    /// Latency of one batch.
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub sentences_per_s: f64,
+    /// Real (unpadded) tokens per row, [CLS] and [SEP] included, with this model's tokenizer.
+    pub mean_tokens: f64,
+    /// Tokens per row after padding each batch to its longest row.
+    pub mean_padded_tokens: f64,
+    /// The first model's mean (p50) divided by this model's, in this cell.
+    pub speedup_mean: f64,
+    pub speedup_p50: f64,
+    /// Early-exit models: average layers run on these rows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avg_layers: Option<f64>,
+    /// Seconds spent in warm-up (with `per-length`: planning every shape).
+    pub warmup_s: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RealCell {
+    pub runtime: Runtime,
+    pub runtime_version: String,
+    /// tract only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tract_plans: Option<TractPlans>,
+    pub batch: usize,
+    pub threads: usize,
+    pub rows: usize,
+    pub batches: usize,
+    pub models: Vec<RealTiming>,
+}
+
+/// Mean real tokens per row of `batches` (sum of the attention masks over the rows).
+pub fn mean_tokens(batches: &[Batch]) -> f64 {
+    let rows: usize = batches.iter().map(|b| b.batch).sum();
+    let tokens: i64 = batches.iter().flat_map(|b| b.attention_mask.iter()).sum();
+    tokens as f64 / rows.max(1) as f64
+}
+
+/// The rows as `model` would see them: its tokenizer, `batch` rows at a time in order, padded to the longest.
+pub fn batches_for(model: &Path, texts: &[String], batch: usize, max_len: usize) -> anyhow::Result<Vec<Batch>> {
+    let mut enc = crate::tokenize::for_model(model, None)?;
+    texts
+        .chunks(batch.max(1))
+        .map(|c| {
+            let t: Vec<&str> = c.iter().map(String::as_str).collect();
+            enc.encode(&t, max_len, None)
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len().max(1) - 1) as f64 * p).round() as usize;
+    sorted.get(i.min(sorted.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
+}
+
+/// Every cell of runtimes x batch sizes (x tract plans) on `texts`.
+pub fn bench(models: &[PathBuf], texts: &[String], cfg: &RealLengthConfig) -> anyhow::Result<Vec<RealCell>> {
+    anyhow::ensure!(!texts.is_empty(), "--inputs: no rows to time");
+    anyhow::ensure!(cfg.repeat > 0, "--repeat must be positive");
+    anyhow::ensure!(cfg.batches.iter().all(|&b| b > 0), "--batch needs positive sizes");
+    let mut cells = vec![];
+    for &runtime in &cfg.runtimes {
+        let plans: Vec<Option<TractPlans>> = match runtime {
+            Runtime::Tract => cfg.tract_plans.iter().copied().map(Some).collect(),
+            Runtime::Ort => vec![None],
+        };
+        for &batch in &cfg.batches {
+            for &p in &plans {
+                cells.push(cell(models, texts, cfg, runtime, batch, p)?);
+            }
+        }
+    }
+    Ok(cells)
+}
+
+fn cell(
+    models: &[PathBuf],
+    texts: &[String],
+    cfg: &RealLengthConfig,
+    runtime: Runtime,
+    batch: usize,
+    plans: Option<TractPlans>,
+) -> anyhow::Result<RealCell> {
+    let inputs =
+        models.iter().map(|m| batches_for(m, texts, batch, cfg.max_len)).collect::<anyhow::Result<Vec<_>>>()?;
+    let n = inputs[0].len();
+    let mut runners = vec![];
+    let mut warmup_s = vec![];
+    for (m, bs) in models.iter().zip(&inputs) {
+        let fixed_shape = (plans == Some(TractPlans::PerLength)).then(|| (bs[0].batch, bs[0].seq));
+        let start = Instant::now();
+        let mut r = run::load(runtime, m, RunnerOptions { fixed_shape, threads: cfg.threads })?;
+        let warm: &[Batch] = if fixed_shape.is_some() { bs } else { &bs[..cfg.warmup.min(bs.len())] };
+        for b in warm {
+            r.run(b)?;
+        }
+        warmup_s.push(start.elapsed().as_secs_f64());
+        runners.push(r);
+    }
+    let mut ms: Vec<Vec<f64>> = vec![Vec::with_capacity(n * cfg.repeat); models.len()];
+    let mut layers: Vec<Vec<f64>> = vec![vec![]; models.len()];
+    for rep in 0..cfg.repeat {
+        // Batch i of every model before batch i + 1 of any: the interleaving needs the index.
+        #[allow(clippy::needless_range_loop)]
+        for i in 0..n {
+            for (j, r) in runners.iter_mut().enumerate() {
+                let start = Instant::now();
+                let out = r.run(&inputs[j][i])?;
+                ms[j].push(start.elapsed().as_secs_f64() * 1e3);
+                if rep == 0 {
+                    if let Some(l) = out.iter().find(|o| o.name == "exit_layer") {
+                        layers[j].extend(l.data.iter().map(|&v| v as f64));
+                    }
+                }
+            }
+        }
+    }
+    let mut timings = vec![];
+    for (j, m) in models.iter().enumerate() {
+        let total_s: f64 = ms[j].iter().sum::<f64>() / 1e3;
+        let mut sorted = ms[j].clone();
+        sorted.sort_by(f64::total_cmp);
+        let padded: usize = inputs[j].iter().map(|b| b.batch * b.seq).sum();
+        timings.push(RealTiming {
+            model: m.clone(),
+            mean_ms: ms[j].iter().sum::<f64>() / ms[j].len() as f64,
+            p50_ms: percentile(&sorted, 0.5),
+            p90_ms: percentile(&sorted, 0.9),
+            p99_ms: percentile(&sorted, 0.99),
+            sentences_per_s: (texts.len() * cfg.repeat) as f64 / total_s,
+            mean_tokens: mean_tokens(&inputs[j]),
+            mean_padded_tokens: padded as f64 / texts.len() as f64,
+            speedup_mean: 0.0,
+            speedup_p50: 0.0,
+            avg_layers: (!layers[j].is_empty()).then(|| layers[j].iter().sum::<f64>() / layers[j].len() as f64),
+            warmup_s: warmup_s[j],
+        });
+    }
+    let (mean0, p500) = (timings[0].mean_ms, timings[0].p50_ms);
+    for t in &mut timings {
+        t.speedup_mean = mean0 / t.mean_ms;
+        t.speedup_p50 = p500 / t.p50_ms;
+    }
+    let threads = if runtime == Runtime::Tract { 1 } else { cfg.threads.max(1) };
+    Ok(RealCell {
+        runtime,
+        runtime_version: crate::bench::runtime_version(runtime),
+        tract_plans: plans,
+        batch,
+        threads,
+        rows: texts.len(),
+        batches: n,
+        models: timings,
+    })
+}
+
+pub fn print(cells: &[RealCell]) {
+    for c in cells {
+        println!();
+        let plans = c.tract_plans.map_or(String::new(), |p| {
+            format!(", {} plan", if p == TractPlans::Symbolic { "symbolic-length" } else { "per-length" })
+        });
+        println!(
+            "{} ({}{plans}), real lengths: {} rows in {} batches of {}, threads {}",
+            c.runtime, c.runtime_version, c.rows, c.batches, c.batch, c.threads
+        );
+        println!(
+            "{:<32} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>7}",
+            "model", "mean ms", "p50 ms", "p90 ms", "p99 ms", "sent/s", "tokens", "x mean", "x p50", "layers"
+        );
+        for m in &c.models {
+            println!(
+                "{:<32} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>7.1} {:>7.2}x {:>7.2}x {:>7}",
+                crate::bench::name(&m.model),
+                m.mean_ms,
+                m.p50_ms,
+                m.p90_ms,
+                m.p99_ms,
+                m.sentences_per_s,
+                m.mean_tokens,
+                m.speedup_mean,
+                m.speedup_p50,
+                m.avg_layers.map_or("-".into(), |l| format!("{l:.2}"))
+            );
+        }
+    }
+}
