@@ -322,6 +322,7 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
                 batch: 32,
                 max_len: cfg.max_len,
                 tokenizer: None,
+                against: None,
             })?;
             s.diff_vs_first = first.as_ref().map(|f| crate::stats::paired(f, &e.right));
             (s.accuracy, s.ci95, s.examples, s.avg_layers) =

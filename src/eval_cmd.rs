@@ -13,7 +13,7 @@ use crate::split::Part;
 use crate::stats::Accuracy;
 
 /// Arguments of `optimize eval`.
-#[derive(clap::Args)]
+#[derive(clap::Args, Clone)]
 pub struct EvalArgs {
     pub model: PathBuf,
     #[command(flatten)]
@@ -31,6 +31,9 @@ pub struct EvalArgs {
     /// tokenizer.json to use instead of the one embedded in the model.
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// Also evaluate this model (e.g. the dense one) on the same rows and report the paired difference.
+    #[arg(long)]
+    pub against: Option<PathBuf>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -53,6 +56,16 @@ pub struct EvalReport {
     pub avg_layers: Option<f64>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exit_histogram: Vec<(usize, usize)>,
+    /// With `--against`: that model's accuracy on the same rows, and this model's minus it, paired.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub against: Option<Against>,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct Against {
+    pub model: PathBuf,
+    pub accuracy: Accuracy,
+    pub diff: crate::stats::PairedDiff,
 }
 
 /// The model's label names from its ONNX metadata (generic `LABEL_i` when it has none).
@@ -71,6 +84,19 @@ impl EvalReport {
 }
 
 pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
+    let mut r = run_one(a)?;
+    if let Some(base) = &a.against {
+        let b = run_one(&EvalArgs { model: base.clone(), against: None, tokenizer: None, ..a.clone() })?;
+        r.against = Some(Against {
+            model: base.clone(),
+            accuracy: b.accuracy(),
+            diff: crate::stats::paired(&b.right, &r.right),
+        });
+    }
+    Ok(r)
+}
+
+fn run_one(a: &EvalArgs) -> anyhow::Result<EvalReport> {
     run::ensure_model(&a.model)?;
     let start = Instant::now();
     let trained_on = crate::bench::recorded_splits(&a.model)?;
@@ -114,5 +140,6 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
         avg_layers: (!exits.is_empty())
             .then(|| exits.iter().map(|(l, n)| (l * n) as f64).sum::<f64>() / exits.values().sum::<usize>() as f64),
         exit_histogram: exits.into_iter().collect(),
+        against: None,
     })
 }

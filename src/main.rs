@@ -503,6 +503,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     r.runtime,
                     r.seconds
                 );
+                if let Some(b) = &r.against {
+                    println!("  {}: {}; difference {}", b.model.display(), b.accuracy.display(), b.diff.display());
+                }
                 if let Some(avg) = r.avg_layers {
                     let hist: Vec<String> = r.exit_histogram.iter().map(|(l, n)| format!("{l}: {n}")).collect();
                     println!("average layers run {avg:.2}; inputs leaving per layer {}", hist.join(", "));

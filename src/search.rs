@@ -210,6 +210,7 @@ pub fn search(a: &SearchArgs, progress: bool) -> anyhow::Result<SearchReport> {
             batch: 32,
             max_len: a.max_len,
             tokenizer: None,
+            against: None,
         })
     };
     let eval = |model: &Path| eval_on(model, Part::Val).map(|e| e.accuracy);

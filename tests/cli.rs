@@ -670,6 +670,16 @@ fn eval_refuses_test_rows_of_another_split_of_the_training_data() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((r["examples"].as_u64(), r["split"].as_str()), (Some(12), Some("all")));
+    // --against: the other model on the same rows, and the paired difference of the two accuracies.
+    let base = d.path().join("base.onnx");
+    assert!(optimize(&[s(&out), "--pass", "heads(ratio=0.5)", "-o", s(&base)]).status.success());
+    let o = optimize(&["eval", s(&onnx), "--data", s(&other), "--split", "all", "--against", s(&base), "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (mine, theirs) = (r["accuracy"].as_f64().unwrap(), r["against"]["accuracy"]["accuracy"].as_f64().unwrap());
+    let diff = &r["against"]["diff"];
+    assert!((diff["diff"].as_f64().unwrap() - (mine - theirs)).abs() < 1e-12, "{r}");
+    assert_eq!(r["against"]["accuracy"]["rows"].as_u64(), Some(12));
 }
 
 /// A label the model does not have is named as the file writes it, not by the class number it was given.

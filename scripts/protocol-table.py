@@ -1,0 +1,60 @@
+"""Markdown table of scripts/protocol-minilm-mr's results: test accuracy with its 95 % interval, the paired
+difference against dense, out-of-domain accuracy, and latency at real length and at 128 tokens.
+Usage: python3 scripts/protocol-table.py OUT_DIR EXIT_PIPELINE"""
+import json
+import sys
+
+out, exit_pass = sys.argv[1], sys.argv[2]
+bench = json.load(open(f"{out}/bench.json"))
+
+
+def name(p):
+    p = p.rstrip("/").split("/")[-1]
+    return p.rsplit(".", 1)[0]
+
+
+def pct(a):
+    return f"{100 * a:.2f}"
+
+
+def interval(ci):
+    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
+
+def diff(d):
+    if d is None:
+        return "-"
+    same = d["ci95"][0] <= 0 <= d["ci95"][1]
+    return f"{100 * d['diff']:+.2f} {interval(d['ci95'])}" + (" (=)" if same else "")
+
+
+real = {(c["runtime"], c["batch"]): {name(m["model"]): m for m in c["models"]} for c in bench["real"]}
+synth = {(c["runtime"], c["batch"]): {name(m["model"]): m for m in c["models"]} for c in bench["cells"]}
+rows = bench["real"][0]["rows"]
+tokens = bench["real"][0]["models"][0]["mean_tokens"]
+m0 = bench["machine"]
+print(f"{m0['cpu']}, {m0['cores']} cores, 1 thread. Test: {bench['models'][0]['examples']} MR rows; "
+      f"latency on the {rows} test sentences at their own length ({tokens:.1f} tokens per row on average).")
+print(f"exit = `{exit_pass}` (chosen on validation).")
+print()
+print("| model | test accuracy [95 %] | vs dense, paired [95 %] | out of domain (IMDB) | vs dense | "
+      "tract b1 | tract b8 | ORT b1 | ORT b8 | tract 1x128 | ORT 1x128 |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for m in bench["models"]:
+    n = name(m["model"])
+    ood = json.load(open(f"{out}/ood-{n}.json"))
+    od = ood["against"]["diff"] if n != "dense" else None
+    cells = []
+    for rt in ("tract", "ort"):
+        for b in (1, 8):
+            t = real[(rt, b)][n]
+            layers = f", {t['avg_layers']:.2f} layers" if t.get("avg_layers") is not None and b == 1 else ""
+            cells.append(f"{t['mean_ms']:.1f} ms ({t['speedup_mean']:.2f}x{layers})")
+    for rt in ("tract", "ort"):
+        t = synth.get((rt, 1), {}).get(n)
+        cells.append("-" if t is None else f"{t['p50_ms']:.1f} ms ({t['speedup_vs_first']:.2f}x)")
+    print(f"| {n} | {pct(m['accuracy'])} {interval(m['ci95'])} | {diff(m.get('diff_vs_first'))} | "
+          f"{pct(ood['accuracy'])} {interval(ood['ci95'])} | {diff(od)} | " + " | ".join(cells) + " |")
+print()
+print("Latency: mean per batch at real length (speedup of the mean over dense in the same run); 1x128: synthetic, p50.")
+print("(=): the paired interval contains 0, no measurable difference from dense.")
