@@ -58,3 +58,17 @@ for m in bench["models"]:
 print()
 print("Latency: mean per batch at real length (speedup of the mean over dense in the same run); 1x128: synthetic, p50.")
 print("(=): the paired interval contains 0, no measurable difference from dense.")
+
+try:
+    plans = json.load(open(f"{out}/bench-plans.json"))
+except FileNotFoundError:
+    plans = None
+if plans:
+    print()
+    print("tract, batch 1, the same test sentences: one symbolic-length plan vs a plan per input shape "
+          "(built during warm-up; warm-up seconds include planning)")
+    print("| plans | " + " | ".join(name(m["model"]) for m in plans["real"][0]["models"]) + " |")
+    print("|---|" + "---|" * len(plans["real"][0]["models"]))
+    for c in plans["real"]:
+        cells = [f"{m['mean_ms']:.2f} ms ({m['speedup_mean']:.2f}x; warm-up {m['warmup_s']:.1f} s)" for m in c["models"]]
+        print(f"| {c['tract_plans']} | " + " | ".join(cells) + " |")
