@@ -8,8 +8,8 @@ use crate::calibrate::Calibration;
 
 type Panel<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
 
-/// Two panels: accuracy against average layers run, and against mean tract latency; the final classifier (no
-/// exit) is the reference point in both.
+/// Two panels: validation accuracy (with its 95 % Wilson interval as a bar) against average layers run, and
+/// against mean tract latency; the final classifier (no exit) is the reference point in both.
 pub fn calibration_svg(c: &Calibration, path: &Path) -> anyhow::Result<()> {
     let mut svg = String::new();
     {
@@ -17,7 +17,14 @@ pub fn calibration_svg(c: &Calibration, path: &Path) -> anyhow::Result<()> {
         root.fill(&WHITE)?;
         let (left, right) = root.split_horizontally(480);
         let acc: Vec<f64> = c.settings.iter().map(|s| s.accuracy * 100.0).chain([c.dense_accuracy * 100.0]).collect();
-        let (lo, hi) = acc.iter().fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        let ci: Vec<(f64, f64)> = acc
+            .iter()
+            .map(|a| {
+                let (l, h) = crate::stats::wilson((a / 100.0 * c.examples as f64).round() as usize, c.examples);
+                (l * 100.0, h * 100.0)
+            })
+            .collect();
+        let (lo, hi) = ci.iter().fold((f64::MAX, f64::MIN), |(a, b), &(l, h)| (a.min(l), b.max(h)));
         let y = (lo - 1.0)..(hi + 1.0);
         let latency = format!("mean latency, tract batch {} (ms)", c.batch);
         let panels: [(&Panel, &str, Vec<f64>, f64); 2] = [
@@ -36,6 +43,9 @@ pub fn calibration_svg(c: &Calibration, path: &Path) -> anyhow::Result<()> {
             let pts: Vec<(f64, f64)> = xs.iter().zip(&acc).map(|(&x, &a)| (x, a)).collect();
             chart.draw_series(LineSeries::new(pts.clone(), &BLUE))?.label("early exit settings");
             chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, BLUE.filled())))?;
+            for (&x, &(l, h)) in xs.iter().chain([&dense_x]).zip(&ci) {
+                chart.draw_series(LineSeries::new([(x, l), (x, h)], BLUE.mix(0.4)))?;
+            }
             chart
                 .draw_series([Circle::new((dense_x, c.dense_accuracy * 100.0), 5, RED.filled())])?
                 .label("no exit (final classifier)");
