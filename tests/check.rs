@@ -31,7 +31,12 @@ onnx.checker.check_model(onnx.load(f"{d}/good.onnx"), full_check=True)
 save("unordered", [nodes[1], nodes[0], nodes[2]])
 save("unknown_op", [nodes[0], h.make_node("FancyAdd", ["xw", "b"], ["z"], name="fancy"), nodes[2]])
 "#;
-    let o = std::process::Command::new("python3").arg("-c").arg(script).arg(dir).output().unwrap();
+    let o = std::process::Command::new(std::env::var("PYTHON").unwrap_or_else(|_| "python3".into()))
+        .arg("-c")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .unwrap();
     assert!(
         o.status.success(),
         "writing the test models needs the onnx Python package (`pip install onnx==1.23.2`, which the README's test \
