@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use serde::Serialize;
 
 use crate::run::{self, Batch, RunnerOptions, Runtime};
@@ -163,7 +162,8 @@ fn ort_loaded_version() -> Option<String> {
     }
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile of sorted latencies (nearest rank); NaN for none.
+pub(crate) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -242,13 +242,6 @@ pub(crate) struct Recorded {
     notes: Vec<String>,
     /// Floating-point weights, of every stage of a segmented model.
     params: u64,
-    /// The data splits the model was trained on.
-    splits: Vec<crate::split::SplitRecord>,
-}
-
-/// The data splits bertopt recorded in a model (empty for a model without a record).
-pub fn recorded_splits(path: &Path) -> anyhow::Result<Vec<crate::split::SplitRecord>> {
-    Ok(recorded(path)?.splits)
 }
 
 pub(crate) fn recorded(path: &Path) -> anyhow::Result<Recorded> {
@@ -276,8 +269,6 @@ pub(crate) fn recorded(path: &Path) -> anyhow::Result<Recorded> {
         flops_poly: get(crate::export::META_FLOPS).and_then(|v| serde_json::from_str(&v).ok()),
         notes,
         params: summaries.iter().map(|s| s.float_params).sum(),
-        splits: crate::split::parse_recorded(get(crate::export::META_SPLITS).as_deref())
-            .with_context(|| format!("{}", path.display()))?,
     })
 }
 
@@ -429,16 +420,8 @@ pub fn print_table(r: &BenchReport) {
             name(&m.model),
             m.params,
             m.flops_poly.map_or("-".into(), |p| format!("{:.3}", crate::export::flops_at(&p, seq) / 1e9)),
-            m.accuracy.zip(m.ci95).map_or("-".into(), |(a, ci)| {
-                format!("{:.2} % [{:.1}, {:.1}]", a * 100.0, ci[0] * 100.0, ci[1] * 100.0)
-            }),
-            m.diff_vs_first.map_or("-".into(), |d| format!(
-                "{:+.2} pt [{:+.1}, {:+.1}]{}",
-                d.diff * 100.0,
-                d.ci95[0] * 100.0,
-                d.ci95[1] * 100.0,
-                if d.measurable() { "" } else { " (=)" }
-            )),
+            m.accuracy.zip(m.ci95).map_or("-".into(), |(a, ci)| crate::stats::percent_with_interval(a, ci)),
+            m.diff_vs_first.map_or("-".into(), |d| d.short()),
             m.avg_layers.map_or("-".into(), |l| format!("{l:.2}")),
             m.pipeline
         );

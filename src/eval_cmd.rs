@@ -3,9 +3,10 @@
 //! (or `--split val`) with a 95 % interval, and refuses to call rows "test" that the model trained or was
 //! validated on, by the split the model records.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
 use bertopt_models::data::Example;
 
 use crate::run::{self, RunnerOptions, Runtime};
@@ -69,12 +70,10 @@ pub struct Against {
 }
 
 /// The model's label names from its ONNX metadata (generic `LABEL_i` when it has none).
-fn model_labels(model: &Path, n: usize) -> anyhow::Result<Vec<String>> {
-    let named: Option<Vec<String>> = crate::onnx::read_metadata(model)?
-        .into_iter()
-        .find(|(k, _)| k == crate::export::META_LABELS)
-        .and_then(|(_, v)| serde_json::from_str(&v).ok());
-    Ok(named.unwrap_or_else(|| (0..n).map(|i| format!("LABEL_{i}")).collect()))
+fn model_labels(meta: &[(String, String)], n: usize) -> Vec<String> {
+    let named: Option<Vec<String>> =
+        meta.iter().find(|(k, _)| k == crate::export::META_LABELS).and_then(|(_, v)| serde_json::from_str(v).ok());
+    named.unwrap_or_else(|| (0..n).map(|i| format!("LABEL_{i}")).collect())
 }
 
 impl EvalReport {
@@ -99,11 +98,14 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
 fn run_one(a: &EvalArgs) -> anyhow::Result<EvalReport> {
     run::ensure_model(&a.model)?;
     let start = Instant::now();
-    let trained_on = crate::bench::recorded_splits(&a.model)?;
+    // Labels, recorded splits and tokenizer from one read of the metadata.
+    let meta = crate::onnx::read_metadata(&a.model).with_context(|| format!("reading {}", a.model.display()))?;
+    let recorded = meta.iter().find(|(k, _)| k == crate::export::META_SPLITS).map(|(_, v)| v.as_str());
+    let trained_on = crate::split::parse_recorded(recorded).with_context(|| format!("{}", a.model.display()))?;
     let data = a.split.rows_for(a.part, &a.model, &trained_on)?;
-    let labels = model_labels(&a.model, data.labels.len())?;
+    let labels = model_labels(&meta, data.labels.len());
     let data = crate::train_cmd::align_labels(data, &labels, &a.model)?;
-    let mut enc = crate::tokenize::for_model(&a.model, a.tokenizer.as_deref())?;
+    let mut enc = crate::tokenize::from_metadata(&a.model, &meta, a.tokenizer.as_deref())?;
     let mut runner = run::load(a.runtime, &a.model, RunnerOptions::default())?;
     let mut right = Vec::with_capacity(data.examples.len());
     let mut exits: std::collections::BTreeMap<usize, usize> = Default::default();

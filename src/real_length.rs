@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::bench::percentile;
 use crate::run::{self, Batch, RunnerOptions, Runtime};
 
 /// How tract is planned for inputs of varying length.
@@ -90,11 +91,6 @@ pub fn batches_for(model: &Path, texts: &[String], batch: usize, max_len: usize)
             enc.encode(&t, max_len, None)
         })
         .collect()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let i = ((sorted.len().max(1) - 1) as f64 * p).round() as usize;
-    sorted.get(i.min(sorted.len().saturating_sub(1))).copied().unwrap_or(f64::NAN)
 }
 
 /// Every cell of runtimes x batch sizes (x tract plans) on `texts`.

@@ -35,8 +35,13 @@ impl Accuracy {
 
     /// "81.38 % [78.5, 83.9]"
     pub fn display(&self) -> String {
-        format!("{:.2} % [{:.1}, {:.1}]", self.accuracy * 100.0, self.ci95[0] * 100.0, self.ci95[1] * 100.0)
+        percent_with_interval(self.accuracy, self.ci95)
     }
+}
+
+/// A fraction and its interval as percentages: "81.38 % [78.5, 83.9]".
+pub fn percent_with_interval(x: f64, ci: [f64; 2]) -> String {
+    format!("{:.2} % [{:.1}, {:.1}]", x * 100.0, ci[0] * 100.0, ci[1] * 100.0)
 }
 
 /// The Wilson score interval (95 %) of `k` successes in `n` trials; (0, 1) for `n` = 0.
@@ -92,12 +97,21 @@ impl PairedDiff {
 
     /// "-1.25 pt [-2.9, +0.4], no measurable difference"
     pub fn display(&self) -> String {
+        self.with_mark(", no measurable difference")
+    }
+
+    /// For tables: "-1.25 pt [-2.9, +0.4] (=)", the mark explained under the table.
+    pub fn short(&self) -> String {
+        self.with_mark(" (=)")
+    }
+
+    fn with_mark(&self, unmeasurable: &str) -> String {
         format!(
             "{:+.2} pt [{:+.1}, {:+.1}]{}",
             self.diff * 100.0,
             self.ci95[0] * 100.0,
             self.ci95[1] * 100.0,
-            if self.measurable() { "" } else { ", no measurable difference" }
+            if self.measurable() { "" } else { unmeasurable }
         )
     }
 }
