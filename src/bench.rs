@@ -227,7 +227,7 @@ fn probe_peak_mib(
 /// `optimize mem-probe`: load, run once, print the process's peak resident memory in KiB (Linux).
 pub fn mem_probe(model: &Path, runtime: Runtime, batch: usize, seq: usize, threads: usize) -> anyhow::Result<u64> {
     let input = Batch::synthetic(batch, seq, recorded(model)?.vocab, 1);
-    let mut r = run::load(runtime, model, RunnerOptions { fixed_shape: Some((batch, seq)), threads })?;
+    let r = run::load(runtime, model, RunnerOptions { fixed_shape: Some((batch, seq)), threads })?;
     r.run(&input)?;
     status_kib("VmHWM:").ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status (Linux only)"))
 }
@@ -252,7 +252,7 @@ pub(crate) fn recorded(path: &Path) -> anyhow::Result<Recorded> {
     let summaries = files
         .iter()
         .map(|f| crate::onnx::summarize(f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display())))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
     // The first stage carries the model's metadata.
     let meta = &summaries[0].metadata;
     let get = |key: &str| meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone());
@@ -361,7 +361,7 @@ fn bench_cell(
         .iter()
         .map(|m| cfg.mem_probe.as_ref().map(|p| probe_peak_mib(p, m, runtime, batch, seq, threads)).transpose())
         .collect::<anyhow::Result<Vec<Option<f64>>>>()?;
-    let mut runners = models.iter().map(|m| run::load(runtime, m, opts)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut runners = models.iter().map(|m| run::load(runtime, m, opts)).collect::<Result<Vec<_>, _>>()?;
     for _ in 0..cfg.warmup {
         for r in runners.iter_mut() {
             r.run(&input)?;

@@ -139,7 +139,7 @@ fn right_rows(exits: &[Vec<Vec<f32>>], gold: &[usize], rule: Option<ExitRule>) -
 }
 
 fn time_model(path: &Path, batches: &[bertopt_models::batch::Batch]) -> anyhow::Result<(f64, f64)> {
-    let mut r = run::load(Runtime::Tract, path, RunnerOptions::default())?;
+    let r = run::load(Runtime::Tract, path, RunnerOptions::default())?;
     r.run(&batches[0])?;
     let mut ms = vec![];
     for b in batches {
@@ -189,7 +189,7 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
     let timed: Vec<bertopt_models::batch::Batch> = sample
         .chunks(a.batch)
         .map(|c| enc.encode(c, seq.map_or(a.max_len, |s| a.max_len.min(s)).min(positions), seq))
-        .collect::<anyhow::Result<_>>()?;
+        .collect::<Result<_, _>>()?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("cannot create {}", a.out.display()))?;
     let dense_path = a.out.join("dense.onnx");
     crate::export::export(&a.model, "", &dense_path)?;

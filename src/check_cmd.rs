@@ -118,7 +118,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<CheckReport> {
         })
         .collect();
     let run_in = |rt: Runtime| -> anyhow::Result<Vec<Output>> {
-        run::load(rt, &args.model, RunnerOptions::default())?.run_values(&values)
+        Ok(run::load(rt, &args.model, RunnerOptions::default())?.run_values(&values)?)
     };
     let (tract, ort) = match (run_in(Runtime::Tract), run_in(Runtime::Ort)) {
         (Ok(t), Ok(o)) => (t, o),

@@ -106,7 +106,7 @@ fn run_one(a: &EvalArgs) -> anyhow::Result<EvalReport> {
     let labels = model_labels(&meta, data.labels.len());
     let data = crate::train_cmd::align_labels(data, &labels, &a.model)?;
     let mut enc = crate::tokenize::from_metadata(&a.model, &meta, a.tokenizer.as_deref())?;
-    let mut runner = run::load(a.runtime, &a.model, RunnerOptions::default())?;
+    let runner = run::load(a.runtime, &a.model, RunnerOptions::default())?;
     let mut right = Vec::with_capacity(data.examples.len());
     let mut exits: std::collections::BTreeMap<usize, usize> = Default::default();
     for chunk in data.examples.chunks(a.batch.max(1)) {

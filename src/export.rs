@@ -6,17 +6,11 @@ use std::time::Instant;
 use anyhow::Context;
 use bertopt_passes::{PassContext, PassReport, Pipeline};
 
-/// Metadata keys bertopt writes into every model it emits.
-pub const META_TOKENIZER: &str = "bertopt.tokenizer";
-pub const META_LABELS: &str = "bertopt.labels";
-pub const META_PIPELINE: &str = "bertopt.pipeline";
-pub const META_VOCAB: &str = "bertopt.vocab_size";
-/// FLOPs per sequence as `[c0, c1, c2]`, FLOPs(seq) = c0 + c1 seq + c2 seq², from the IR cost model (the
-/// attention scores are quadratic in the sequence, the rest linear, the classifier head constant).
-pub const META_FLOPS: &str = "bertopt.flops_poly";
-/// The data splits the checkpoint was trained on (JSON list of `split::SplitRecord`), so `eval` and `bench` can
-/// refuse to report test accuracy on rows the model trained or was validated on.
-pub const META_SPLITS: &str = "bertopt.splits";
+/// Metadata keys bertopt writes into every model it emits (defined with the runtime that reads them).
+pub use bertopt_schema::meta::{
+    FLOPS as META_FLOPS, LABELS as META_LABELS, MAX_LEN as META_MAX_LEN, PIPELINE as META_PIPELINE,
+    SPLITS as META_SPLITS, TOKENIZER as META_TOKENIZER, VOCAB as META_VOCAB,
+};
 
 #[derive(Debug, serde::Serialize)]
 pub struct ExportReport {
@@ -94,6 +88,7 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
         (META_LABELS, serde_json::to_string(&info.labels)?),
         (META_PIPELINE, pipeline.to_string()),
         (META_VOCAB, info.config.vocab_size.to_string()),
+        (META_MAX_LEN, info.config.max_position_embeddings.saturating_sub(info.config.position_offset()).to_string()),
     ];
     if let Some(tok) = &info.files.tokenizer {
         let json = bertopt_ir::read_capped_text(tok, bertopt_models::limits::MAX_TOKENIZER_BYTES)

@@ -700,40 +700,32 @@ fn run_text(
     json: bool,
 ) -> anyhow::Result<()> {
     run::ensure_model(model)?;
-    let mut enc = bertopt::tokenize::for_model(model, tokenizer)?;
     let texts: Vec<&str> = text.iter().map(String::as_str).collect();
-    let batch = enc.encode(&texts, max_len, None)?;
-    let mut runner = run::load(runtime, model, RunnerOptions::default())?;
-    let outputs = runner.run(&batch)?;
-    let labels: Vec<String> = bertopt::onnx::read_metadata(model)?
-        .into_iter()
-        .find(|(k, _)| k == bertopt::export::META_LABELS)
-        .and_then(|(_, v)| serde_json::from_str(&v).ok())
-        .unwrap_or_default();
-    let mut rows = vec![];
-    for (r, t) in texts.iter().enumerate() {
-        let mut row = serde_json::json!({ "text": t });
-        for o in &outputs {
-            let per_row = o.data.len() / batch.batch.max(1);
-            let slice = &o.data[r * per_row..(r + 1) * per_row];
-            if o.name == "logits" {
-                let (best, _) =
-                    slice.iter().enumerate().fold((0, f32::MIN), |acc, (i, &v)| if v > acc.1 { (i, v) } else { acc });
-                row["label"] = labels.get(best).cloned().unwrap_or_else(|| best.to_string()).into();
-                row["logits"] = slice.to_vec().into();
-            } else if o.name == "exit_layer" {
-                row["exit_layer"] = (slice[0] as i64).into();
-            } else if o.name == "pooler_output" || o.shape.len() == 2 {
-                row[&o.name] = slice.to_vec().into();
-            } else {
-                // last_hidden_state: print the [CLS] vector and the shape; the full tensor is rarely wanted here.
-                let d = *o.shape.last().unwrap_or(&1);
-                row[format!("{}[cls]", o.name)] = slice[..d.min(slice.len())].to_vec().into();
-                row[format!("{}.shape", o.name)] = serde_json::json!([1, batch.seq, d]);
-            }
-        }
-        rows.push(row);
-    }
+    let runner = run::load(runtime, model, RunnerOptions::default())?;
+    let rows = if runner.output_names().iter().any(|n| n == "logits") {
+        // A classifier: the runtime crate's own path, so `run` shows what an application embedding it gets.
+        let opts = bertopt_runtime::Options {
+            tokenizer: tokenizer.map(Into::into),
+            max_len: Some(max_len),
+            ..Default::default()
+        };
+        let classifier = bertopt_runtime::Classifier::with_runner(model, runner, &opts)?;
+        let predictions = classifier.classify_batch(&texts)?;
+        texts
+            .iter()
+            .zip(predictions)
+            .map(|(t, p)| {
+                let mut row = serde_json::json!({ "text": t, "label": p.label, "logits": p.logits,
+                    "probabilities": p.probabilities });
+                if let Some(l) = p.exit_layer {
+                    row["exit_layer"] = l.into();
+                }
+                row
+            })
+            .collect()
+    } else {
+        hidden_rows(model, &texts, runner.as_ref(), tokenizer, max_len)?
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -745,4 +737,35 @@ fn run_text(
         }
     }
     Ok(())
+}
+
+/// `run` on a base model (no classifier head): each row's pooled vector and [CLS] hidden state.
+fn hidden_rows(
+    model: &std::path::Path,
+    texts: &[&str],
+    runner: &dyn run::Runner,
+    tokenizer: Option<&std::path::Path>,
+    max_len: usize,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let mut enc = bertopt::tokenize::for_model(model, tokenizer)?;
+    let batch = enc.encode(texts, max_len, None)?;
+    let outputs = runner.run(&batch)?;
+    let mut rows = vec![];
+    for (r, t) in texts.iter().enumerate() {
+        let mut row = serde_json::json!({ "text": t });
+        for o in &outputs {
+            let per_row = o.data.len() / batch.batch.max(1);
+            let slice = &o.data[r * per_row..(r + 1) * per_row];
+            if o.name == "pooler_output" || o.shape.len() == 2 {
+                row[&o.name] = slice.to_vec().into();
+            } else {
+                // last_hidden_state: print the [CLS] vector and the shape; the full tensor is rarely wanted here.
+                let d = *o.shape.last().unwrap_or(&1);
+                row[format!("{}[cls]", o.name)] = slice[..d.min(slice.len())].to_vec().into();
+                row[format!("{}.shape", o.name)] = serde_json::json!([1, batch.seq, d]);
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }

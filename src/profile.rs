@@ -58,7 +58,7 @@ pub fn profile(path: &Path, batch: usize, seq: usize, warmup: usize, iters: usiz
         path.display()
     );
     let input = Batch::synthetic(batch, seq, crate::bench::recorded(path)?.vocab, 1);
-    let mut runner = TractRunner::load(path, RunnerOptions { fixed_shape: Some((batch, seq)), threads: 1 })?;
+    let runner = TractRunner::load(path, RunnerOptions { fixed_shape: Some((batch, seq)), threads: 1 })?;
     let (plan, inputs) = runner.prepare(&Value::from_batch(&input))?;
     let mut state = plan.spawn()?;
     let mut per_node = vec![Duration::ZERO; plan.model().nodes.len()];

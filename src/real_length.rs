@@ -90,7 +90,8 @@ pub fn batches_for(model: &Path, texts: &[String], batch: usize, max_len: usize)
             let t: Vec<&str> = c.iter().map(String::as_str).collect();
             enc.encode(&t, max_len, None)
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map_err(Into::into)
 }
 
 /// Every cell of runtimes x batch sizes (x tract plans) on `texts`.
@@ -129,7 +130,7 @@ fn cell(
     for (m, bs) in models.iter().zip(&inputs) {
         let fixed_shape = (plans == Some(TractPlans::PerLength)).then(|| (bs[0].batch, bs[0].seq));
         let start = Instant::now();
-        let mut r = run::load(runtime, m, RunnerOptions { fixed_shape, threads: cfg.threads })?;
+        let r = run::load(runtime, m, RunnerOptions { fixed_shape, threads: cfg.threads })?;
         let warm: &[Batch] = if fixed_shape.is_some() { bs } else { &bs[..cfg.warmup.min(bs.len())] };
         for b in warm {
             r.run(b)?;

@@ -8,7 +8,7 @@ pub use bertopt_models::tokenize::TextEncoder;
 /// Load the tokenizer for an ONNX file: `explicit` if given, else the copy bertopt embedded in the model.
 pub fn for_model(onnx: &Path, explicit: Option<&Path>) -> anyhow::Result<TextEncoder> {
     if let Some(p) = explicit {
-        return TextEncoder::from_file(p);
+        return Ok(TextEncoder::from_file(p)?);
     }
     let meta = crate::onnx::read_metadata(onnx).with_context(|| format!("reading {}", onnx.display()))?;
     from_metadata(onnx, &meta, None)
@@ -17,11 +17,11 @@ pub fn for_model(onnx: &Path, explicit: Option<&Path>) -> anyhow::Result<TextEnc
 /// As `for_model`, from metadata already read from `onnx` (a file parse is the cost of reading it).
 pub fn from_metadata(onnx: &Path, meta: &[(String, String)], explicit: Option<&Path>) -> anyhow::Result<TextEncoder> {
     if let Some(p) = explicit {
-        return TextEncoder::from_file(p);
+        return Ok(TextEncoder::from_file(p)?);
     }
     let json =
         meta.iter().find(|(k, _)| k == crate::export::META_TOKENIZER).map(|(_, v)| v.clone()).with_context(|| {
             format!("{} has no embedded tokenizer: pass --tokenizer PATH/tokenizer.json", onnx.display())
         })?;
-    TextEncoder::from_json(&json)
+    Ok(TextEncoder::from_json(&json)?)
 }

@@ -255,7 +255,7 @@ fn truncate_classifies_with_the_off_ramp_and_drops_later_layers() {
     Pipeline::parse("truncate(layers=2)").unwrap().run(&mut g, &mut PassContext::default()).unwrap();
     let layers_left: Vec<usize> = bertopt_passes::exit::layer_outputs(&g).into_keys().collect();
     assert_eq!(layers_left, vec![0, 1]);
-    let mut r = run::load(Runtime::Tract, &onnx, RunnerOptions::default()).unwrap();
+    let r = run::load(Runtime::Tract, &onnx, RunnerOptions::default()).unwrap();
     for s in SENTENCES {
         let b = encode(&model, s);
         let want = &exit_logits(&m, &b).unwrap()[1][0];

@@ -133,7 +133,7 @@ fn gated_checkpoint_is_the_masked_model_and_strips_to_it() {
     let o = optimize(&[saved.to_str().unwrap(), "--pass", &pipeline, "-o", onnx.to_str().unwrap()]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for rt in [Runtime::Tract, Runtime::Ort] {
-        let mut r = run::load(rt, &onnx, RunnerOptions::default()).unwrap();
+        let r = run::load(rt, &onnx, RunnerOptions::default()).unwrap();
         let out = r.run(&b).unwrap();
         let logits = &common::output(&out, "logits").data;
         assert!(diff(&gated, logits) < 1e-4, "{rt}: stripped ONNX vs gated candle {}", diff(&gated, logits));

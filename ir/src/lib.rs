@@ -1,14 +1,14 @@
 //! bertopt's IR: a typed dataflow graph (petgraph) of a few structural ops, with a verifier, a text form that
 //! round-trips, and a reference interpreter.
 
-pub mod exit;
+pub use bertopt_schema::exit;
 pub mod graph;
 pub mod infer;
 pub mod interp;
 pub mod op;
 pub mod parse;
 pub mod print;
-pub mod read;
+pub use bertopt_schema::read;
 pub mod types;
 pub mod verify;
 

@@ -2,7 +2,7 @@
 //! lowering to the IR.
 
 pub mod atomic;
-pub mod batch;
+pub use bertopt_schema::batch;
 pub mod checkpoint;
 pub mod classifier;
 pub mod config;
@@ -12,10 +12,10 @@ pub mod ebert_train;
 pub mod error;
 pub mod exit_train;
 pub mod head_importance;
-pub mod limits;
+pub use bertopt_schema::limits;
 pub mod lower;
 pub mod progress;
-pub mod rng;
+pub use bertopt_schema::rng;
 pub mod taylor;
 pub mod testing;
 pub mod tokenize;

@@ -273,9 +273,5 @@ pub fn summarize(file: &Path) -> std::io::Result<FileSummary> {
 /// Read an ONNX model's metadata entries (tokenizer, labels) without interpreting the graph; for a segmented
 /// model, its first stage's.
 pub fn read_metadata(path: &Path) -> std::io::Result<Vec<(String, String)>> {
-    let file = match super::segments::folder(path) {
-        Some(dir) => super::segments::Manifest::first_stage(&dir).map_err(std::io::Error::other)?,
-        None => path.to_path_buf(),
-    };
-    Ok(read_proto(&file)?.metadata_props.into_iter().map(|e| (e.key, e.value)).collect())
+    bertopt_runtime::metadata::read(path).map_err(std::io::Error::other)
 }

@@ -6,97 +6,13 @@
 //! and the values it computes that later stages read. Weights are emitted into the stage that uses them.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bertopt_ir::{ExitRule, Graph, NodeIndex, Op};
 
 use super::emit::{dims, elem, EmitError, EmitOptions, Emitter, ExitPlan};
 
-/// The file that describes a segmented model, inside its folder.
-pub const MANIFEST: &str = "segments.json";
-
-/// What the driver needs to know about a segmented model.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Manifest {
-    /// `entropy` or `patience`.
-    pub criterion: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub threshold: Option<f32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub patience: Option<usize>,
-    pub stages: Vec<StageSpec>,
-}
-
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct StageSpec {
-    /// The ONNX file, relative to the manifest.
-    pub file: String,
-    /// The layer (1-based) whose exit this stage ends with; the last stage's is the model's depth.
-    pub exit_layer: usize,
-    pub inputs: Vec<String>,
-    /// Besides `logits`: values later stages read.
-    pub carries: Vec<String>,
-}
-
-impl Manifest {
-    pub fn rule(&self) -> anyhow::Result<ExitRule> {
-        match (self.criterion.as_str(), self.threshold, self.patience) {
-            ("entropy", Some(threshold), None) => Ok(ExitRule::Entropy { threshold }),
-            ("patience", None, Some(patience)) => Ok(ExitRule::Patience { patience }),
-            (c, t, p) => anyhow::bail!(
-                "{MANIFEST}: criterion `{c}` with threshold {t:?} and patience {p:?} is not a rule (entropy needs a \
-                 threshold, patience a patience)"
-            ),
-        }
-    }
-
-    /// Read and check a manifest: stages in order, files present.
-    pub fn read(dir: &Path) -> anyhow::Result<Manifest> {
-        let path = dir.join(MANIFEST);
-        let text = bertopt_ir::read_capped_text(&path, bertopt_models::limits::MAX_CONFIG_BYTES)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{} is not a segment manifest: {e}", path.display()))?;
-        m.rule()?;
-        anyhow::ensure!(!m.stages.is_empty(), "{} lists no stages", path.display());
-        for w in m.stages.windows(2) {
-            anyhow::ensure!(
-                w[0].exit_layer < w[1].exit_layer,
-                "{}: stage exit layers must increase ({} then {})",
-                path.display(),
-                w[0].exit_layer,
-                w[1].exit_layer
-            );
-        }
-        for s in &m.stages {
-            anyhow::ensure!(
-                !s.file.contains('/') && !s.file.contains('\\') && !s.file.starts_with('.'),
-                "{}: stage file `{}` must be a plain name in the same folder",
-                path.display(),
-                s.file
-            );
-            let f = dir.join(&s.file);
-            anyhow::ensure!(f.is_file(), "{}: stage file {} is missing", path.display(), f.display());
-        }
-        Ok(m)
-    }
-
-    /// The first stage's file: where the metadata (labels, tokenizer) of a segmented model is read from.
-    pub fn first_stage(dir: &Path) -> anyhow::Result<PathBuf> {
-        Ok(dir.join(&Manifest::read(dir)?.stages[0].file))
-    }
-}
-
-/// The folder of a segmented model, when `path` is one (or is its manifest).
-pub fn folder(path: &Path) -> Option<PathBuf> {
-    if path.is_dir() && path.join(MANIFEST).is_file() {
-        return Some(path.to_path_buf());
-    }
-    if path.file_name().is_some_and(|n| n == MANIFEST) && path.is_file() {
-        return Some(path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")));
-    }
-    None
-}
+pub use bertopt_schema::manifest::{folder, Manifest, StageSpec, MANIFEST};
 
 /// A segmented model in memory: the manifest and each stage's ONNX.
 pub struct Segmented {

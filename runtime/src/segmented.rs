@@ -5,11 +5,12 @@
 
 use std::path::Path;
 
-use bertopt_ir::exit::{ExitRule, ExitTracker};
+use bertopt_schema::exit::{ExitRule, ExitTracker};
+pub use bertopt_schema::manifest::folder;
+use bertopt_schema::Manifest;
 
-use super::{Output, Runner, RunnerOptions, Runtime, Value};
-pub use crate::onnx::segments::folder;
-use crate::onnx::segments::Manifest;
+use crate::error::{Error, Result};
+use crate::{Output, Runner, RunnerOptions, Runtime, Value};
 
 pub struct SegmentedRunner {
     manifest: Manifest,
@@ -18,22 +19,28 @@ pub struct SegmentedRunner {
 }
 
 impl SegmentedRunner {
-    pub fn load(runtime: Runtime, dir: &Path, opts: RunnerOptions) -> anyhow::Result<Self> {
+    pub fn load(runtime: Runtime, dir: &Path, opts: RunnerOptions) -> Result<Self> {
         let manifest = Manifest::read(dir)?;
-        let rule = manifest.rule()?;
+        let rule = manifest.rule().map_err(|p| Error::model(&dir.join(bertopt_schema::MANIFEST), p))?;
         let stages = manifest
             .stages
             .iter()
-            .map(|s| super::load(runtime, &dir.join(&s.file), opts))
-            .collect::<anyhow::Result<Vec<_>>>()?;
+            .map(|s| crate::load(runtime, &dir.join(&s.file), opts))
+            .collect::<Result<Vec<_>>>()?;
         Ok(SegmentedRunner { manifest, rule, stages })
     }
 }
 
 impl Runner for SegmentedRunner {
-    fn run_values(&mut self, inputs: &[Value]) -> anyhow::Result<Vec<Output>> {
+    fn output_names(&self) -> Vec<String> {
+        vec!["logits".into(), "exit_layer".into()]
+    }
+
+    fn run_values(&self, inputs: &[Value]) -> Result<Vec<Output>> {
         let rows = inputs.first().map_or(0, |v| v.shape[0]);
-        anyhow::ensure!(inputs.iter().all(|v| v.shape.first() == Some(&rows)), "inputs disagree on the batch size");
+        if !inputs.iter().all(|v| v.shape.first() == Some(&rows)) {
+            return Err(Error::Input("inputs disagree on the batch size".into()));
+        }
         let mut live: Vec<Value> = inputs.to_vec();
         // The original row of each live row.
         let mut ids: Vec<usize> = (0..rows).collect();
@@ -41,18 +48,20 @@ impl Runner for SegmentedRunner {
         let mut logits: Vec<Vec<f32>> = vec![vec![]; rows];
         let mut layer = vec![0usize; rows];
         let last = self.stages.len() - 1;
-        for (j, stage) in self.stages.iter_mut().enumerate() {
+        for (j, stage) in self.stages.iter().enumerate() {
             if ids.is_empty() {
                 break;
             }
             let out = stage.run_values(&live)?;
-            let stage_logits = out
-                .iter()
-                .find(|o| o.name == "logits")
-                .ok_or_else(|| anyhow::anyhow!("stage {} has no `logits` output", self.manifest.stages[j].file))?;
+            let stage_logits = out.iter().find(|o| o.name == "logits").ok_or_else(|| {
+                Error::Input(format!("stage {} has no `logits` output", self.manifest.stages[j].file))
+            })?;
             let labels = stage_logits.shape.last().copied().unwrap_or(1).max(1);
             let per_row: Vec<Vec<f32>> = stage_logits.data.chunks(labels).map(<[f32]>::to_vec).collect();
-            anyhow::ensure!(per_row.len() == ids.len(), "stage {j} returned {} rows for {}", per_row.len(), ids.len());
+            if per_row.len() != ids.len() {
+                let file = &self.manifest.stages[j].file;
+                return Err(Error::Input(format!("stage {file} returned {} rows for {}", per_row.len(), ids.len())));
+            }
             let leave = tracker.observe(&per_row);
             let mut keep = vec![];
             for (r, row) in per_row.into_iter().enumerate() {

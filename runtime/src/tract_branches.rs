@@ -94,7 +94,9 @@ pub fn plan_branches(mut model: TypedModel) -> TractResult<TypedModel> {
         let then_branch = branch(&ite.then_body, &ite.then_input_mapping)?;
         let else_branch = branch(&ite.else_body, &ite.else_input_mapping)?;
         let facts = (0..node.outputs.len())
-            .map(|i| Ok(model.outlet_fact(OutletId::new(id, i))?.clone()))
+            // Without values: which branch runs is known only at run time (tract's `IfThenElse` reports the then
+            // branch's constants as its own).
+            .map(|i| Ok(model.outlet_fact(OutletId::new(id, i))?.without_value()))
             .collect::<TractResult<_>>()?;
         let op = PlannedIf { then_branch, else_branch, facts };
         let patch = TypedModelPatch::replace_single_op(&model, &node, &inputs, op)?;

