@@ -125,6 +125,58 @@ pub struct BenchReport {
     pub inputs: Option<Inputs>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub real: Vec<crate::real_length::RealCell>,
+    /// With two or more `--seq` lengths: from which length each model beats the first (p50).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub crossovers: Vec<Crossover>,
+}
+
+/// Where a model starts to beat the first model, over the synthetic lengths measured.
+#[derive(Debug, Serialize)]
+pub struct Crossover {
+    pub model: PathBuf,
+    pub runtime: Runtime,
+    pub batch: usize,
+    /// The shortest measured length from which the model's p50 beats the first model's at every longer
+    /// measured length; `None` when it is slower at the longest.
+    pub faster_from_seq: Option<usize>,
+    /// (seq, speedup of p50 over the first model), in length order.
+    pub measured: Vec<(usize, f64)>,
+}
+
+impl Crossover {
+    pub fn describe(&self) -> String {
+        let m: Vec<String> = self.measured.iter().map(|(s, x)| format!("{s}: {x:.2}x")).collect();
+        let verdict = match self.faster_from_seq {
+            Some(s) if Some(&s) == self.measured.first().map(|(s, _)| s) => "faster at every measured length".into(),
+            Some(s) => format!("faster than the first model from {s} tokens, slower below"),
+            None => "slower than the first model at the longest measured length".into(),
+        };
+        format!("{}, {} batch {}: {verdict} ({})", name(&self.model), self.runtime, self.batch, m.join(", "))
+    }
+}
+
+/// Crossovers of every model but the first, per runtime and batch, where two or more lengths were measured.
+fn crossovers(cells: &[Cell]) -> Vec<Crossover> {
+    let mut out = vec![];
+    let mut keys: Vec<(Runtime, usize)> = cells.iter().map(|c| (c.runtime, c.batch)).collect();
+    keys.dedup();
+    for (runtime, batch) in keys {
+        let mut row: Vec<&Cell> = cells.iter().filter(|c| c.runtime == runtime && c.batch == batch).collect();
+        row.sort_by_key(|c| c.seq);
+        if row.len() < 2 {
+            continue;
+        }
+        for m in 1..row[0].models.len() {
+            let measured: Vec<(usize, f64)> = row.iter().map(|c| (c.seq, c.models[m].speedup_vs_first)).collect();
+            let slower_until = measured.iter().rposition(|&(_, x)| x < 1.0);
+            let faster_from_seq = match slower_until {
+                None => Some(measured[0].0),
+                Some(i) => measured.get(i + 1).map(|&(s, _)| s),
+            };
+            out.push(Crossover { model: row[0].models[m].model.clone(), runtime, batch, faster_from_seq, measured });
+        }
+    }
+    out
 }
 
 /// The runtime as loaded: for ONNX Runtime, the version of the library this process loaded (its
@@ -260,8 +312,14 @@ pub(crate) fn recorded(path: &Path) -> anyhow::Result<Recorded> {
     let notes = bertopt_passes::parse_pipeline(&pipeline)
         .unwrap_or_default()
         .iter()
-        .filter(|s| matches!(s.name.as_str(), "vw" | "bw"))
-        .map(|s| format!("`{}` only zeroes weights: shapes are unchanged, so a dense runtime runs no faster", s.name))
+        .filter_map(|s| match s.name.as_str() {
+            "vw" | "bw" => Some(format!(
+                "`{}` only zeroes weights: shapes are unchanged, so a dense runtime runs no faster",
+                s.name
+            )),
+            "ebert" => Some(bertopt_passes::ebert::CROSSOVER_NOTE.to_string()),
+            _ => None,
+        })
         .collect();
     Ok(Recorded {
         vocab: get(crate::export::META_VOCAB).and_then(|v| v.parse().ok()).unwrap_or(100),
@@ -339,9 +397,10 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
         warmup: cfg.warmup,
         iters: cfg.iters,
         models: summaries,
-        cells,
         inputs: cfg.real.as_ref().map(|(i, _)| i.clone()),
         real,
+        crossovers: crossovers(&cells),
+        cells,
     })
 }
 
@@ -451,9 +510,59 @@ pub fn print_table(r: &BenchReport) {
             );
         }
     }
+    if !r.crossovers.is_empty() {
+        println!();
+        for c in &r.crossovers {
+            println!("crossover: {}", c.describe());
+        }
+    }
     for m in &r.models {
         for n in &m.notes {
             println!("note: {}: {n}", m.model.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(runtime: Runtime, seq: usize, speedups: &[f64]) -> Cell {
+        let models = std::iter::once(1.0)
+            .chain(speedups.iter().copied())
+            .enumerate()
+            .map(|(i, x)| ModelTiming {
+                model: PathBuf::from(format!("m{i}.onnx")),
+                p50_ms: 10.0 / x,
+                p90_ms: 0.0,
+                p99_ms: 0.0,
+                mean_ms: 0.0,
+                throughput: 0.0,
+                speedup_vs_first: x,
+                flops: None,
+                flops_ratio_vs_first: None,
+                peak_rss_mib: None,
+            })
+            .collect();
+        Cell { runtime, runtime_version: String::new(), batch: 1, seq, threads: 1, models }
+    }
+
+    #[test]
+    fn the_crossover_is_the_length_from_which_a_model_stays_faster() {
+        // Given out of order; m1 pays from 64 (a lucky 16 does not count), m2 everywhere, m3 never at the end.
+        let cells = vec![
+            cell(Runtime::Ort, 128, &[1.2, 2.0, 0.9]),
+            cell(Runtime::Ort, 16, &[1.01, 1.5, 1.3]),
+            cell(Runtime::Ort, 32, &[0.8, 1.6, 1.1]),
+            cell(Runtime::Ort, 64, &[1.05, 1.8, 1.0]),
+        ];
+        let c = crossovers(&cells);
+        let from: Vec<Option<usize>> = c.iter().map(|c| c.faster_from_seq).collect();
+        assert_eq!(from, [Some(64), Some(16), None]);
+        assert_eq!(c[0].measured.iter().map(|m| m.0).collect::<Vec<_>>(), [16, 32, 64, 128]);
+        assert!(c[0].describe().contains("from 64 tokens"), "{}", c[0].describe());
+        assert!(c[1].describe().contains("every measured length"));
+        // One length measured: no crossover to speak of.
+        assert!(crossovers(&[cell(Runtime::Tract, 128, &[0.5])]).is_empty());
     }
 }

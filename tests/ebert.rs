@@ -97,6 +97,9 @@ fn fused_graph_equals_masked_candle_at_batch_1_and_8() {
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        // The report tells the user where EBERT stops paying.
+        let report = String::from_utf8_lossy(&o.stdout);
+        assert!(report.contains("note: each input's chosen weights are copied") && report.contains("64"), "{report}");
         common::onnx_check(&onnx);
         let (mut g, _) = bertopt_models::load_graph(&model).unwrap();
         Pipeline::parse(pipeline).unwrap().run(&mut g, &mut PassContext::default()).unwrap();

@@ -126,9 +126,21 @@ fn ffn_block(g: &Graph, h1: NodeIndex, l: usize) -> Result<(NodeIndex, NodeIndex
     }
 }
 
+/// Where EBERT's lowering stops paying, measured by `scripts/ebert-crossover` on the MR-fine-tuned MiniLM at
+/// ratio 0.6 (README, "EBERT at real lengths"): each call copies the chosen heads' and groups' weights, a cost
+/// that scales with the weights, not the tokens.
+pub const CROSSOVER_NOTE: &str = "each input's chosen weights are copied on every call, which costs more than it \
+saves on short inputs: on MR-fine-tuned MiniLM (ratio 0.6) it was slower than dense on real sentences (28 tokens: \
+0.85x in tract, 0.83x in ONNX Runtime) and paid only from about 32 tokens in tract and 64 in ONNX Runtime \
+(scripts/ebert-crossover); measure yours: optimize bench dense.onnx this.onnx --seq 16,32,64,128";
+
 impl Pass for Ebert {
     fn name(&self) -> &'static str {
         "ebert"
+    }
+
+    fn note(&self) -> Option<&'static str> {
+        Some(CROSSOVER_NOTE)
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {

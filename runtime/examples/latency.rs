@@ -45,8 +45,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mean = ms.iter().sum::<f64>() / ms.len() as f64;
     ms.sort_by(f64::total_cmp);
     let pct = |q: f64| ms[((q * (ms.len() - 1) as f64).round() as usize).min(ms.len() - 1)];
-    let mean_layers =
-        (!layers.is_empty()).then(|| layers.iter().sum::<usize>() as f64 / layers.len() as f64);
+    let mean_layers = (!layers.is_empty()).then(|| layers.iter().sum::<usize>() as f64 / layers.len() as f64);
     let report = serde_json::json!({
         "model": path, "planning": format!("{planning:?}"), "batch": batch,
         "load_ms": load.as_secs_f64() * 1e3, "first_ms": first.as_secs_f64() * 1e3,

@@ -27,6 +27,9 @@ pub enum Error {
     /// The values fed do not match what the model takes.
     #[error("{0}")]
     Input(String),
+    /// The runtime cannot be started (ONNX Runtime's library not found or not loadable).
+    #[error("{runtime} is not available: {why}")]
+    Unavailable { runtime: &'static str, why: String },
     /// The runtime failed while running a loaded model.
     #[error("{runtime} run failed: {message}")]
     Run { runtime: &'static str, message: String },

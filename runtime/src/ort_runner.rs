@@ -31,7 +31,7 @@ fn environment() -> Result<&'static ort::environment::Environment> {
             .map_err(|e| format!("cannot start ONNX Runtime: {e}"))
     })
     .as_ref()
-    .map_err(|e| Error::Run { runtime: "ONNX Runtime", message: e.clone() })
+    .map_err(|e| Error::Unavailable { runtime: "ONNX Runtime", why: e.clone() })
 }
 
 fn ort_err(e: impl std::fmt::Display) -> Error {
