@@ -23,7 +23,12 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
         }
     };
     let linear = |p: &str, k: usize, n: usize| -> Result<(), String> {
-        expect(format!("{p}.weight"), &[k, n])?;
+        let name = format!("{p}.weight");
+        match weights.weight_type(&name) {
+            // An int8 group (its scale is checked by `quant::check`).
+            Some(t) if t.dtype == DType::I8 && *t == ValueType::known(DType::I8, &[k, n]) => {}
+            _ => expect(name, &[k, n])?,
+        }
         expect(format!("{p}.bias"), &[n])
     };
     // An attention projection: dense, or tiled by weight presence.

@@ -65,6 +65,7 @@ fn check_input(
     let want_dtype = match ty.dtype {
         DType::F32 => CDType::F32,
         DType::I64 => CDType::I64,
+        DType::I8 => return Err(InterpError::Graph(format!("input {name} is i8: only weights are"))),
     };
     let bad = || InterpError::BadInput {
         name: name.into(),
@@ -130,7 +131,11 @@ pub fn softmax(x: &Tensor) -> candle_core::Result<Tensor> {
 pub const MASK_NEG: f32 = f32::MIN;
 
 fn lin(g: &Graph, x: &Tensor, p: &str) -> Result<Tensor, Fail> {
-    Ok(linear(x, weight(g, &format!("{p}.weight"))?, weight(g, &format!("{p}.bias"))?)?)
+    let (w, b) = (weight(g, &format!("{p}.weight"))?, weight(g, &format!("{p}.bias"))?);
+    if crate::quant::is_quantized(|n| g.weights.0.contains_key(n), p) {
+        return Ok(crate::quant::qlinear(x, w, weight(g, &crate::quant::scale_name(p))?, b, 1.0)?);
+    }
+    Ok(linear(x, w, b)?)
 }
 
 /// Evaluate one op on operand values (used by constant folding).

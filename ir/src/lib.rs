@@ -8,6 +8,7 @@ pub mod interp;
 pub mod op;
 pub mod parse;
 pub mod print;
+pub mod quant;
 pub use bertopt_schema::read;
 pub mod types;
 pub mod verify;

@@ -7,6 +7,8 @@ use std::fmt;
 pub enum DType {
     F32,
     I64,
+    /// Weights only: an int8 linear's whole-number weights (see `quant`), held as f32 data.
+    I8,
 }
 
 impl DType {
@@ -14,6 +16,7 @@ impl DType {
         match self {
             DType::F32 => "f32",
             DType::I64 => "i64",
+            DType::I8 => "i8",
         }
     }
 
@@ -21,6 +24,7 @@ impl DType {
         match s {
             "f32" => Some(DType::F32),
             "i64" => Some(DType::I64),
+            "i8" => Some(DType::I8),
             _ => None,
         }
     }

@@ -79,6 +79,15 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             }
         }
     }
+    for scale in g.weights.0.keys().filter(|n| n.ends_with(".weight_scale")) {
+        problems.extend(crate::quant::check(&g.weights, scale.trim_end_matches(".weight_scale")));
+    }
+    for (name, w) in &g.weights.0 {
+        let scale = crate::quant::scale_name(name.trim_end_matches(".weight"));
+        if w.ty.dtype == crate::types::DType::I8 && !g.weights.0.contains_key(&scale) {
+            problems.push(format!("weight @{name} is i8 but has no scale @{scale}"));
+        }
+    }
     if problems.is_empty() {
         Ok(())
     } else {

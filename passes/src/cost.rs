@@ -9,6 +9,8 @@ pub struct Cost {
     pub params: usize,
     /// Multiply-accumulates counted as 2 FLOPs; matmuls only (they dominate; norms and softmax are ignored).
     pub flops: u64,
+    /// The part of `flops` that runs as int8 (quantized linears and projections, see `quant`).
+    pub int8_flops: u64,
 }
 
 /// Count the cost of `g` for one sequence of length `seq`.
@@ -17,7 +19,21 @@ pub fn cost(g: &Graph, seq: usize) -> Cost {
     let params = used.iter().filter_map(|n| g.weights.get(n)?.ty.num_elements()).sum();
     let s = seq as u64;
     let mut flops = 0u64;
+    let mut int8_flops = 0u64;
+    let q = |p: &str| bertopt_ir::quant::is_quantized(|x| g.weights.0.contains_key(x), p);
     for n in g.dag.node_weights() {
+        int8_flops += match &n.op {
+            Op::Attention { heads, head_dim, query, key, value, output } => {
+                let d = n.ty.last().and_then(|d| d.known()).unwrap_or(0) as u64;
+                let inner = (*heads * *head_dim) as u64;
+                [query, key, value, output].iter().filter(|p| q(p)).count() as u64 * 2 * s * d * inner
+            }
+            Op::Linear { w, k, n: out } if q(w) => {
+                let rows = if n.ty.rank() == 3 { s } else { 1 };
+                2 * rows * (*k as u64) * (*out as u64)
+            }
+            _ => 0,
+        };
         flops += match &n.op {
             Op::Attention { heads, head_dim, query, key, value, output } => {
                 let d = n.ty.last().and_then(|d| d.known()).unwrap_or(0);
@@ -53,7 +69,7 @@ pub fn cost(g: &Graph, seq: usize) -> Cost {
             _ => 0,
         };
     }
-    Cost { params, flops }
+    Cost { params, flops, int8_flops }
 }
 
 /// Multiply-accumulates per token of a tiled weight: per tile, kept rows x tile width.

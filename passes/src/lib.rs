@@ -15,6 +15,7 @@ pub mod masked;
 pub mod pass;
 pub mod pipeline;
 pub mod qkv;
+pub mod quant;
 pub mod registry;
 pub mod rewrite;
 pub mod scores;
@@ -53,6 +54,15 @@ impl Pipeline {
         let seq = if ctx.flops_seq == 0 { 128 } else { ctx.flops_seq };
         let mut reports = vec![];
         for p in &self.passes {
+            if !matches!(p.name(), "dce" | "fold" | "quant") && g.weights.0.keys().any(|n| n.ends_with(".weight_scale"))
+            {
+                return Err(PassError::Failed {
+                    pass: p.name().into(),
+                    problem: "the graph is already quantized: structural passes read f32 weights, so `quant` must \
+                              come after every other pass"
+                        .into(),
+                });
+            }
             let before = cost(g, seq);
             let mut changed = BTreeMap::new();
             run_verified(p.as_ref(), g, ctx, &mut changed)?;

@@ -124,6 +124,17 @@ pub fn passes() -> &'static [PassInfo] {
             build: |a| Ok(Box::new(crate::bw::Bw::from_args(a)?)),
         },
         PassInfo {
+            name: "quant",
+            about: "int8 weights for every linear and attention projection, activations quantized per call; run last",
+            args: &[
+                ("weights", "int8 (the only width; default)"),
+                ("activations", "dynamic: per-tensor uint8 range computed per call (default; static is not built)"),
+                ("granularity", "channel: one weight scale per output column (default), or tensor: one per matrix"),
+                ("skip", "groups left in f32: none (default), all, or attention, ffn, pooler, classifier, exits joined with +"),
+            ],
+            build: |a| Ok(Box::new(crate::quant::Quant::from_args(a)?)),
+        },
+        PassInfo {
             name: "exit",
             about: "early exit (DeeBERT / ElasticBERT): off-ramp classifiers lowered to nested If; outputs exit_layer",
             args: &[

@@ -49,6 +49,9 @@ pub struct OnnxBuilder {
     graph: GraphProto,
     /// Open subgraphs (`If` branches), innermost last: nodes go to the innermost, initializers to the model.
     scopes: Vec<GraphProto>,
+    /// The number of each open subgraph (parallel to `scopes`), and the last number given.
+    scope_ids: Vec<usize>,
+    scopes_opened: usize,
     used_names: std::collections::HashMap<String, usize>,
     fresh: usize,
 }
@@ -98,6 +101,21 @@ impl OnnxBuilder {
         self.graph.initializer.push(t);
     }
 
+    /// An int8 initializer (quantized weights: one byte per value).
+    pub fn initializer_i8(&mut self, name: &str, dims: &[usize], data: &[i8]) {
+        let mut t = TensorProto::new();
+        t.name = name.to_string();
+        t.data_type = DataType::INT8 as i32;
+        t.dims = dims.iter().map(|&d| d as i64).collect();
+        t.raw_data = data.iter().map(|&x| x as u8).collect();
+        self.graph.initializer.push(t);
+    }
+
+    /// Which subgraph nodes go to now: 0 for the model's graph, a number unique to each opened subgraph else.
+    pub fn current_scope(&self) -> usize {
+        self.scope_ids.last().copied().unwrap_or(0)
+    }
+
     pub fn initializer_i64(&mut self, name: &str, dims: &[usize], data: &[i64]) {
         let mut t = TensorProto::new();
         t.name = name.to_string();
@@ -111,11 +129,14 @@ impl OnnxBuilder {
     /// scopes around it.
     pub fn begin_scope(&mut self) {
         self.scopes.push(GraphProto::new());
+        self.scopes_opened += 1;
+        self.scope_ids.push(self.scopes_opened);
     }
 
     /// Close the innermost subgraph; `outputs` are values produced inside it, with their types.
     pub fn end_scope(&mut self, name: &str, outputs: &[(&str, Elem, &[DimSpec])]) -> GraphProto {
         let mut g = self.scopes.pop().expect("end_scope matches a begin_scope");
+        self.scope_ids.pop();
         g.name = name.to_string();
         for (v, elem, dims) in outputs {
             g.output.push(Self::value_info(v, *elem, dims));

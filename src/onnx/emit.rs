@@ -31,6 +31,8 @@ pub(super) struct Emitter<'g> {
     /// Additive attention mask per IR mask value, computed once and shared by every layer.
     masks: HashMap<NodeIndex, String>,
     consts: HashMap<String, String>,
+    /// `DynamicQuantizeLinear` outputs per (value, subgraph), so int8 projections reading one value share them.
+    quantized_inputs: HashMap<(String, usize), (String, String, String)>,
     /// Feature gathers by (value, indices), so projections that read the same features share one.
     gathers: HashMap<(String, Vec<i64>), String>,
     /// Each value's feature-major form (`[K, tokens]`), made once for all the tiled linears that read it.
@@ -41,6 +43,8 @@ pub(super) fn elem(d: DType) -> Elem {
     match d {
         DType::F32 => Elem::F32,
         DType::I64 => Elem::I64,
+        // Only weights are i8, and they are emitted by `quantized_linear`, never as values.
+        DType::I8 => Elem::F32,
     }
 }
 
@@ -68,6 +72,7 @@ impl<'g> Emitter<'g> {
             consts: HashMap::new(),
             gathers: HashMap::new(),
             feature_major: HashMap::new(),
+            quantized_inputs: HashMap::new(),
         }
     }
 
@@ -268,10 +273,44 @@ impl<'g> Emitter<'g> {
         if tiles > 0 {
             return self.tiled_linear(x, p, tiles, 3, scale);
         }
+        if bertopt_ir::quant::is_quantized(|n| self.g.weights.0.contains_key(n), p) {
+            return self.quantized_linear(x, p, scale.unwrap_or(1.0));
+        }
         let w = self.scaled_init(&format!("{p}.weight"), scale)?;
         let bias = self.scaled_init(&format!("{p}.bias"), scale)?;
         let mm = self.b.node("MatMul", &format!("{p}/MatMul"), &[x, &w], &[]);
         Ok(self.b.node("Add", &format!("{p}/Add"), &[&mm, &bias], &[]))
+    }
+
+    /// An int8 group (see `bertopt_ir::quant`): `DynamicQuantizeLinear` of x (one per value and subgraph, shared
+    /// by the projections that read it), `MatMulInteger` with the int8 weight, then the f32 rescale and bias;
+    /// `extra` scales the output (the attention score scale, folded into the weight scales and the bias).
+    fn quantized_linear(&mut self, x: &str, p: &str, extra: f32) -> Result<String, EmitError> {
+        let key = (x.to_string(), self.b.current_scope());
+        let (xq, xs, xz) = match self.quantized_inputs.get(&key) {
+            Some(q) => q.clone(),
+            None => {
+                let o = self.b.node_multi("DynamicQuantizeLinear", &format!("{p}/QuantizeInput"), &[x], 3, &[]);
+                let q = (o[0].clone(), o[1].clone(), o[2].clone());
+                self.quantized_inputs.insert(key, q.clone());
+                q
+            }
+        };
+        let wname = format!("{p}.weight");
+        if !self.consts.contains_key(&wname) {
+            let t = self.weight(&wname)?;
+            let v: Vec<i8> = data(t, &wname)?.into_iter().map(|x| x as i8).collect();
+            self.b.initializer_i8(&wname, t.dims(), &v);
+            self.consts.insert(wname.clone(), wname.clone());
+        }
+        let extra = (extra != 1.0).then_some(extra);
+        let ws = self.scaled_init(&bertopt_ir::quant::scale_name(p), extra)?;
+        let bias = self.scaled_init(&format!("{p}.bias"), extra)?;
+        let acc = self.b.node("MatMulInteger", &format!("{p}/MatMulInteger"), &[&xq, &wname, &xz], &[]);
+        let acc = self.b.node("Cast", &format!("{p}/Cast"), &[&acc], &[("to", Attr::Int(1))]);
+        let s = self.b.node("Mul", &format!("{p}/Scale"), &[&xs, &ws], &[]);
+        let y = self.b.node("Mul", &format!("{p}/Rescale"), &[&acc, &s], &[]);
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
     }
 
     fn layer_norm(&mut self, x: &str, p: &str, eps: f32) -> Result<String, EmitError> {

@@ -1,0 +1,174 @@
+//! int8 linears: what the `quant` pass writes and what the ONNX lowering and the interpreter compute.
+//!
+//! A parameter group `P` (a `linear`, or an attention projection) is quantized when the weight `P.weight_scale:
+//! f32[N]` exists. Then `P.weight: f32[K, N]` holds whole numbers in [-127, 127] (emitted as ONNX int8), and
+//! `y = x·W + b` becomes, with ONNX's `DynamicQuantizeLinear` semantics for the activations (asymmetric uint8,
+//! one scale and zero point for the whole tensor, computed per call):
+//!
+//! ```text
+//! (xq, xs, xz) = dynamic_quantize(x)
+//! y[.., n] = f32(Σ_k (xq[.., k] - xz) · W[k, n]) * (xs * scale[n]) + b[n]
+//! ```
+//!
+//! The integer sum is exact (i64 here, int32 in ONNX Runtime and tract), so the interpreter and the runtimes
+//! differ only by f32 rounding in the rescale and by activations that sit on a rounding boundary.
+
+use candle_core::{Device, Tensor};
+
+/// The per-output-channel scale of a quantized group `P`.
+pub fn scale_name(p: &str) -> String {
+    format!("{p}.weight_scale")
+}
+
+/// Whether group `p` is quantized (by the presence of its scale, as `op::tile_count` tells tiles).
+pub fn is_quantized(has: impl Fn(&str) -> bool, p: &str) -> bool {
+    has(&scale_name(p))
+}
+
+/// Largest magnitude of a symmetric int8 weight.
+pub const QMAX: f32 = 127.0;
+
+/// Round half to even, as ONNX's quantize ops do.
+pub fn round_even(x: f32) -> f32 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - x.signum()
+    } else {
+        r
+    }
+}
+
+/// ONNX `DynamicQuantizeLinear` of a whole tensor: (uint8 values, scale, zero point).
+pub fn dynamic_quantize(x: &[f32]) -> (Vec<u8>, f32, u8) {
+    let lo = x.iter().copied().fold(0f32, f32::min);
+    let hi = x.iter().copied().fold(0f32, f32::max);
+    let scale = (hi - lo) / 255.0;
+    if scale == 0.0 {
+        return (vec![0; x.len()], 0.0, 0);
+    }
+    let zero = round_even((-lo / scale).clamp(0.0, 255.0)) as u8;
+    let q = x.iter().map(|&v| (round_even(v / scale) + zero as f32).clamp(0.0, 255.0) as u8).collect();
+    (q, scale, zero)
+}
+
+/// Symmetric int8 quantization of `w: [K, N]`: per output column (`per_channel`) or one scale for all. Returns
+/// the whole-number weights (as f32) and the scales `[N]`. An all-zero column gets scale 1.
+pub fn quantize_weight(w: &Tensor, per_channel: bool) -> candle_core::Result<(Tensor, Tensor)> {
+    let (k, n) = w.dims2()?;
+    let v = w.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let mut max = vec![0f32; n];
+    for (i, x) in v.iter().enumerate() {
+        max[i % n] = max[i % n].max(x.abs());
+    }
+    if !per_channel {
+        let all = max.iter().copied().fold(0f32, f32::max);
+        max.iter_mut().for_each(|m| *m = all);
+    }
+    let scale: Vec<f32> = max.iter().map(|&m| if m > 0.0 { m / QMAX } else { 1.0 }).collect();
+    let q: Vec<f32> = v.iter().enumerate().map(|(i, &x)| round_even(x / scale[i % n]).clamp(-QMAX, QMAX)).collect();
+    Ok((Tensor::from_vec(q, (k, n), &Device::Cpu)?, Tensor::from_vec(scale, n, &Device::Cpu)?))
+}
+
+/// `x·W + b` of a quantized group, exactly as the ONNX lowering computes it (see the module doc); `extra`
+/// multiplies the scales and the bias (the attention score scale folded into the query projection).
+pub fn qlinear(x: &Tensor, wq: &Tensor, scale: &Tensor, b: &Tensor, extra: f32) -> candle_core::Result<Tensor> {
+    let dims = x.dims().to_vec();
+    let (k, n) = wq.dims2()?;
+    let xv = x.flatten_all()?.to_vec1::<f32>()?;
+    let (xq, xs, xz) = dynamic_quantize(&xv);
+    let w: Vec<i64> = wq.flatten_all()?.to_vec1::<f32>()?.iter().map(|&v| v as i64).collect();
+    let s: Vec<f32> = scale.to_vec1::<f32>()?.iter().map(|&v| xs * (v * extra)).collect();
+    let bias: Vec<f32> = b.to_vec1::<f32>()?.iter().map(|&v| v * extra).collect();
+    let rows = xv.len() / k.max(1);
+    let mut y = vec![0f32; rows * n];
+    for r in 0..rows {
+        let a = &xq[r * k..(r + 1) * k];
+        for (c, out) in y[r * n..(r + 1) * n].iter_mut().enumerate() {
+            let acc: i64 = a.iter().enumerate().map(|(i, &q)| (q as i64 - xz as i64) * w[i * n + c]).sum();
+            *out = acc as f32 * s[c] + bias[c];
+        }
+    }
+    let mut out = dims;
+    *out.last_mut().expect("rank >= 1") = n;
+    Tensor::from_vec(y, out, &Device::Cpu)
+}
+
+/// Problems with quantized group `p`'s weights: the scale's shape, and weights that are not whole numbers in
+/// [-127, 127].
+pub fn check(weights: &crate::graph::Weights, p: &str) -> Vec<String> {
+    let mut problems = vec![];
+    let (Some(w), Some(s)) = (weights.get(&format!("{p}.weight")), weights.get(&scale_name(p))) else {
+        return vec![format!("@{} has no weight @{p}.weight to scale", scale_name(p))];
+    };
+    if w.ty.dtype != crate::types::DType::I8 {
+        problems.push(format!("@{p}.weight has a scale but is {}, not i8", w.ty));
+    }
+    let (wd, sd) = (w.ty.known_dims().unwrap_or_default(), s.ty.known_dims().unwrap_or_default());
+    if wd.len() != 2 || sd != [wd[1]] {
+        problems.push(format!("@{} is {} but @{p}.weight is {}: want one scale per column", scale_name(p), s.ty, w.ty));
+    }
+    if let Some(t) = &w.data {
+        let bad = t
+            .flatten_all()
+            .and_then(|t| t.to_vec1::<f32>())
+            .map(|v| v.iter().filter(|x| x.fract() != 0.0 || x.abs() > QMAX).count());
+        match bad {
+            Ok(0) => {}
+            Ok(n) => {
+                problems.push(format!("@{p}.weight is quantized but {n} values are not whole numbers in [-127, 127]"))
+            }
+            Err(e) => problems.push(format!("@{p}.weight: {e}")),
+        }
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_is_half_to_even_like_onnx() {
+        let got: Vec<f32> = [0.5, 1.5, 2.5, -0.5, -1.5, 2.4, -2.6].iter().map(|&x| round_even(x)).collect();
+        assert_eq!(got, [0.0, 2.0, 2.0, -0.0, -2.0, 2.0, -3.0]);
+    }
+
+    #[test]
+    fn dynamic_quantize_follows_the_onnx_definition() {
+        // The ONNX operator's documented example: x = [0, 2, -3, -2.5, 1.34, 0.5].
+        let (q, s, z) = dynamic_quantize(&[0.0, 2.0, -3.0, -2.5, 1.34, 0.5]);
+        assert!((s - 0.019_607_844).abs() < 1e-9, "{s}");
+        assert_eq!(z, 153);
+        assert_eq!(q, [153, 255, 0, 26, 221, 179]);
+    }
+
+    #[test]
+    fn per_channel_weights_round_trip_within_half_a_step() {
+        let w = Tensor::from_vec(vec![0.5f32, -2.0, 0.25, 1.0, -0.1, 0.0], (3, 2), &Device::Cpu).unwrap();
+        let (q, s) = quantize_weight(&w, true).unwrap();
+        let s = s.to_vec1::<f32>().unwrap();
+        assert_eq!(s, [0.5 / 127.0, 2.0 / 127.0]);
+        let q = q.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(q[0], 127.0);
+        assert_eq!(q[1], -127.0);
+        for (i, (&qv, &wv)) in q.iter().zip(w.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter()).enumerate() {
+            assert!((qv * s[i % 2] - wv).abs() <= s[i % 2] / 2.0 + 1e-7, "{i}");
+        }
+        let (_, st) = quantize_weight(&w, false).unwrap();
+        assert_eq!(st.to_vec1::<f32>().unwrap(), [2.0 / 127.0, 2.0 / 127.0]);
+    }
+
+    #[test]
+    fn qlinear_is_close_to_the_float_linear() {
+        let x = Tensor::from_vec((0..12).map(|i| (i as f32 * 0.37).sin()).collect(), (2, 2, 3), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec((0..12).map(|i| (i as f32 * 0.71).cos()).collect(), (3, 4), &Device::Cpu).unwrap();
+        let b = Tensor::from_vec(vec![0.1f32, -0.2, 0.3, 0.0], 4, &Device::Cpu).unwrap();
+        let (q, s) = quantize_weight(&w, true).unwrap();
+        let got = qlinear(&x, &q, &s, &b, 1.0).unwrap();
+        let want = crate::interp::linear(&x, &w, &b).unwrap();
+        assert_eq!(got.dims(), [2, 2, 4]);
+        let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        // Activation step ~2/255, weight step ~1/127 of each column's max: a few hundredths at K = 3.
+        assert!(d < 0.03, "{d}");
+    }
+}

@@ -1,0 +1,125 @@
+//! `quant`: int8 weights for every linear and attention projection (see `bertopt_ir::quant` for what a
+//! quantized group computes). Symmetric weights, one scale per output column (`granularity=channel`, the
+//! default) or per matrix; activations quantized per tensor at run time (`activations=dynamic`). Runs after the
+//! structural passes: the pipeline refuses a structural pass after it.
+
+use std::collections::BTreeMap;
+
+use bertopt_ir::{quant, Graph, Op};
+
+use crate::pass::{Pass, PassContext, PassError};
+use crate::registry::Args;
+use crate::rewrite::{set_weight, weight};
+
+/// Groups a `skip=` may name (joined with `+`).
+pub const KINDS: [&str; 5] = ["attention", "ffn", "pooler", "classifier", "exits"];
+
+pub struct Quant {
+    pub per_channel: bool,
+    /// Kinds of group left in f32.
+    pub skip: Vec<String>,
+}
+
+fn fail(problem: impl Into<String>) -> PassError {
+    PassError::Failed { pass: "quant".into(), problem: problem.into() }
+}
+
+impl Quant {
+    pub fn from_args(a: &Args) -> Result<Self, PassError> {
+        let per_channel = match a.map.get("granularity").map(String::as_str) {
+            None | Some("channel") => true,
+            Some("tensor") => false,
+            Some(o) => return Err(a.bad("granularity", format!("`{o}`: want channel or tensor"))),
+        };
+        match a.map.get("weights").map(String::as_str) {
+            None | Some("int8") => {}
+            Some(o) => return Err(a.bad("weights", format!("`{o}`: only int8 is supported"))),
+        }
+        match a.map.get("activations").map(String::as_str) {
+            None | Some("dynamic") => {}
+            Some("static") => {
+                return Err(a.bad("activations", "static (calibrated) ranges are not implemented; use dynamic".into()))
+            }
+            Some(o) => return Err(a.bad("activations", format!("`{o}`: want dynamic"))),
+        }
+        let skip: Vec<String> = match a.map.get("skip").map(String::as_str) {
+            None | Some("none") => vec![],
+            Some("all") => KINDS.iter().map(|k| k.to_string()).collect(),
+            Some(list) => list.split('+').map(|k| k.trim().to_string()).collect(),
+        };
+        if let Some(k) = skip.iter().find(|k| !KINDS.contains(&k.as_str())) {
+            return Err(a.bad("skip", format!("`{k}`: want all, none, or {} joined with +", KINDS.join(", "))));
+        }
+        Ok(Quant { per_channel, skip })
+    }
+}
+
+/// The kind of a `linear`'s parameter group, by its name.
+fn linear_kind(p: &str) -> &'static str {
+    if p.starts_with("exits.") {
+        "exits"
+    } else if p.contains("pooler") {
+        "pooler"
+    } else if p.ends_with("classifier") {
+        "classifier"
+    } else {
+        "ffn"
+    }
+}
+
+impl Pass for Quant {
+    fn name(&self) -> &'static str {
+        "quant"
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        let has = |g: &Graph, n: &str| g.weights.0.contains_key(n);
+        let mut groups = vec![];
+        for n in g.dag.node_weights() {
+            match &n.op {
+                Op::Linear { w, .. } => groups.push((w.clone(), linear_kind(w))),
+                Op::Attention { query, key, value, output, .. } => {
+                    for p in [query, key, value, output] {
+                        if bertopt_ir::op::tile_count(|x| has(g, x), p) > 0 {
+                            return Err(fail(format!(
+                                "{p} is tiled: int8 tiles are not supported; quantize before `tile` is not possible \
+                                 either (structural passes read f32 weights), so leave `tile` out or `quant` out"
+                            )));
+                        }
+                        groups.push((p.clone(), "attention"));
+                    }
+                }
+                Op::TiledLinear { w, .. } => {
+                    return Err(fail(format!(
+                        "{w} is tiled: int8 tiles are not supported; leave `tile` or `quant` out"
+                    )))
+                }
+                Op::DynAttention { .. } | Op::DynFfn { .. } => {
+                    return Err(fail(
+                        "the graph is EBERT's (`ebert` ran): it gathers each input's weights in f32 at run time, \
+                         and an int8 gather is not supported",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        let (mut done, mut skipped) = (0, 0);
+        for (p, kind) in groups {
+            if self.skip.iter().any(|k| k == kind) || quant::is_quantized(|x| has(g, x), &p) {
+                skipped += 1;
+                continue;
+            }
+            let w = weight(g, "quant", &format!("{p}.weight"))?;
+            let (q, s) = quant::quantize_weight(w, self.per_channel).map_err(|e| fail(format!("{p}: {e}")))?;
+            set_weight(g, &format!("{p}.weight"), q);
+            if let Some(w) = g.weights.0.get_mut(&format!("{p}.weight")) {
+                w.ty.dtype = bertopt_ir::DType::I8;
+            }
+            set_weight(g, &quant::scale_name(&p), s);
+            done += 1;
+        }
+        changed.insert("linears quantized".into(), done);
+        changed.insert("linears left in f32".into(), skipped);
+        Ok(())
+    }
+}
