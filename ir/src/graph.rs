@@ -180,7 +180,8 @@ impl Graph {
         let mut used = std::collections::BTreeSet::new();
         for n in self.dag.node_weights() {
             for r in n.op.weight_refs() {
-                for name in [r.to_string(), format!("{r}.weight"), format!("{r}.bias"), crate::quant::scale_name(r)] {
+                let quant = [crate::quant::scale_name(r), crate::quant::row_scale_name(r)];
+                for name in [r.to_string(), format!("{r}.weight"), format!("{r}.bias")].into_iter().chain(quant) {
                     if self.weights.0.contains_key(&name) {
                         used.insert(name);
                     }

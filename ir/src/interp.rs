@@ -159,7 +159,10 @@ fn eval(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, Fail> {
             let gather = |table: &Tensor, idx: &Tensor| -> candle_core::Result<Tensor> {
                 table.index_select(&idx.flatten_all()?, 0)?.reshape((b, s, table.dim(1)?))
             };
-            let we = gather(weight(g, word)?, ids)?;
+            let we = match g.weights.tensor(&crate::quant::row_scale_name(word)) {
+                Some(scale) => gather(&crate::quant::dequantize_rows(weight(g, word)?, scale)?, ids)?,
+                None => gather(weight(g, word)?, ids)?,
+            };
             let te = gather(weight(g, token_type)?, tt)?;
             let pe = weight(g, position)?.narrow(0, *position_offset, s)?;
             let x = (we + te)?.broadcast_add(&pe)?;

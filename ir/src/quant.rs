@@ -20,6 +20,11 @@ pub fn scale_name(p: &str) -> String {
     format!("{p}.weight_scale")
 }
 
+/// The per-row scale of a quantized embedding table `table` (a full weight name).
+pub fn row_scale_name(table: &str) -> String {
+    format!("{table}_row_scale")
+}
+
 /// Whether group `p` is quantized (by the presence of its scale, as `op::tile_count` tells tiles).
 pub fn is_quantized(has: impl Fn(&str) -> bool, p: &str) -> bool {
     has(&scale_name(p))
@@ -67,6 +72,18 @@ pub fn quantize_weight(w: &Tensor, per_channel: bool) -> candle_core::Result<(Te
     let scale: Vec<f32> = max.iter().map(|&m| if m > 0.0 { m / QMAX } else { 1.0 }).collect();
     let q: Vec<f32> = v.iter().enumerate().map(|(i, &x)| round_even(x / scale[i % n]).clamp(-QMAX, QMAX)).collect();
     Ok((Tensor::from_vec(q, (k, n), &Device::Cpu)?, Tensor::from_vec(scale, n, &Device::Cpu)?))
+}
+
+/// Symmetric int8 quantization of an embedding table `[V, D]`, one scale per row (per token), so a lookup
+/// dequantizes with one multiply: `table[id] = q[id] * scale[id]`.
+pub fn quantize_rows(w: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let (q, s) = quantize_weight(&w.t()?.contiguous()?, true)?;
+    Ok((q.t()?.contiguous()?, s))
+}
+
+/// The f32 table a quantized embedding looks up: `q * scale` per row, as the ONNX lowering computes it.
+pub fn dequantize_rows(q: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor> {
+    q.broadcast_mul(&scale.unsqueeze(1)?)
 }
 
 /// `x·W + b` of a quantized group, exactly as the ONNX lowering computes it (see the module doc); `extra`

@@ -12,7 +12,7 @@ use crate::registry::Args;
 use crate::rewrite::{set_weight, weight};
 
 /// Groups a `skip=` may name (joined with `+`).
-pub const KINDS: [&str; 5] = ["attention", "ffn", "pooler", "classifier", "exits"];
+pub const KINDS: [&str; 6] = ["attention", "ffn", "pooler", "classifier", "exits", "embeddings"];
 
 pub struct Quant {
     pub per_channel: bool,
@@ -75,8 +75,10 @@ impl Pass for Quant {
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let has = |g: &Graph, n: &str| g.weights.0.contains_key(n);
         let mut groups = vec![];
+        let mut tables = vec![];
         for n in g.dag.node_weights() {
             match &n.op {
+                Op::Embed { word, .. } => tables.push(word.clone()),
                 Op::Linear { w, .. } => groups.push((w.clone(), linear_kind(w))),
                 Op::Attention { query, key, value, output, .. } => {
                     for p in [query, key, value, output] {
@@ -118,6 +120,22 @@ impl Pass for Quant {
             set_weight(g, &quant::scale_name(&p), s);
             done += 1;
         }
+        let mut tables_done = 0;
+        if !self.skip.iter().any(|k| k == "embeddings") {
+            for t in tables {
+                if g.weights.0.contains_key(&quant::row_scale_name(&t)) {
+                    continue;
+                }
+                let (q, s) = quant::quantize_rows(weight(g, "quant", &t)?).map_err(|e| fail(format!("{t}: {e}")))?;
+                set_weight(g, &t, q);
+                if let Some(w) = g.weights.0.get_mut(&t) {
+                    w.ty.dtype = bertopt_ir::DType::I8;
+                }
+                set_weight(g, &quant::row_scale_name(&t), s);
+                tables_done += 1;
+            }
+        }
+        changed.insert("embedding tables quantized".into(), tables_done);
         changed.insert("linears quantized".into(), done);
         changed.insert("linears left in f32".into(), skipped);
         Ok(())

@@ -282,6 +282,35 @@ impl<'g> Emitter<'g> {
         Ok(self.b.node("Add", &format!("{p}/Add"), &[&mm, &bias], &[]))
     }
 
+    /// The word embeddings of `ids`: a `Gather` from the table, or, for an int8 table (see `quant`), a `Gather`
+    /// of the int8 rows and of their scales, then `Cast` and one `Mul`.
+    fn word_embeddings(&mut self, word: &str, scope: &str, ids: &str) -> Result<String, EmitError> {
+        let scale = bertopt_ir::quant::row_scale_name(word);
+        if !self.g.weights.0.contains_key(&scale) {
+            let table = self.init(word)?;
+            return Ok(self.b.node("Gather", &format!("{scope}.word_embeddings"), &[&table, ids], &[]));
+        }
+        self.init_i8(word)?;
+        let s = self.init(&scale)?;
+        let rows = self.b.node("Gather", &format!("{scope}.word_embeddings"), &[word, ids], &[]);
+        let rows = self.b.node("Cast", &format!("{scope}.word_embeddings/Cast"), &[&rows], &[("to", Attr::Int(1))]);
+        let s = self.b.node("Gather", &format!("{scope}.word_embeddings/GatherScale"), &[&s, ids], &[]);
+        let axes = self.const_i64(&[2]);
+        let s = self.b.node("Unsqueeze", &format!("{scope}.word_embeddings/Unsqueeze"), &[&s, &axes], &[]);
+        Ok(self.b.node("Mul", &format!("{scope}.word_embeddings/Dequantize"), &[&rows, &s], &[]))
+    }
+
+    /// Emit an i8 weight (whole numbers held as f32 in the IR) as an INT8 initializer under its name (once).
+    fn init_i8(&mut self, name: &str) -> Result<String, EmitError> {
+        if !self.consts.contains_key(name) {
+            let t = self.weight(name)?;
+            let v: Vec<i8> = data(t, name)?.into_iter().map(|x| x as i8).collect();
+            self.b.initializer_i8(name, t.dims(), &v);
+            self.consts.insert(name.into(), name.into());
+        }
+        Ok(name.to_string())
+    }
+
     /// An int8 group (see `bertopt_ir::quant`): `DynamicQuantizeLinear` of x (one per value and subgraph, shared
     /// by the projections that read it), `MatMulInteger` with the int8 weight, then the f32 rescale and bias;
     /// `extra` scales the output (the attention score scale, folded into the weight scales and the bias).
@@ -296,13 +325,7 @@ impl<'g> Emitter<'g> {
                 q
             }
         };
-        let wname = format!("{p}.weight");
-        if !self.consts.contains_key(&wname) {
-            let t = self.weight(&wname)?;
-            let v: Vec<i8> = data(t, &wname)?.into_iter().map(|x| x as i8).collect();
-            self.b.initializer_i8(&wname, t.dims(), &v);
-            self.consts.insert(wname.clone(), wname.clone());
-        }
+        let wname = self.init_i8(&format!("{p}.weight"))?;
         let extra = (extra != 1.0).then_some(extra);
         let ws = self.scaled_init(&bertopt_ir::quant::scale_name(p), extra)?;
         let bias = self.scaled_init(&format!("{p}.bias"), extra)?;
@@ -350,10 +373,9 @@ impl<'g> Emitter<'g> {
             Op::Const { weight } => self.init(weight)?,
             Op::Embed { word, position, token_type, ln, eps, position_offset } => {
                 let scope = ln.trim_end_matches(".LayerNorm");
-                let word = self.init(word)?;
                 let tt_table = self.init(token_type)?;
                 let pos_table = self.init(position)?;
-                let we = self.b.node("Gather", &format!("{scope}.word_embeddings"), &[&word, a(0)], &[]);
+                let we = self.word_embeddings(word, scope, a(0))?;
                 let te = self.b.node("Gather", &format!("{scope}.token_type_embeddings"), &[&tt_table, a(1)], &[]);
                 // positions offset..offset+seq, as a slice of the table.
                 let seq = self.b.node(
