@@ -158,8 +158,12 @@ impl Crossover {
 /// Crossovers of every model but the first, per runtime and batch, where two or more lengths were measured.
 fn crossovers(cells: &[Cell]) -> Vec<Crossover> {
     let mut out = vec![];
-    let mut keys: Vec<(Runtime, usize)> = cells.iter().map(|c| (c.runtime, c.batch)).collect();
-    keys.dedup();
+    let mut keys: Vec<(Runtime, usize)> = vec![];
+    for c in cells {
+        if !keys.contains(&(c.runtime, c.batch)) {
+            keys.push((c.runtime, c.batch));
+        }
+    }
     for (runtime, batch) in keys {
         let mut row: Vec<&Cell> = cells.iter().filter(|c| c.runtime == runtime && c.batch == batch).collect();
         row.sort_by_key(|c| c.seq);

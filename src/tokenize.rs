@@ -16,12 +16,10 @@ pub fn for_model(onnx: &Path, explicit: Option<&Path>) -> anyhow::Result<TextEnc
 
 /// As `for_model`, from metadata already read from `onnx` (a file parse is the cost of reading it).
 pub fn from_metadata(onnx: &Path, meta: &[(String, String)], explicit: Option<&Path>) -> anyhow::Result<TextEncoder> {
-    if let Some(p) = explicit {
-        return Ok(TextEncoder::from_file(p)?);
-    }
-    let json =
-        meta.iter().find(|(k, _)| k == crate::export::META_TOKENIZER).map(|(_, v)| v.clone()).with_context(|| {
-            format!("{} has no embedded tokenizer: pass --tokenizer PATH/tokenizer.json", onnx.display())
-        })?;
-    Ok(TextEncoder::from_json(&json)?)
+    bertopt_runtime::metadata::tokenizer(onnx, meta, explicit).map_err(|e| match e {
+        bertopt_runtime::Error::MissingMetadata { .. } => {
+            anyhow::anyhow!("{} has no embedded tokenizer: pass --tokenizer PATH/tokenizer.json", onnx.display())
+        }
+        e => e.into(),
+    })
 }

@@ -17,19 +17,7 @@ use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::tokenize::TextEncoder;
 use bertopt_passes::{PassContext, Pipeline};
 use candle_core::Device;
-
-const SENTENCES: [&str; 10] = [
-    "i loved it",
-    "the movie was terrible",
-    "not very good and boring",
-    "great fun !",
-    "the plot was bad but the acting was great",
-    "i hated it .",
-    "a film",
-    "it is not bad",
-    "very very good movie",
-    "boring , boring , boring",
-];
+use common::SENTENCES;
 
 fn labels() -> Vec<String> {
     (0..3).map(|i| format!("LABEL_{i}")).collect()

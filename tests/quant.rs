@@ -10,9 +10,7 @@ use std::path::Path;
 use bertopt::run::{self, Runtime};
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::tokenize::TextEncoder;
-use common::{optimize, s};
-
-const SENTENCES: [&str; 4] = ["i loved it", "the movie was terrible", "great fun !", "a film"];
+use common::{optimize, s, SENTENCES};
 
 fn export(model: &Path, pipeline: &str, out: &Path) -> serde_json::Value {
     let o = optimize(&[s(model), "--pass", pipeline, "-o", s(out), "--json"]);

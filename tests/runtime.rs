@@ -12,18 +12,7 @@ use bertopt_models::classifier::BertClassifier;
 use bertopt_models::exit_train::{exit_logits, exit_points};
 use bertopt_models::tokenize::TextEncoder;
 use bertopt_runtime::{Classifier, Error, Options, Planning, Runtime};
-use common::{optimize, s};
-
-const SENTENCES: [&str; 8] = [
-    "i loved it",
-    "the movie was terrible",
-    "not very good and boring",
-    "great fun !",
-    "the plot was bad but the acting was great",
-    "i hated it .",
-    "a film",
-    "very very good movie",
-];
+use common::{optimize, s, SENTENCES};
 
 fn bundled() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models/bundled/uci-sentiment-tiny")

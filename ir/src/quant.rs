@@ -15,6 +15,8 @@
 
 use candle_core::{Device, Tensor};
 
+use crate::types::DType;
+
 /// The per-output-channel scale of a quantized group `P`.
 pub fn scale_name(p: &str) -> String {
     format!("{p}.weight_scale")
@@ -110,31 +112,38 @@ pub fn qlinear(x: &Tensor, wq: &Tensor, scale: &Tensor, b: &Tensor, extra: f32) 
     Tensor::from_vec(y, out, &Device::Cpu)
 }
 
-/// Problems with quantized group `p`'s weights: the scale's shape, and weights that are not whole numbers in
-/// [-127, 127].
-pub fn check(weights: &crate::graph::Weights, p: &str) -> Vec<String> {
+/// Problems with the int8 weights of a graph: every i8 weight has its scales (per column for a linear, per row
+/// for an embedding table) of the right shape, and holds whole numbers in [-127, 127].
+pub fn check(weights: &crate::graph::Weights) -> Vec<String> {
     let mut problems = vec![];
-    let (Some(w), Some(s)) = (weights.get(&format!("{p}.weight")), weights.get(&scale_name(p))) else {
-        return vec![format!("@{} has no weight @{p}.weight to scale", scale_name(p))];
-    };
-    if w.ty.dtype != crate::types::DType::I8 {
-        problems.push(format!("@{p}.weight has a scale but is {}, not i8", w.ty));
-    }
-    let (wd, sd) = (w.ty.known_dims().unwrap_or_default(), s.ty.known_dims().unwrap_or_default());
-    if wd.len() != 2 || sd != [wd[1]] {
-        problems.push(format!("@{} is {} but @{p}.weight is {}: want one scale per column", scale_name(p), s.ty, w.ty));
-    }
-    if let Some(t) = &w.data {
-        let bad = t
-            .flatten_all()
-            .and_then(|t| t.to_vec1::<f32>())
-            .map(|v| v.iter().filter(|x| x.fract() != 0.0 || x.abs() > QMAX).count());
-        match bad {
-            Ok(0) => {}
-            Ok(n) => {
-                problems.push(format!("@{p}.weight is quantized but {n} values are not whole numbers in [-127, 127]"))
+    for (name, w) in &weights.0 {
+        let (columns, rows) = (scale_name(name.trim_end_matches(".weight")), row_scale_name(name));
+        let scale = match (weights.get(&columns), weights.get(&rows)) {
+            (Some(s), _) => Some((s, &columns, 1)),
+            (None, Some(s)) => Some((s, &rows, 0)),
+            (None, None) => None,
+        };
+        let Some((s, sname, axis)) = scale else {
+            if w.ty.dtype == DType::I8 {
+                problems.push(format!("weight @{name} is i8 but has no scale @{columns} or @{rows}"));
             }
-            Err(e) => problems.push(format!("@{p}.weight: {e}")),
+            continue;
+        };
+        let (wd, sd) = (w.ty.known_dims().unwrap_or_default(), s.ty.known_dims().unwrap_or_default());
+        if w.ty.dtype != DType::I8 || wd.len() != 2 || sd != [wd[axis]] {
+            let per = if axis == 1 { "column" } else { "row" };
+            problems
+                .push(format!("@{sname} is {} but @{name} is {}: want an i8 matrix, one scale per {per}", s.ty, w.ty));
+        }
+        if let Some(t) = &w.data {
+            match t.flatten_all().and_then(|t| t.to_vec1::<f32>()) {
+                Ok(v) => match v.iter().filter(|x| x.fract() != 0.0 || x.abs() > QMAX).count() {
+                    0 => {}
+                    n => problems
+                        .push(format!("@{name} is quantized but {n} values are not whole numbers in [-127, 127]")),
+                },
+                Err(e) => problems.push(format!("@{name}: {e}")),
+            }
         }
     }
     problems

@@ -79,26 +79,7 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             }
         }
     }
-    for scale in g.weights.0.keys().filter(|n| n.ends_with(".weight_scale")) {
-        problems.extend(crate::quant::check(&g.weights, scale.trim_end_matches(".weight_scale")));
-    }
-    for (name, w) in &g.weights.0 {
-        let scale = crate::quant::scale_name(name.trim_end_matches(".weight"));
-        let rows = crate::quant::row_scale_name(name);
-        if w.ty.dtype == crate::types::DType::I8
-            && !g.weights.0.contains_key(&scale)
-            && !g.weights.0.contains_key(&rows)
-        {
-            problems.push(format!("weight @{name} is i8 but has no scale @{scale} or @{rows}"));
-        }
-        if let Some(s) = g.weights.get(&rows) {
-            let (wd, sd) = (w.ty.known_dims().unwrap_or_default(), s.ty.known_dims().unwrap_or_default());
-            if w.ty.dtype != crate::types::DType::I8 || wd.len() != 2 || sd != [wd[0]] {
-                problems
-                    .push(format!("@{rows} is {} but @{name} is {}: want an i8 table, one scale per row", s.ty, w.ty));
-            }
-        }
-    }
+    problems.extend(crate::quant::check(&g.weights));
     if problems.is_empty() {
         Ok(())
     } else {

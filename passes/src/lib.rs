@@ -54,7 +54,8 @@ impl Pipeline {
         let seq = if ctx.flops_seq == 0 { 128 } else { ctx.flops_seq };
         let mut reports = vec![];
         for p in &self.passes {
-            if !matches!(p.name(), "dce" | "fold" | "quant") && g.weights.0.keys().any(|n| n.ends_with(".weight_scale"))
+            if !matches!(p.name(), "dce" | "fold" | "quant")
+                && g.weights.0.values().any(|w| w.ty.dtype == bertopt_ir::DType::I8)
             {
                 return Err(PassError::Failed {
                     pass: p.name().into(),

@@ -54,6 +54,14 @@ impl Quant {
     }
 }
 
+/// Replace weight `name` with whole-number data `q`, typed i8.
+fn set_i8(g: &mut Graph, name: &str, q: candle_core::Tensor) {
+    set_weight(g, name, q);
+    if let Some(w) = g.weights.0.get_mut(name) {
+        w.ty.dtype = bertopt_ir::DType::I8;
+    }
+}
+
 /// The kind of a `linear`'s parameter group, by its name.
 fn linear_kind(p: &str) -> &'static str {
     if p.starts_with("exits.") {
@@ -113,10 +121,7 @@ impl Pass for Quant {
             }
             let w = weight(g, "quant", &format!("{p}.weight"))?;
             let (q, s) = quant::quantize_weight(w, self.per_channel).map_err(|e| fail(format!("{p}: {e}")))?;
-            set_weight(g, &format!("{p}.weight"), q);
-            if let Some(w) = g.weights.0.get_mut(&format!("{p}.weight")) {
-                w.ty.dtype = bertopt_ir::DType::I8;
-            }
+            set_i8(g, &format!("{p}.weight"), q);
             set_weight(g, &quant::scale_name(&p), s);
             done += 1;
         }
@@ -127,10 +132,7 @@ impl Pass for Quant {
                     continue;
                 }
                 let (q, s) = quant::quantize_rows(weight(g, "quant", &t)?).map_err(|e| fail(format!("{t}: {e}")))?;
-                set_weight(g, &t, q);
-                if let Some(w) = g.weights.0.get_mut(&t) {
-                    w.ty.dtype = bertopt_ir::DType::I8;
-                }
+                set_i8(g, &t, q);
                 set_weight(g, &quant::row_scale_name(&t), s);
                 tables_done += 1;
             }

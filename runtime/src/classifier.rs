@@ -115,18 +115,7 @@ impl Classifier {
         if !runner.output_names().iter().any(|n| n == "logits") {
             return Err(Error::model(path, "not a classifier: it has no `logits` output"));
         }
-        let encoder = match &opts.tokenizer {
-            Some(p) => TextEncoder::from_file(p)?,
-            None => {
-                let json =
-                    crate::metadata::required(&props, path, meta::TOKENIZER, "no tokenizer to encode text with")?;
-                TextEncoder::from_json(json).map_err(|e| Error::BadMetadata {
-                    path: path.into(),
-                    key: meta::TOKENIZER,
-                    problem: e.to_string(),
-                })?
-            }
-        };
+        let encoder = crate::metadata::tokenizer(path, &props, opts.tokenizer.as_deref())?;
         let labels = match crate::metadata::get(&props, meta::LABELS) {
             Some(v) => serde_json::from_str(v).map_err(|e| Error::BadMetadata {
                 path: path.into(),
@@ -138,7 +127,8 @@ impl Classifier {
         Ok(Classifier {
             path: path.into(),
             runner,
-            encoder: encoder.prepared(max_len)?,
+            // Without truncation a too-long row is seen in the batch itself (`classify_batch`), in one encoding.
+            encoder: encoder.prepared(opts.truncate.then_some(max_len))?,
             labels,
             max_len,
             truncate: opts.truncate,
@@ -168,14 +158,15 @@ impl Classifier {
         if texts.is_empty() {
             return Ok(vec![]);
         }
+        let batch = self.encoder.encode_prepared(texts, None)?;
         if !self.truncate {
-            for (row, tokens) in self.encoder.lengths(texts)?.into_iter().enumerate() {
+            for (row, mask) in batch.attention_mask.chunks(batch.seq).enumerate() {
+                let tokens = mask.iter().filter(|&&m| m != 0).count();
                 if tokens > self.max_len {
                     return Err(Error::InputTooLong { row, tokens, max: self.max_len });
                 }
             }
         }
-        let batch = self.encoder.encode_prepared(texts, None)?;
         let outputs = self.runner.run(&batch)?;
         let logits = outputs.iter().find(|o| o.name == "logits").expect("checked at load");
         let exits = outputs.iter().find(|o| o.name == "exit_layer");
@@ -185,7 +176,7 @@ impl Classifier {
             .chunks(n.max(1))
             .enumerate()
             .map(|(r, row)| {
-                let index = argmax(row);
+                let index = bertopt_schema::exit::argmax(row);
                 Prediction {
                     label: self.labels.get(index).cloned().unwrap_or_else(|| index.to_string()),
                     index,
@@ -210,11 +201,6 @@ fn read_limits(path: &Path, opts: &Options) -> Result<(Vec<(String, String)>, us
         None => FALLBACK_MAX_LEN,
     };
     Ok((props, opts.max_len.unwrap_or(limit).min(limit).max(1)))
-}
-
-/// The first index of the largest value.
-fn argmax(row: &[f32]) -> usize {
-    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
 }
 
 fn softmax(row: &[f32]) -> Vec<f32> {

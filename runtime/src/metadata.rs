@@ -23,6 +23,24 @@ pub fn get<'a>(meta: &'a [(String, String)], key: &str) -> Option<&'a str> {
     meta.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
 
+/// The tokenizer for the model at `path`: `explicit` when given, else the one its export embedded.
+pub fn tokenizer(
+    path: &Path,
+    props: &[(String, String)],
+    explicit: Option<&Path>,
+) -> Result<crate::tokenize::TextEncoder> {
+    if let Some(p) = explicit {
+        return crate::tokenize::TextEncoder::from_file(p);
+    }
+    let key = bertopt_schema::meta::TOKENIZER;
+    let json = required(props, path, key, "no tokenizer to encode text with")?;
+    crate::tokenize::TextEncoder::from_json(json).map_err(|e| Error::BadMetadata {
+        path: path.into(),
+        key,
+        problem: e.to_string(),
+    })
+}
+
 /// The value of `key`, or `Error::MissingMetadata` saying what it was needed for.
 pub fn required<'a>(
     props: &'a [(String, String)],

@@ -32,32 +32,25 @@ impl TextEncoder {
         self.tok.get_vocab_size(true)
     }
 
-    /// Each text's length in tokens, special tokens included, without truncation.
-    pub fn lengths(&self, texts: &[&str]) -> Result<Vec<usize>> {
-        let mut tok = self.tok.clone();
-        tok.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        tok.with_padding(None);
-        let enc = tok.encode_batch(texts.to_vec(), true).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        Ok(enc.iter().map(|e| e.get_ids().len()).collect())
+    /// Truncate to `max_len` tokens (`None`: never) and pad nothing, overriding what the file asks for.
+    fn truncate_to(&mut self, max_len: Option<usize>) -> Result<()> {
+        let params = max_len.map(|max_length| TruncationParams { max_length, ..Default::default() });
+        self.tok.with_truncation(params).map_err(|e| Error::Tokenizer(format!("truncation: {e}")))?;
+        self.tok.with_padding(None);
+        Ok(())
     }
 
-    /// Set truncation to `max_len` tokens and no padding once, so that `encode_prepared` can run on a shared
-    /// encoder (several threads, no per-call setup).
-    pub fn prepared(mut self, max_len: usize) -> Result<Self> {
-        self.tok
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| Error::Tokenizer(format!("truncation: {e}")))?;
-        self.tok.with_padding(None);
+    /// Set truncation (`None`: keep every token) once, so that `encode_prepared` can run on a shared encoder
+    /// (several threads, no per-call setup).
+    pub fn prepared(mut self, max_len: Option<usize>) -> Result<Self> {
+        self.truncate_to(max_len)?;
         Ok(self)
     }
 
     /// Encode texts into one batch: truncate to `max_len`, pad (id 0, mask 0) to the longest row or to
     /// `pad_to` when given.
     pub fn encode(&mut self, texts: &[&str], max_len: usize, pad_to: Option<usize>) -> Result<Batch> {
-        self.tok
-            .with_truncation(Some(TruncationParams { max_length: max_len, ..Default::default() }))
-            .map_err(|e| Error::Tokenizer(format!("truncation: {e}")))?;
-        self.tok.with_padding(None);
+        self.truncate_to(Some(max_len))?;
         self.encode_prepared(texts, pad_to)
     }
 

@@ -271,3 +271,17 @@ pub fn exit_model(dir: &Path) -> PathBuf {
     m.save(&out, &base.join("tokenizer.json"), &Default::default()).unwrap();
     out
 }
+
+/// Short movie-review sentences of varied length and polarity, for tests that run models on text.
+pub const SENTENCES: [&str; 10] = [
+    "i loved it",
+    "the movie was terrible",
+    "not very good and boring",
+    "great fun !",
+    "the plot was bad but the acting was great",
+    "i hated it .",
+    "a film",
+    "it is not bad",
+    "very very good movie",
+    "boring , boring , boring",
+];
