@@ -211,8 +211,8 @@ fn head_mask_and_train_refuse_bad_models_and_masks() {
     assert!(!trained.join("model.safetensors").exists());
 }
 
-/// `optimize eval` on the exported bundled model reproduces the held-out accuracy that training recorded with
-/// candle, in both runtimes.
+/// `optimize eval --split val` on the exported bundled model reproduces the validation accuracy that training
+/// recorded with candle, in both runtimes.
 #[test]
 fn eval_command_reproduces_recorded_accuracy() {
     common::ensure_ort();
@@ -227,12 +227,13 @@ fn eval_command_reproduces_recorded_accuracy() {
         let mut args = vec!["eval", onnx.to_str().unwrap()];
         let data = uci_args();
         args.extend(data.iter().map(String::as_str));
-        args.extend(["--train-size", "2400", "--seed", "42", "--runtime", rt, "--json"]);
+        args.extend(["--train-size", "2400", "--val-size", "240", "--seed", "42", "--split", "val"]);
+        args.extend(["--runtime", rt, "--json"]);
         let o = optimize(&args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        assert_eq!(r["examples"], 600);
+        assert_eq!(r["examples"], 240);
         let got = r["accuracy"].as_f64().unwrap();
-        assert!((got - want).abs() <= 1.0 / 600.0 + 1e-9, "{rt}: {got} vs recorded {want}");
+        assert!((got - want).abs() <= 1.0 / 240.0 + 1e-9, "{rt}: {got} vs recorded {want}");
     }
 }
