@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::run::{self, Batch, RunnerOptions, Runtime};
 
@@ -32,18 +32,18 @@ pub struct BenchConfig {
 }
 
 /// What is measured once per model.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ModelSummary {
     pub model: PathBuf,
     /// The pass pipeline bertopt recorded in the model (empty for dense or foreign models).
     pub pipeline: String,
-    /// Floating-point weights in the file (all stages of a segmented model).
+    /// Weights in the file, f32 and int8 (all stages of a segmented model).
     pub params: u64,
     /// FLOPs per sequence as `[c0, c1, c2]` in the sequence length, when bertopt recorded them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub flops_poly: Option<[f64; 3]>,
     /// Caveats a reader of the timing must know (zeros-only passes bring no dense speedup).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub accuracy: Option<f64>,
@@ -58,12 +58,12 @@ pub struct ModelSummary {
     /// Early-exit models: average layers run on the data, and (layer, inputs that left there).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub avg_layers: Option<f64>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exit_histogram: Vec<(usize, usize)>,
 }
 
 /// One model's timing in one grid cell.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct ModelTiming {
     pub model: PathBuf,
     pub p50_ms: f64,
@@ -86,7 +86,7 @@ pub struct ModelTiming {
 }
 
 /// One grid cell: a runtime, a batch size and a sequence length.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Cell {
     pub runtime: Runtime,
     pub runtime_version: String,
@@ -96,7 +96,7 @@ pub struct Cell {
     pub models: Vec<ModelTiming>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Machine {
     pub cpu: String,
     pub cores: usize,
@@ -104,15 +104,15 @@ pub struct Machine {
 }
 
 /// The sentences of a real-length run.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Inputs {
     pub files: Vec<PathBuf>,
     pub split: crate::split::Part,
-    #[serde(skip)]
+    #[serde(skip, default)]
     pub texts: Vec<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct BenchReport {
     pub machine: Machine,
     pub warmup: usize,
@@ -123,15 +123,15 @@ pub struct BenchReport {
     /// Real sentences at their own length (`--inputs`): the primary latency figure.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Inputs>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub real: Vec<crate::real_length::RealCell>,
     /// With two or more `--seq` lengths: from which length each model beats the first (p50).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crossovers: Vec<Crossover>,
 }
 
 /// Where a model starts to beat the first model, over the synthetic lengths measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Crossover {
     pub model: PathBuf,
     pub runtime: Runtime,
@@ -330,7 +330,7 @@ pub(crate) fn recorded(path: &Path) -> anyhow::Result<Recorded> {
         pipeline,
         flops_poly: get(crate::export::META_FLOPS).and_then(|v| serde_json::from_str(&v).ok()),
         notes,
-        params: summaries.iter().map(|s| s.float_params).sum(),
+        params: summaries.iter().map(|s| s.weight_params).sum(),
     })
 }
 

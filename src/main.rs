@@ -309,6 +309,18 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Redraw the accuracy-latency plot of a saved `optimize bench --data ... --json` report, without measuring
+    /// again.
+    Plot {
+        /// The JSON report `bench --json` printed.
+        report: PathBuf,
+        /// The SVG to write.
+        #[arg(long)]
+        svg: PathBuf,
+        /// The accuracy budget below the first model within which the fastest model is ringed as recommended.
+        #[arg(long, default_value_t = 1.0)]
+        max_drop: f64,
+    },
     /// Load a model, run it once, print the process's peak resident memory in KiB (used by `bench`).
     #[command(hide = true)]
     MemProbe {
@@ -365,9 +377,13 @@ enum Cmd {
         /// Tokens per example (accuracy and real-length rows are truncated to it).
         #[arg(long, default_value_t = 128)]
         max_len: usize,
-        /// Write an SVG plot of accuracy against p50 latency (needs --data).
+        /// Write an SVG plot of accuracy against latency (needs --data).
         #[arg(long)]
         svg: Option<PathBuf>,
+        /// The accuracy budget, in points below the first model, within which the plot rings the fastest model
+        /// that is not measurably worse as the recommended one.
+        #[arg(long, default_value_t = 1.0)]
+        max_drop: f64,
         #[arg(long)]
         json: bool,
     },
@@ -534,6 +550,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(r.ok, "{} did not pass the check", args.model.display());
             Ok(())
         }
+        Some(Cmd::Plot { report, svg, max_drop }) => {
+            let text = std::fs::read_to_string(&report).with_context(|| format!("reading {}", report.display()))?;
+            let r: bench::BenchReport = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a report of `optimize bench --json`", report.display()))?;
+            bertopt::plot::pareto_svg(&r, &svg, max_drop).with_context(|| format!("plotting {}", report.display()))?;
+            println!("wrote {}", svg.display());
+            Ok(())
+        }
         Some(Cmd::Profile { models, batch, seq, warmup, iters, json }) => {
             let profiles = models
                 .iter()
@@ -565,6 +589,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             split,
             max_len,
             svg,
+            max_drop,
             json,
         }) => {
             let real = if inputs.is_empty() {
@@ -603,7 +628,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             };
             let r = bench::bench(&models, &cfg)?;
             if let Some(p) = &svg {
-                bertopt::plot::pareto_svg(&r, p)?;
+                bertopt::plot::pareto_svg(&r, p, max_drop)?;
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

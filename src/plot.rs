@@ -57,11 +57,44 @@ pub fn calibration_svg(c: &Calibration, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A model's point in one panel: latency, accuracy and its 95 % interval.
+struct Point {
+    x: f64,
+    acc: f64,
+    ci: [f64; 2],
+}
+
+/// Colours that stay apart on white and for the common colour-vision deficiencies (Okabe-Ito).
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(0, 114, 178),
+    RGBColor(230, 159, 0),
+    RGBColor(0, 158, 115),
+    RGBColor(204, 121, 167),
+    RGBColor(86, 180, 233),
+    RGBColor(213, 94, 0),
+    RGBColor(120, 120, 120),
+];
+
+/// The point a user should ship from one panel: the fastest model whose paired difference to the baseline (the
+/// first model) is at least `-max_drop` points and whose interval does not lie wholly below 0 (not measurably
+/// worse). `None` when only the baseline qualifies or accuracies are missing.
+pub fn recommended(r: &crate::bench::BenchReport, latencies: &[f64], max_drop: f64) -> Option<usize> {
+    (1..r.models.len())
+        .filter(|&i| {
+            r.models[i].diff_vs_first.as_ref().is_some_and(|d| d.diff * 100.0 >= -max_drop && d.ci95[1] >= 0.0)
+        })
+        .filter(|&i| latencies.get(i).is_some_and(|&x| x < latencies[0]))
+        .min_by(|&a, &b| latencies[a].total_cmp(&latencies[b]))
+}
+
 /// The benchmark's accuracy-latency plane: one panel per cell (real-length cells when the bench has them, by mean
-/// latency; else the synthetic cells, by p50), each model a labelled point at (latency, accuracy) with its 95 %
-/// interval drawn as a vertical bar; the models on the Pareto front (no other model both faster and more accurate)
-/// are joined by a line.
-pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path) -> anyhow::Result<()> {
+/// latency; else the synthetic cells, by p50). Each model is a point in its own colour (named in the legend under
+/// the panels, not beside the point, so names never overlap) with its 95 % interval as a vertical bar; the
+/// baseline (the first model) is a square with its accuracy as a grey line and the `max_drop` budget below it
+/// dotted; the recommended model (see [`recommended`]) is ringed in black; the Pareto front (no other model both
+/// faster and more accurate) is joined by a thin line. Captions say the runtime, the batch and whether lengths are
+/// real or synthetic.
+pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path, max_drop: f64) -> anyhow::Result<()> {
     let acc: Vec<Option<(f64, [f64; 2])>> = r
         .models
         .iter()
@@ -69,13 +102,15 @@ pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path) -> anyhow::Result<
         .collect();
     anyhow::ensure!(acc.iter().any(Option::is_some), "a Pareto plot needs accuracies: give --data");
     let (lo, hi) = acc.iter().flatten().fold((f64::MAX, f64::MIN), |(a, b), (_, ci)| (a.min(ci[0]), b.max(ci[1])));
+    let base = acc[0].map(|a| a.0);
+    let lo = base.map_or(lo, |b| lo.min(b - max_drop));
     // (caption, x axis, latency per model)
     let panels: Vec<(String, &str, Vec<f64>)> = if r.real.is_empty() {
         r.cells
             .iter()
             .map(|c| {
-                let caption = format!("{} batch {} seq {} (synthetic)", c.runtime, c.batch, c.seq);
-                (caption, "p50 latency (ms)", c.models.iter().map(|m| m.p50_ms).collect())
+                let caption = format!("{} batch {}, synthetic {} tokens", c.runtime, c.batch, c.seq);
+                (caption, "p50 latency per batch (ms)", c.models.iter().map(|m| m.p50_ms).collect())
             })
             .collect()
     } else {
@@ -87,49 +122,165 @@ pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path) -> anyhow::Result<
                     _ => "",
                 };
                 let caption = format!("{} batch {}, real lengths{plan}", c.runtime, c.batch);
-                (caption, "mean latency per batch (ms)", c.models.iter().map(|m| m.mean_ms).collect())
+                (caption, "mean latency per batch (ms), real sentences", c.models.iter().map(|m| m.mean_ms).collect())
             })
             .collect()
     };
-    let panel_w = 480;
+    let names: Vec<String> = r
+        .models
+        .iter()
+        .map(|m| m.model.file_stem().map_or_else(String::new, |s| s.to_string_lossy().to_string()))
+        .collect();
+    let colour = |i: usize| PALETTE[i % PALETTE.len()];
+    let (panel_w, panel_h) = (480u32, 420u32);
+    let width = panel_w * panels.len() as u32;
+    let per_row = names.len().clamp(1, (width / 240).max(1) as usize);
+    let legend_h = 28 + 18 * names.len().div_ceil(per_row) as u32;
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, ((panel_w * panels.len()) as u32, 420)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (width, panel_h + legend_h)).into_drawing_area();
         root.fill(&WHITE)?;
-        let areas = root.split_evenly((1, panels.len()));
+        let (plots, legend) = root.split_vertically(panel_h);
+        let areas = plots.split_evenly((1, panels.len()));
+        let mut any_recommended = false;
         for (area, (caption, xlabel, xs)) in areas.iter().zip(&panels) {
-            let pts: Vec<(f64, f64, [f64; 2], String)> = r
-                .models
-                .iter()
-                .zip(xs)
-                .zip(&acc)
-                .filter_map(|((m, &x), a)| {
-                    let name = m.model.file_stem().map_or_else(String::new, |s| s.to_string_lossy().to_string());
-                    let (a, ci) = (*a)?;
-                    Some((x, a, ci, name))
+            let pts: Vec<(usize, Point)> = (0..r.models.len())
+                .filter_map(|i| {
+                    let (a, ci) = acc[i]?;
+                    Some((i, Point { x: *xs.get(i)?, acc: a, ci }))
                 })
                 .collect();
-            let xmax = pts.iter().map(|p| p.0).fold(0.0, f64::max) * 1.15;
+            let xmax = pts.iter().map(|p| p.1.x).fold(0.0, f64::max) * 1.15;
             let mut chart = ChartBuilder::on(area)
                 .caption(caption, ("sans-serif", 16))
                 .margin(12)
                 .x_label_area_size(36)
                 .y_label_area_size(48)
                 .build_cartesian_2d(0.0..xmax, (lo - 1.0)..(hi + 1.0))?;
-            chart.configure_mesh().x_desc(*xlabel).y_desc("test accuracy (%), 95 % interval").draw()?;
-            let mut front: Vec<(f64, f64)> =
-                pts.iter().filter(|p| !pts.iter().any(|q| q.0 < p.0 && q.1 > p.1)).map(|p| (p.0, p.1)).collect();
+            chart
+                .configure_mesh()
+                .light_line_style(WHITE)
+                .x_desc(*xlabel)
+                .y_desc("test accuracy (%), 95 % interval")
+                .draw()?;
+            if let Some(b) = base {
+                chart.draw_series(LineSeries::new([(0.0, b), (xmax, b)], BLACK.mix(0.35)))?;
+                let dotted = (0..40).map(|k| k as f64 * xmax / 40.0).collect::<Vec<_>>();
+                chart.draw_series(dotted.chunks(2).map(|w| {
+                    PathElement::new(vec![(w[0], b - max_drop), (w[0] + xmax / 80.0, b - max_drop)], BLACK.mix(0.35))
+                }))?;
+            }
+            let mut front: Vec<(f64, f64)> = pts
+                .iter()
+                .filter(|p| !pts.iter().any(|q| q.1.x < p.1.x && q.1.acc > p.1.acc))
+                .map(|p| (p.1.x, p.1.acc))
+                .collect();
             front.sort_by(|a, b| a.0.total_cmp(&b.0));
-            chart.draw_series(LineSeries::new(front, &BLUE))?;
-            for (i, (x, y, ci, label)) in pts.iter().enumerate() {
-                let color = if i == 0 { RED } else { BLUE };
-                chart.draw_series(LineSeries::new([(*x, ci[0]), (*x, ci[1])], color.mix(0.5)))?;
-                chart.draw_series([Circle::new((*x, *y), 4, color.filled())])?;
-                chart.draw_series([Text::new(label.clone(), (*x, *y), ("sans-serif", 11))])?;
+            chart.draw_series(LineSeries::new(front, BLACK.mix(0.25)))?;
+            let pick = recommended(r, xs, max_drop);
+            any_recommended |= pick.is_some();
+            for (i, p) in &pts {
+                let c = colour(*i);
+                chart.draw_series(LineSeries::new([(p.x, p.ci[0]), (p.x, p.ci[1])], c.stroke_width(2)))?;
+                if *i == 0 {
+                    chart.draw_series([Rectangle::new(
+                        [
+                            (p.x - xmax / 120.0, p.acc - (hi - lo) / 90.0),
+                            (p.x + xmax / 120.0, p.acc + (hi - lo) / 90.0),
+                        ],
+                        c.filled(),
+                    )])?;
+                } else {
+                    chart.draw_series([Circle::new((p.x, p.acc), 5, c.filled())])?;
+                }
+                if pick == Some(*i) {
+                    chart.draw_series([Circle::new((p.x, p.acc), 10, BLACK.stroke_width(2))])?;
+                }
             }
         }
+        // The legend: every model in its colour, then the marks.
+        let col_w = (width / per_row as u32) as i32;
+        let style = ("sans-serif", 13).into_font();
+        for (i, name) in names.iter().enumerate() {
+            let (row, col) = ((i / per_row) as i32, (i % per_row) as i32);
+            let (x, y) = (16 + col * col_w, 12 + row * 18);
+            legend.draw(&Circle::new((x, y), 5, colour(i).filled()))?;
+            let label = if i == 0 { format!("{name} (baseline, square)") } else { name.clone() };
+            legend.draw(&Text::new(label, (x + 10, y - 7), style.clone()))?;
+        }
+        let mut note = format!(
+            "grey line: baseline accuracy; dotted: {max_drop} point{} below it",
+            if max_drop == 1.0 { "" } else { "s" }
+        );
+        if any_recommended {
+            note.push_str(
+                "; ringed: recommended (fastest within that budget and not measurably worse, paired 95 % interval)",
+            );
+        }
+        legend.draw(&Text::new(note, (16, (legend_h - 18) as i32), style))?;
         root.present()?;
     }
     crate::atomic::write_atomic(path, |w| w.write_all(svg.as_bytes()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::recommended;
+
+    /// A bench report of four models as `bench --json` writes it: the baseline, one faster but measurably worse,
+    /// one within a point and not measurably worse, one slower and more accurate.
+    fn report() -> crate::bench::BenchReport {
+        let model = |name: &str, acc: f64, diff: Option<(f64, f64, f64)>| {
+            let mut m = serde_json::json!({"model": name, "pipeline": "", "params": 1, "accuracy": acc,
+                                           "ci95": [acc - 0.03, acc + 0.03], "examples": 600});
+            if let Some((d, lo, hi)) = diff {
+                m["diff_vs_first"] =
+                    serde_json::json!({"diff": d, "ci95": [lo, hi], "a_only": 1, "b_only": 1, "p_value": 0.5});
+            }
+            m
+        };
+        serde_json::from_value(serde_json::json!({
+            "machine": {"cpu": "x", "cores": 2, "os": "linux"}, "warmup": 0, "iters": 1, "cells": [],
+            "models": [model("dense", 0.80, None), model("worse", 0.76, Some((-0.04, -0.06, -0.02))),
+                       model("ok", 0.795, Some((-0.005, -0.02, 0.01))), model("slow", 0.81, Some((0.01, -0.01, 0.03)))]
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_recommended_model_is_the_fastest_within_budget_and_not_measurably_worse() {
+        let r = report();
+        // "worse" is fastest but measurably worse (its interval is below 0); "ok" is next.
+        assert_eq!(recommended(&r, &[10.0, 2.0, 4.0, 12.0], 1.0), Some(2));
+        // With a budget of a quarter point "ok" (-0.5) no longer qualifies, and "slow" is slower than dense.
+        assert_eq!(recommended(&r, &[10.0, 2.0, 4.0, 12.0], 0.25), None);
+        // "slow" qualifies once it is faster than dense; the fastest qualifying one wins.
+        assert_eq!(recommended(&r, &[10.0, 2.0, 4.0, 3.0], 1.0), Some(3));
+    }
+
+    #[test]
+    fn the_plot_marks_baseline_budget_and_recommendation() {
+        let mut r = report();
+        let timings: Vec<serde_json::Value> = ["dense", "worse", "ok", "slow"]
+            .iter()
+            .zip([10.0, 2.0, 4.0, 12.0])
+            .map(|(m, p)| {
+                serde_json::json!({"model": m, "p50_ms": p, "p90_ms": p, "p99_ms": p, "mean_ms": p,
+                                   "throughput": 1.0, "speedup_vs_first": 10.0 / p})
+            })
+            .collect();
+        let cell = serde_json::json!({"runtime": "tract", "runtime_version": "t", "batch": 1, "seq": 16,
+                                      "threads": 1, "models": timings});
+        r.cells = vec![serde_json::from_value(cell).unwrap()];
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("p.svg");
+        super::pareto_svg(&r, &path, 1.0).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("tract batch 1, synthetic 16 tokens"), "{svg}");
+        assert!(svg.contains("dense (baseline, square)") && svg.contains("ringed: recommended"), "{svg}");
+        for name in ["worse", "ok", "slow"] {
+            assert!(svg.contains(&format!("\n{name}\n</text>")), "{name} missing from the legend");
+        }
+    }
 }

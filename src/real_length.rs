@@ -7,13 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::bench::percentile;
 use crate::run::{self, Batch, RunnerOptions, Runtime};
 
 /// How tract is planned for inputs of varying length.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TractPlans {
     /// One plan over a symbolic sequence length, made at load.
@@ -37,7 +37,7 @@ pub struct RealLengthConfig {
 }
 
 /// One model in one real-length cell.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RealTiming {
     pub model: PathBuf,
     /// Latency of one batch.
@@ -60,7 +60,7 @@ pub struct RealTiming {
     pub warmup_s: f64,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct RealCell {
     pub runtime: Runtime,
     pub runtime_version: String,

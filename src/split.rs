@@ -69,7 +69,7 @@ fn parse_label_map(s: &str) -> Result<LabelMap, String> {
 }
 
 /// Which rows a report is computed on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Part {
     #[default]

@@ -14,7 +14,7 @@ const Z95: f64 = 1.959_963_984_540_054;
 const BOOTSTRAP_RESAMPLES: usize = 10_000;
 
 /// An accuracy with its 95 % interval.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Accuracy {
     pub correct: usize,
     pub rows: usize,
@@ -75,7 +75,7 @@ pub fn mcnemar_exact(b: usize, c: usize) -> f64 {
 }
 
 /// Model B against model A on the same rows.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct PairedDiff {
     /// Accuracy of B minus accuracy of A (a fraction; positive: B is more accurate).
     pub diff: f64,

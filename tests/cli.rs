@@ -129,7 +129,11 @@ fn bench_json_holds_the_grid_the_machine_and_every_measure() {
         }
     }
     let plot = std::fs::read_to_string(&svg).unwrap();
-    assert!(plot.starts_with("<svg") && plot.contains("heads") && plot.contains("ort batch 2 seq 8"), "{plot}");
+    assert!(
+        plot.starts_with("<svg") && plot.contains("heads") && plot.contains("ort batch 2, synthetic 8 tokens"),
+        "{plot}"
+    );
+    assert!(plot.contains("(baseline, square)") && plot.contains("1 point below it"), "{plot}");
 
     // The table says it too, notes included.
     let o = optimize(&["bench", s(&onnx[0]), s(&onnx[2]), "--seq", "8", "--iters", "2", "--warmup", "0"]);

@@ -30,7 +30,7 @@ pub use error::{Error, Result};
 pub use value::{Data, Output, Runner, Value};
 
 /// Which runtime runs the model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Runtime {

@@ -274,21 +274,24 @@ pub(super) fn read_proto(path: &Path) -> std::io::Result<ModelProto> {
 pub struct FileSummary {
     /// Metadata entries (tokenizer, labels, pipeline, FLOPs).
     pub metadata: Vec<(String, String)>,
-    /// Floating-point weights (initializer elements); index tensors are not counted.
-    pub float_params: u64,
+    /// Weights: floating-point and int8 initializer elements (an int8 matrix counts as many parameters as its f32
+    /// twin, its scales add theirs); index tensors are not counted.
+    pub weight_params: u64,
 }
 
 pub fn summarize(file: &Path) -> std::io::Result<FileSummary> {
     let m = read_proto(file)?;
-    let float = [DataType::FLOAT, DataType::FLOAT16, DataType::BFLOAT16, DataType::DOUBLE].map(|t| t as i32);
-    let float_params = m
+    let weights =
+        [DataType::FLOAT, DataType::FLOAT16, DataType::BFLOAT16, DataType::DOUBLE, DataType::INT8, DataType::UINT8]
+            .map(|t| t as i32);
+    let weight_params = m
         .graph
         .initializer
         .iter()
-        .filter(|t| float.contains(&t.data_type))
+        .filter(|t| weights.contains(&t.data_type))
         .map(|t| t.dims.iter().map(|&d| d.max(0) as u64).product::<u64>())
         .sum();
-    Ok(FileSummary { metadata: m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect(), float_params })
+    Ok(FileSummary { metadata: m.metadata_props.into_iter().map(|e| (e.key, e.value)).collect(), weight_params })
 }
 
 /// Read an ONNX model's metadata entries (tokenizer, labels) without interpreting the graph; for a segmented
