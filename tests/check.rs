@@ -39,8 +39,8 @@ save("unknown_op", [nodes[0], h.make_node("FancyAdd", ["xw", "b"], ["z"], name="
         .unwrap();
     assert!(
         o.status.success(),
-        "writing the test models needs the onnx Python package (`pip install onnx==1.23.2`, which the README's test \
-         command does): {}",
+        "writing the test models needs the onnx Python package: run `scripts/test`, which installs onnx==1.23.2 \
+         into .cache/venv and sets $PYTHON: {}",
         String::from_utf8_lossy(&o.stderr)
     );
 }

@@ -127,7 +127,7 @@ fn ffn_block(g: &Graph, h1: NodeIndex, l: usize) -> Result<(NodeIndex, NodeIndex
 }
 
 /// Where EBERT's lowering stops paying, measured by `scripts/ebert-crossover` on the MR-fine-tuned MiniLM at
-/// ratio 0.6 (README, "EBERT at real lengths"): each call copies the chosen heads' and groups' weights, a cost
+/// ratio 0.6 (docs/results.md, "EBERT at real lengths"): each call copies the chosen heads' and groups' weights, a cost
 /// that scales with the weights, not the tokens.
 pub const CROSSOVER_NOTE: &str = "each input's chosen weights are copied on every call, which costs more than it \
 saves on short inputs: on MR-fine-tuned MiniLM (ratio 0.6) it was slower than dense on real sentences (28 tokens: \

@@ -159,7 +159,7 @@ fn check_with(path: &Path, extra: &str) {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         !err.contains("No module named 'onnx'"),
-        "the onnx Python package is missing: `pip install onnx==1.23.2` (the README's test command does this)"
+        "the onnx Python package is missing: run `scripts/test`, which installs onnx==1.23.2 into .cache/venv and sets $PYTHON"
     );
     assert!(o.status.success() && o.stdout.starts_with(b"ok"), "onnx.checker rejected {}: {err}", path.display());
 }
