@@ -1,6 +1,6 @@
 """Markdown table of scripts/protocol-minilm-mr's results: test accuracy with its 95 % interval, the paired
 difference against dense, out-of-domain accuracy, and latency at real length and at 128 tokens.
-Usage: python3 scripts/protocol-table.py OUT_DIR EXIT_PIPELINE"""
+Usage: python3 scripts/protocol-table.py OUT_DIR EXIT_PIPELINE   (EXIT_PIPELINE "-": no exit line)"""
 import json
 import sys
 
@@ -35,7 +35,8 @@ tokens = bench["real"][0]["models"][0]["mean_tokens"]
 m0 = bench["machine"]
 print(f"{m0['cpu']}, {m0['cores']} cores, 1 thread. Test: {bench['models'][0]['examples']} MR rows; "
       f"latency on the {rows} test sentences at their own length ({tokens:.1f} tokens per row on average).")
-print(f"exit = `{exit_pass}` (chosen on validation).")
+if exit_pass != "-":
+    print(f"exit = `{exit_pass}` (chosen on validation).")
 print()
 print("| model | test accuracy [95 %] | vs dense, paired [95 %] | out of domain (IMDB) | vs dense | "
       "tract b1 | tract b8 | ORT b1 | ORT b8 | tract 1x128 | ORT 1x128 |")
