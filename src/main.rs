@@ -357,10 +357,14 @@ enum Cmd {
         /// Which rows of --inputs (and of --data for accuracy, always its test rows): test, val or all.
         #[arg(long = "split", value_enum, default_value_t = bertopt::split::Part::Test)]
         part: bertopt::split::Part,
-        /// How tract is planned for real lengths: one symbolic-length plan (a server's default), or a plan per
-        /// input shape; both for comparison: `symbolic,per-length`.
+        /// How tract is planned for real lengths: one symbolic-length plan (a server's default), a plan per
+        /// input shape, or batches padded to a multiple of --bucket tokens with a plan per padded shape; several
+        /// for comparison: `symbolic,per-length,buckets`.
         #[arg(long, value_enum, value_delimiter = ',', default_value = "symbolic")]
         tract_plans: Vec<bertopt::real_length::TractPlans>,
+        /// Bucket width in tokens for `--tract-plans buckets`.
+        #[arg(long, default_value_t = 16)]
+        bucket: usize,
         /// Timed passes over the --inputs rows.
         #[arg(long, default_value_t = 1)]
         repeat: usize,
@@ -582,6 +586,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             inputs,
             part,
             tract_plans,
+            bucket,
             repeat,
             warmup,
             iters,
@@ -608,6 +613,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     repeat,
                     warmup,
                     threads,
+                    bucket,
                 };
                 Some((bench::Inputs { files: inputs, split: part, texts }, rc))
             };

@@ -118,8 +118,9 @@ pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path, max_drop: f64) -> 
             .iter()
             .map(|c| {
                 let plan = match c.tract_plans {
-                    Some(crate::real_length::TractPlans::PerLength) => ", per-length plans",
-                    _ => "",
+                    Some(crate::real_length::TractPlans::PerLength) => ", per-length plans".to_string(),
+                    Some(crate::real_length::TractPlans::Buckets) => format!(", {}-token bucket plans", c.bucket),
+                    _ => String::new(),
                 };
                 let caption = format!("{} batch {}, real lengths{plan}", c.runtime, c.batch);
                 (caption, "mean latency per batch (ms), real sentences", c.models.iter().map(|m| m.mean_ms).collect())

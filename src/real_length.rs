@@ -1,7 +1,8 @@
 //! Latency on real sentences at their own length: what a server holding one loaded model sees. Each model
 //! tokenizes the rows with its own embedded tokenizer; batches are taken in data order and padded only to their
 //! longest row; tract runs one plan over a symbolic sequence length (or, with `per-length`, a cached plan per
-//! input shape, all built during warm-up); ONNX Runtime runs as usual. Models run interleaved batch by batch, so
+//! input shape, or with `buckets`, batches padded (masked) to a multiple of `--bucket` tokens and a plan per
+//! padded shape; all built during warm-up); ONNX Runtime runs as usual. Models run interleaved batch by batch, so
 //! drift in machine load hits every model alike, and speedups are against the first model in the same run.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,18 @@ pub enum TractPlans {
     Symbolic,
     /// One plan per input shape, made on first use (during warm-up here).
     PerLength,
+    /// Batches padded (masked) to a multiple of the bucket width, one plan per padded shape.
+    Buckets,
+}
+
+impl TractPlans {
+    fn describe(self, bucket: usize) -> String {
+        match self {
+            TractPlans::Symbolic => "symbolic-length plan".into(),
+            TractPlans::PerLength => "a plan per length".into(),
+            TractPlans::Buckets => format!("a plan per {bucket}-token bucket"),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -34,6 +47,8 @@ pub struct RealLengthConfig {
     pub warmup: usize,
     /// Intra-op threads of ONNX Runtime; tract runs on one.
     pub threads: usize,
+    /// Bucket width in tokens for `TractPlans::Buckets`.
+    pub bucket: usize,
 }
 
 /// One model in one real-length cell.
@@ -56,8 +71,11 @@ pub struct RealTiming {
     /// Early-exit models: average layers run on these rows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub avg_layers: Option<f64>,
-    /// Seconds spent in warm-up (with `per-length`: planning every shape).
+    /// Seconds spent in warm-up (with `per-length` and `buckets`: planning every shape).
     pub warmup_s: f64,
+    /// Plans tract made (one per distinct padded shape) with `per-length` and `buckets`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub plans: Option<usize>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -67,11 +85,18 @@ pub struct RealCell {
     /// tract only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tract_plans: Option<TractPlans>,
+    /// Bucket width with `buckets` plans.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub bucket: usize,
     pub batch: usize,
     pub threads: usize,
     pub rows: usize,
     pub batches: usize,
     pub models: Vec<RealTiming>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Mean real tokens per row of `batches` (sum of the attention masks over the rows).
@@ -122,13 +147,23 @@ fn cell(
     batch: usize,
     plans: Option<TractPlans>,
 ) -> anyhow::Result<RealCell> {
-    let inputs =
-        models.iter().map(|m| batches_for(m, texts, batch, cfg.max_len)).collect::<anyhow::Result<Vec<_>>>()?;
+    let bucket = (plans == Some(TractPlans::Buckets)).then_some(cfg.bucket.max(1));
+    let inputs = models
+        .iter()
+        .map(|m| {
+            let bs = batches_for(m, texts, batch, cfg.max_len)?;
+            Ok(match bucket {
+                Some(n) => bs.iter().map(|b| b.padded_to_bucket(n, cfg.max_len)).collect(),
+                None => bs,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let fixed = matches!(plans, Some(TractPlans::PerLength | TractPlans::Buckets));
     let n = inputs[0].len();
     let mut runners = vec![];
     let mut warmup_s = vec![];
     for (m, bs) in models.iter().zip(&inputs) {
-        let fixed_shape = (plans == Some(TractPlans::PerLength)).then(|| (bs[0].batch, bs[0].seq));
+        let fixed_shape = fixed.then(|| (bs[0].batch, bs[0].seq));
         let start = Instant::now();
         let r = run::load(runtime, m, RunnerOptions { fixed_shape, threads: cfg.threads })?;
         let warm: &[Batch] = if fixed_shape.is_some() { bs } else { &bs[..cfg.warmup.min(bs.len())] };
@@ -175,6 +210,8 @@ fn cell(
             speedup_p50: 0.0,
             avg_layers: (!layers[j].is_empty()).then(|| layers[j].iter().sum::<f64>() / layers[j].len() as f64),
             warmup_s: warmup_s[j],
+            plans: fixed
+                .then(|| inputs[j].iter().map(|b| (b.batch, b.seq)).collect::<std::collections::HashSet<_>>().len()),
         });
     }
     let (mean0, p500) = (timings[0].mean_ms, timings[0].p50_ms);
@@ -187,6 +224,7 @@ fn cell(
         runtime,
         runtime_version: crate::bench::runtime_version(runtime),
         tract_plans: plans,
+        bucket: bucket.unwrap_or(0),
         batch,
         threads,
         rows: texts.len(),
@@ -198,20 +236,30 @@ fn cell(
 pub fn print(cells: &[RealCell]) {
     for c in cells {
         println!();
-        let plans = c.tract_plans.map_or(String::new(), |p| {
-            format!(", {} plan", if p == TractPlans::Symbolic { "symbolic-length" } else { "per-length" })
-        });
+        let plans = c.tract_plans.map_or(String::new(), |p| format!(", {}", p.describe(c.bucket)));
         println!(
             "{} ({}{plans}), real lengths: {} rows in {} batches of {}, threads {}",
             c.runtime, c.runtime_version, c.rows, c.batches, c.batch, c.threads
         );
         println!(
-            "{:<32} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>8} {:>8} {:>7}",
-            "model", "mean ms", "p50 ms", "p90 ms", "p99 ms", "sent/s", "tokens", "x mean", "x p50", "layers"
+            "{:<32} {:>8} {:>8} {:>8} {:>8} {:>9} {:>7} {:>7} {:>8} {:>8} {:>7} {:>6} {:>9}",
+            "model",
+            "mean ms",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "sent/s",
+            "tokens",
+            "padded",
+            "x mean",
+            "x p50",
+            "layers",
+            "plans",
+            "warm-up s"
         );
         for m in &c.models {
             println!(
-                "{:<32} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>7.1} {:>7.2}x {:>7.2}x {:>7}",
+                "{:<32} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>7.1} {:>7.1} {:>7.2}x {:>7.2}x {:>7} {:>6} {:>9.1}",
                 crate::bench::name(&m.model),
                 m.mean_ms,
                 m.p50_ms,
@@ -219,9 +267,12 @@ pub fn print(cells: &[RealCell]) {
                 m.p99_ms,
                 m.sentences_per_s,
                 m.mean_tokens,
+                m.mean_padded_tokens,
                 m.speedup_mean,
                 m.speedup_p50,
-                m.avg_layers.map_or("-".into(), |l| format!("{l:.2}"))
+                m.avg_layers.map_or("-".into(), |l| format!("{l:.2}")),
+                m.plans.map_or("1".into(), |p| p.to_string()),
+                m.warmup_s
             );
         }
     }

@@ -490,7 +490,17 @@ fn bench_on_real_lengths_reports_the_data_s_own_token_counts_and_paired_accuracy
     let data = d.path().join("data.jsonl");
     common::write_class_jsonl(&data, 25, 4);
     let mut args = vec!["bench", s(&onnx[0]), s(&onnx[1]), "--inputs", s(&data), "--split", "all"];
-    args.extend(["--runtime", "tract,ort", "--batch", "1,4", "--tract-plans", "symbolic,per-length", "--warmup", "1"]);
+    args.extend([
+        "--runtime",
+        "tract,ort",
+        "--batch",
+        "1,4",
+        "--tract-plans",
+        "symbolic,per-length,buckets",
+        "--warmup",
+        "1",
+    ]);
+    args.extend(["--bucket", "8"]);
     args.extend(["--data", s(&data), "--train-size", "15", "--val-size", "5", "--json"]);
     let o = optimize(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -508,6 +518,14 @@ fn bench_on_real_lengths_reports_the_data_s_own_token_counts_and_paired_accuracy
     let mean = lens.iter().sum::<usize>() as f64 / lens.len() as f64;
     let padded4 = lens.chunks(4).map(|c| c.len() * c.iter().max().unwrap()).sum::<usize>() as f64 / lens.len() as f64;
     assert!(padded4 > mean, "the data has rows of different lengths: {lens:?}");
+    // With 8-token buckets each batch is padded to its longest row rounded up to a multiple of 8, and there is one
+    // plan per distinct padded shape (rows x length; the last batch may be shorter).
+    let bucketed = |b: usize| {
+        let shapes: Vec<(usize, usize)> =
+            lens.chunks(b).map(|c| (c.len(), c.iter().max().unwrap().div_ceil(8) * 8)).collect();
+        let padded = shapes.iter().map(|(r, l)| r * l).sum::<usize>() as f64 / lens.len() as f64;
+        (padded, shapes.iter().collect::<std::collections::HashSet<_>>().len() as u64)
+    };
 
     let real = r["real"].as_array().unwrap();
     let grid: Vec<(String, u64, Option<String>)> = real
@@ -521,8 +539,10 @@ fn bench_on_real_lengths_reports_the_data_s_own_token_counts_and_paired_accuracy
     let want = vec![
         t(1, "symbolic"),
         t(1, "per-length"),
+        t(1, "buckets"),
         t(4, "symbolic"),
         t(4, "per-length"),
+        t(4, "buckets"),
         ("ort".into(), 1, None),
         ("ort".into(), 4, None),
     ];
@@ -535,7 +555,12 @@ fn bench_on_real_lengths_reports_the_data_s_own_token_counts_and_paired_accuracy
         assert_eq!((ms[0]["speedup_mean"].as_f64(), ms[0]["speedup_p50"].as_f64()), (Some(1.0), Some(1.0)));
         for m in ms {
             assert!((m["mean_tokens"].as_f64().unwrap() - mean).abs() < 1e-9, "{m} vs {mean}");
-            let want_padded = if batch == 1 { mean } else { padded4 };
+            let mut want_padded = if batch == 1 { mean } else { padded4 };
+            if c["tract_plans"] == "buckets" {
+                let (padded, plans) = bucketed(batch as usize);
+                want_padded = padded;
+                assert_eq!(m["plans"].as_u64(), Some(plans), "{m}");
+            }
             assert!((m["mean_padded_tokens"].as_f64().unwrap() - want_padded).abs() < 1e-9, "{m}");
             let (p50, p90, p99) =
                 (m["p50_ms"].as_f64().unwrap(), m["p90_ms"].as_f64().unwrap(), m["p99_ms"].as_f64().unwrap());

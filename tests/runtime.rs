@@ -110,7 +110,7 @@ fn exit_models_answer_as_the_candle_model_with_the_same_rule() {
     export(&model, &["--pass", &pipeline, "--segmented"], &segmented);
 
     let mut layers = std::collections::BTreeSet::new();
-    for planning in [Planning::Symbolic, Planning::PerShape] {
+    for planning in [Planning::Symbolic, Planning::PerShape, Planning::Buckets(8)] {
         let opts = Options { planning, ..Default::default() };
         let c = Classifier::load_with(&nested, opts.clone()).unwrap();
         for t in SENTENCES {
@@ -155,7 +155,7 @@ fn one_loaded_model_serves_threads_as_it_serves_one() {
     let d = tempfile::tempdir().unwrap();
     let onnx = d.path().join("m.onnx");
     export(&bundled(), &[], &onnx);
-    for planning in [Planning::Symbolic, Planning::PerShape] {
+    for planning in [Planning::Symbolic, Planning::PerShape, Planning::Buckets(8)] {
         let c = Arc::new(Classifier::load_with(&onnx, Options { planning, ..Default::default() }).unwrap());
         let sequential: Vec<_> = SENTENCES.iter().map(|t| c.classify(t).unwrap()).collect();
         let threads: Vec<_> = (0..4)

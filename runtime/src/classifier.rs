@@ -3,7 +3,9 @@
 //!
 //! Planning: by default tract plans the model once over a symbolic batch and sequence length, and every call
 //! runs that plan (nothing is planned per call). `Planning::PerShape` plans once per input shape seen instead
-//! (faster per call, measured in docs/results.md, at the cost of a planning pause and memory per new shape).
+//! (faster per call, measured in docs/results.md, at the cost of a planning pause and memory per new shape);
+//! `Planning::Buckets(n)` pads each batch (masked) to a multiple of n tokens and plans once per bucket, so a few
+//! plans serve every length.
 //! Early-exit models: a single-file export's `If` branches are planned at load (`tract_branches`), a segmented
 //! folder is driven row by row (`segmented`).
 
@@ -26,6 +28,8 @@ pub enum Planning {
     Symbolic,
     /// One plan per input shape, made when that shape is first seen.
     PerShape,
+    /// Batches padded (masked) to a multiple of this many tokens, one plan per padded shape.
+    Buckets(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -77,6 +81,8 @@ pub struct Classifier {
     labels: Vec<String>,
     max_len: usize,
     truncate: bool,
+    /// With `Planning::Buckets`: pad every batch to a multiple of this many tokens.
+    bucket: Option<usize>,
 }
 
 impl Classifier {
@@ -93,9 +99,14 @@ impl Classifier {
             Planning::Symbolic => None,
             // A first shape to plan at load; later shapes are planned when first seen.
             Planning::PerShape => Some((1, 16.min(max_len))),
+            Planning::Buckets(n) => Some((1, n.clamp(1, max_len))),
         };
         let runner = crate::load(opts.runtime, path, RunnerOptions { fixed_shape, threads: opts.threads })?;
-        Self::build(path, runner, &opts, props, max_len)
+        let mut c = Self::build(path, runner, &opts, props, max_len)?;
+        if let (Planning::Buckets(n), Runtime::Tract) = (opts.planning, opts.runtime) {
+            c.bucket = Some(n.max(1));
+        }
+        Ok(c)
     }
 
     /// A classifier over a runner already loaded from `path` (`opts.runtime`, `planning` and `threads` are
@@ -132,6 +143,7 @@ impl Classifier {
             labels,
             max_len,
             truncate: opts.truncate,
+            bucket: None,
         })
     }
 
@@ -167,6 +179,10 @@ impl Classifier {
                 }
             }
         }
+        let batch = match self.bucket {
+            Some(n) => batch.padded_to_bucket(n, self.max_len),
+            None => batch,
+        };
         let outputs = self.runner.run(&batch)?;
         let logits = outputs.iter().find(|o| o.name == "logits").expect("checked at load");
         let exits = outputs.iter().find(|o| o.name == "exit_layer");
