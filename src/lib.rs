@@ -2,6 +2,7 @@
 //! emission, the tract and ONNX Runtime runners, and benchmarks.
 
 pub mod alloc;
+pub mod auto;
 pub use bertopt_models::atomic;
 pub mod bench;
 pub mod calibrate;

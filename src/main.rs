@@ -309,6 +309,13 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// From a fine-tuned classifier and its data to the fastest model within an accuracy budget: cut heads and
+    /// FFN deeper while validation holds (each stage recovered, distilled), off-ramps, int8, every candidate
+    /// timed on real validation sentences; the test rows read once, at the end. Resumable: rerun to continue.
+    Auto {
+        #[command(flatten)]
+        args: bertopt::auto::AutoArgs,
+    },
     /// Redraw the accuracy-latency plot of a saved `optimize bench --data ... --json` report, without measuring
     /// again.
     Plot {
@@ -552,6 +559,16 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 bertopt::check_cmd::print(&r);
             }
             anyhow::ensure!(r.ok, "{} did not pass the check", args.model.display());
+            Ok(())
+        }
+        Some(Cmd::Auto { args }) => {
+            let r = bertopt::auto::run(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", std::fs::read_to_string(args.out.join("report.md"))?);
+                println!("\nwrote {} and {}", r.best.display(), args.out.join("report.md").display());
+            }
             Ok(())
         }
         Some(Cmd::Plot { report, svg, max_drop }) => {

@@ -262,7 +262,8 @@ pub fn check_disjoint(trained_on: &[SplitRecord], asked: &SplitRecord, part: Par
         if part == Part::All {
             return clash("the data includes a file the model was trained on");
         }
-        let same_pool = r.data == asked.data && r.seed == asked.seed && r.pool == asked.pool && r.test_file.is_none();
+        // The same pool of the same shuffled files: its rows are the same rows, whichever test set either run named.
+        let same_pool = r.data == asked.data && r.seed == asked.seed && r.pool == asked.pool;
         let same_val = r.val == asked.val && r.val_file.is_none() && asked.val_file.is_none();
         if !same_pool || (part == Part::Val && !same_val) {
             return clash("the split differs from the one the model was trained on");
@@ -372,8 +373,13 @@ mod tests {
         // A model with no record is evaluated as asked.
         assert!(check_disjoint(&[], &as_test, Part::Test).is_ok());
         // A model fine-tuned on all of the data file (its test set a separate file): any split of it is refused.
-        let all_of_it = rec(SplitArgs { eval: Some(other), ..base.clone() });
+        let all_of_it = rec(SplitArgs { eval: Some(other.clone()), train_size: None, ..base.clone() });
         assert!(check_disjoint(&[all_of_it], &trained, Part::Test).is_err());
+        // A model whose test set was a separate file but whose pool was the same 150 rows: the rows after the pool
+        // were never its training or validation rows, and its validation rows are the same rows.
+        let same_pool = rec(SplitArgs { eval: Some(other), ..base.clone() });
+        assert!(check_disjoint(std::slice::from_ref(&same_pool), &trained, Part::Test).is_ok());
+        assert!(check_disjoint(&[same_pool], &trained, Part::Val).is_ok());
     }
 
     #[test]
