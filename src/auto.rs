@@ -628,7 +628,9 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
     write_json(&out.join("report.json"), &report)?;
     let md = markdown(&report);
     crate::atomic::write_atomic(&out.join("report.md"), |w| w.write_all(md.as_bytes()))?;
-    crate::plot::pareto_svg(&val_plane(&cands, a), &out.join("pareto.svg"), a.max_drop)?;
+    let plane = val_plane(&cands, a);
+    let label = "validation accuracy (%), 95 % interval";
+    crate::plot::pareto_svg_labelled(&plane, &out.join("pareto.svg"), a.max_drop, label)?;
     Ok(report)
 }
 
@@ -745,11 +747,23 @@ fn val_plane(cands: &[Candidate], a: &AutoArgs) -> crate::bench::BenchReport {
     }
 }
 
-/// Plain commands that rebuild the chosen model (paths as this run used them).
+/// A word for a POSIX shell: as is when plain, else single-quoted.
+fn sh(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_./=,:+-@%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Plain commands that rebuild the chosen model (paths as this run used them, quoted for a POSIX shell).
 fn commands(a: &AutoArgs, chosen: &Candidate, state: &State) -> Vec<String> {
     let mut data = String::new();
     for d in &a.split.data {
-        data.push_str(&format!(" --data {}", d.display()));
+        data.push_str(&format!(" --data {}", sh(&d.display().to_string())));
+    }
+    if let Some(e) = &a.split.eval {
+        data.push_str(&format!(" --eval {}", sh(&e.display().to_string())));
     }
     if let Some(n) = a.split.train_size {
         data.push_str(&format!(" --train-size {n}"));
@@ -758,23 +772,34 @@ fn commands(a: &AutoArgs, chosen: &Candidate, state: &State) -> Vec<String> {
         data.push_str(&format!(" --val-size {n}"));
     }
     data.push_str(&format!(" --seed {}", a.split.seed));
-    let m = a.model.display().to_string();
+    let m = sh(&a.model.display().to_string());
     let mut cmds = vec![];
-    let ratios: Vec<String> = a
-        .schedule
-        .iter()
-        .filter(|r| state.stages.get(&format!("cut-{r}")).is_some_and(|s| s.accepted))
-        .map(|r| r.to_string())
-        .collect();
-    let uses_cut = chosen.pipeline.contains("heads(");
+    // The cut the chosen model carries, and the accepted stages up to it (each recovered from the one before).
+    let ratio: Option<f64> = chosen
+        .pipeline
+        .split("heads(ratio=")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ')']).next())
+        .and_then(|r| r.parse().ok());
     let mut from = m.clone();
-    if uses_cut {
-        cmds.push(format!("optimize score {m}{data} -o scores.safetensors"));
+    if let Some(ratio) = ratio {
+        let ratios: Vec<String> = a
+            .schedule
+            .iter()
+            .filter(|&&r| r <= ratio && state.stages.get(&format!("cut-{r}")).is_some_and(|s| s.accepted))
+            .map(|r| r.to_string())
+            .collect();
         cmds.push(format!(
-            "optimize recover {m} --pass \"heads(ratio={{s}},scores=scores.safetensors),ffn(ratio={{s}},scores=scores.safetensors)\" --schedule {} --epochs {} --lr {} --teacher {m}{data} -o pruned",
+            "optimize score {m}{data} --batch {} --max-len {} -o scores.safetensors",
+            a.train_batch, a.max_len
+        ));
+        cmds.push(format!(
+            "optimize recover {m} --pass \"heads(ratio={{s}},scores=scores.safetensors),ffn(ratio={{s}},scores=scores.safetensors)\" --schedule {} --epochs {} --lr {} --batch {} --max-len {} --teacher {m}{data} -o pruned",
             ratios.join(","),
             a.epochs,
-            a.lr
+            a.lr,
+            a.train_batch,
+            a.max_len
         ));
         from = "pruned".into();
     }
@@ -784,7 +809,8 @@ fn commands(a: &AutoArgs, chosen: &Candidate, state: &State) -> Vec<String> {
             bertopt_models::classifier::ExitPooling::Cls => "cls",
         };
         cmds.push(format!(
-            "optimize train-exits {from} --method deebert --pooling {pooling}{data} --epochs 2 --lr 5e-4 --max-len {} -o exits",
+            "optimize train-exits {from} --method deebert --pooling {pooling}{data} --epochs 2 --lr 5e-4 --batch {} --max-len {} -o exits",
+            a.train_batch,
             a.max_len
         ));
         from = "exits".into();
@@ -906,6 +932,14 @@ mod tests {
         let (i, why) = choose(&[dense, cand("slow", 0.8, "1111111100", 12.0)], 1.0);
         assert_eq!(i, 0);
         assert!(why.contains("faster"), "{why}");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_when_they_need_it() {
+        assert_eq!(sh("target/protocol/dense"), "target/protocol/dense");
+        assert_eq!(sh("polarity-en-pang&lee2.csv"), "'polarity-en-pang&lee2.csv'");
+        assert_eq!(sh("it's"), "'it'\\''s'");
+        assert_eq!(sh(""), "''");
     }
 
     #[test]

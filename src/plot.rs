@@ -64,8 +64,9 @@ struct Point {
     ci: [f64; 2],
 }
 
-/// Colours that stay apart on white and for the common colour-vision deficiencies (Okabe-Ito).
-const PALETTE: [RGBColor; 7] = [
+/// Colours that stay apart on white and for the common colour-vision deficiencies (Okabe-Ito), then three more
+/// for long candidate lists.
+const PALETTE: [RGBColor; 10] = [
     RGBColor(0, 114, 178),
     RGBColor(230, 159, 0),
     RGBColor(0, 158, 115),
@@ -73,6 +74,9 @@ const PALETTE: [RGBColor; 7] = [
     RGBColor(86, 180, 233),
     RGBColor(213, 94, 0),
     RGBColor(120, 120, 120),
+    RGBColor(0, 0, 0),
+    RGBColor(240, 228, 66),
+    RGBColor(120, 60, 160),
 ];
 
 /// The point a user should ship from one panel: the fastest model whose paired difference to the baseline (the
@@ -95,6 +99,16 @@ pub fn recommended(r: &crate::bench::BenchReport, latencies: &[f64], max_drop: f
 /// faster and more accurate) is joined by a thin line. Captions say the runtime, the batch and whether lengths are
 /// real or synthetic.
 pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path, max_drop: f64) -> anyhow::Result<()> {
+    pareto_svg_labelled(r, path, max_drop, "test accuracy (%), 95 % interval")
+}
+
+/// [`pareto_svg`] with another accuracy axis (e.g. validation accuracy, for a search's candidates).
+pub fn pareto_svg_labelled(
+    r: &crate::bench::BenchReport,
+    path: &Path,
+    max_drop: f64,
+    y_label: &str,
+) -> anyhow::Result<()> {
     let acc: Vec<Option<(f64, [f64; 2])>> = r
         .models
         .iter()
@@ -136,7 +150,7 @@ pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path, max_drop: f64) -> 
     let (panel_w, panel_h) = (480u32, 420u32);
     let width = panel_w * panels.len() as u32;
     let per_row = names.len().clamp(1, (width / 240).max(1) as usize);
-    let legend_h = 28 + 18 * names.len().div_ceil(per_row) as u32;
+    let legend_h = 46 + 18 * names.len().div_ceil(per_row) as u32;
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, panel_h + legend_h)).into_drawing_area();
@@ -158,12 +172,7 @@ pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path, max_drop: f64) -> 
                 .x_label_area_size(36)
                 .y_label_area_size(48)
                 .build_cartesian_2d(0.0..xmax, (lo - 1.0)..(hi + 1.0))?;
-            chart
-                .configure_mesh()
-                .light_line_style(WHITE)
-                .x_desc(*xlabel)
-                .y_desc("test accuracy (%), 95 % interval")
-                .draw()?;
+            chart.configure_mesh().light_line_style(WHITE).x_desc(*xlabel).y_desc(y_label).draw()?;
             if let Some(b) = base {
                 chart.draw_series(LineSeries::new([(0.0, b), (xmax, b)], BLACK.mix(0.35)))?;
                 let dotted = (0..40).map(|k| k as f64 * xmax / 40.0).collect::<Vec<_>>();
@@ -209,16 +218,15 @@ pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path, max_drop: f64) -> 
             let label = if i == 0 { format!("{name} (baseline, square)") } else { name.clone() };
             legend.draw(&Text::new(label, (x + 10, y - 7), style.clone()))?;
         }
-        let mut note = format!(
+        let note = format!(
             "grey line: baseline accuracy; dotted: {max_drop} point{} below it",
             if max_drop == 1.0 { "" } else { "s" }
         );
+        legend.draw(&Text::new(note, (16, (legend_h - 36) as i32), style.clone()))?;
         if any_recommended {
-            note.push_str(
-                "; ringed: recommended (fastest within that budget and not measurably worse, paired 95 % interval)",
-            );
+            let ring = "ringed: recommended, the fastest within it, not measurably worse (paired 95 %)";
+            legend.draw(&Text::new(ring, (16, (legend_h - 18) as i32), style))?;
         }
-        legend.draw(&Text::new(note, (16, (legend_h - 18) as i32), style))?;
         root.present()?;
     }
     crate::atomic::write_atomic(path, |w| w.write_all(svg.as_bytes()))?;
