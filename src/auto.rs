@@ -237,6 +237,11 @@ impl Progress {
     }
 }
 
+/// `1 point`, `0.5 points`.
+fn points(x: f64) -> String {
+    format!("{x} point{}", if x == 1.0 { "" } else { "s" })
+}
+
 /// The choice among measured candidates (dense first): the fastest within `max_drop` points of dense on
 /// validation whose paired interval against dense does not lie below 0; else dense. Returns its index and why.
 pub fn choose(cands: &[Candidate], max_drop: f64) -> (usize, String) {
@@ -254,20 +259,27 @@ pub fn choose(cands: &[Candidate], max_drop: f64) -> (usize, String) {
         .copied()
         .filter(|&i| cands[i].val_mean_ms < dense.val_mean_ms || dense.val_mean_ms.is_none())
         .collect();
-    match faster.iter().copied().min_by(|&x, &y| cands[x].val_mean_ms.unwrap().total_cmp(&cands[y].val_mean_ms.unwrap()))
+    match faster
+        .iter()
+        .copied()
+        .min_by(|&x, &y| cands[x].val_mean_ms.unwrap().total_cmp(&cands[y].val_mean_ms.unwrap()))
     {
         Some(i) => (
             i,
             format!(
-                "the fastest of {} candidates within {max_drop} points of dense on validation ({:+.2} points) and not \
+                "the fastest of {} candidates within {} of dense on validation ({:+.2} points) and not \
                  measurably worse",
                 cands.len() - 1,
+                points(max_drop),
                 -cands[i].drop_points(dense)
             ),
         ),
         None if ok.is_empty() => (
             0,
-            format!("no candidate is within {max_drop} points of dense on validation without being measurably worse: dense is kept"),
+            format!(
+                "no candidate is within {} of dense on validation without being measurably worse: dense is kept",
+                points(max_drop)
+            ),
         ),
         None => (0, "no candidate within the budget is faster than dense: dense is kept".into()),
     }
@@ -841,13 +853,13 @@ fn markdown(r: &AutoReport) -> String {
     for c in &r.candidates {
         let mark = if c.name == r.chosen { " (chosen)" } else { "" };
         s.push_str(&format!(
-            "| {}{mark} | `{}` | {:.2} % [{:.1}, {:.1}] | {:+.2} | {} | {} |\n",
+            "| {}{mark} | `{}` | {:.2} % [{:.1}, {:.1}] | {} | {} | {} |\n",
             c.name,
             if c.pipeline.is_empty() { "-" } else { &c.pipeline },
             c.val_accuracy * 100.0,
             c.val_ci95[0] * 100.0,
             c.val_ci95[1] * 100.0,
-            -c.drop_points(dense),
+            if c.name == dense.name { "-".to_string() } else { format!("{:+.2}", -c.drop_points(dense)) },
             c.val_mean_ms.map_or("-".into(), |m| format!("{m:.2} ms ({:.2}x)", dense.val_mean_ms.unwrap_or(m) / m)),
             c.avg_layers.map_or("-".into(), |l| format!("{l:.2}"))
         ));
