@@ -171,6 +171,8 @@ pub struct AutoReport {
     /// The chosen candidate's name ("dense" when nothing else qualified), and why.
     pub chosen: String,
     pub why: String,
+    /// What ended the search (accuracy, time, or the schedule), and the next lever.
+    pub stopped: String,
     pub best: PathBuf,
     pub dense_test: TestFigures,
     pub best_test: TestFigures,
@@ -633,6 +635,7 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
         candidates: cands.clone(),
         chosen: chosen.name.clone(),
         why,
+        stopped: stopped(a, &state, start.elapsed()),
         best: best.clone(),
         dense_test: figures(&dense_eval, &dense.file, 0)?,
         best_test: figures(&best_eval, &best, 1)?,
@@ -644,6 +647,35 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
     let label = "validation accuracy (%), 95 % interval";
     crate::plot::pareto_svg_labelled(&plane, &out.join("pareto.svg"), a.max_drop, label)?;
     Ok(report)
+}
+
+/// Which stage ended the search, and what would go further.
+fn stopped(a: &AutoArgs, state: &State, elapsed: Duration) -> String {
+    let rejected = a.schedule.iter().find_map(|r| {
+        let st = state.stages.get(&format!("cut-{r}"))?;
+        (!st.accepted).then(|| format!("accuracy: the cut at {r} {}", st.note))
+    });
+    let missing: Vec<String> = ["scores".to_string()]
+        .into_iter()
+        .chain(a.schedule.iter().map(|r| format!("cut-{r}")))
+        .chain((!a.no_exits).then(|| "exits".to_string()))
+        .filter(|n| !state.stages.contains_key(n))
+        .collect();
+    let next = "next levers: more recovery epochs per stage, a finer --schedule, jointly trained (ElasticBERT) \
+                off-ramps, cuts of the hidden size or of whole layers";
+    match rejected {
+        Some(why) => format!("{why}; {next}."),
+        None if elapsed >= a.time_budget && !missing.is_empty() => {
+            format!(
+                "time: the budget ran out before {}; rerun with a larger --time-budget to continue.",
+                missing.join(", ")
+            )
+        }
+        None => format!(
+            "the schedule: every cut in it held on validation; a deeper --schedule (e.g. {:.2}) may go further.",
+            (a.schedule.last().copied().unwrap_or(0.5) + 1.0) / 2.0
+        ),
+    }
 }
 
 fn real_config(rt: Runtime, batches: Vec<usize>, max_len: usize) -> crate::real_length::RealLengthConfig {
@@ -864,7 +896,8 @@ fn markdown(r: &AutoReport) -> String {
             c.avg_layers.map_or("-".into(), |l| format!("{l:.2}"))
         ));
     }
-    s.push_str(&format!("\nChosen: **{}**: {}.\n\n## Test (read once, after every choice)\n\n", r.chosen, r.why));
+    s.push_str(&format!("\nChosen: **{}**: {}.\n\nWhat ended the search: {}\n\n", r.chosen, r.why, r.stopped));
+    s.push_str("## Test (read once, after every choice)\n\n");
     s.push_str("| model | test accuracy [95 %] | vs dense, paired [95 %] | size |");
     let keys: Vec<&String> = r.dense_test.latency_ms.keys().collect();
     for k in &keys {

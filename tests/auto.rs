@@ -115,6 +115,9 @@ fn auto_runs_end_to_end_and_test_labels_change_no_choice() {
         assert!(optimize(&args).status.success());
         assert_eq!(std::fs::read(&again).unwrap(), std::fs::read(&best).unwrap(), "same bytes");
     }
+    let stopped = r["stopped"].as_str().unwrap();
+    assert!(["accuracy: ", "time: ", "the schedule: "].iter().any(|p| stopped.starts_with(p)), "{stopped}");
+    assert!(std::fs::read_to_string(out.join("report.md")).unwrap().contains(stopped), "the report says it");
     let cmds = r["commands"].as_array().unwrap();
     assert!(cmds.last().unwrap().as_str().unwrap().starts_with("optimize "), "{cmds:?}");
 
@@ -199,4 +202,22 @@ fn with_no_budget_nothing_worse_than_dense_is_kept() {
     if r["chosen"] == "dense" {
         assert!(r["why"].as_str().unwrap().contains("dense is kept"), "{}", r["why"]);
     }
+}
+
+#[test]
+fn a_spent_time_budget_starts_no_training_and_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let (model, data, test) = setup(d.path());
+    let out = d.path().join("a");
+    let mut args = auto_args(&model, &data, &test, &out, "1");
+    args.extend(["--time-budget", "0s"]);
+    let r = run(&args);
+    let stages = r["stages"].as_object().unwrap();
+    for st in ["scores", "cut-0.25", "cut-0.5", "exits"] {
+        assert!(!stages.contains_key(st), "{st} ran with no time left");
+    }
+    let names: Vec<&str> = r["candidates"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["dense", "dense-int8"]);
+    let stopped = r["stopped"].as_str().unwrap();
+    assert!(stopped.starts_with("time: ") && stopped.contains("scores"), "{stopped}");
 }
