@@ -1,25 +1,30 @@
-"""Where tract's time goes, from `optimize profile --json`: per model, the total and the share of the linear
-projections (every MatMul named after a weight), the attention score/context products, softmax, normalisation and
-residual adds, GELU, weight packing, and the rest.
+"""Where a runtime's time goes, from `optimize profile [--runtime ort] --json`: per model, the total and the share of
+the linear projections (every matrix product named after a weight), the attention score/context products,
+softmax, normalisation, GELU, weight packing (tract), activation quantization (int8), and the rest.
 Usage: python3 scripts/profile-summary.py PROFILE.json"""
 import json
 import sys
 
 
+MATMULS = {"OptMatMul", "MatMul", "FusedMatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"}
+
+
 def group(node):
     name, op = node["name"], node["op"]
-    if "attention.scores" in name or "attention.context" in name:
-        return "attention products (QK^T, PV)" if op == "OptMatMul" else "packing"
     if op == "OptMatMulPack":
         return "packing"
-    if op == "OptMatMul":
+    if ("attention.scores" in name or "attention.context" in name) and op in MATMULS:
+        return "attention products (QK^T, PV)"
+    if op in MATMULS:
         return "linear projections (incl. fused bias/residual)"
     if op == "Softmax":
         return "softmax"
-    if op.startswith("Gelu"):
+    if op.startswith("Gelu") or op in ("BiasGelu", "FastGelu", "Erf"):
         return "GELU"
-    if "LayerNorm" in name or op == "RmsNorm":
+    if "LayerNorm" in name or op in ("RmsNorm", "LayerNormalization", "SkipLayerNormalization"):
         return "LayerNorm"
+    if op.startswith("DynamicQuantizeLinear"):
+        return "activation quantization"
     return "other (embeddings, mask, reshapes, pooler)"
 
 
@@ -30,7 +35,8 @@ for p in profiles:
         if group(n) not in groups:
             groups.append(group(n))
 name = lambda p: p["model"].rstrip("/").split("/")[-1]
-print(f"tract, batch {profiles[0]['batch']}, seq {profiles[0]['seq']}, {profiles[0]['iters']} runs; ms per run (share)")
+rt = {"ort": "ONNX Runtime (its profiler)", "tract": "tract"}[profiles[0].get("runtime", "tract")]
+print(f"{rt}, batch {profiles[0]['batch']}, seq {profiles[0]['seq']}, {profiles[0]['iters']} runs; ms per run (share)")
 print("| part | " + " | ".join(name(p) for p in profiles) + " |")
 print("|---|" + "---|" * len(profiles))
 for g in groups:

@@ -298,6 +298,9 @@ enum Cmd {
     Profile {
         #[arg(required = true)]
         models: Vec<PathBuf>,
+        /// tract (every node of its plan timed) or ort (ONNX Runtime's own profiler, per kernel).
+        #[arg(long, value_enum, default_value_t = Runtime::Tract)]
+        runtime: Runtime,
         #[arg(long, default_value_t = 1)]
         batch: usize,
         #[arg(long, default_value_t = 128)]
@@ -579,10 +582,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {}", svg.display());
             Ok(())
         }
-        Some(Cmd::Profile { models, batch, seq, warmup, iters, json }) => {
+        Some(Cmd::Profile { models, runtime, batch, seq, warmup, iters, json }) => {
             let profiles = models
                 .iter()
-                .map(|m| bertopt::profile::profile(m, batch, seq, warmup, iters))
+                .map(|m| match runtime {
+                    Runtime::Tract => bertopt::profile::profile(m, batch, seq, warmup, iters),
+                    Runtime::Ort => bertopt::profile::profile_ort(m, batch, seq, warmup, iters),
+                })
                 .collect::<anyhow::Result<Vec<_>>>()?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&profiles)?);

@@ -205,6 +205,38 @@ fn profile_splits_tract_time_by_operator_kind() {
     assert!(err.contains("profile takes one ONNX file"), "{err}");
 }
 
+/// `profile --runtime ort` reads ONNX Runtime's own trace: per-kind and per-node times add up, the linears appear
+/// under ONNX Runtime's kernel names, and the tiled model's gathers show.
+#[test]
+fn profile_in_onnx_runtime_sums_its_kernels() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    let (dense, tiled) = (d.path().join("dense.onnx"), d.path().join("tile.onnx"));
+    assert!(optimize(&[s(&model), "-o", s(&dense)]).status.success());
+    assert!(optimize(&[s(&model), "--pass", "tile(sparsity=0.5,g=8)", "-o", s(&tiled)]).status.success());
+    let mut args = vec!["profile", s(&dense), s(&tiled), "--runtime", "ort", "--seq", "16", "--iters", "3"];
+    args.extend(["--warmup", "1", "--json"]);
+    let o = optimize(&args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let r = r.as_array().unwrap();
+    let kinds = |p: &serde_json::Value, op: &str| {
+        p["ops"].as_array().unwrap().iter().find(|o| o["op"] == op).map_or(0, |o| o["nodes"].as_u64().unwrap())
+    };
+    for p in r {
+        assert_eq!(p["runtime"], "ort");
+        let ops = p["ops"].as_array().unwrap();
+        let total = p["total_ms"].as_f64().unwrap();
+        let ms: f64 = ops.iter().map(|o| o["ms"].as_f64().unwrap()).sum();
+        assert!(total > 0.0 && (ms - total).abs() <= 1e-9 * total, "{p}");
+        let node_ms: f64 = p["nodes"].as_array().unwrap().iter().map(|n| n["ms"].as_f64().unwrap()).sum();
+        assert!((node_ms - total).abs() <= 1e-9 * total, "{node_ms} vs {total}");
+        assert!(["MatMul", "FusedMatMul", "Gemm"].iter().any(|k| kinds(p, k) > 0), "the linears: {p}");
+    }
+    assert!(kinds(&r[1], "Gather") > kinds(&r[0], "Gather"), "{}", serde_json::Value::from(r.clone()));
+}
+
 #[test]
 fn bad_safetensors_give_clear_errors_and_no_output() {
     let d = tempfile::tempdir().unwrap();

@@ -47,16 +47,33 @@ pub struct OrtRunner {
 
 impl OrtRunner {
     pub fn load(path: &Path, opts: RunnerOptions) -> Result<Self> {
+        Self::load_profiled(path, opts, None)
+    }
+
+    /// With `profile`: ONNX Runtime's profiler on, its trace written under that file prefix by
+    /// [`OrtRunner::end_profiling`].
+    pub fn load_profiled(path: &Path, opts: RunnerOptions, profile: Option<&Path>) -> Result<Self> {
         let env = environment()?;
         let threads = if opts.threads == 0 { 1 } else { opts.threads };
         let session = Session::builder(env)
             .and_then(|b| b.with_optimization_level(GraphOptimizationLevel::Level3).map_err(Into::into))
             .and_then(|b| b.with_intra_threads(threads).map_err(Into::into))
+            .and_then(|b| match profile {
+                Some(p) => b.with_profiling(p).map_err(Into::into),
+                None => Ok(b),
+            })
             .and_then(|mut b| b.commit_from_file(path))
             .map_err(|e| Error::model(path, format!("ONNX Runtime cannot load it: {e}")))?;
         let inputs = session.inputs().iter().map(|i| i.name().to_string()).collect();
         let outputs = session.outputs().iter().map(|o| o.name().to_string()).collect();
         Ok(OrtRunner { session: Mutex::new(session), inputs, outputs })
+    }
+}
+
+impl OrtRunner {
+    /// Stop the profiler and return the path of the JSON trace it wrote (Chrome trace events).
+    pub fn end_profiling(&self) -> Result<String> {
+        self.session.lock().expect("ONNX Runtime session").end_profiling().map_err(ort_err)
     }
 }
 
