@@ -165,6 +165,7 @@ pub struct AutoReport {
     pub max_drop: f64,
     pub runtime: Runtime,
     pub batch: usize,
+    /// Time spent: every stage (across resumed runs) and the report.
     pub seconds: f64,
     pub stages: BTreeMap<String, StageRecord>,
     pub candidates: Vec<Candidate>,
@@ -589,6 +590,7 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
 
     // Only now the test rows.
     prog.line("report", &format!("chosen: {} ({why}); test figures", chosen.name));
+    let report_start = Instant::now();
     let best = if chosen.file.is_dir() { out.join("best.segments") } else { out.join("best.onnx") };
     copy_model(&chosen.file, &best)?;
     let test_of = |file: &Path, against: Option<PathBuf>| {
@@ -629,7 +631,8 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
         max_drop: a.max_drop,
         runtime: a.runtime,
         batch: a.batch,
-        seconds: start.elapsed().as_secs_f64(),
+        // Every stage's own time (across resumed runs) and this report's.
+        seconds: state.stages.values().map(|s| s.seconds).sum::<f64>() + report_start.elapsed().as_secs_f64(),
         stages: state.stages.clone(),
         commands: commands(a, &chosen, &state),
         candidates: cands.clone(),
@@ -873,9 +876,9 @@ fn commands(a: &AutoArgs, chosen: &Candidate, state: &State) -> Vec<String> {
 fn markdown(r: &AutoReport) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "# optimize auto: {}\n\nBudget: {} points of validation accuracy against dense; runtime {}, batch {}; {:.0} s.\n\n",
+        "# optimize auto: {}\n\nBudget: {} of validation accuracy against dense; runtime {}, batch {}; {:.0} s.\n\n",
         r.model.display(),
-        r.max_drop,
+        points(r.max_drop),
         r.runtime,
         r.batch,
         r.seconds
@@ -891,7 +894,7 @@ fn markdown(r: &AutoReport) -> String {
             c.val_accuracy * 100.0,
             c.val_ci95[0] * 100.0,
             c.val_ci95[1] * 100.0,
-            if c.name == dense.name { "-".to_string() } else { format!("{:+.2}", -c.drop_points(dense)) },
+            if c.name == dense.name { "-".to_string() } else { format!("{:+.2}", 0.0 - c.drop_points(dense)) },
             c.val_mean_ms.map_or("-".into(), |m| format!("{m:.2} ms ({:.2}x)", dense.val_mean_ms.unwrap_or(m) / m)),
             c.avg_layers.map_or("-".into(), |l| format!("{l:.2}"))
         ));
