@@ -250,23 +250,12 @@ fn points(x: f64) -> String {
 pub fn choose(cands: &[Candidate], max_drop: f64) -> (usize, String) {
     let dense = &cands[0];
     let d_right = dense.right();
-    let ok: Vec<usize> = (1..cands.len())
-        .filter(|&i| {
-            let c = &cands[i];
-            let measurably_worse = crate::stats::paired(&d_right, &c.right()).ci95[1] < 0.0;
-            c.drop_points(dense) <= max_drop + 1e-9 && !measurably_worse && c.val_mean_ms.is_some()
-        })
-        .collect();
-    let faster: Vec<usize> = ok
-        .iter()
-        .copied()
-        .filter(|&i| cands[i].val_mean_ms < dense.val_mean_ms || dense.val_mean_ms.is_none())
-        .collect();
-    match faster
-        .iter()
-        .copied()
-        .min_by(|&x, &y| cands[x].val_mean_ms.unwrap().total_cmp(&cands[y].val_mean_ms.unwrap()))
-    {
+    let diffs: Vec<_> =
+        cands.iter().enumerate().map(|(i, c)| (i > 0).then(|| crate::stats::paired(&d_right, &c.right()))).collect();
+    let ms: Vec<Option<f64>> = cands.iter().map(|c| c.val_mean_ms).collect();
+    let any_within = (1..cands.len())
+        .any(|i| ms[i].is_some() && diffs[i].as_ref().is_some_and(|d| crate::stats::within_budget(d, max_drop)));
+    match crate::stats::fastest_within_budget(&diffs, &ms, max_drop) {
         Some(i) => (
             i,
             format!(
@@ -277,7 +266,7 @@ pub fn choose(cands: &[Candidate], max_drop: f64) -> (usize, String) {
                 -cands[i].drop_points(dense)
             ),
         ),
-        None if ok.is_empty() => (
+        None if !any_within => (
             0,
             format!(
                 "no candidate is within {} of dense on validation without being measurably worse: dense is kept",
@@ -575,7 +564,7 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
     let measured = stage!("measure".to_string(), &what, false, {
         let files: Vec<PathBuf> = cands.iter().map(|c| c.file.clone()).collect();
         let texts: Vec<String> = splits.val.examples.iter().map(|e| e.text.clone()).collect();
-        let cells = crate::real_length::bench(&files, &texts, &real_config(a.runtime, vec![a.batch], a.max_len))?;
+        let cells = crate::real_length::bench(&files, &texts, &real_config(vec![a.runtime], vec![a.batch], a.max_len))?;
         let mut measured = cands.clone();
         for (c, t) in measured.iter_mut().zip(&cells[0].models) {
             c.val_mean_ms = Some(t.mean_ms);
@@ -611,7 +600,7 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
     let cells = crate::real_length::bench(
         &[dense.file.clone(), best.clone()],
         &texts,
-        &real_config(Runtime::Tract, vec![1, 8], a.max_len).with_runtimes(vec![Runtime::Tract, Runtime::Ort]),
+        &real_config(vec![Runtime::Tract, Runtime::Ort], vec![1, 8], a.max_len),
     )?;
     let latency = |j: usize| -> BTreeMap<String, f64> {
         cells.iter().map(|c| (format!("{} b{}", c.runtime, c.batch), c.models[j].mean_ms)).collect()
@@ -681,9 +670,9 @@ fn stopped(a: &AutoArgs, state: &State, elapsed: Duration) -> String {
     }
 }
 
-fn real_config(rt: Runtime, batches: Vec<usize>, max_len: usize) -> crate::real_length::RealLengthConfig {
+fn real_config(runtimes: Vec<Runtime>, batches: Vec<usize>, max_len: usize) -> crate::real_length::RealLengthConfig {
     crate::real_length::RealLengthConfig {
-        runtimes: vec![rt],
+        runtimes,
         batches,
         tract_plans: vec![crate::real_length::TractPlans::Symbolic],
         max_len,
@@ -691,16 +680,6 @@ fn real_config(rt: Runtime, batches: Vec<usize>, max_len: usize) -> crate::real_
         warmup: 2,
         threads: 1,
         bucket: 16,
-    }
-}
-
-trait WithRuntimes {
-    fn with_runtimes(self, r: Vec<Runtime>) -> Self;
-}
-impl WithRuntimes for crate::real_length::RealLengthConfig {
-    fn with_runtimes(mut self, r: Vec<Runtime>) -> Self {
-        self.runtimes = r;
-        self
     }
 }
 

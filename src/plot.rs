@@ -83,12 +83,9 @@ const PALETTE: [RGBColor; 10] = [
 /// first model) is at least `-max_drop` points and whose interval does not lie wholly below 0 (not measurably
 /// worse). `None` when only the baseline qualifies or accuracies are missing.
 pub fn recommended(r: &crate::bench::BenchReport, latencies: &[f64], max_drop: f64) -> Option<usize> {
-    (1..r.models.len())
-        .filter(|&i| {
-            r.models[i].diff_vs_first.as_ref().is_some_and(|d| d.diff * 100.0 >= -max_drop && d.ci95[1] >= 0.0)
-        })
-        .filter(|&i| latencies.get(i).is_some_and(|&x| x < latencies[0]))
-        .min_by(|&a, &b| latencies[a].total_cmp(&latencies[b]))
+    let diffs: Vec<_> = r.models.iter().map(|m| m.diff_vs_first).collect();
+    let ms: Vec<Option<f64>> = latencies.iter().map(|&x| Some(x)).collect();
+    crate::stats::fastest_within_budget(&diffs, &ms, max_drop)
 }
 
 /// The benchmark's accuracy-latency plane: one panel per cell (real-length cells when the bench has them, by mean

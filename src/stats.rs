@@ -89,6 +89,25 @@ pub struct PairedDiff {
     pub p_value: f64,
 }
 
+/// Whether a model whose paired difference against a baseline is `d` (model minus baseline) is within `max_drop`
+/// points of it and not measurably worse (its 95 % interval does not lie below 0).
+pub fn within_budget(d: &PairedDiff, max_drop: f64) -> bool {
+    d.diff * 100.0 >= -max_drop - 1e-9 && d.ci95[1] >= 0.0
+}
+
+/// The model to ship among candidates `1..` (index 0 is the baseline): the fastest that is within budget (see
+/// [`within_budget`]) and faster than the baseline. `diffs[i]` and `ms[i]` are candidate i's paired difference
+/// against the baseline and its latency; one without either is not eligible. The rule behind `optimize auto`'s
+/// choice and the ring of bench's plot.
+pub fn fastest_within_budget(diffs: &[Option<PairedDiff>], ms: &[Option<f64>], max_drop: f64) -> Option<usize> {
+    let base = ms.first().copied().flatten();
+    (1..diffs.len().min(ms.len()))
+        .filter(|&i| diffs[i].as_ref().is_some_and(|d| within_budget(d, max_drop)))
+        .filter_map(|i| ms[i].filter(|&x| base.is_none_or(|b| x < b)).map(|x| (i, x)))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(i, _)| i)
+}
+
 impl PairedDiff {
     /// Whether the interval excludes 0.
     pub fn measurable(&self) -> bool {

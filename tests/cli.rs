@@ -5,7 +5,7 @@ mod common;
 
 use common::{must_fail, optimize, s};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::Scheme;
@@ -164,14 +164,20 @@ fn heads_and_tile_run_with_their_defaults_on_the_safetensors_file() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// A tiny classifier's folder, its dense export and a tiled export (gathers and a concatenation per tiled matrix).
+fn dense_and_tiled(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let model = dir.join("m");
+    tiny_classifier(&model);
+    let (dense, tiled) = (dir.join("dense.onnx"), dir.join("tile.onnx"));
+    assert!(optimize(&[s(&model), "-o", s(&dense)]).status.success());
+    assert!(optimize(&[s(&model), "--pass", "tile(sparsity=0.5,g=8)", "-o", s(&tiled)]).status.success());
+    (model, dense, tiled)
+}
+
 #[test]
 fn profile_splits_tract_time_by_operator_kind() {
     let d = tempfile::tempdir().unwrap();
-    let model = d.path().join("m");
-    tiny_classifier(&model);
-    let (dense, tiled) = (d.path().join("dense.onnx"), d.path().join("tile.onnx"));
-    assert!(optimize(&[s(&model), "-o", s(&dense)]).status.success());
-    assert!(optimize(&[s(&model), "--pass", "tile(sparsity=0.5,g=8)", "-o", s(&tiled)]).status.success());
+    let (model, dense, tiled) = dense_and_tiled(d.path());
     let o = optimize(&["profile", s(&dense), s(&tiled), "--seq", "16", "--iters", "3", "--warmup", "1", "--json"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -210,11 +216,7 @@ fn profile_splits_tract_time_by_operator_kind() {
 #[test]
 fn profile_in_onnx_runtime_sums_its_kernels() {
     let d = tempfile::tempdir().unwrap();
-    let model = d.path().join("m");
-    tiny_classifier(&model);
-    let (dense, tiled) = (d.path().join("dense.onnx"), d.path().join("tile.onnx"));
-    assert!(optimize(&[s(&model), "-o", s(&dense)]).status.success());
-    assert!(optimize(&[s(&model), "--pass", "tile(sparsity=0.5,g=8)", "-o", s(&tiled)]).status.success());
+    let (_, dense, tiled) = dense_and_tiled(d.path());
     let mut args = vec!["profile", s(&dense), s(&tiled), "--runtime", "ort", "--seq", "16", "--iters", "3"];
     args.extend(["--warmup", "1", "--json"]);
     let o = optimize(&args);
