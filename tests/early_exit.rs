@@ -1,4 +1,4 @@
-//! Early exit end to end on a small random model with off-ramps: the `exit` pass's IR (golden), and for every
+//! Early exit end to end on a small random model with off-ramps: the `exit` pass's text form, and for every
 //! input the same logits and exit layer from the candle model with the same rule, the IR interpreter, and the
 //! exported nested-`If` ONNX in tract and ONNX Runtime (batch 1), for the entropy and patience rules.
 
@@ -43,19 +43,17 @@ fn export(model: &Path, pipeline: &str, out: &Path) {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// The pass's IR is checked by `passes/filetests/exit/entropy.ir`; here, on a model loaded from its checkpoint,
+/// that the text form of early_exit (a rule and a list attribute) parses back to the same graph.
 #[test]
-fn exit_pass_golden() {
+fn exit_pass_text_form_round_trips() {
     let d = tempfile::tempdir().unwrap();
     let model = common::exit_model(d.path());
     let (mut g, _) = bertopt_models::load_graph(&model).unwrap();
-    let before = bertopt_ir::print(&g);
     Pipeline::parse("exit(threshold=0.25,layers=2+3)").unwrap().run(&mut g, &mut PassContext::default()).unwrap();
     let after = bertopt_ir::print(&g);
-    // The text form of early_exit (a rule and a list attribute) parses back to the same graph.
+    assert!(after.contains("early_exit("), "{after}");
     assert_eq!(bertopt_ir::print(&bertopt_ir::parse(&after).unwrap()), after);
-    insta::with_settings!({snapshot_path => "../goldens/passes", prepend_module_to_snapshot => false, omit_expression => true}, {
-        insta::assert_snapshot!("exit_entropy", format!("; before\n{before}\n; after\n{after}"));
-    });
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! EBERT end to end on a small random model with predictors: the `ebert` pass's IR (golden), and for every
+//! EBERT end to end on a small random model with predictors: what the `ebert` pass reports, and for every
 //! input the logits of the candle model with the same top-k choices applied as masks equal those of the IR
 //! interpreter and of the fused ONNX in tract and ONNX Runtime, at batch 1 and batch 8; training moves the
 //! expected FLOPs toward the target.
@@ -64,12 +64,13 @@ fn encode(model: &Path, texts: &[&str]) -> Batch {
     TextEncoder::from_file(&model.join("tokenizer.json")).unwrap().encode(texts, 16, None).unwrap()
 }
 
+/// The pass's IR is checked by `passes/filetests/ebert/ratio.ir`; here, on a model loaded from its checkpoint,
+/// what it reports and that its text form parses back.
 #[test]
-fn ebert_pass_golden_and_round_trip() {
+fn ebert_pass_counts_and_round_trip() {
     let d = tempfile::tempdir().unwrap();
     let model = ebert_model(d.path());
     let (mut g, _) = bertopt_models::load_graph(&model).unwrap();
-    let before = bertopt_ir::print(&g);
     let reports =
         Pipeline::parse("ebert(ratio=0.5)").unwrap().run(&mut g, &mut PassContext { flops_seq: 128 }).unwrap();
     let after = bertopt_ir::print(&g);
@@ -79,9 +80,6 @@ fn ebert_pass_golden_and_round_trip() {
     assert_eq!(r.changed["heads kept"], 6);
     assert_eq!(r.changed["groups kept"], 6);
     assert!(r.after.flops < r.before.flops, "{} -> {}", r.before.flops, r.after.flops);
-    insta::with_settings!({snapshot_path => "../goldens/passes", prepend_module_to_snapshot => false, omit_expression => true}, {
-        insta::assert_snapshot!("ebert_ratio", format!("; before\n{before}\n; after\n{after}"));
-    });
 }
 
 #[test]

@@ -74,7 +74,7 @@ pub struct Graph {
     pub weights: Weights,
     /// Weights of the model that no node reads yet, kept aside so that cleanup does not drop them: a multi-exit
     /// checkpoint's off-ramps (`exits.*`), which the `exit` pass wires in, and EBERT predictors (`ebert.*`),
-    /// which the `ebert` pass fuses. Not printed, not emitted.
+    /// which the `ebert` pass fuses. Printed by type in a `spare { }` block; not emitted.
     pub spare: Weights,
 }
 

@@ -10,6 +10,7 @@ pub mod parse;
 pub mod print;
 pub mod quant;
 pub use bertopt_schema::read;
+pub mod seeded;
 pub mod types;
 pub mod verify;
 

@@ -1,7 +1,10 @@
-//! Parser for the text form written by `print`. Errors carry line and column. Weights parse to declarations
-//! (type, no data); attach data with `Graph::weights` afterwards if the graph is to be run.
+//! Parser for the text form written by `print`. Errors carry line and column. A weight parses to a declaration
+//! (type, no data) unless the text gives its data: `= seeded(N)` (deterministic values, see `seeded`) or
+//! `= [v, v, ...]` (row-major literals), which is how a pass file test fixes its result in the file.
 
 use std::collections::HashMap;
+
+use candle_core::{Device, Tensor};
 
 use crate::graph::{Graph, Weight};
 use crate::op::{Attr, Op};
@@ -189,6 +192,49 @@ impl<'a> Parser<'a> {
         }
         Ok(ValueType::new(dtype, shape))
     }
+    /// A weight's data after `=`: `seeded(N)` (see `seeded`) or the row-major values `[v, v, ...]`.
+    fn weight_data(&mut self, name: &str, ty: &ValueType) -> Result<Tensor, ParseError> {
+        let dims = ty.known_dims().expect("checked by the caller");
+        let count: usize = dims.iter().product();
+        let (line, col) = (self.line, self.col);
+        if self.eat('[')? {
+            let mut v = vec![];
+            while !self.eat(']')? {
+                match self.bump()? {
+                    Tok::Num(n) => match n.parse::<f32>() {
+                        Ok(x) => v.push(x),
+                        Err(_) => return self.err(format!("bad number `{n}` in the data of @{name}")),
+                    },
+                    t => return self.err(format!("expected a number in the data of @{name}, found {}", describe(&t))),
+                }
+                if !self.eat(',')? && self.tok != Tok::Punct(']') {
+                    return self
+                        .err(format!("expected `,` or `]` in the data of @{name}, found {}", describe(&self.tok)));
+                }
+            }
+            if v.len() != count {
+                let msg = format!("@{name} is {ty} ({count} values) but its data has {}", v.len());
+                return Err(ParseError { line, col, msg });
+            }
+            let t = Tensor::from_vec(v, dims.as_slice(), &Device::Cpu).expect("length checked");
+            return Ok(match ty.dtype {
+                DType::I64 => t.to_dtype(candle_core::DType::I64).expect("f32 converts to i64"),
+                _ => t,
+            });
+        }
+        self.keyword("seeded")?;
+        self.punct('(')?;
+        let seed = match self.bump()? {
+            Tok::Num(n) => n.parse::<usize>().map_err(|_| ParseError {
+                line: self.line,
+                col: self.col,
+                msg: format!("seeded(...) takes a whole number, got `{n}`"),
+            })?,
+            t => return self.err(format!("seeded(...) takes a whole number, found {}", describe(&t))),
+        };
+        self.punct(')')?;
+        Ok(crate::seeded::seeded(&dims, seed, ty.dtype))
+    }
     fn attr(&mut self) -> Result<Attr, ParseError> {
         match self.bump()? {
             Tok::Weight(w) => Ok(Attr::Weight(w)),
@@ -328,8 +374,8 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
         let n = g.add_node(op, ty, &args);
         env.insert(name, n);
     }
-    if let Tok::Ident(k) = &p.tok {
-        if k == "weights" {
+    for (block, spare) in [("weights", false), ("spare", true)] {
+        if matches!(&p.tok, Tok::Ident(k) if k == block) {
             p.bump()?;
             p.punct('{')?;
             while !p.eat('}')? {
@@ -342,7 +388,9 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                 if ty.known_dims().is_none() {
                     return p.err(format!("weight @{name} must have a fully known shape, got {ty}"));
                 }
-                if g.weights.0.insert(name.clone(), Weight { ty, data: None }).is_some() {
+                let data = if p.eat('=')? { Some(p.weight_data(&name, &ty)?) } else { None };
+                let set = if spare { &mut g.spare } else { &mut g.weights };
+                if set.0.insert(name.clone(), Weight { ty, data }).is_some() {
                     return p.err(format!("weight @{name} declared twice"));
                 }
             }

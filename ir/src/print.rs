@@ -9,8 +9,10 @@
 //!   @embeddings.word_embeddings.weight: f32[100, 32]
 //! }
 //! ```
+//! Weights held aside (`Graph::spare`: off-ramps, EBERT predictors) follow in a `spare { }` block of the same form.
 //! Values are numbered in topological order, so the text does not depend on how the graph was built.
-//! `parse::parse` is this printer's exact inverse.
+//! `parse::parse` is this printer's exact inverse; it also reads weight data (`= seeded(N)`, `= [v, ...]`), which
+//! file tests write by hand and the printer never writes.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -78,12 +80,14 @@ pub fn print(g: &Graph) -> String {
     let outs: Vec<String> = g.outputs.iter().map(|(name, o)| format!("{name} = {}", names.get(*o))).collect();
     let _ = writeln!(s, "  return {}", outs.join(", "));
     s.push_str("}\n");
-    if !g.weights.0.is_empty() {
-        s.push_str("weights {\n");
-        for (name, w) in &g.weights.0 {
-            let _ = writeln!(s, "  @{name}: {}", w.ty);
+    for (block, set) in [("weights", &g.weights), ("spare", &g.spare)] {
+        if !set.0.is_empty() {
+            let _ = writeln!(s, "{block} {{");
+            for (name, w) in &set.0 {
+                let _ = writeln!(s, "  @{name}: {}", w.ty);
+            }
+            s.push_str("}\n");
         }
-        s.push_str("}\n");
     }
     s
 }

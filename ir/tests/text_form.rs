@@ -87,3 +87,40 @@ fn verifier_rejects_wrong_weight_shapes_and_types() {
     let g = parse(&SMALL.replace("  @ln2.bias: f32[8]\n", "")).unwrap();
     assert!(verify(&g).unwrap_err().to_string().contains("@ln2.bias does not exist"));
 }
+
+const WITH_DATA: &str = "graph d(%x: f32[batch, 3]) {
+  %0: f32[batch, 2] = linear(%x) {w: @l, k: 3, n: 2}
+  return y = %0
+}
+weights {
+  @l.bias: f32[2] = [0.5, -1]
+  @l.weight: f32[3, 2] = seeded(4)
+}
+";
+
+#[test]
+fn weights_may_carry_literal_or_seeded_data() {
+    let g = parse(WITH_DATA).unwrap();
+    assert_eq!(g.weights.tensor("l.bias").unwrap().to_vec1::<f32>().unwrap(), vec![0.5, -1.0]);
+    let w = g.weights.tensor("l.weight").unwrap().to_vec2::<f32>().unwrap();
+    // value k of seed 4 by the documented formula, written out here: ((7k + 12) mod 11 / 11 - 1/2) * (1 + k mod 3)
+    let expect = |k: usize| (((7 * k + 12) % 11) as f32 / 11.0 - 0.5) * (1.0 + (k % 3) as f32);
+    assert_eq!(w, vec![vec![expect(0), expect(1)], vec![expect(2), expect(3)], vec![expect(4), expect(5)]]);
+    // The printer writes types only; the declaration without data parses to the same graph shape.
+    assert!(!print(&g).contains("seeded"));
+    verify(&g).unwrap();
+}
+
+#[test]
+fn bad_weight_data_is_located() {
+    for (text, needle) in [
+        ("@l.bias: f32[2] = [0.5]", "line 6, column 21: @l.bias is f32[2] (2 values) but its data has 1"),
+        ("@l.bias: f32[2] = [0.5 1]", "expected `,` or `]` in the data of @l.bias"),
+        ("@l.bias: f32[2] = seeded(x)", "seeded(...) takes a whole number"),
+        ("@l.bias: f32[2] = random(1)", "expected `seeded`"),
+    ] {
+        let src = WITH_DATA.replace("@l.bias: f32[2] = [0.5, -1]", text);
+        let e = parse(&src).unwrap_err().to_string();
+        assert!(e.contains(needle), "{text}: {e}");
+    }
+}

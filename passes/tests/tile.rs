@@ -1,4 +1,4 @@
-//! The `tile` pass (TileSparsity types 2 and 7) on a two-layer FFN graph: IR before/after (golden), the text
+//! The `tile` pass (TileSparsity types 2 and 7) on a two-layer FFN graph: the text
 //! form round-trip of `tiled_linear`, equality with the dense graph whose removed row segments are zeroed, on
 //! many random weight sets and sparsities, with the kept segments computed here independently; 0 % is the
 //! identity; argument errors.
@@ -117,7 +117,7 @@ fn reseeded(g: &Graph, seed: u64) -> Graph {
 }
 
 #[test]
-fn global_tiling_golden_and_text_round_trip() {
+fn global_tiling_counts_and_text_round_trip() {
     let dense = with_data(parse(TWO_FFNS).unwrap());
     verify(&dense).unwrap();
     let mut g = dense.clone();
@@ -134,7 +134,6 @@ fn global_tiling_golden_and_text_round_trip() {
     assert!(text.contains("@l0.in.tile1.rows: i64["), "{text}");
     // The text form holds a tiled graph exactly (weights by declaration).
     assert_eq!(print(&parse(&text).unwrap()), text);
-    golden("tile_global", TWO_FFNS, &text);
 }
 
 #[test]
@@ -260,7 +259,6 @@ fn type8_removes_whole_columns_then_tiles_the_survivors() {
             let text = print(&g);
             assert!(text.contains("@l0.in.cols: i64["), "{text}");
             assert_eq!(print(&parse(&text).unwrap()), text);
-            golden("tile_n", TWO_FFNS, &text);
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Helpers shared by the pass file tests.
+//! Helpers shared by the pass tests.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -6,22 +6,10 @@ use std::collections::HashMap;
 use bertopt_ir::{Graph, Op};
 use candle_core::{Device, Tensor};
 
-/// Compare `before` and `after` IR text with the snapshot `goldens/passes/<name>.snap`.
-pub fn golden(name: &str, before: &str, after: &str) {
-    insta::with_settings!({snapshot_path => "../../../goldens/passes", prepend_module_to_snapshot => false, omit_expression => true}, {
-        insta::assert_snapshot!(name, format!("; before\n{before}\n; after\n{after}"));
-    });
-}
-
-/// Attach deterministic pseudo-random data to every declared weight so the graph can run.
+/// Attach deterministic data to every declared weight so the graph can run: `seeded(i)` for the i-th weight in
+/// name order, as a file test's `= seeded(i)` declarations give it.
 pub fn with_data(mut g: Graph) -> Graph {
-    for (i, (_, w)) in g.weights.0.iter_mut().enumerate() {
-        let dims = w.ty.known_dims().unwrap();
-        let n: usize = dims.iter().product();
-        let v: Vec<f32> =
-            (0..n).map(|k| (((k * 7 + i * 3) % 11) as f32 / 11.0 - 0.5) * (1.0 + (k % 3) as f32)).collect();
-        w.data = Some(Tensor::from_vec(v, dims.as_slice(), &Device::Cpu).unwrap());
-    }
+    bertopt_ir::seeded::seed_all(&mut g);
     g
 }
 
