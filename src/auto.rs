@@ -153,7 +153,7 @@ pub struct TestFigures {
     pub ci95: [f64; 2],
     pub examples: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff_vs_dense: Option<crate::stats::PairedDiff>,
+    pub diff_vs_dense: Option<crate::measure::stats::PairedDiff>,
     pub bytes: u64,
     /// (runtime, batch) -> mean ms per batch on the test sentences at their own length.
     pub latency_ms: BTreeMap<String, f64>,
@@ -250,12 +250,16 @@ fn points(x: f64) -> String {
 pub fn choose(cands: &[Candidate], max_drop: f64) -> (usize, String) {
     let dense = &cands[0];
     let d_right = dense.right();
-    let diffs: Vec<_> =
-        cands.iter().enumerate().map(|(i, c)| (i > 0).then(|| crate::stats::paired(&d_right, &c.right()))).collect();
+    let diffs: Vec<_> = cands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (i > 0).then(|| crate::measure::stats::paired(&d_right, &c.right())))
+        .collect();
     let ms: Vec<Option<f64>> = cands.iter().map(|c| c.val_mean_ms).collect();
-    let any_within = (1..cands.len())
-        .any(|i| ms[i].is_some() && diffs[i].as_ref().is_some_and(|d| crate::stats::within_budget(d, max_drop)));
-    match crate::stats::fastest_within_budget(&diffs, &ms, max_drop) {
+    let any_within = (1..cands.len()).any(|i| {
+        ms[i].is_some() && diffs[i].as_ref().is_some_and(|d| crate::measure::stats::within_budget(d, max_drop))
+    });
+    match crate::measure::stats::fastest_within_budget(&diffs, &ms, max_drop) {
         Some(i) => (
             i,
             format!(
@@ -564,7 +568,11 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
     let measured = stage!("measure".to_string(), &what, false, {
         let files: Vec<PathBuf> = cands.iter().map(|c| c.file.clone()).collect();
         let texts: Vec<String> = splits.val.examples.iter().map(|e| e.text.clone()).collect();
-        let cells = crate::real_length::bench(&files, &texts, &real_config(vec![a.runtime], vec![a.batch], a.max_len))?;
+        let cells = crate::measure::real_length::bench(
+            &files,
+            &texts,
+            &real_config(vec![a.runtime], vec![a.batch], a.max_len),
+        )?;
         let mut measured = cands.clone();
         for (c, t) in measured.iter_mut().zip(&cells[0].models) {
             c.val_mean_ms = Some(t.mean_ms);
@@ -597,7 +605,7 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
     let dense_eval = test_of(&dense.file, None)?;
     let best_eval = test_of(&best, Some(dense.file.clone()))?;
     let texts: Vec<String> = splits.test.examples.iter().map(|e| e.text.clone()).collect();
-    let cells = crate::real_length::bench(
+    let cells = crate::measure::real_length::bench(
         &[dense.file.clone(), best.clone()],
         &texts,
         &real_config(vec![Runtime::Tract, Runtime::Ort], vec![1, 8], a.max_len),
@@ -637,7 +645,7 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
     crate::atomic::write_atomic(&out.join("report.md"), |w| w.write_all(md.as_bytes()))?;
     let plane = val_plane(&cands, a);
     let label = "validation accuracy (%), 95 % interval";
-    crate::plot::pareto_svg_labelled(&plane, &out.join("pareto.svg"), a.max_drop, label)?;
+    crate::measure::plot::pareto_svg_labelled(&plane, &out.join("pareto.svg"), a.max_drop, label)?;
     Ok(report)
 }
 
@@ -670,11 +678,15 @@ fn stopped(a: &AutoArgs, state: &State, elapsed: Duration) -> String {
     }
 }
 
-fn real_config(runtimes: Vec<Runtime>, batches: Vec<usize>, max_len: usize) -> crate::real_length::RealLengthConfig {
-    crate::real_length::RealLengthConfig {
+fn real_config(
+    runtimes: Vec<Runtime>,
+    batches: Vec<usize>,
+    max_len: usize,
+) -> crate::measure::real_length::RealLengthConfig {
+    crate::measure::real_length::RealLengthConfig {
         runtimes,
         batches,
-        tract_plans: vec![crate::real_length::TractPlans::Symbolic],
+        tract_plans: vec![crate::measure::real_length::TractPlans::Symbolic],
         max_len,
         repeat: 1,
         warmup: 2,
@@ -714,12 +726,12 @@ fn copy_model(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// The validation plane for the plot: every candidate's validation accuracy (interval, paired difference against
 /// dense) at its measured latency, as a bench report with one real-length cell.
-fn val_plane(cands: &[Candidate], a: &AutoArgs) -> crate::bench::BenchReport {
+fn val_plane(cands: &[Candidate], a: &AutoArgs) -> crate::measure::bench::BenchReport {
     let d = cands[0].right();
     let models = cands
         .iter()
         .enumerate()
-        .map(|(i, c)| crate::bench::ModelSummary {
+        .map(|(i, c)| crate::measure::bench::ModelSummary {
             model: PathBuf::from(format!("{}.onnx", c.name)),
             pipeline: c.pipeline.clone(),
             params: 0,
@@ -727,7 +739,7 @@ fn val_plane(cands: &[Candidate], a: &AutoArgs) -> crate::bench::BenchReport {
             notes: vec![],
             accuracy: Some(c.val_accuracy),
             ci95: Some(c.val_ci95),
-            diff_vs_first: (i > 0).then(|| crate::stats::paired(&d, &c.right())),
+            diff_vs_first: (i > 0).then(|| crate::measure::stats::paired(&d, &c.right())),
             examples: Some(d.len()),
             avg_layers: c.avg_layers,
             exit_histogram: vec![],
@@ -735,7 +747,7 @@ fn val_plane(cands: &[Candidate], a: &AutoArgs) -> crate::bench::BenchReport {
         .collect();
     let timing = cands
         .iter()
-        .map(|c| crate::real_length::RealTiming {
+        .map(|c| crate::measure::real_length::RealTiming {
             model: PathBuf::from(format!("{}.onnx", c.name)),
             mean_ms: c.val_mean_ms.unwrap_or(f64::NAN),
             p50_ms: c.val_mean_ms.unwrap_or(f64::NAN),
@@ -751,16 +763,16 @@ fn val_plane(cands: &[Candidate], a: &AutoArgs) -> crate::bench::BenchReport {
             plans: None,
         })
         .collect();
-    crate::bench::BenchReport {
-        machine: crate::bench::machine(),
+    crate::measure::bench::BenchReport {
+        machine: crate::measure::bench::machine(),
         warmup: 2,
         iters: 1,
         models,
         cells: vec![],
         inputs: None,
-        real: vec![crate::real_length::RealCell {
+        real: vec![crate::measure::real_length::RealCell {
             runtime: a.runtime,
-            runtime_version: crate::bench::runtime_version(a.runtime),
+            runtime_version: crate::measure::bench::runtime_version(a.runtime),
             tract_plans: None,
             bucket: 0,
             batch: a.batch,

@@ -101,12 +101,12 @@ pub struct Calibration {
 #[derive(Debug, serde::Serialize)]
 pub struct TestReport {
     pub examples: usize,
-    pub dense: crate::stats::Accuracy,
+    pub dense: crate::measure::stats::Accuracy,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub chosen: Option<crate::stats::Accuracy>,
+    pub chosen: Option<crate::measure::stats::Accuracy>,
     /// Chosen minus final classifier, paired on the same rows.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff: Option<crate::stats::PairedDiff>,
+    pub diff: Option<crate::measure::stats::PairedDiff>,
 }
 
 /// exits[j][i]: logits of exit point j for example i.
@@ -273,9 +273,9 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
     });
     let test = TestReport {
         examples: test_gold.len(),
-        dense: crate::stats::Accuracy::of_rows(&dense_right),
-        chosen: chosen_right.as_deref().map(crate::stats::Accuracy::of_rows),
-        diff: chosen_right.as_deref().map(|c| crate::stats::paired(&dense_right, c)),
+        dense: crate::measure::stats::Accuracy::of_rows(&dense_right),
+        chosen: chosen_right.as_deref().map(crate::measure::stats::Accuracy::of_rows),
+        diff: chosen_right.as_deref().map(|c| crate::measure::stats::paired(&dense_right, c)),
     };
     let c = Calibration {
         model: a.model.clone(),
@@ -292,7 +292,7 @@ pub fn run(a: &CalibrateArgs, progress: bool) -> anyhow::Result<Calibration> {
     };
     let json = serde_json::to_string_pretty(&c)?;
     crate::atomic::write_atomic(&a.out.join("calibration.json"), |w| w.write_all(json.as_bytes()))?;
-    crate::plot::calibration_svg(&c, &a.out.join("calibration.svg"))?;
+    crate::measure::plot::calibration_svg(&c, &a.out.join("calibration.svg"))?;
     Ok(c)
 }
 

@@ -9,9 +9,9 @@ use std::time::Instant;
 use anyhow::Context;
 use bertopt_models::data::Example;
 
+use crate::measure::stats::Accuracy;
 use crate::run::{self, RunnerOptions, Runtime};
 use crate::split::Part;
-use crate::stats::Accuracy;
 
 /// Arguments of `optimize eval`.
 #[derive(clap::Args, Clone)]
@@ -66,7 +66,7 @@ pub struct EvalReport {
 pub struct Against {
     pub model: PathBuf,
     pub accuracy: Accuracy,
-    pub diff: crate::stats::PairedDiff,
+    pub diff: crate::measure::stats::PairedDiff,
 }
 
 /// The model's label names from its ONNX metadata (generic `LABEL_i` when it has none).
@@ -89,7 +89,7 @@ pub fn run(a: &EvalArgs) -> anyhow::Result<EvalReport> {
         r.against = Some(Against {
             model: base.clone(),
             accuracy: b.accuracy(),
-            diff: crate::stats::paired(&b.right, &r.right),
+            diff: crate::measure::stats::paired(&b.right, &r.right),
         });
     }
     Ok(r)

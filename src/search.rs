@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::bench::{self, BenchConfig};
+use crate::measure::bench::{self, BenchConfig};
 use crate::run::Runtime;
 use crate::split::{Part, SplitArgs};
 
@@ -134,10 +134,10 @@ pub struct SearchReport {
 
 #[derive(Debug, serde::Serialize)]
 pub struct TestScores {
-    pub dense: crate::stats::Accuracy,
-    pub best: crate::stats::Accuracy,
+    pub dense: crate::measure::stats::Accuracy,
+    pub best: crate::measure::stats::Accuracy,
     /// Chosen minus dense, paired on the same rows.
-    pub diff: crate::stats::PairedDiff,
+    pub diff: crate::measure::stats::PairedDiff,
 }
 
 pub struct SearchArgs<'a> {
@@ -241,7 +241,7 @@ pub fn search(a: &SearchArgs, progress: bool) -> anyhow::Result<SearchReport> {
     let test = TestScores {
         dense: dense_test.accuracy(),
         best: best_test.accuracy(),
-        diff: crate::stats::paired(&dense_test.right, &best_test.right),
+        diff: crate::measure::stats::paired(&dense_test.right, &best_test.right),
     };
     let bytes = std::fs::read(&files[best])?;
     crate::atomic::write_atomic(a.output, |w| w.write_all(&bytes))?;

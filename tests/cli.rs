@@ -616,7 +616,7 @@ fn bench_on_real_lengths_reports_the_data_s_own_token_counts_and_paired_accuracy
         assert_eq!(m["examples"].as_u64(), Some(10));
         let (acc, ci) = (m["accuracy"].as_f64().unwrap(), &m["ci95"]);
         let (k, n) = ((acc * 10.0).round() as usize, 10);
-        let (lo, hi) = bertopt::stats::wilson(k, n);
+        let (lo, hi) = bertopt::measure::stats::wilson(k, n);
         assert_eq!((ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap()), (lo, hi));
     }
     assert!(models[0].get("diff_vs_first").is_none());
@@ -778,4 +778,37 @@ fn export_refuses_a_tokenizer_that_does_not_parse() {
     let onnx = d.path().join("m.onnx");
     let e = must_fail(&[s(&model), "-o", s(&onnx)], &onnx);
     assert!(e.contains("tokenizer.json") && e.contains("not a tokenizer"), "{e}");
+}
+
+#[test]
+fn opt_runs_a_pipeline_on_ir_text_as_the_file_tests_expect() {
+    // What `opt` prints for a file test's pipeline is that file's expectation, byte for byte.
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("passes/filetests/ffn/ratio.ir");
+    let text = std::fs::read_to_string(&case).unwrap();
+    let expect: String = text[text.find("; expect:\n").unwrap() + 10..]
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("; ").unwrap_or(l.trim_start_matches(';'))))
+        .collect();
+    let o = optimize(&["opt", s(&case), "--pass", "ffn(ratio=0.25)"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), expect);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("pass ffn"), "reports go to stderr");
+    // -o writes the same text to a file.
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out.ir");
+    assert!(optimize(&["opt", s(&case), "--pass", "ffn(ratio=0.25)", "-o", s(&out)]).status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), expect);
+}
+
+#[test]
+fn opt_names_the_file_and_line_of_bad_ir_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let bad = d.path().join("bad.ir");
+    std::fs::write(&bad, "graph g(%x: f32[2]) {\n  %0: f32[2] = frobnicate(%x)\n  return y = %0\n}\n").unwrap();
+    let out = d.path().join("out.ir");
+    let err = must_fail(&["opt", s(&bad), "-o", s(&out)], &out);
+    assert!(err.contains("bad.ir") && err.contains("line 2"), "{err}");
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("passes/filetests/dce/dead_values.ir");
+    let err = must_fail(&["opt", s(&case), "--pass", "nonesuch", "-o", s(&out)], &out);
+    assert!(err.contains("nonesuch"), "{err}");
 }

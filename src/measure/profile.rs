@@ -61,7 +61,7 @@ pub fn profile(path: &Path, batch: usize, seq: usize, warmup: usize, iters: usiz
         "{}: profile takes one ONNX file (a segmented early-exit model's stages can be profiled one by one)",
         path.display()
     );
-    let input = Batch::synthetic(batch, seq, crate::bench::recorded(path)?.vocab, 1);
+    let input = Batch::synthetic(batch, seq, crate::measure::bench::recorded(path)?.vocab, 1);
     let runner = TractRunner::load(path, RunnerOptions { fixed_shape: Some((batch, seq)), threads: 1 })?;
     let (plan, inputs) = runner.prepare(&Value::from_batch(&input))?;
     let mut state = plan.spawn()?;
@@ -124,7 +124,7 @@ fn summarise(path: &Path, runtime: &str, batch: usize, seq: usize, iters: usize,
 pub fn profile_ort(path: &Path, batch: usize, seq: usize, warmup: usize, iters: usize) -> anyhow::Result<ModelProfile> {
     anyhow::ensure!(iters > 0, "--iters must be at least 1");
     anyhow::ensure!(path.is_file(), "{}: profile takes one ONNX file", path.display());
-    let input = Batch::synthetic(batch, seq, crate::bench::recorded(path)?.vocab, 1);
+    let input = Batch::synthetic(batch, seq, crate::measure::bench::recorded(path)?.vocab, 1);
     let dir = tempfile::tempdir()?;
     let runner = crate::run::ort_runner::OrtRunner::load_profiled(
         path,
@@ -187,7 +187,7 @@ pub fn print_table(profiles: &[ModelProfile]) {
     }
     print!("{:<24}", "op");
     for p in profiles {
-        print!(" {:>24}", crate::bench::name(&p.model));
+        print!(" {:>24}", crate::measure::bench::name(&p.model));
     }
     println!();
     for k in kinds {

@@ -24,7 +24,7 @@ pub struct BenchConfig {
     /// Data for accuracy (`--data` and its split; its test rows), measured once per model in the first runtime.
     pub accuracy: Option<crate::split::SplitArgs>,
     /// Real sentences to time at their own length (`--inputs`), and how.
-    pub real: Option<(Inputs, crate::real_length::RealLengthConfig)>,
+    pub real: Option<(Inputs, crate::measure::real_length::RealLengthConfig)>,
     /// Tokens per example for the accuracy run.
     pub max_len: usize,
     /// The `optimize` binary, to measure each model's peak memory in a child process (None: not measured).
@@ -52,7 +52,7 @@ pub struct ModelSummary {
     pub ci95: Option<[f64; 2]>,
     /// Paired difference of accuracy against the first model on the same rows.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub diff_vs_first: Option<crate::stats::PairedDiff>,
+    pub diff_vs_first: Option<crate::measure::stats::PairedDiff>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub examples: Option<usize>,
     /// Early-exit models: average layers run on the data, and (layer, inputs that left there).
@@ -124,7 +124,7 @@ pub struct BenchReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<Inputs>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub real: Vec<crate::real_length::RealCell>,
+    pub real: Vec<crate::measure::real_length::RealCell>,
     /// With two or more `--seq` lengths: from which length each model beats the first (p50).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub crossovers: Vec<Crossover>,
@@ -377,7 +377,7 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
                 tokenizer: None,
                 against: None,
             })?;
-            s.diff_vs_first = first.as_ref().map(|f| crate::stats::paired(f, &e.right));
+            s.diff_vs_first = first.as_ref().map(|f| crate::measure::stats::paired(f, &e.right));
             (s.accuracy, s.ci95, s.examples, s.avg_layers) =
                 (Some(e.accuracy), Some(e.ci95), Some(e.examples), e.avg_layers);
             s.exit_histogram = e.exit_histogram;
@@ -385,7 +385,7 @@ pub fn bench(models: &[PathBuf], cfg: &BenchConfig) -> anyhow::Result<BenchRepor
         }
     }
     let real = match &cfg.real {
-        Some((inputs, rc)) => crate::real_length::bench(models, &inputs.texts, rc)?,
+        Some((inputs, rc)) => crate::measure::real_length::bench(models, &inputs.texts, rc)?,
         None => vec![],
     };
     let mut cells = vec![];
@@ -483,7 +483,7 @@ pub fn print_table(r: &BenchReport) {
             name(&m.model),
             m.params,
             m.flops_poly.map_or("-".into(), |p| format!("{:.3}", crate::export::flops_at(&p, seq) / 1e9)),
-            m.accuracy.zip(m.ci95).map_or("-".into(), |(a, ci)| crate::stats::percent_with_interval(a, ci)),
+            m.accuracy.zip(m.ci95).map_or("-".into(), |(a, ci)| crate::measure::stats::percent_with_interval(a, ci)),
             m.diff_vs_first.map_or("-".into(), |d| d.short()),
             m.avg_layers.map_or("-".into(), |l| format!("{l:.2}")),
             m.pipeline
@@ -492,7 +492,7 @@ pub fn print_table(r: &BenchReport) {
     if r.models.iter().any(|m| m.diff_vs_first.is_some_and(|d| !d.measurable())) {
         println!("(=): the paired interval contains 0: no measurable difference from the first model");
     }
-    crate::real_length::print(&r.real);
+    crate::measure::real_length::print(&r.real);
     for c in &r.cells {
         println!();
         println!("{} ({}), batch {}, seq {}, threads {}", c.runtime, c.runtime_version, c.batch, c.seq, c.threads);

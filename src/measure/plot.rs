@@ -20,7 +20,8 @@ pub fn calibration_svg(c: &Calibration, path: &Path) -> anyhow::Result<()> {
         let ci: Vec<(f64, f64)> = acc
             .iter()
             .map(|a| {
-                let (l, h) = crate::stats::wilson((a / 100.0 * c.examples as f64).round() as usize, c.examples);
+                let (l, h) =
+                    crate::measure::stats::wilson((a / 100.0 * c.examples as f64).round() as usize, c.examples);
                 (l * 100.0, h * 100.0)
             })
             .collect();
@@ -82,10 +83,10 @@ const PALETTE: [RGBColor; 10] = [
 /// The point a user should ship from one panel: the fastest model whose paired difference to the baseline (the
 /// first model) is at least `-max_drop` points and whose interval does not lie wholly below 0 (not measurably
 /// worse). `None` when only the baseline qualifies or accuracies are missing.
-pub fn recommended(r: &crate::bench::BenchReport, latencies: &[f64], max_drop: f64) -> Option<usize> {
+pub fn recommended(r: &crate::measure::bench::BenchReport, latencies: &[f64], max_drop: f64) -> Option<usize> {
     let diffs: Vec<_> = r.models.iter().map(|m| m.diff_vs_first).collect();
     let ms: Vec<Option<f64>> = latencies.iter().map(|&x| Some(x)).collect();
-    crate::stats::fastest_within_budget(&diffs, &ms, max_drop)
+    crate::measure::stats::fastest_within_budget(&diffs, &ms, max_drop)
 }
 
 /// The benchmark's accuracy-latency plane: one panel per cell (real-length cells when the bench has them, by mean
@@ -95,13 +96,13 @@ pub fn recommended(r: &crate::bench::BenchReport, latencies: &[f64], max_drop: f
 /// dotted; the recommended model (see [`recommended`]) is ringed in black; the Pareto front (no other model both
 /// faster and more accurate) is joined by a thin line. Captions say the runtime, the batch and whether lengths are
 /// real or synthetic.
-pub fn pareto_svg(r: &crate::bench::BenchReport, path: &Path, max_drop: f64) -> anyhow::Result<()> {
+pub fn pareto_svg(r: &crate::measure::bench::BenchReport, path: &Path, max_drop: f64) -> anyhow::Result<()> {
     pareto_svg_labelled(r, path, max_drop, "test accuracy (%), 95 % interval")
 }
 
 /// [`pareto_svg`] with another accuracy axis (e.g. validation accuracy, for a search's candidates).
 pub fn pareto_svg_labelled(
-    r: &crate::bench::BenchReport,
+    r: &crate::measure::bench::BenchReport,
     path: &Path,
     max_drop: f64,
     y_label: &str,
@@ -129,8 +130,10 @@ pub fn pareto_svg_labelled(
             .iter()
             .map(|c| {
                 let plan = match c.tract_plans {
-                    Some(crate::real_length::TractPlans::PerLength) => ", per-length plans".to_string(),
-                    Some(crate::real_length::TractPlans::Buckets) => format!(", {}-token bucket plans", c.bucket),
+                    Some(crate::measure::real_length::TractPlans::PerLength) => ", per-length plans".to_string(),
+                    Some(crate::measure::real_length::TractPlans::Buckets) => {
+                        format!(", {}-token bucket plans", c.bucket)
+                    }
                     _ => String::new(),
                 };
                 let caption = format!("{} batch {}, real lengths{plan}", c.runtime, c.batch);
@@ -236,7 +239,7 @@ mod tests {
 
     /// A bench report of four models as `bench --json` writes it: the baseline, one faster but measurably worse,
     /// one within a point and not measurably worse, one slower and more accurate.
-    fn report() -> crate::bench::BenchReport {
+    fn report() -> crate::measure::bench::BenchReport {
         let model = |name: &str, acc: f64, diff: Option<(f64, f64, f64)>| {
             let mut m = serde_json::json!({"model": name, "pipeline": "", "params": 1, "accuracy": acc,
                                            "ci95": [acc - 0.03, acc + 0.03], "examples": 600});
