@@ -764,7 +764,7 @@ fn val_plane(cands: &[Candidate], a: &AutoArgs) -> crate::measure::bench::BenchR
         })
         .collect();
     crate::measure::bench::BenchReport {
-        machine: crate::measure::bench::machine(),
+        machine: crate::measure::machine::machine(),
         warmup: 2,
         iters: 1,
         models,
@@ -772,7 +772,7 @@ fn val_plane(cands: &[Candidate], a: &AutoArgs) -> crate::measure::bench::BenchR
         inputs: None,
         real: vec![crate::measure::real_length::RealCell {
             runtime: a.runtime,
-            runtime_version: crate::measure::bench::runtime_version(a.runtime),
+            runtime_version: crate::measure::machine::runtime_version(a.runtime),
             tract_plans: None,
             bucket: 0,
             batch: a.batch,

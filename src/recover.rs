@@ -15,8 +15,8 @@ use std::path::Path;
 use bertopt_ir::Graph;
 use candle_core::{Device, Tensor};
 
+use bertopt_passes::args::Args;
 use bertopt_passes::pipeline::parse_pipeline;
-use bertopt_passes::registry::Args;
 
 /// Keep-masks (True = keep) for heads `[layer][head]` and FFN neurons `[layer][neuron]`; None where the
 /// pipeline does not prune that kind of unit.

@@ -7,7 +7,7 @@ use std::process::Command;
 use bertopt_models::classifier::BertClassifier;
 use bertopt_models::data::Dataset;
 use bertopt_models::tokenize::TextEncoder;
-use bertopt_passes::registry::Args;
+use bertopt_passes::args::Args;
 use candle_core::{Device, Tensor};
 
 fn root() -> PathBuf {

@@ -25,7 +25,7 @@ pub fn infer(op: &Op, operands: &[&ValueType], weights: &dyn WeightTypes) -> Res
     let linear = |p: &str, k: usize, n: usize| -> Result<(), String> {
         let name = format!("{p}.weight");
         match weights.weight_type(&name) {
-            // An int8 group (its scale is checked by `quant::check`).
+            // An int8 group (its scale is checked by the verifier).
             Some(t) if t.dtype == DType::I8 && *t == ValueType::known(DType::I8, &[k, n]) => {}
             _ => expect(name, &[k, n])?,
         }

@@ -2,6 +2,7 @@
 //! round-trips, and a reference interpreter.
 
 pub use bertopt_schema::exit;
+pub use bertopt_schema::names;
 pub mod graph;
 pub mod infer;
 pub mod interp;

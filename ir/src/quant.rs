@@ -15,8 +15,6 @@
 
 use candle_core::{Device, Tensor};
 
-use crate::types::DType;
-
 /// The per-output-channel scale of a quantized group `P`.
 pub fn scale_name(p: &str) -> String {
     format!("{p}.weight_scale")
@@ -110,43 +108,6 @@ pub fn qlinear(x: &Tensor, wq: &Tensor, scale: &Tensor, b: &Tensor, extra: f32) 
     let mut out = dims;
     *out.last_mut().expect("rank >= 1") = n;
     Tensor::from_vec(y, out, &Device::Cpu)
-}
-
-/// Problems with the int8 weights of a graph: every i8 weight has its scales (per column for a linear, per row
-/// for an embedding table) of the right shape, and holds whole numbers in [-127, 127].
-pub fn check(weights: &crate::graph::Weights) -> Vec<String> {
-    let mut problems = vec![];
-    for (name, w) in &weights.0 {
-        let (columns, rows) = (scale_name(name.trim_end_matches(".weight")), row_scale_name(name));
-        let scale = match (weights.get(&columns), weights.get(&rows)) {
-            (Some(s), _) => Some((s, &columns, 1)),
-            (None, Some(s)) => Some((s, &rows, 0)),
-            (None, None) => None,
-        };
-        let Some((s, sname, axis)) = scale else {
-            if w.ty.dtype == DType::I8 {
-                problems.push(format!("weight @{name} is i8 but has no scale @{columns} or @{rows}"));
-            }
-            continue;
-        };
-        let (wd, sd) = (w.ty.known_dims().unwrap_or_default(), s.ty.known_dims().unwrap_or_default());
-        if w.ty.dtype != DType::I8 || wd.len() != 2 || sd != [wd[axis]] {
-            let per = if axis == 1 { "column" } else { "row" };
-            problems
-                .push(format!("@{sname} is {} but @{name} is {}: want an i8 matrix, one scale per {per}", s.ty, w.ty));
-        }
-        if let Some(t) = &w.data {
-            match t.flatten_all().and_then(|t| t.to_vec1::<f32>()) {
-                Ok(v) => match v.iter().filter(|x| x.fract() != 0.0 || x.abs() > QMAX).count() {
-                    0 => {}
-                    n => problems
-                        .push(format!("@{name} is quantized but {n} values are not whole numbers in [-127, 127]")),
-                },
-                Err(e) => problems.push(format!("@{name}: {e}")),
-            }
-        }
-    }
-    problems
 }
 
 #[cfg(test)]

@@ -108,8 +108,8 @@ impl Checkpoint {
                 || canonical.starts_with("encoder.")
                 || canonical.starts_with("pooler.")
                 || canonical.starts_with("classifier.")
-                || canonical.starts_with(crate::lower::EXITS)
-                || canonical.starts_with(crate::ebert::EBERT)
+                || canonical.starts_with(crate::schema::EXITS)
+                || canonical.starts_with(crate::schema::EBERT)
             {
                 if canonical.ends_with("position_ids") {
                     ignored.push(name);
@@ -186,11 +186,11 @@ impl Checkpoint {
             expected.push((format!("exits.{l}.classifier.weight"), vec![labels, d]));
             expected.push((format!("exits.{l}.classifier.bias"), vec![labels]));
         }
-        let has_predictors = self.tensors.keys().any(|k| k.starts_with(crate::ebert::EBERT));
+        let has_predictors = self.tensors.keys().any(|k| k.starts_with(crate::schema::EBERT));
         if has_predictors && self.predictor_groups().is_none() {
             return Err(LoadError::MissingTensor {
                 path: path.clone(),
-                tensor: format!("{}0.ffn.fc2.weight", crate::ebert::EBERT),
+                tensor: format!("{}0.ffn.fc2.weight", crate::schema::EBERT),
                 hint: " (the file has other EBERT predictor tensors)".into(),
             });
         }
@@ -201,7 +201,7 @@ impl Checkpoint {
                     problem: format!("EBERT predictors decide {groups} FFN groups, which do not divide {i} neurons"),
                 });
             }
-            expected.extend(crate::ebert::predictor_shapes(c, groups));
+            expected.extend(crate::schema::predictor_shapes(c, groups));
         }
         for (name, mut shape) in expected {
             if shape.last() == Some(&0) {
@@ -254,7 +254,7 @@ impl Checkpoint {
 
     /// The number of FFN groups of the checkpoint's EBERT predictors (None: it has none).
     pub fn predictor_groups(&self) -> Option<usize> {
-        self.tensors.get(&format!("{}0.ffn.fc2.weight", crate::ebert::EBERT)).and_then(|t| t.dims().first().copied())
+        self.tensors.get(&format!("{}0.ffn.fc2.weight", crate::schema::EBERT)).and_then(|t| t.dims().first().copied())
     }
 
     /// Layers (0-based) after which the checkpoint has an off-ramp, ascending.
@@ -262,14 +262,14 @@ impl Checkpoint {
         let set: std::collections::BTreeSet<usize> = self
             .tensors
             .keys()
-            .filter_map(|k| k.strip_prefix(crate::lower::EXITS)?.split('.').next()?.parse().ok())
+            .filter_map(|k| k.strip_prefix(crate::schema::EXITS)?.split('.').next()?.parse().ok())
             .collect();
         set.into_iter().collect()
     }
 
     /// How the off-ramp after layer `l` pools: by the name of its pooler tensors.
-    pub fn exit_pooling(&self, l: usize) -> crate::classifier::ExitPooling {
-        crate::classifier::ExitPooling::of_ramp(l, |name| self.tensors.contains_key(name))
+    pub fn exit_pooling(&self, l: usize) -> crate::schema::ExitPooling {
+        crate::schema::ExitPooling::of_ramp(l, |name| self.tensors.contains_key(name))
     }
 
     /// Number of labels of a classifier head (0 for an encoder).

@@ -13,6 +13,7 @@ use crate::batch::Batch;
 use crate::checkpoint::{Checkpoint, Head, Scheme};
 use crate::config::BertConfig;
 use crate::rng::Rng;
+pub use crate::schema::ExitPooling;
 
 pub type Result<T> = anyhow::Result<T>;
 
@@ -130,8 +131,8 @@ impl BertClassifier {
         }
         for (name, t) in ck.tensors {
             let full = if name.starts_with("classifier")
-                || name.starts_with(crate::lower::EXITS)
-                || name.starts_with(crate::ebert::EBERT)
+                || name.starts_with(crate::schema::EXITS)
+                || name.starts_with(crate::schema::EBERT)
             {
                 name
             } else {
@@ -329,7 +330,7 @@ impl BertClassifier {
         let set: std::collections::BTreeSet<usize> = self
             .params
             .keys()
-            .filter_map(|k| k.strip_prefix(crate::lower::EXITS)?.split('.').next()?.parse().ok())
+            .filter_map(|k| k.strip_prefix(crate::schema::EXITS)?.split('.').next()?.parse().ok())
             .collect();
         set.into_iter().collect()
     }
@@ -512,57 +513,6 @@ pub trait LayerGates {
     fn heads(&mut self, layer: usize, x: &Tensor, mask: &Tensor) -> Result<Tensor>;
     /// `x`: the attention sub-layer's output `[batch, seq, D]`; the gate is per neuron, `[batch, F]`.
     fn ffn(&mut self, layer: usize, x: &Tensor) -> Result<Tensor>;
-}
-
-/// What an off-ramp reads of its layer's output: the [CLS] vector (DeeBERT, ElasticBERT), or the mean over the
-/// real tokens, for backbones trained to be mean-pooled (sentence-transformers' MiniLM), whose [CLS] in early
-/// layers says next to nothing about the input. Stored in the tensor names: `exits.{l}.pooler.dense` or
-/// `exits.{l}.mean_pooler.dense`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ExitPooling {
-    #[default]
-    Cls,
-    Mean,
-}
-
-impl ExitPooling {
-    /// The pooling of the off-ramp after layer `l`, given which tensor names exist: mean iff its pooler is named so.
-    pub fn of_ramp(l: usize, has: impl Fn(&str) -> bool) -> ExitPooling {
-        if has(&format!("{}{l}.{}.weight", crate::lower::EXITS, ExitPooling::Mean.pooler())) {
-            ExitPooling::Mean
-        } else {
-            ExitPooling::Cls
-        }
-    }
-
-    /// The off-ramp's pooler, under `exits.{l}.`.
-    pub fn pooler(self) -> &'static str {
-        match self {
-            ExitPooling::Cls => "pooler.dense",
-            ExitPooling::Mean => "mean_pooler.dense",
-        }
-    }
-}
-
-impl std::fmt::Display for ExitPooling {
-    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str(match self {
-            ExitPooling::Cls => "cls",
-            ExitPooling::Mean => "mean",
-        })
-    }
-}
-
-impl std::str::FromStr for ExitPooling {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s {
-            "cls" => Ok(ExitPooling::Cls),
-            "mean" => Ok(ExitPooling::Mean),
-            _ => Err(format!("unknown off-ramp pooling `{s}` (cls, mean)")),
-        }
-    }
 }
 
 /// Mean of `x: [b, s, D]` over the tokens where `mask: [b, s]` is 1 (as the IR's `masked_mean`).

@@ -14,36 +14,14 @@ use crate::batch::Batch;
 use crate::classifier::{BertClassifier, LayerGates, Result};
 use crate::config::BertConfig;
 use crate::rng::Rng;
+pub use crate::schema::{predictor_shapes, EBERT, WIDTH};
 
-/// Prefix of every predictor tensor.
-pub const EBERT: &str = "ebert.";
-/// Width of a predictor's hidden layer.
-pub const WIDTH: usize = 64;
 /// BatchNorm epsilon (PyTorch's default; the `ebert` pass folds with the same).
 pub const BN_EPS: f64 = bertopt_ir::op::PREDICTOR_BN_EPS;
 /// BatchNorm running-statistics momentum (PyTorch's default).
 pub const BN_MOMENTUM: f64 = 0.1;
 /// Initial bias of the predictors' output: sigmoid(2) = 0.88, so training starts from nearly every unit kept.
 const INIT_KEEP_BIAS: f32 = 2.0;
-
-/// Names and shapes of every predictor tensor of a model with `groups` FFN groups per layer.
-pub fn predictor_shapes(c: &BertConfig, groups: usize) -> Vec<(String, Vec<usize>)> {
-    let d = c.hidden_size;
-    let mut v = vec![];
-    for l in 0..c.num_hidden_layers {
-        for (kind, units) in [("heads", c.num_attention_heads), ("ffn", groups)] {
-            let p = format!("{EBERT}{l}.{kind}");
-            v.push((format!("{p}.fc1.weight"), vec![WIDTH, d]));
-            v.push((format!("{p}.fc1.bias"), vec![WIDTH]));
-            for part in ["weight", "bias", "running_mean", "running_var"] {
-                v.push((format!("{p}.bn.{part}"), vec![WIDTH]));
-            }
-            v.push((format!("{p}.fc2.weight"), vec![units, WIDTH]));
-            v.push((format!("{p}.fc2.bias"), vec![units]));
-        }
-    }
-    v
-}
 
 /// Is this a BatchNorm running statistic (updated by training, never by the optimizer)?
 pub fn is_running_stat(name: &str) -> bool {

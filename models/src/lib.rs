@@ -15,6 +15,7 @@ pub mod head_importance;
 pub use bertopt_schema::limits;
 pub mod lower;
 pub mod progress;
+pub mod schema;
 pub use bertopt_schema::rng;
 pub mod taylor;
 pub mod testing;

@@ -9,8 +9,7 @@ use crate::checkpoint::{Checkpoint, Head};
 pub const INPUTS: [&str; 3] = ["input_ids", "attention_mask", "token_type_ids"];
 pub const BATCH: &str = "batch";
 pub const SEQUENCE: &str = "sequence";
-/// Prefix of off-ramp tensors: `exits.{i}.pooler.dense` and `exits.{i}.classifier` stand after encoder layer i.
-pub const EXITS: &str = "exits.";
+pub use crate::schema::EXITS;
 
 #[derive(Debug, thiserror::Error)]
 #[error("lowering {what}: {problem}")]
@@ -112,7 +111,7 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
     }
     // Off-ramps of a multi-exit checkpoint wait aside for the `exit` pass, EBERT predictors for `ebert`.
     let ramps: Vec<String> =
-        g.weights.0.keys().filter(|k| k.starts_with(EXITS) || k.starts_with(crate::ebert::EBERT)).cloned().collect();
+        g.weights.0.keys().filter(|k| k.starts_with(EXITS) || k.starts_with(crate::schema::EBERT)).cloned().collect();
     for k in ramps {
         if let Some(w) = g.weights.0.remove(&k) {
             g.spare.0.insert(k, w);

@@ -7,20 +7,28 @@ use std::collections::BTreeMap;
 use bertopt_ir::Graph;
 use candle_core::Tensor;
 
+use crate::args::Args;
 use crate::masked::{encoder_matrices, NO_DENSE_SPEEDUP};
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
+
+/// `bw` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "bw",
+    about: "block-wise sparsity (type 5): zero the weakest g x g blocks of each matrix; zeros only, no speedup",
+    args: &[
+        ("sparsity", "fraction of blocks zeroed per matrix (default 0.5)"),
+        ("g", "block size (default 32)"),
+        ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+    ],
+    build: |a| Ok(Box::new(Bw::from_args(a)?)),
+};
 
 pub struct Bw {
     pub sparsity: f64,
     pub g: usize,
     pub importance: Importance,
-}
-
-fn fail(problem: impl Into<String>) -> PassError {
-    PassError::Failed { pass: "bw".into(), problem: problem.into() }
 }
 
 impl Bw {
@@ -41,7 +49,7 @@ impl Pass for Bw {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let c = |e: candle_core::Error| fail(e.to_string());
+        let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
         let (mut blocks_zeroed, mut zeroed) = (0, 0);
         for name in encoder_matrices(g) {
             let w = weight(g, "bw", &name)?;

@@ -6,7 +6,15 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Graph, NodeIndex, Op};
 use petgraph::Direction;
 
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{Pass, PassContext, PassError, PassInfo};
+
+/// `dce` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "dce",
+    about: "remove values no output depends on, and the weights only they used",
+    args: &[],
+    build: |_| Ok(Box::new(Dce)),
+};
 
 pub struct Dce;
 

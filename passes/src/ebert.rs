@@ -8,23 +8,32 @@
 
 use std::collections::BTreeMap;
 
+use bertopt_ir::names::EBERT;
 use bertopt_ir::op::{kept_units, PREDICTOR_BN_EPS};
 use bertopt_ir::{Graph, NodeIndex, Op};
 use candle_core::Tensor;
 use petgraph::Direction;
 
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::args::Args;
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+
+/// `ebert` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "ebert",
+    about: "EBERT: fuse trained predictors; each input runs only its top-k heads and FFN groups per layer",
+    args: &[
+        ("ratio", "fraction of heads and FFN groups kept per layer (default 0.5)"),
+        ("heads", "heads kept per layer (overrides ratio for heads)"),
+        ("groups", "FFN groups kept per layer (overrides ratio for groups)"),
+    ],
+    build: |a| Ok(Box::new(Ebert::from_args(a)?)),
+};
 
 pub struct Ebert {
     /// Fraction of heads and groups kept per layer (ignored for whichever count is given).
     pub ratio: f64,
     pub heads: Option<usize>,
     pub groups: Option<usize>,
-}
-
-fn fail(problem: impl Into<String>) -> PassError {
-    PassError::Failed { pass: "ebert".into(), problem: problem.into() }
 }
 
 const NO_PREDICTORS: &str =
@@ -56,11 +65,11 @@ fn spare_tensor(g: &mut Graph, name: &str) -> Result<Tensor, PassError> {
         .0
         .remove(name)
         .and_then(|w| w.data)
-        .ok_or_else(|| fail(format!("predictor tensor {name} is missing or has no data")))
+        .ok_or_else(|| failed(INFO.name, format!("predictor tensor {name} is missing or has no data")))
 }
 
 fn candle(e: candle_core::Error) -> PassError {
-    fail(format!("folding a predictor: {e}"))
+    failed(INFO.name, format!("folding a predictor: {e}"))
 }
 
 /// Wire predictor `ebert.{l}.{kind}` on `input` (`[b, D]`): `linear(fc1_bn) -> relu -> linear(fc2) -> top_k`.
@@ -73,7 +82,7 @@ fn predictor(
     k: Option<usize>,
     ratio: f64,
 ) -> Result<(NodeIndex, usize), PassError> {
-    let p = format!("ebert.{l}.{kind}");
+    let p = format!("{EBERT}{l}.{kind}");
     let w1 = spare_tensor(g, &format!("{p}.fc1.weight"))?; // K×N: [D, width]
     let b1 = spare_tensor(g, &format!("{p}.fc1.bias"))?;
     let gamma = spare_tensor(g, &format!("{p}.bn.weight"))?;
@@ -96,9 +105,9 @@ fn predictor(
     g.weights.insert(format!("{fc2}.bias"), b2);
     let k = k.unwrap_or_else(|| kept_units(ratio, units));
     if k > units {
-        return Err(fail(format!("layer {l}: keeping {k} {kind} of the {units} the predictor scores")));
+        return Err(failed(INFO.name, format!("layer {l}: keeping {k} {kind} of the {units} the predictor scores")));
     }
-    let add = |g: &mut Graph, op: Op, x: NodeIndex| g.add_inferred(op, &[x]).map_err(fail);
+    let add = |g: &mut Graph, op: Op, x: NodeIndex| g.add_inferred(op, &[x]).map_err(|e| failed(INFO.name, e));
     let h = add(g, Op::Linear { w: fc1, k: d, n: width }, input)?;
     let h = add(g, Op::Relu, h)?;
     let z = add(g, Op::Linear { w: fc2, k: width, n: units }, h)?;
@@ -112,17 +121,17 @@ fn users(g: &Graph, n: NodeIndex) -> Vec<NodeIndex> {
 /// The FFN block after the attention sub-layer `h1`: (fc_in, fc_out) for layer `l`.
 fn ffn_block(g: &Graph, h1: NodeIndex, l: usize) -> Result<(NodeIndex, NodeIndex), PassError> {
     let inter = format!("encoder.layer.{l}.intermediate.dense");
-    let fc_in = users(g, h1)
-        .into_iter()
-        .find(|&u| matches!(&g.dag[u].op, Op::Linear { w, .. } if *w == inter))
-        .ok_or_else(|| fail(format!("layer {l} has no dense FFN (was it pruned or tiled before `ebert`?)")))?;
+    let fc_in =
+        users(g, h1).into_iter().find(|&u| matches!(&g.dag[u].op, Op::Linear { w, .. } if *w == inter)).ok_or_else(
+            || failed(INFO.name, format!("layer {l} has no dense FFN (was it pruned or tiled before `ebert`?)")),
+        )?;
     let act = match users(g, fc_in).as_slice() {
         [a] if matches!(g.dag[*a].op, Op::Gelu) => *a,
-        _ => return Err(fail(format!("layer {l}: the FFN-in linear does not feed exactly one gelu"))),
+        _ => return Err(failed(INFO.name, format!("layer {l}: the FFN-in linear does not feed exactly one gelu"))),
     };
     match users(g, act).as_slice() {
         [o] if matches!(g.dag[*o].op, Op::Linear { .. }) => Ok((fc_in, *o)),
-        _ => Err(fail(format!("layer {l}: the FFN's gelu does not feed exactly one linear"))),
+        _ => Err(failed(INFO.name, format!("layer {l}: the FFN's gelu does not feed exactly one linear"))),
     }
 }
 
@@ -144,8 +153,8 @@ impl Pass for Ebert {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        if !g.spare.0.keys().any(|k| k.starts_with("ebert.")) {
-            return Err(fail(NO_PREDICTORS));
+        if !g.spare.0.keys().any(|k| k.starts_with(EBERT)) {
+            return Err(failed(INFO.name, NO_PREDICTORS));
         }
         let mut layers: Vec<(usize, NodeIndex)> = g
             .dag
@@ -160,7 +169,7 @@ impl Pass for Ebert {
             .collect();
         layers.sort();
         if layers.is_empty() {
-            return Err(fail("no dense attention left to make dynamic (ebert runs on an unpruned model)"));
+            return Err(failed(INFO.name, "no dense attention left to make dynamic (ebert runs on an unpruned model)"));
         }
         let (mut heads_kept, mut groups_kept) = (0, 0);
         for (l, att) in layers {
@@ -174,42 +183,50 @@ impl Pass for Ebert {
             let (x, mask) = (ops[0], ops[1]);
             let h1 = match users(g, att).as_slice() {
                 [u] if matches!(g.dag[*u].op, Op::AddNorm { .. }) => *u,
-                _ => return Err(fail(format!("layer {l}: attention does not feed exactly one add_norm"))),
+                _ => return Err(failed(INFO.name, format!("layer {l}: attention does not feed exactly one add_norm"))),
             };
             let input = if l == 0 {
-                g.add_inferred(Op::MaskedMean, &[x, mask]).map_err(fail)?
+                g.add_inferred(Op::MaskedMean, &[x, mask]).map_err(|e| failed(INFO.name, e))?
             } else {
-                g.add_inferred(Op::TakeCls, &[x]).map_err(fail)?
+                g.add_inferred(Op::TakeCls, &[x]).map_err(|e| failed(INFO.name, e))?
             };
             let (idx, units) = predictor(g, l, "heads", input, self.heads, self.ratio)?;
             if units != heads {
-                return Err(fail(format!(
-                    "layer {l} has {heads} heads but its predictor scores {units} (run `ebert` before `heads`)"
-                )));
+                return Err(failed(
+                    INFO.name,
+                    format!(
+                        "layer {l} has {heads} heads but its predictor scores {units} (run `ebert` before `heads`)"
+                    ),
+                ));
             }
             let keep = g.dag[idx].ty.shape[1].known().unwrap_or(heads);
             let dyn_att = g
                 .add_inferred(Op::DynAttention { heads, head_dim, keep, query, key, value, output }, &[x, mask, idx])
-                .map_err(fail)?;
+                .map_err(|e| failed(INFO.name, e))?;
             g.replace_uses(att, dyn_att);
             heads_kept += keep;
 
             let (fc_in, fc_out) = ffn_block(g, h1, l)?;
             let Op::Linear { w: inter, n: f, .. } = g.dag[fc_in].op.clone() else { unreachable!("checked linear") };
             let Op::Linear { w: out, .. } = g.dag[fc_out].op.clone() else { unreachable!("checked linear") };
-            let cls = g.add_inferred(Op::TakeCls, &[h1]).map_err(fail)?;
+            let cls = g.add_inferred(Op::TakeCls, &[h1]).map_err(|e| failed(INFO.name, e))?;
             let (gidx, groups) = predictor(g, l, "ffn", cls, self.groups, self.ratio)?;
             if groups == 0 || f % groups != 0 {
-                return Err(fail(format!(
-                    "layer {l}: {groups} predictor groups do not divide {f} FFN neurons (run `ebert` before `ffn`)"
-                )));
+                return Err(failed(
+                    INFO.name,
+                    format!(
+                        "layer {l}: {groups} predictor groups do not divide {f} FFN neurons (run `ebert` before `ffn`)"
+                    ),
+                ));
             }
             let keep = g.dag[gidx].ty.shape[1].known().unwrap_or(groups);
-            let dyn_ffn = g.add_inferred(Op::DynFfn { inter, out, groups, keep }, &[h1, gidx]).map_err(fail)?;
+            let dyn_ffn = g
+                .add_inferred(Op::DynFfn { inter, out, groups, keep }, &[h1, gidx])
+                .map_err(|e| failed(INFO.name, e))?;
             g.replace_uses(fc_out, dyn_ffn);
             groups_kept += keep;
         }
-        g.spare.0.retain(|k, _| !k.starts_with("ebert."));
+        g.spare.0.retain(|k, _| !k.starts_with(EBERT));
         changed.insert("heads kept".into(), heads_kept);
         changed.insert("groups kept".into(), groups_kept);
         Ok(())

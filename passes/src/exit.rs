@@ -6,19 +6,29 @@
 
 use std::collections::BTreeMap;
 
+use bertopt_ir::names::EXITS;
 use bertopt_ir::{ExitRule, Graph, NodeIndex, Op};
 
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::args::Args;
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+
+/// `exit` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "exit",
+    about: "early exit (DeeBERT / ElasticBERT): off-ramp classifiers lowered to nested If; outputs exit_layer",
+    args: &[
+        ("criterion", "entropy (DeeBERT; default) or patience (PABEE / ElasticBERT)"),
+        ("threshold", "entropy: leave when the exit's softmax entropy is below this (default 0.3)"),
+        ("patience", "patience: leave after this many consecutive agreeing exits (default 2)"),
+        ("layers", "where off-ramps are used, 1-based: `1-11`, `3+6+9` (default: every trained one)"),
+    ],
+    build: |a| Ok(Box::new(Exit::from_args(a)?)),
+};
 
 pub struct Exit {
     pub rule: ExitRule,
     /// Layer counts (1-based) after which an off-ramp is used; None = every off-ramp the model has.
     pub layers: Option<Vec<usize>>,
-}
-
-fn fail(problem: impl Into<String>) -> PassError {
-    PassError::Failed { pass: "exit".into(), problem: problem.into() }
 }
 
 /// No model has more layers than this (the config loader's bound too); a larger number is a typo, and a range
@@ -103,7 +113,7 @@ pub fn layer_outputs(g: &Graph) -> BTreeMap<usize, NodeIndex> {
 /// Off-ramps the graph holds aside (0-based layer indices).
 pub fn available_ramps(g: &Graph) -> Vec<usize> {
     let set: std::collections::BTreeSet<usize> =
-        g.spare.0.keys().filter_map(|k| k.strip_prefix("exits.")?.split('.').next()?.parse().ok()).collect();
+        g.spare.0.keys().filter_map(|k| k.strip_prefix(EXITS)?.split('.').next()?.parse().ok()).collect();
     set.into_iter().collect()
 }
 
@@ -116,22 +126,28 @@ pub fn ramp_site(g: &Graph, count: usize) -> Result<NodeIndex, PassError> {
     let total = hidden.keys().max().map_or(0, |m| m + 1);
     let ramps = available_ramps(g);
     if ramps.is_empty() {
-        return Err(fail(NO_RAMPS));
+        return Err(failed(INFO.name, NO_RAMPS));
     }
     if count >= total {
-        return Err(fail(format!(
+        return Err(failed(
+            INFO.name,
+            format!(
             "an exit after layer {count} of {total}: off-ramps stand before the last layer, which uses the model's \
              own classifier"
-        )));
+        ),
+        ));
     }
     let l = count - 1;
     if !ramps.contains(&l) {
-        return Err(fail(format!(
-            "no off-ramp after layer {count} (exits.{l}.*); the model has them after layers {}",
-            ramps.iter().map(|r| (r + 1).to_string()).collect::<Vec<_>>().join(", ")
-        )));
+        return Err(failed(
+            INFO.name,
+            format!(
+                "no off-ramp after layer {count} (exits.{l}.*); the model has them after layers {}",
+                ramps.iter().map(|r| (r + 1).to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        ));
     }
-    hidden.get(&l).copied().ok_or_else(|| fail(format!("layer {count} has no output LayerNorm")))
+    hidden.get(&l).copied().ok_or_else(|| failed(INFO.name, format!("layer {count} has no output LayerNorm")))
 }
 
 /// Wire off-ramp `exits.{l}` (moving its weights out of `spare`) onto the hidden state `h` after layer l:
@@ -139,23 +155,24 @@ pub fn ramp_site(g: &Graph, count: usize) -> Result<NodeIndex, PassError> {
 /// `exits.{l}.mean_pooler.dense`) and classifier. Returns its logits.
 pub fn wire_ramp(g: &mut Graph, l: usize, h: NodeIndex, labels: usize) -> Result<NodeIndex, PassError> {
     let d = g.dag[h].ty.last().and_then(|d| d.known()).unwrap_or(0);
-    let p = format!("exits.{l}");
+    let p = format!("{EXITS}{l}");
     let mean = g.spare.0.contains_key(&format!("{p}.mean_pooler.dense.weight"));
     let pooler = if mean { "mean_pooler.dense" } else { "pooler.dense" };
     for part in [&format!("{pooler}.weight"), &format!("{pooler}.bias"), "classifier.weight", "classifier.bias"] {
         let name = format!("{p}.{part}");
-        let w = g.spare.0.remove(&name).ok_or_else(|| fail(format!("off-ramp tensor {name} is missing")))?;
+        let w =
+            g.spare.0.remove(&name).ok_or_else(|| failed(INFO.name, format!("off-ramp tensor {name} is missing")))?;
         g.weights.0.insert(name, w);
     }
-    let add = |g: &mut Graph, op: Op, x: NodeIndex| g.add_inferred(op, &[x]).map_err(fail);
+    let add = |g: &mut Graph, op: Op, x: NodeIndex| g.add_inferred(op, &[x]).map_err(|e| failed(INFO.name, e));
     let cls = if mean {
         let mask = g
             .inputs
             .iter()
             .copied()
             .find(|&i| matches!(&g.dag[i].op, Op::Input { name } if name == "attention_mask"))
-            .ok_or_else(|| fail("a mean-pooled off-ramp needs the graph's attention_mask input"))?;
-        g.add_inferred(Op::MaskedMean, &[h, mask]).map_err(fail)?
+            .ok_or_else(|| failed(INFO.name, "a mean-pooled off-ramp needs the graph's attention_mask input"))?;
+        g.add_inferred(Op::MaskedMean, &[h, mask]).map_err(|e| failed(INFO.name, e))?
     } else {
         add(g, Op::TakeCls, h)?
     };
@@ -171,15 +188,15 @@ impl Pass for Exit {
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         if g.dag.node_weights().any(|n| matches!(n.op, Op::EarlyExit { .. })) {
-            return Err(fail("the graph already has early exits (exit given twice?)"));
+            return Err(failed(INFO.name, "the graph already has early exits (exit given twice?)"));
         }
         let Some(oi) = g.outputs.iter().position(|(name, _)| name == "logits") else {
-            return Err(fail("early exit needs a classifier: the graph has no `logits` output"));
+            return Err(failed(INFO.name, "early exit needs a classifier: the graph has no `logits` output"));
         };
         let final_logits = g.outputs[oi].1;
         let ramps = available_ramps(g);
         if ramps.is_empty() {
-            return Err(fail(NO_RAMPS));
+            return Err(failed(INFO.name, NO_RAMPS));
         }
         let total = layer_outputs(g).keys().max().map_or(0, |m| m + 1);
         let counts = match &self.layers {
@@ -195,8 +212,8 @@ impl Pass for Exit {
         exits.push(final_logits);
         let mut layers = counts.clone();
         layers.push(total);
-        let e = g.add_inferred(Op::EarlyExit { rule: self.rule, layers }, &exits).map_err(fail)?;
-        let x = g.add_inferred(Op::ExitLayer, &[e]).map_err(fail)?;
+        let e = g.add_inferred(Op::EarlyExit { rule: self.rule, layers }, &exits).map_err(|e| failed(INFO.name, e))?;
+        let x = g.add_inferred(Op::ExitLayer, &[e]).map_err(|e| failed(INFO.name, e))?;
         g.outputs[oi].1 = e;
         g.add_output("exit_layer", x);
         changed.insert("exits".into(), counts.len());

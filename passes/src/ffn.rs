@@ -11,10 +11,23 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Dim, Graph, NodeIndex, Op};
 use petgraph::Direction;
 
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::args::Args;
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
 use crate::rewrite::{keep_top, kept_index, residual_only, set_weight, weight};
 use crate::scores::Importance;
+
+/// `ffn` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "ffn",
+    about: "remove FFN intermediate neurons (FFN-in columns, FFN-out rows); a block with none left goes",
+    args: &[
+        ("ratio", "fraction of neurons removed per layer, lowest weight magnitude first (default 0.5)"),
+        ("count", "number of neurons removed per layer, lowest weight magnitude first"),
+        ("multiple", "round the neurons kept up to a multiple of this (default 1)"),
+        ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+    ],
+    build: |a| Ok(Box::new(Ffn::from_args(a)?)),
+};
 
 pub struct Ffn {
     /// Neurons removed per layer: a fraction of the intermediate size, or a count.
@@ -27,10 +40,6 @@ pub struct Ffn {
 pub enum Amount {
     Ratio(f64),
     Count(usize),
-}
-
-fn fail(problem: impl Into<String>) -> PassError {
-    PassError::Failed { pass: "ffn".into(), problem: problem.into() }
 }
 
 impl Ffn {
@@ -85,10 +94,13 @@ fn blocks(g: &Graph) -> Result<Vec<Block>, PassError> {
         .filter(|&n| matches!(g.dag[n].op, Op::Gelu))
         .any(|act| g.dag.neighbors_undirected(act).any(|m| matches!(g.dag[m].op, Op::TiledLinear { .. })));
     if tiled_ffn {
-        return Err(fail("the FFN matrices are already tiled: run `ffn` before `tile` (e.g. `ffn(ratio=0.5),tile`)"));
+        return Err(failed(
+            INFO.name,
+            "the FFN matrices are already tiled: run `ffn` before `tile` (e.g. `ffn(ratio=0.5),tile`)",
+        ));
     }
     let mut out = vec![];
-    for fc_in in g.topo_order().map_err(fail)? {
+    for fc_in in g.topo_order().map_err(|e| failed(INFO.name, e))? {
         let Op::Linear { n: inner, .. } = g.dag[fc_in].op else { continue };
         let Some(act) = single_user(g, fc_in).filter(|a| matches!(g.dag[*a].op, Op::Gelu)) else { continue };
         let Some(fc_out) = single_user(g, act) else { continue };
@@ -110,7 +122,7 @@ fn names(g: &Graph, b: &Block) -> (String, String) {
 /// Importance of every neuron j: the summed element importance (W², or Taylor scores) of column j of W_in and
 /// row j of W_out (weights stored K x N).
 fn importance(g: &Graph, imp: &Importance, w_in: &str, w_out: &str) -> Result<Vec<f32>, PassError> {
-    let c = |e: candle_core::Error| fail(e.to_string());
+    let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
     let a = imp.of(g, "ffn", &format!("{w_in}.weight"))?.sum(0).map_err(c)?;
     let b = imp.of(g, "ffn", &format!("{w_out}.weight"))?.sum(1).map_err(c)?;
     (a + b).map_err(c)?.to_vec1::<f32>().map_err(c)
@@ -148,7 +160,7 @@ impl Pass for Ffn {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let c = |e: candle_core::Error| fail(e.to_string());
+        let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
         let (mut removed, mut gone) = (0, 0);
         for (layer, b) in blocks(g)?.into_iter().enumerate() {
             let keep = self.keep_block(g, &b)?;
@@ -160,7 +172,8 @@ impl Pass for Ffn {
             }
             removed += inner - new;
             if new == 0 {
-                residual_only(g, b.fc_out, &format!("{w_out}.bias"), &format!("ffn: layer {layer}")).map_err(fail)?;
+                residual_only(g, b.fc_out, &format!("{w_out}.bias"), &format!("ffn: layer {layer}"))
+                    .map_err(|e| failed(INFO.name, e))?;
                 gone += 1;
                 continue;
             }

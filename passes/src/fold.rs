@@ -5,7 +5,15 @@ use std::collections::BTreeMap;
 
 use bertopt_ir::{interp, Graph, Op, Weight};
 
-use crate::pass::{Pass, PassContext, PassError};
+use crate::pass::{Pass, PassContext, PassError, PassInfo};
+
+/// `fold` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "fold",
+    about: "evaluate ops whose operands are all constants into new constants",
+    args: &[],
+    build: |_| Ok(Box::new(Fold)),
+};
 
 pub struct Fold;
 

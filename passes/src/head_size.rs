@@ -13,10 +13,21 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Graph, Op};
 use candle_core::{Device, Tensor};
 
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::args::Args;
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
 use crate::rewrite::{keep_top, set_weight, weight};
 use crate::scores::Importance;
+
+/// `head-size` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "head-size",
+    about: "head size (type 1): remove dimension j of every head (Q/K/V columns, O rows); heads shrink",
+    args: &[
+        ("sparsity", "fraction of each layer's head dimensions removed (default 0.5)"),
+        ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+    ],
+    build: |a| Ok(Box::new(HeadSize::from_args(a)?)),
+};
 
 pub struct HeadSize {
     /// Fraction of each layer's head dimensions removed (at least one always stays).
@@ -24,12 +35,8 @@ pub struct HeadSize {
     pub importance: Importance,
 }
 
-fn fail(problem: impl Into<String>) -> PassError {
-    PassError::Failed { pass: "head-size".into(), problem: problem.into() }
-}
-
 fn c(e: candle_core::Error) -> PassError {
-    fail(e.to_string())
+    failed(INFO.name, e.to_string())
 }
 
 impl HeadSize {

@@ -13,11 +13,24 @@ use std::path::PathBuf;
 use bertopt_ir::{Graph, NodeIndex, Op};
 use candle_core::{Device, Tensor};
 
+use crate::args::Args;
 use crate::mask::HeadMask;
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
 use crate::rewrite::{keep_top, residual_only, set_weight};
 use crate::scores::Importance;
+
+/// `heads` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "heads",
+    about: "remove attention heads (Q/K/V columns, output rows); a layer with none left loses its attention",
+    args: &[
+        ("mask", "SMP head_mask.bin, JSON, .npy or safetensors [layers, heads]; true = keep"),
+        ("ratio", "fraction of heads removed per layer, lowest weight magnitude first (default 0.5)"),
+        ("count", "number of heads removed per layer, lowest weight magnitude first"),
+        ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+    ],
+    build: |a| Ok(Box::new(Heads::from_args(a)?)),
+};
 
 pub enum Select {
     Mask(PathBuf),
@@ -65,15 +78,11 @@ impl Heads {
     }
 }
 
-fn fail(problem: impl Into<String>) -> PassError {
-    PassError::Failed { pass: "heads".into(), problem: problem.into() }
-}
-
 /// Importance of each head: the summed element importance (W², or Taylor scores) of its slices of Q, K, V
 /// (columns) and O (rows).
 fn importance(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassError> {
     let Op::Attention { heads, head_dim, query, key, value, output } = op else { unreachable!("attention only") };
-    let c = |e: candle_core::Error| fail(e.to_string());
+    let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
     let mut score = vec![0f32; *heads];
     for p in [query, key, value] {
         let w = imp.of(g, "heads", &format!("{p}.weight"))?;
@@ -106,19 +115,22 @@ impl Heads {
         };
         Ok(match &self.select {
             Select::Mask(path) => {
-                let mask = HeadMask::read(path).map_err(|e| fail(e.to_string()))?;
+                let mask = HeadMask::read(path).map_err(|e| failed(INFO.name, e.to_string()))?;
                 let model_heads: Vec<usize> = attns.iter().map(|&n| heads_of(g, n)).collect();
                 if mask.layers() != attns.len() || model_heads.iter().any(|&h| h != mask.heads()) {
                     let shape = match model_heads.iter().all(|&h| Some(&h) == model_heads.first()) {
                         true => format!("[{}, {}]", attns.len(), model_heads.first().copied().unwrap_or(0)),
                         false => format!("{} layers with heads {model_heads:?}", attns.len()),
                     };
-                    return Err(fail(format!(
-                        "head mask {} is [{}, {}] (layers x heads) but the model is {shape}",
-                        path.display(),
-                        mask.layers(),
-                        mask.heads()
-                    )));
+                    return Err(failed(
+                        INFO.name,
+                        format!(
+                            "head mask {} is [{}, {}] (layers x heads) but the model is {shape}",
+                            path.display(),
+                            mask.layers(),
+                            mask.heads()
+                        ),
+                    ));
                 }
                 mask.keep
             }
@@ -154,14 +166,15 @@ impl Pass for Heads {
                 continue;
             }
             if kept.is_empty() {
-                residual_only(g, n, &format!("{output}.bias"), &format!("heads: layer {layer}")).map_err(fail)?;
+                residual_only(g, n, &format!("{output}.bias"), &format!("heads: layer {layer}"))
+                    .map_err(|e| failed(INFO.name, e))?;
                 blocks += 1;
                 continue;
             }
             let idx: Vec<u32> =
                 kept.iter().flat_map(|&h| (h * head_dim..(h + 1) * head_dim).map(|i| i as u32)).collect();
-            let idx = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(|e| fail(e.to_string()))?;
-            let c = |e: candle_core::Error| fail(e.to_string());
+            let idx = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(|e| failed(INFO.name, e.to_string()))?;
+            let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
             for p in [&query, &key, &value] {
                 let w = crate::rewrite::weight(g, "heads", &format!("{p}.weight"))?.index_select(&idx, 1).map_err(c)?;
                 let b = crate::rewrite::weight(g, "heads", &format!("{p}.bias"))?.index_select(&idx, 0).map_err(c)?;

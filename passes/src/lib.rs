@@ -1,10 +1,12 @@
 //! bertopt's passes: the `Pass` trait, a registry, an LLVM-style pipeline parser, and the passes themselves
 //! (one file each). Cleanup (`dce`, `fold`) runs after every user pass; the verifier after every pass.
 
+pub mod args;
 pub mod bw;
 pub mod cost;
 pub mod dce;
 pub mod ebert;
+pub mod error;
 pub mod exit;
 pub mod ffn;
 pub mod fold;

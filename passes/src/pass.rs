@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::Graph;
 
 use crate::cost::Cost;
+pub use crate::error::{failed, PassError};
 
 /// What some passes need beyond the graph (calibration data, scores, training hooks arrive here as the
 /// passes that need them land).
@@ -26,22 +27,6 @@ pub struct PassReport {
     pub note: Option<&'static str>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum PassError {
-    #[error("unknown pass `{name}` (passes: {known})")]
-    UnknownPass { name: String, known: String },
-    #[error("pass `{pass}` has no argument `{arg}` (arguments: {known})")]
-    UnknownArg { pass: String, arg: String, known: String },
-    #[error("pass `{pass}`, argument `{arg}`: {problem}")]
-    BadArg { pass: String, arg: String, problem: String },
-    #[error("bad pipeline `{pipeline}` at column {col}: {problem}")]
-    Syntax { pipeline: String, col: usize, problem: String },
-    #[error("pass `{pass}` failed: {problem}")]
-    Failed { pass: String, problem: String },
-    #[error("after pass `{pass}`: {source}")]
-    Verify { pass: String, source: bertopt_ir::VerifyError },
-}
-
 pub trait Pass {
     fn name(&self) -> &'static str;
     /// A caveat printed with the pass's report.
@@ -55,4 +40,13 @@ pub trait Pass {
         ctx: &mut PassContext,
         changed: &mut BTreeMap<String, usize>,
     ) -> Result<(), PassError>;
+}
+
+/// A pass as the registry knows it.
+pub struct PassInfo {
+    pub name: &'static str,
+    pub about: &'static str,
+    /// Accepted arguments and what they mean.
+    pub args: &'static [(&'static str, &'static str)],
+    pub build: fn(&crate::args::Args) -> Result<Box<dyn Pass>, PassError>,
 }

@@ -7,10 +7,21 @@ use std::collections::BTreeMap;
 
 use bertopt_ir::{Graph, Op};
 
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::args::Args;
+use crate::pass::{Pass, PassContext, PassError, PassInfo};
 use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
 use crate::scores::Importance;
+
+/// `qkv` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "qkv",
+    about: "QKV together (type 3): drop input features from Q, K and V at once; one shared gather",
+    args: &[
+        ("sparsity", "fraction of input features removed per layer (default 0.5)"),
+        ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+    ],
+    build: |a| Ok(Box::new(Qkv::from_args(a)?)),
+};
 
 pub struct Qkv {
     pub sparsity: f64,

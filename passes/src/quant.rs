@@ -7,9 +7,22 @@ use std::collections::BTreeMap;
 
 use bertopt_ir::{quant, Graph, Op};
 
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::args::Args;
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
 use crate::rewrite::{set_weight, weight};
+
+/// `quant` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "quant",
+    about: "int8 weights for every linear and attention projection, activations quantized per call; run last",
+    args: &[
+        ("weights", "int8 (the only width; default)"),
+        ("activations", "dynamic: per-tensor uint8 range computed per call (default; static is not built)"),
+        ("granularity", "channel: one weight scale per output column (default), or tensor: one per matrix"),
+        ("skip", "groups left in f32: none (default), all, or attention, ffn, pooler, classifier, exits joined with +"),
+    ],
+    build: |a| Ok(Box::new(Quant::from_args(a)?)),
+};
 
 /// Groups a `skip=` may name (joined with `+`).
 pub const KINDS: [&str; 6] = ["attention", "ffn", "pooler", "classifier", "exits", "embeddings"];
@@ -18,10 +31,6 @@ pub struct Quant {
     pub per_channel: bool,
     /// Kinds of group left in f32.
     pub skip: Vec<String>,
-}
-
-fn fail(problem: impl Into<String>) -> PassError {
-    PassError::Failed { pass: "quant".into(), problem: problem.into() }
 }
 
 impl Quant {
@@ -64,7 +73,7 @@ fn set_i8(g: &mut Graph, name: &str, q: candle_core::Tensor) {
 
 /// The kind of a `linear`'s parameter group, by its name.
 fn linear_kind(p: &str) -> &'static str {
-    if p.starts_with("exits.") {
+    if p.starts_with(bertopt_ir::names::EXITS) {
         "exits"
     } else if p.contains("pooler") {
         "pooler"
@@ -91,21 +100,26 @@ impl Pass for Quant {
                 Op::Attention { query, key, value, output, .. } => {
                     for p in [query, key, value, output] {
                         if bertopt_ir::op::tile_count(|x| has(g, x), p) > 0 {
-                            return Err(fail(format!(
+                            return Err(failed(
+                                INFO.name,
+                                format!(
                                 "{p} is tiled: int8 tiles are not supported; quantize before `tile` is not possible \
                                  either (structural passes read f32 weights), so leave `tile` out or `quant` out"
-                            )));
+                            ),
+                            ));
                         }
                         groups.push((p.clone(), "attention"));
                     }
                 }
                 Op::TiledLinear { w, .. } => {
-                    return Err(fail(format!(
-                        "{w} is tiled: int8 tiles are not supported; leave `tile` or `quant` out"
-                    )))
+                    return Err(failed(
+                        INFO.name,
+                        format!("{w} is tiled: int8 tiles are not supported; leave `tile` or `quant` out"),
+                    ))
                 }
                 Op::DynAttention { .. } | Op::DynFfn { .. } => {
-                    return Err(fail(
+                    return Err(failed(
+                        INFO.name,
                         "the graph is EBERT's (`ebert` ran): it gathers each input's weights in f32 at run time, \
                          and an int8 gather is not supported",
                     ))
@@ -120,7 +134,8 @@ impl Pass for Quant {
                 continue;
             }
             let w = weight(g, "quant", &format!("{p}.weight"))?;
-            let (q, s) = quant::quantize_weight(w, self.per_channel).map_err(|e| fail(format!("{p}: {e}")))?;
+            let (q, s) =
+                quant::quantize_weight(w, self.per_channel).map_err(|e| failed(INFO.name, format!("{p}: {e}")))?;
             set_i8(g, &format!("{p}.weight"), q);
             set_weight(g, &quant::scale_name(&p), s);
             done += 1;
@@ -131,7 +146,8 @@ impl Pass for Quant {
                 if g.weights.0.contains_key(&quant::row_scale_name(&t)) {
                     continue;
                 }
-                let (q, s) = quant::quantize_rows(weight(g, "quant", &t)?).map_err(|e| fail(format!("{t}: {e}")))?;
+                let (q, s) = quant::quantize_rows(weight(g, "quant", &t)?)
+                    .map_err(|e| failed(INFO.name, format!("{t}: {e}")))?;
                 set_i8(g, &t, q);
                 set_weight(g, &quant::row_scale_name(&t), s);
                 tables_done += 1;

@@ -26,10 +26,38 @@ use bertopt_ir::{
 };
 use candle_core::{Device, Tensor};
 
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::args::Args;
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
+
+/// `tile` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "tile",
+    about: "tile-wise sparsity along K: per tile of g outputs, drop input-row segments; gather + small GEMMs",
+    args: &[
+        ("sparsity", "fraction of 1 x g row segments removed (default 0.5)"),
+        ("g", "tile width in output columns (default 128)"),
+        ("scope", "global (type 7, one ranking over all matrices; default) or tile (type 2, per tile)"),
+        ("n", "true: type 8, first remove whole output columns (global ranking), then tile the rest"),
+        ("attention", "also tile the Q/K/V/O projections (default true)"),
+        ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+    ],
+    build: |a| Ok(Box::new(TilePass::from_args(a)?)),
+};
+
+/// `kgran` as the registry lists it.
+pub const KGRAN_INFO: PassInfo = PassInfo {
+    name: "kgran",
+    about: "K-granularity (type 2): `tile` with every tile losing the same fraction of its row segments",
+    args: &[
+        ("sparsity", "fraction of 1 x g row segments removed in every tile (default 0.5)"),
+        ("g", "tile width in output columns (default 128)"),
+        ("attention", "also tile the Q/K/V/O projections (default true)"),
+        ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+    ],
+    build: |a| Ok(Box::new(TilePass::kgran(a)?)),
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
@@ -51,12 +79,8 @@ pub struct TilePass {
     pub importance: Importance,
 }
 
-fn fail(problem: impl Into<String>) -> PassError {
-    PassError::Failed { pass: "tile".into(), problem: problem.into() }
-}
-
 fn c(e: candle_core::Error) -> PassError {
-    fail(e.to_string())
+    failed(INFO.name, e.to_string())
 }
 
 impl TilePass {
@@ -100,7 +124,7 @@ fn targets(g: &Graph, imp: &Importance, attention: bool) -> Result<Vec<Target>, 
         let importance = imp.of(g, "tile", &format!("{w}.weight"))?;
         Ok(Target { node, w: w.to_string(), k, n, importance })
     };
-    for node in g.topo_order().map_err(fail)? {
+    for node in g.topo_order().map_err(|e| failed(INFO.name, e))? {
         match &g.dag[node].op {
             // The pooler and classifier run once per sequence: nothing to gain.
             Op::Linear { w, k, n } if g.dag[node].ty.rank() == 3 => out.push(target(Some(node), w, *k, *n)?),

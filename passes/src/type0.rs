@@ -11,10 +11,22 @@ use std::collections::BTreeMap;
 
 use bertopt_ir::{Graph, Op};
 
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::args::Args;
+use crate::pass::{Pass, PassContext, PassError, PassInfo};
 use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
 use crate::scores::Importance;
+
+/// `type0` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "type0",
+    about: "the release's type 0: drop blocks of input rows of Q, K and V, each matrix on its own",
+    args: &[
+        ("sparsity", "fraction of blocks removed per matrix (default 0.5)"),
+        ("block", "rows per block (default: the head size)"),
+        ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+    ],
+    build: |a| Ok(Box::new(Type0::from_args(a)?)),
+};
 
 pub struct Type0 {
     pub sparsity: f64,

@@ -7,20 +7,28 @@ use std::collections::BTreeMap;
 use bertopt_ir::Graph;
 use candle_core::Tensor;
 
+use crate::args::Args;
 use crate::masked::{encoder_matrices, NO_DENSE_SPEEDUP};
-use crate::pass::{Pass, PassContext, PassError};
-use crate::registry::Args;
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
+
+/// `vw` as the registry lists it.
+pub const INFO: PassInfo = PassInfo {
+    name: "vw",
+    about: "vector-wise sparsity (type 4): each run of v along K keeps its top (1-s)v; zeros only, no speedup",
+    args: &[
+        ("sparsity", "fraction zeroed in every run (default 0.75: 4 of 16 kept)"),
+        ("v", "run length along K (default 16)"),
+        ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
+    ],
+    build: |a| Ok(Box::new(Vw::from_args(a)?)),
+};
 
 pub struct Vw {
     pub sparsity: f64,
     pub v: usize,
     pub importance: Importance,
-}
-
-fn fail(problem: impl Into<String>) -> PassError {
-    PassError::Failed { pass: "vw".into(), problem: problem.into() }
 }
 
 impl Vw {
@@ -61,7 +69,7 @@ impl Pass for Vw {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let c = |e: candle_core::Error| fail(e.to_string());
+        let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
         let keep = ((1.0 - self.sparsity) * self.v as f64) as usize;
         let mut zeroed = 0;
         for name in encoder_matrices(g) {

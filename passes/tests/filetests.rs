@@ -99,7 +99,7 @@ fn check(file: &Path, bless: bool) -> Result<(), String> {
     let text = std::fs::read_to_string(file).map_err(|e| e.to_string())?;
     let (input, expect) = match (text.find(EXPECT_ERROR), text.find(EXPECT)) {
         (Some(i), _) => (&text[..i], Err(text[i + EXPECT_ERROR.len()..].trim().to_string())),
-        (None, Some(i)) => (&text[..i], Ok(uncommented(&text[i + EXPECT.len()..].trim_start_matches('\n')))),
+        (None, Some(i)) => (&text[..i], Ok(uncommented(text[i + EXPECT.len()..].trim_start_matches('\n')))),
         (None, None) => (text.as_str(), Ok(String::new())),
     };
     let got = actual(input, file)?;

@@ -37,7 +37,6 @@ fn every_projection_and_linear_gets_int8_weights_and_a_scale_per_column() {
     assert_eq!(r[0].after.flops, r[0].before.flops);
     assert_eq!(r[0].after.flops - r[0].after.int8_flops, 2 * 2 * 128 * 128 * 32);
     assert_eq!(r[0].before.int8_flops, 0);
-    let after = print(&g);
 
     // The FFN-in weight, quantized here with plain loops: scale = max |column| / 127, q = round(w / scale).
     let (w, q, s) = (values(&d, "in.weight"), values(&g, "in.weight"), values(&g, "in.weight_scale"));

@@ -8,6 +8,7 @@ pub mod exit;
 pub mod limits;
 pub mod manifest;
 pub mod meta;
+pub mod names;
 pub mod read;
 pub mod rng;
 

@@ -187,7 +187,7 @@ pub fn print_table(profiles: &[ModelProfile]) {
     }
     print!("{:<24}", "op");
     for p in profiles {
-        print!(" {:>24}", crate::measure::bench::name(&p.model));
+        print!(" {:>24}", crate::measure::machine::name(&p.model));
     }
     println!();
     for k in kinds {

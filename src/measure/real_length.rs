@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
-use crate::measure::bench::percentile;
+use crate::measure::stats::percentile;
 use crate::run::{self, Batch, RunnerOptions, Runtime};
 
 /// How tract is planned for inputs of varying length.
@@ -222,7 +222,7 @@ fn cell(
     let threads = if runtime == Runtime::Tract { 1 } else { cfg.threads.max(1) };
     Ok(RealCell {
         runtime,
-        runtime_version: crate::measure::bench::runtime_version(runtime),
+        runtime_version: crate::measure::machine::runtime_version(runtime),
         tract_plans: plans,
         bucket: bucket.unwrap_or(0),
         batch,
@@ -260,7 +260,7 @@ pub fn print(cells: &[RealCell]) {
         for m in &c.models {
             println!(
                 "{:<32} {:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>9.1} {:>7.1} {:>7.1} {:>7.2}x {:>7.2}x {:>7} {:>6} {:>9.1}",
-                crate::measure::bench::name(&m.model),
+                crate::measure::machine::name(&m.model),
                 m.mean_ms,
                 m.p50_ms,
                 m.p90_ms,

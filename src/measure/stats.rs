@@ -157,6 +157,15 @@ pub fn paired(a: &[bool], b: &[bool]) -> PairedDiff {
     PairedDiff { diff, ci95, a_only, b_only, p_value: mcnemar_exact(a_only, b_only) }
 }
 
+/// The `p` quantile of sorted latencies (nearest rank); NaN for none.
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
