@@ -1,13 +1,14 @@
-//! What a pruning pipeline removes, in the form recovery training needs. Two kinds of pass take part:
-//! - unit passes (`heads`, `ffn`) become gates on heads and neurons, computed on the unpruned graph;
-//! - entry passes (`tile`, `kgran`, `type0`, `qkv`, `vw`, `bw`), which keep every matrix's index space, become
-//!   0/1 masks on single weights, read off the graph the pipeline leaves: a tiled matrix keeps exactly the
-//!   entries its tiles read, a zeroed one its non-zero entries.
+//! What a pruning pipeline removes, in the form recovery training needs. Each pass declares its kind
+//! (`bertopt_passes::Recovery`) in the registry:
+//! - unit passes name what they keep on the unpruned graph (`Pass::keep`): heads and FFN neurons become gates,
+//!   head dimensions become masks on the Q/K/V rows and biases and the output columns of the removed ones;
+//! - entry passes keep every matrix's index space and become 0/1 masks on single weights, read off the graph
+//!   the pipeline leaves: a tiled matrix keeps exactly the entries its tiles read, a zeroed one its non-zero
+//!   entries.
 //!
-//! `head-size` becomes masks on the Q/K/V rows and biases and the output columns of the removed dimensions.
 //! The two kinds are not mixed in one run (an entry pass after `heads` works in the pruned index space), and a
-//! pass with no such form (`ebert`, `exit`, ...) is an error that says so, rather than a recovery
-//! that silently trains a different model.
+//! pass with no such form (`ebert`, `exit`, ...) is an error that says so, rather than a recovery that silently
+//! trains a different model.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,8 +16,8 @@ use std::path::Path;
 use bertopt_ir::Graph;
 use candle_core::{Device, Tensor};
 
-use bertopt_passes::args::Args;
 use bertopt_passes::pipeline::parse_pipeline;
+use bertopt_passes::{registry, Keep, Recovery};
 
 /// Keep-masks (True = keep) for heads `[layer][head]` and FFN neurons `[layer][neuron]`; None where the
 /// pipeline does not prune that kind of unit.
@@ -28,9 +29,6 @@ pub struct Masks {
     pub weights: BTreeMap<String, Tensor>,
 }
 
-/// Passes whose cuts are entries of matrices that keep their index space.
-const ENTRY_PASSES: &[&str] = &["tile", "kgran", "type0", "qkv", "vw", "bw"];
-
 fn and(a: Option<Vec<Vec<bool>>>, b: Vec<Vec<bool>>) -> Vec<Vec<bool>> {
     match a {
         None => b,
@@ -38,47 +36,52 @@ fn and(a: Option<Vec<Vec<bool>>>, b: Vec<Vec<bool>>) -> Vec<Vec<bool>> {
     }
 }
 
-/// The masks `pipeline` implies on the dense model at `model`, each computed on the unpruned graph.
+/// The masks `pipeline` implies on the dense model at `model`, each computed on the unpruned graph. Which
+/// passes take part, and how, is each pass's `Recovery` kind in the registry.
 pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     let specs = parse_pipeline(pipeline)?;
     anyhow::ensure!(!specs.is_empty(), "--pass is empty: give the pruning pipeline to recover from");
+    let mut passes = vec![];
     for s in &specs {
-        bertopt_passes::registry::build(s)?; // unknown passes and arguments fail here, with the list
+        // Unknown passes and arguments fail here, with the list.
+        passes.push((s.name.as_str(), registry::info(&s.name)?.recovery, registry::build(s)?));
+    }
+    let quoted = |kind| registry::with_recovery(kind).iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
+    if let Some((other, ..)) = passes.iter().find(|p| p.1 == Recovery::Unsupported) {
+        anyhow::bail!(
+            "recover can train under {}, {}; `{other}` is not supported",
+            quoted(Recovery::Units),
+            quoted(Recovery::Entries)
+        );
+    }
+    let entry = passes.iter().find(|p| p.1 == Recovery::Entries).map(|p| p.0);
+    let unit = passes.iter().find(|p| p.1 == Recovery::Units).map(|p| p.0);
+    if let (Some(e), Some(u)) = (entry, unit) {
+        anyhow::bail!(
+            "recover trains under unit passes ({}) or entry passes ({}) but not both in one run: `{e}` would cut \
+             the index space `{u}` leaves; recover in two runs",
+            registry::with_recovery(Recovery::Units).join(", "),
+            registry::with_recovery(Recovery::Entries).join(", "),
+        );
     }
     let (g, _) = bertopt_models::load_graph(model)?;
     let mut m = Masks::default();
-    let entry = specs.iter().find(|s| ENTRY_PASSES.contains(&s.name.as_str()));
-    let unit = specs.iter().find(|s| s.name == "heads" || s.name == "ffn" || s.name == "head-size");
-    if let (Some(e), Some(u)) = (entry, unit) {
-        anyhow::bail!(
-            "recover trains under unit passes (heads, ffn, head-size) or entry passes ({}) but not both in one run: `{}` \
-             would cut the index space `{}` leaves; recover in two runs",
-            ENTRY_PASSES.join(", "),
-            e.name,
-            u.name
-        );
-    }
-    for s in &specs {
-        let args = Args { pass: s.name.clone(), map: s.args.clone() };
-        match s.name.as_str() {
-            "heads" => m.heads = Some(and(m.heads, bertopt_passes::heads::Heads::from_args(&args)?.keep(&g)?)),
-            "ffn" => m.ffn = Some(and(m.ffn, bertopt_passes::ffn::Ffn::from_args(&args)?.keep(&g)?)),
-            "head-size" => {
-                anyhow::ensure!(
-                    !specs.iter().any(|s| s.name == "heads"),
-                    "recover cannot train under `heads` and `head-size` in one run (head-size ranks the dimensions \
-                     of the heads that heads leaves); recover in two runs"
-                );
-                let keep = bertopt_passes::head_size::HeadSize::from_args(&args)?.keep(&g)?;
-                m.weights.extend(head_size_masks(&g, &keep)?);
-            }
-            "dce" | "fold" => {}
-            name if ENTRY_PASSES.contains(&name) => {}
-            other => anyhow::bail!(
-                "recover can train under `heads`, `ffn`, `head-size`, {}; `{other}` is not supported",
-                ENTRY_PASSES.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ")
-            ),
+    let mut head_dims = None;
+    for (name, _, pass) in passes.iter().filter(|p| p.1 == Recovery::Units) {
+        match pass.keep(&g)? {
+            Some(Keep::Heads(k)) => m.heads = Some(and(m.heads, k)),
+            Some(Keep::Neurons(k)) => m.ffn = Some(and(m.ffn, k)),
+            Some(Keep::HeadDims(k)) => head_dims = Some(k),
+            None => anyhow::bail!("pass `{name}` is a unit cut but names no units it keeps"),
         }
+    }
+    if let Some(keep) = head_dims {
+        anyhow::ensure!(
+            m.heads.is_none(),
+            "recover cannot train under whole heads and head dimensions in one run (head-size ranks the \
+             dimensions of the heads that heads leaves); recover in two runs"
+        );
+        m.weights.extend(head_size_masks(&g, &keep)?);
     }
     if entry.is_some() {
         let mut pruned = g.clone();

@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::args::Args;
 use crate::masked::{encoder_matrices, NO_DENSE_SPEEDUP};
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
 
@@ -22,6 +22,7 @@ pub const INFO: PassInfo = PassInfo {
         ("g", "block size (default 32)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
+    recovery: Recovery::Entries,
     build: |a| Ok(Box::new(Bw::from_args(a)?)),
 };
 

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Graph, NodeIndex, Op};
 use petgraph::Direction;
 
-use crate::pass::{Pass, PassContext, PassError, PassInfo};
+use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
 
 /// `dce` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
     name: "dce",
     about: "remove values no output depends on, and the weights only they used",
     args: &[],
+    recovery: Recovery::Nothing,
     build: |_| Ok(Box::new(Dce)),
 };
 

@@ -15,7 +15,7 @@ use candle_core::Tensor;
 use petgraph::Direction;
 
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
 
 /// `ebert` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -26,6 +26,7 @@ pub const INFO: PassInfo = PassInfo {
         ("heads", "heads kept per layer (overrides ratio for heads)"),
         ("groups", "FFN groups kept per layer (overrides ratio for groups)"),
     ],
+    recovery: Recovery::Unsupported,
     build: |a| Ok(Box::new(Ebert::from_args(a)?)),
 };
 

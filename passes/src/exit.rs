@@ -10,7 +10,7 @@ use bertopt_ir::names::EXITS;
 use bertopt_ir::{ExitRule, Graph, NodeIndex, Op};
 
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
 
 /// `exit` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -22,6 +22,7 @@ pub const INFO: PassInfo = PassInfo {
         ("patience", "patience: leave after this many consecutive agreeing exits (default 2)"),
         ("layers", "where off-ramps are used, 1-based: `1-11`, `3+6+9` (default: every trained one)"),
     ],
+    recovery: Recovery::Unsupported,
     build: |a| Ok(Box::new(Exit::from_args(a)?)),
 };
 

@@ -12,7 +12,7 @@ use bertopt_ir::{Dim, Graph, NodeIndex, Op};
 use petgraph::Direction;
 
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{keep_top, kept_index, residual_only, set_weight, weight};
 use crate::scores::Importance;
 
@@ -26,6 +26,7 @@ pub const INFO: PassInfo = PassInfo {
         ("multiple", "round the neurons kept up to a multiple of this (default 1)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
+    recovery: Recovery::Units,
     build: |a| Ok(Box::new(Ffn::from_args(a)?)),
 };
 
@@ -155,6 +156,9 @@ impl Ffn {
 }
 
 impl Pass for Ffn {
+    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(Some(Keep::Neurons(Ffn::keep(self, g)?)))
+    }
     fn name(&self) -> &'static str {
         "ffn"
     }

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 
 use bertopt_ir::{interp, Graph, Op, Weight};
 
-use crate::pass::{Pass, PassContext, PassError, PassInfo};
+use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
 
 /// `fold` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
     name: "fold",
     about: "evaluate ops whose operands are all constants into new constants",
     args: &[],
+    recovery: Recovery::Nothing,
     build: |_| Ok(Box::new(Fold)),
 };
 

@@ -14,7 +14,7 @@ use bertopt_ir::{Graph, Op};
 use candle_core::{Device, Tensor};
 
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{keep_top, set_weight, weight};
 use crate::scores::Importance;
 
@@ -26,6 +26,7 @@ pub const INFO: PassInfo = PassInfo {
         ("sparsity", "fraction of each layer's head dimensions removed (default 0.5)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
+    recovery: Recovery::Units,
     build: |a| Ok(Box::new(HeadSize::from_args(a)?)),
 };
 
@@ -85,6 +86,9 @@ impl HeadSize {
 }
 
 impl Pass for HeadSize {
+    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(Some(Keep::HeadDims(HeadSize::keep(self, g)?)))
+    }
     fn name(&self) -> &'static str {
         "head-size"
     }

@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 
 use crate::args::Args;
 use crate::mask::HeadMask;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{keep_top, residual_only, set_weight};
 use crate::scores::Importance;
 
@@ -29,6 +29,7 @@ pub const INFO: PassInfo = PassInfo {
         ("count", "number of heads removed per layer, lowest weight magnitude first"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
+    recovery: Recovery::Units,
     build: |a| Ok(Box::new(Heads::from_args(a)?)),
 };
 
@@ -150,6 +151,9 @@ impl Heads {
 }
 
 impl Pass for Heads {
+    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(Some(Keep::Heads(Heads::keep(self, g)?)))
+    }
     fn name(&self) -> &'static str {
         "heads"
     }

@@ -31,7 +31,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::Graph;
 
 pub use cost::{cost, Cost};
-pub use pass::{Pass, PassContext, PassError, PassReport};
+pub use pass::{Keep, Pass, PassContext, PassError, PassReport, Recovery};
 pub use pipeline::{parse_pipeline, PassSpec};
 
 /// A parsed, built pipeline, ready to run.

@@ -33,6 +33,10 @@ pub trait Pass {
     fn note(&self) -> Option<&'static str> {
         None
     }
+    /// For a pass whose recovery is `Recovery::Units`: which units of `graph` it keeps, without changing it.
+    fn keep(&self, _graph: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(None)
+    }
     /// Rewrite the graph; record counts of what changed in `changed`.
     fn run(
         &self,
@@ -42,11 +46,38 @@ pub trait Pass {
     ) -> Result<(), PassError>;
 }
 
+/// How `optimize recover` trains a model under a pass's cut.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    /// Removes nothing a model trains (cleanup).
+    Nothing,
+    /// Removes whole units that `Pass::keep` names on the unpruned graph; training gates them off.
+    Units,
+    /// Removes entries of matrices that keep their index space; training masks exactly the entries the pruned
+    /// graph no longer reads.
+    Entries,
+    /// Has no training-time form (branches, fused predictors, int8): recover refuses it.
+    Unsupported,
+}
+
+/// The units a `Recovery::Units` pass keeps (true = keep), per layer in layer order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// Attention heads, `[layer][head]`.
+    Heads(Vec<Vec<bool>>),
+    /// FFN intermediate neurons, `[layer][neuron]`.
+    Neurons(Vec<Vec<bool>>),
+    /// Dimensions of every head, `[layer][dimension]`.
+    HeadDims(Vec<Vec<bool>>),
+}
+
 /// A pass as the registry knows it.
 pub struct PassInfo {
     pub name: &'static str,
     pub about: &'static str,
     /// Accepted arguments and what they mean.
     pub args: &'static [(&'static str, &'static str)],
+    /// How recovery training takes its cut.
+    pub recovery: Recovery,
     pub build: fn(&crate::args::Args) -> Result<Box<dyn Pass>, PassError>,
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Graph, Op};
 
 use crate::args::Args;
-use crate::pass::{Pass, PassContext, PassError, PassInfo};
+use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
 use crate::scores::Importance;
 
@@ -20,6 +20,7 @@ pub const INFO: PassInfo = PassInfo {
         ("sparsity", "fraction of input features removed per layer (default 0.5)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
+    recovery: Recovery::Entries,
     build: |a| Ok(Box::new(Qkv::from_args(a)?)),
 };
 

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::{quant, Graph, Op};
 
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{set_weight, weight};
 
 /// `quant` as the registry lists it.
@@ -21,6 +21,7 @@ pub const INFO: PassInfo = PassInfo {
         ("granularity", "channel: one weight scale per output column (default), or tensor: one per matrix"),
         ("skip", "groups left in f32: none (default), all, or attention, ffn, pooler, classifier, exits joined with +"),
     ],
+    recovery: Recovery::Unsupported,
     build: |a| Ok(Box::new(Quant::from_args(a)?)),
 };
 

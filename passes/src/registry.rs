@@ -27,16 +27,23 @@ pub fn passes() -> &'static [PassInfo] {
     ]
 }
 
+/// The registered pass called `name`.
+pub fn info(name: &str) -> Result<&'static PassInfo, PassError> {
+    passes().iter().find(|p| p.name == name).ok_or_else(|| PassError::UnknownPass { name: name.into(), known: names() })
+}
+
+/// The names of the passes with this recovery kind, in registry order.
+pub fn with_recovery(kind: crate::pass::Recovery) -> Vec<&'static str> {
+    passes().iter().filter(|p| p.recovery == kind).map(|p| p.name).collect()
+}
+
 pub fn names() -> String {
     passes().iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
 }
 
 /// Build a pass from its spec, rejecting unknown names and arguments with the list of what exists.
 pub fn build(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
-    let info = passes()
-        .iter()
-        .find(|p| p.name == spec.name)
-        .ok_or_else(|| PassError::UnknownPass { name: spec.name.clone(), known: names() })?;
+    let info = info(&spec.name)?;
     for key in spec.args.keys() {
         if !info.args.iter().any(|(a, _)| a == key) {
             let known = if info.args.is_empty() {

@@ -27,7 +27,7 @@ use bertopt_ir::{
 use candle_core::{Device, Tensor};
 
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
 
@@ -43,6 +43,7 @@ pub const INFO: PassInfo = PassInfo {
         ("attention", "also tile the Q/K/V/O projections (default true)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
+    recovery: Recovery::Entries,
     build: |a| Ok(Box::new(TilePass::from_args(a)?)),
 };
 
@@ -56,6 +57,7 @@ pub const KGRAN_INFO: PassInfo = PassInfo {
         ("attention", "also tile the Q/K/V/O projections (default true)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
+    recovery: Recovery::Entries,
     build: |a| Ok(Box::new(TilePass::kgran(a)?)),
 };
 

@@ -7,13 +7,14 @@ use bertopt_ir::Graph;
 
 use crate::args::Args;
 use crate::exit::{ramp_site, wire_ramp};
-use crate::pass::{Pass, PassContext, PassError, PassInfo};
+use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
 
 /// `truncate` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
     name: "truncate",
     about: "keep the first `layers` layers and classify with the off-ramp after them (ElasticBERT static)",
     args: &[("layers", "layers kept (an off-ramp must stand after the last of them)")],
+    recovery: Recovery::Unsupported,
     build: |a| Ok(Box::new(Truncate::from_args(a)?)),
 };
 

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Graph, Op};
 
 use crate::args::Args;
-use crate::pass::{Pass, PassContext, PassError, PassInfo};
+use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
 use crate::scores::Importance;
 
@@ -25,6 +25,7 @@ pub const INFO: PassInfo = PassInfo {
         ("block", "rows per block (default: the head size)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
+    recovery: Recovery::Entries,
     build: |a| Ok(Box::new(Type0::from_args(a)?)),
 };
 

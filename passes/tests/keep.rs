@@ -1,0 +1,123 @@
+//! Every unit cut's `Pass::keep` names exactly what the pass removes: on seeded graphs, the pruned graph's
+//! matrices are the dense ones' columns of the kept units, in order. Recovery training gates what `keep` names,
+//! so a difference here would train one model and export another.
+
+mod common;
+
+use bertopt_ir::{parse, Graph, Op};
+use bertopt_passes::{registry, Keep, PassContext, Pipeline, Recovery};
+use common::with_data;
+
+/// Columns `cols` of the [K, N] weight `name` of `g`.
+fn columns(g: &Graph, name: &str, cols: &[usize]) -> Vec<Vec<f32>> {
+    let w = g.weights.tensor(name).unwrap().to_vec2::<f32>().unwrap();
+    w.iter().map(|row| cols.iter().map(|&c| row[c]).collect()).collect()
+}
+
+fn all(g: &Graph, name: &str) -> Vec<Vec<f32>> {
+    g.weights.tensor(name).unwrap().to_vec2::<f32>().unwrap()
+}
+
+fn kept(k: &[bool]) -> Vec<usize> {
+    (0..k.len()).filter(|&i| k[i]).collect()
+}
+
+/// (pipeline, fixture) for every unit cut; the test fails when a new one is registered without a case here.
+const CASES: &[(&str, &str)] = &[
+    ("heads(ratio=0.5)", "two_attention_layers.ir"),
+    ("ffn(ratio=0.25)", "two_ffns.ir"),
+    ("head-size(sparsity=0.5)", "two_attention_layers.ir"),
+];
+
+#[test]
+fn keep_names_exactly_the_units_each_unit_cut_removes() {
+    let units = registry::with_recovery(Recovery::Units);
+    for u in &units {
+        assert!(CASES.iter().any(|(p, _)| p.starts_with(&format!("{u}("))), "no keep() case for unit cut `{u}`");
+    }
+    for (pipeline, fixture) in CASES {
+        let text = std::fs::read_to_string(format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        // head-size needs heads of more than one dimension to cut: 2 heads of 4.
+        let text = if pipeline.starts_with("head-size") {
+            text.replace("heads: 4, head_dim: 2", "heads: 2, head_dim: 4")
+        } else {
+            text
+        };
+        let dense = with_data(parse(&text).unwrap());
+        let spec = &bertopt_passes::parse_pipeline(pipeline).unwrap()[0];
+        let keep = registry::build(spec).unwrap().keep(&dense).unwrap().expect("a unit cut names what it keeps");
+        let mut pruned = dense.clone();
+        Pipeline::parse(pipeline).unwrap().run(&mut pruned, &mut PassContext::default()).unwrap();
+        let ops: Vec<Op> = dense.topo_order().unwrap().iter().map(|n| dense.dag[*n].op.clone()).collect();
+        match keep {
+            Keep::Heads(k) => {
+                let attns: Vec<_> = ops
+                    .iter()
+                    .filter_map(|o| {
+                        if let Op::Attention { head_dim, value, .. } = o {
+                            Some((*head_dim, value.clone()))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                assert_eq!(k.len(), attns.len(), "{pipeline}: one row per attention");
+                for ((d, v), k) in attns.iter().zip(&k) {
+                    let cols: Vec<usize> = kept(k).iter().flat_map(|h| h * d..(h + 1) * d).collect();
+                    assert_eq!(
+                        all(&pruned, &format!("{v}.weight")),
+                        columns(&dense, &format!("{v}.weight"), &cols),
+                        "{pipeline}: {v}"
+                    );
+                }
+            }
+            Keep::Neurons(k) => {
+                let ins: Vec<String> = ops
+                    .iter()
+                    .filter_map(|o| if let Op::Linear { w, n: 16, .. } = o { Some(w.clone()) } else { None })
+                    .collect();
+                assert_eq!(k.len(), ins.len(), "{pipeline}: one row per FFN block");
+                for (w, k) in ins.iter().zip(&k) {
+                    assert_eq!(
+                        all(&pruned, &format!("{w}.weight")),
+                        columns(&dense, &format!("{w}.weight"), &kept(k)),
+                        "{pipeline}: {w}"
+                    );
+                }
+            }
+            Keep::HeadDims(k) => {
+                let attns: Vec<_> = ops
+                    .iter()
+                    .filter_map(|o| {
+                        if let Op::Attention { heads, head_dim, value, .. } = o {
+                            Some((*heads, *head_dim, value.clone()))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect();
+                for ((h, d, v), k) in attns.iter().zip(&k) {
+                    assert_eq!(k.len(), *d);
+                    let cols: Vec<usize> =
+                        (0..*h).flat_map(|hh| kept(k).into_iter().map(move |j| hh * d + j)).collect();
+                    assert_eq!(
+                        all(&pruned, &format!("{v}.weight")),
+                        columns(&dense, &format!("{v}.weight"), &cols),
+                        "{pipeline}: {v}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn only_unit_cuts_name_units() {
+    let dense = with_data(parse(include_str!("fixtures/two_ffns.ir")).unwrap());
+    for p in registry::passes() {
+        let pass = (p.build)(&bertopt_passes::args::Args { pass: p.name.into(), map: Default::default() });
+        let Ok(pass) = pass else { continue }; // passes whose arguments have no default (truncate)
+        let named = pass.keep(&dense).map(|k| k.is_some()).unwrap_or(true);
+        assert_eq!(named, p.recovery == Recovery::Units, "`{}`: keep() and the recovery kind disagree", p.name);
+    }
+}
