@@ -45,4 +45,9 @@ impl Args {
             }),
         }
     }
+
+    /// How the cut ranks its units: `scores=PATH` (saved Taylor scores), else weight magnitude.
+    pub fn importance(&self) -> Result<crate::scores::Importance, PassError> {
+        crate::scores::Importance::from_arg(&self.pass, self.map.get("scores"))
+    }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::Graph;
 use candle_core::Tensor;
 
+use crate::amount::removed;
 use crate::args::Args;
 use crate::masked::{encoder_matrices, NO_DENSE_SPEEDUP};
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
@@ -36,7 +37,7 @@ impl Bw {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
         let sparsity = a.sparsity("sparsity", 0.5)?;
         let g = a.positive("g", 32)?;
-        Ok(Bw { sparsity, g, importance: Importance::from_arg("bw", a.map.get("scores"))? })
+        Ok(Bw { sparsity, g, importance: a.importance()? })
     }
 }
 
@@ -65,7 +66,7 @@ impl Pass for Bw {
                     blocks.push((fro.sum::<f32>().sqrt(), r0, r1, c0, c1));
                 }
             }
-            let remove = (blocks.len() as f64 * self.sparsity) as usize;
+            let remove = removed(blocks.len(), self.sparsity, blocks.len());
             blocks.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.3).cmp(&(b.1, b.3))));
             let mut data: Vec<f32> = w.flatten_all().map_err(c)?.to_vec1::<f32>().map_err(c)?;
             for &(_, r0, r1, c0, c1) in &blocks[..remove] {

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Dim, Graph, NodeIndex, Op};
 use petgraph::Direction;
 
+use crate::amount::Amount;
 use crate::args::Args;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{keep_top, kept_index, residual_only, set_weight, weight};
@@ -38,36 +39,14 @@ pub struct Ffn {
     pub importance: Importance,
 }
 
-pub enum Amount {
-    Ratio(f64),
-    Count(usize),
-}
-
 impl Ffn {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
-        let bad = |arg: &str, problem: String| PassError::BadArg { pass: "ffn".into(), arg: arg.into(), problem };
-        // Neither given: half of every layer's neurons, as every other static cut defaults to 50 %.
-        let remove = match (a.map.contains_key("ratio"), a.map.contains_key("count")) {
-            (_, false) => {
-                let r: f64 = a.get("ratio", 0.5)?;
-                if !(0.0..=1.0).contains(&r) {
-                    return Err(bad("ratio", format!("{r} is not in [0, 1]")));
-                }
-                Amount::Ratio(r)
-            }
-            (false, true) => Amount::Count(a.get("count", 0)?),
-            (true, true) => {
-                return Err(bad(
-                    "ratio|count",
-                    "give at most one of ratio=FRACTION or count=N (neurons removed per layer)".into(),
-                ))
-            }
-        };
+        let remove = Amount::ratio_or_count(a, "neurons removed per layer")?;
         let multiple: usize = a.get("multiple", 1)?;
         if multiple == 0 {
-            return Err(bad("multiple", "must be at least 1".into()));
+            return Err(a.bad("multiple", "must be at least 1".into()));
         }
-        Ok(Ffn { remove, multiple, importance: Importance::from_arg("ffn", a.map.get("scores"))? })
+        Ok(Ffn { remove, multiple, importance: a.importance()? })
     }
 }
 
@@ -139,12 +118,9 @@ impl Ffn {
     fn keep_block(&self, g: &Graph, b: &Block) -> Result<Vec<bool>, PassError> {
         let (w_in, w_out) = names(g, b);
         let Op::Linear { n: inner, .. } = g.dag[b.fc_in].op else { unreachable!("blocks() returns linears") };
-        let mut remove = match self.remove {
-            Amount::Ratio(r) => (inner as f64 * r) as usize,
-            Amount::Count(n) => n.min(inner),
-        };
+        let mut remove = self.remove.of(inner, inner);
         let kept = inner - remove;
-        if kept > 0 && kept % self.multiple != 0 {
+        if kept > 0 && !kept.is_multiple_of(self.multiple) {
             remove = inner - (kept.div_ceil(self.multiple) * self.multiple).min(inner);
         }
         Ok(match remove {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Graph, Op};
 use candle_core::{Device, Tensor};
 
+use crate::amount::removed;
 use crate::args::Args;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{keep_top, set_weight, weight};
@@ -42,10 +43,7 @@ fn c(e: candle_core::Error) -> PassError {
 
 impl HeadSize {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
-        Ok(HeadSize {
-            sparsity: a.sparsity("sparsity", 0.5)?,
-            importance: Importance::from_arg("head-size", a.map.get("scores"))?,
-        })
+        Ok(HeadSize { sparsity: a.sparsity("sparsity", 0.5)?, importance: a.importance()? })
     }
 }
 
@@ -78,7 +76,7 @@ impl HeadSize {
             for p in [query, key, value, output] {
                 crate::rewrite::require_dense(g, "head-size", p)?;
             }
-            let remove = ((*head_dim as f64 * self.sparsity) as usize).min(head_dim.saturating_sub(1));
+            let remove = removed(*head_dim, self.sparsity, head_dim.saturating_sub(1));
             out.push(keep_top(&dim_scores(g, &self.importance, op)?, remove));
         }
         Ok(out)

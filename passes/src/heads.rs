@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use bertopt_ir::{Graph, NodeIndex, Op};
 use candle_core::{Device, Tensor};
 
+use crate::amount::Amount;
 use crate::args::Args;
 use crate::mask::HeadMask;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery};
@@ -35,8 +36,8 @@ pub const INFO: PassInfo = PassInfo {
 
 pub enum Select {
     Mask(PathBuf),
-    Ratio(f64),
-    Count(usize),
+    /// Heads removed per layer, lowest importance first.
+    Amount(Amount),
 }
 
 pub struct Heads {
@@ -59,23 +60,13 @@ impl Heads {
         // None given: half of every layer's heads, as every other static cut defaults to 50 %.
         let select = if let Some(p) = a.map.get("mask") {
             Select::Mask(PathBuf::from(p))
-        } else if !a.map.contains_key("count") {
-            let r: f64 = a.get("ratio", 0.5)?;
-            if !(0.0..=1.0).contains(&r) {
-                return Err(PassError::BadArg {
-                    pass: "heads".into(),
-                    arg: "ratio".into(),
-                    problem: format!("{r} is not in [0, 1]"),
-                });
-            }
-            Select::Ratio(r)
         } else {
-            Select::Count(a.get("count", 0)?)
+            Select::Amount(Amount::ratio_or_count(a, "heads removed per layer")?)
         };
         if matches!(select, Select::Mask(_)) && a.map.contains_key("scores") {
             return Err(bad("scores= ranks heads for ratio= or count=; a mask= already says which heads go"));
         }
-        Ok(Heads { select, importance: Importance::from_arg("heads", a.map.get("scores"))? })
+        Ok(Heads { select, importance: a.importance()? })
     }
 }
 
@@ -135,16 +126,12 @@ impl Heads {
                 }
                 mask.keep
             }
-            Select::Ratio(r) => attns
+            Select::Amount(amount) => attns
                 .iter()
                 .map(|&n| {
                     let h = heads_of(g, n);
-                    Ok(keep_top(&importance(g, &self.importance, &g.dag[n].op)?, (h as f64 * r) as usize))
+                    Ok(keep_top(&importance(g, &self.importance, &g.dag[n].op)?, amount.of(h, h)))
                 })
-                .collect::<Result<_, PassError>>()?,
-            Select::Count(c) => attns
-                .iter()
-                .map(|&n| Ok(keep_top(&importance(g, &self.importance, &g.dag[n].op)?, *c)))
                 .collect::<Result<_, PassError>>()?,
         })
     }

@@ -1,6 +1,7 @@
 //! bertopt's passes: the `Pass` trait, a registry, an LLVM-style pipeline parser, and the passes themselves
 //! (one file each). Cleanup (`dce`, `fold`) runs after every user pass; the verifier after every pass.
 
+pub mod amount;
 pub mod args;
 pub mod bw;
 pub mod cost;

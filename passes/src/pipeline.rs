@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::pass::PassError;
+use crate::error::PassError;
 
 /// One pass of a pipeline as written: its name and arguments.
 #[derive(Clone, Debug, PartialEq, Eq)]

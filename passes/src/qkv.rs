@@ -31,10 +31,7 @@ pub struct Qkv {
 
 impl Qkv {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
-        Ok(Qkv {
-            sparsity: a.sparsity("sparsity", 0.5)?,
-            importance: Importance::from_arg("qkv", a.map.get("scores"))?,
-        })
+        Ok(Qkv { sparsity: a.sparsity("sparsity", 0.5)?, importance: a.importance()? })
     }
 }
 
@@ -63,7 +60,7 @@ impl Pass for Qkv {
                 require_dense(g, "qkv", p)?;
             }
             let scores = row_scores(g, &self.importance, [&query, &key, &value])?;
-            let remove = ((scores.len() as f64 * self.sparsity) as usize).min(scores.len().saturating_sub(1));
+            let remove = crate::amount::removed(scores.len(), self.sparsity, scores.len().saturating_sub(1));
             let keep = keep_top(&scores, remove);
             for p in [&query, &key, &value] {
                 keep_input_rows(g, "qkv", p, &keep)?;

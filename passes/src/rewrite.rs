@@ -4,7 +4,7 @@ use bertopt_ir::{Graph, NodeIndex, Op, Weight};
 use candle_core::Tensor;
 use petgraph::Direction;
 
-use crate::pass::PassError;
+use crate::error::PassError;
 
 /// A block (attention, or FFN) that has lost all of its units leaves only its output bias behind: rewrite
 /// `add_norm(block(h), r)` to `layer_norm(add_bias(r))`, which is what the dense model computes with every unit

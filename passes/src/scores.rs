@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use bertopt_ir::Graph;
 use candle_core::{Device, Tensor};
 
-use crate::pass::PassError;
+use crate::error::PassError;
 
 pub enum Importance {
     Magnitude,

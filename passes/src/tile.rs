@@ -26,6 +26,7 @@ use bertopt_ir::{
 };
 use candle_core::{Device, Tensor};
 
+use crate::amount::removed;
 use crate::args::Args;
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{set_weight, weight};
@@ -100,7 +101,7 @@ impl TilePass {
             scope,
             n: a.get("n", false)?,
             attention: a.get("attention", true)?,
-            importance: Importance::from_arg("tile", a.map.get("scores"))?,
+            importance: a.importance()?,
         })
     }
 
@@ -185,7 +186,7 @@ impl TilePass {
             total += s.len();
         }
         all.sort_by(|a, b| a.0.total_cmp(&b.0).then((b.1, b.2).cmp(&(a.1, a.2))));
-        let remove = ((total as f64 * self.sparsity) as usize).min(all.len());
+        let remove = removed(total, self.sparsity, all.len());
         let mut keep: Vec<Vec<bool>> = targets.iter().map(|t| vec![true; t.n]).collect();
         for &(_, m, j) in &all[..remove] {
             keep[m][j] = false;
@@ -212,14 +213,14 @@ impl TilePass {
                         total += tile.rows.len();
                     }
                 }
-                let remove = ((total as f64 * self.sparsity) as usize).min(all.len());
+                let remove = removed(total, self.sparsity, all.len());
                 drop_lowest(&mut all, remove, &mut keep);
             }
             Scope::Tile => {
                 for (m, ts) in tiles.iter().enumerate() {
                     for (t, tile) in ts.iter().enumerate() {
                         let mut cands = candidates(m, t, &tile.rows);
-                        let remove = ((tile.rows.len() as f64 * self.sparsity) as usize).min(cands.len());
+                        let remove = removed(tile.rows.len(), self.sparsity, cands.len());
                         drop_lowest(&mut cands, remove, &mut keep);
                     }
                 }

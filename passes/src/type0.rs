@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use bertopt_ir::{Graph, Op};
 
+use crate::amount::removed;
 use crate::args::Args;
 use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
@@ -42,11 +43,7 @@ impl Type0 {
             true => Some(a.positive("block", 64)?),
             false => None,
         };
-        Ok(Type0 {
-            sparsity: a.sparsity("sparsity", 0.5)?,
-            block,
-            importance: Importance::from_arg("type0", a.map.get("scores"))?,
-        })
+        Ok(Type0 { sparsity: a.sparsity("sparsity", 0.5)?, block, importance: a.importance()? })
     }
 }
 
@@ -70,7 +67,7 @@ impl Pass for Type0 {
             for p in [&query, &key, &value] {
                 require_dense(g, "type0", p)?;
                 let scores = block_scores(g, &self.importance, p, block)?;
-                let remove = ((scores.len() as f64 * self.sparsity) as usize).min(scores.len() - 1);
+                let remove = removed(scores.len(), self.sparsity, scores.len() - 1);
                 let keep_block = keep_top(&scores, remove);
                 let k = scores.len() * block; // rows, rounded up to whole blocks
                 let keep: Vec<bool> = (0..k).map(|r| keep_block[r / block]).collect();

@@ -36,7 +36,7 @@ impl Vw {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
         let sparsity = a.sparsity("sparsity", 0.75)?;
         let v = a.positive("v", 16)?;
-        Ok(Vw { sparsity, v, importance: Importance::from_arg("vw", a.map.get("scores"))? })
+        Ok(Vw { sparsity, v, importance: a.importance()? })
     }
 }
 
