@@ -54,6 +54,7 @@ impl Pass for Bw {
         let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
         let (mut blocks_zeroed, mut zeroed) = (0, 0);
         for name in encoder_matrices(g) {
+            crate::rewrite::require_dense(g, INFO.name, name.trim_end_matches(".weight"))?;
             let w = weight(g, "bw", &name)?;
             let dims = w.dims().to_vec();
             let (k, n) = (dims[0], dims[1]);

@@ -74,6 +74,7 @@ impl Pass for Vw {
         let keep = ((1.0 - self.sparsity) * self.v as f64) as usize;
         let mut zeroed = 0;
         for name in encoder_matrices(g) {
+            crate::rewrite::require_dense(g, INFO.name, name.trim_end_matches(".weight"))?;
             let w = weight(g, "vw", &name)?;
             let dims = w.dims().to_vec();
             let s = self.importance.of(g, "vw", &name)?.to_vec2::<f32>().map_err(c)?;
