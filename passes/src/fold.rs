@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use bertopt_ir::{interp, Graph, Op, Weight};
 
-use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
 
 /// `fold` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -23,7 +23,7 @@ impl Pass for Fold {
         "fold"
     }
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let order = g.topo_order().map_err(|p| PassError::Failed { pass: "fold".into(), problem: p })?;
+        let order = g.topo_order().map_err(|p| failed(INFO.name, p))?;
         let mut folded = 0;
         for n in order {
             if matches!(g.dag[n].op, Op::Input { .. } | Op::Const { .. }) {
@@ -39,8 +39,7 @@ impl Pass for Fold {
                 .collect();
             let Some(consts) = consts else { continue };
             let refs: Vec<&candle_core::Tensor> = consts.iter().collect();
-            let value = interp::eval_op(g, &g.dag[n].op, &refs)
-                .map_err(|e| PassError::Failed { pass: "fold".into(), problem: e.to_string() })?;
+            let value = interp::eval_op(g, &g.dag[n].op, &refs).map_err(|e| failed(INFO.name, e.to_string()))?;
             let mut k = 0;
             while g.weights.0.contains_key(&format!("folded.{k}")) {
                 k += 1;

@@ -48,11 +48,7 @@ pub struct Heads {
 
 impl Heads {
     pub fn from_args(a: &Args) -> Result<Self, PassError> {
-        let bad = |problem: &str| PassError::BadArg {
-            pass: "heads".into(),
-            arg: "mask|ratio|count".into(),
-            problem: problem.into(),
-        };
+        let bad = |problem: &str| a.bad("mask|ratio|count", problem.into());
         let given = ["mask", "ratio", "count"].iter().filter(|k| a.map.contains_key(**k)).count();
         if given > 1 {
             return Err(bad("give at most one of mask=PATH, ratio=FRACTION (heads removed per layer), count=N"));

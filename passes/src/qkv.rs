@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Graph, Op};
 
 use crate::args::Args;
-use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
 use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
 use crate::scores::Importance;
 
@@ -37,7 +37,7 @@ impl Qkv {
 
 /// Each input feature's summed importance over the Q, K and V rows it feeds.
 fn row_scores(g: &Graph, imp: &Importance, ps: [&String; 3]) -> Result<Vec<f32>, PassError> {
-    let c = |e: candle_core::Error| PassError::Failed { pass: "qkv".into(), problem: e.to_string() };
+    let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
     let mut total: Vec<f32> = vec![];
     for p in ps {
         let rows = imp.of(g, "qkv", &format!("{p}.weight"))?.sum(1).map_err(c)?.to_vec1::<f32>().map_err(c)?;

@@ -4,7 +4,7 @@ use bertopt_ir::{Graph, NodeIndex, Op, Weight};
 use candle_core::Tensor;
 use petgraph::Direction;
 
-use crate::error::PassError;
+use crate::error::{failed, PassError};
 
 /// A block (attention, or FFN) that has lost all of its units leaves only its output bias behind: rewrite
 /// `add_norm(block(h), r)` to `layer_norm(add_bias(r))`, which is what the dense model computes with every unit
@@ -36,9 +36,7 @@ pub fn set_weight(g: &mut Graph, name: &str, t: Tensor) {
 
 /// The data of weight `name`, or an error naming the pass and the weight.
 pub fn weight<'g>(g: &'g Graph, pass: &str, name: &str) -> Result<&'g Tensor, PassError> {
-    g.weights
-        .tensor(name)
-        .ok_or_else(|| PassError::Failed { pass: pass.into(), problem: format!("weight @{name} has no data") })
+    g.weights.tensor(name).ok_or_else(|| failed(pass, format!("weight @{name} has no data")))
 }
 
 /// Indices `0..n` whose `keep` is true, as a u32 tensor for `index_select`.
@@ -62,12 +60,10 @@ pub fn keep_top(score: &[f32], remove: usize) -> Vec<bool> {
 /// Refuse to reshape projection group `p` that an earlier pass already tiled: its `P.weight` is gone.
 pub fn require_dense(g: &Graph, pass: &str, p: &str) -> Result<(), PassError> {
     if bertopt_ir::op::tile_count(|n| g.weights.0.contains_key(n), p) > 0 {
-        return Err(PassError::Failed {
-            pass: pass.into(),
-            problem: format!(
-                "@{p} is already tiled (by `tile`, `type0` or `qkv`); run `{pass}` before the pass that tiled it"
-            ),
-        });
+        return Err(failed(
+            pass,
+            format!("@{p} is already tiled (by `tile`, `type0` or `qkv`); run `{pass}` before the pass that tiled it"),
+        ));
     }
     Ok(())
 }
@@ -79,7 +75,7 @@ pub fn keep_input_rows(g: &mut Graph, pass: &str, p: &str, keep: &[bool]) -> Res
     if removed == 0 {
         return Ok(0);
     }
-    let c = |e: candle_core::Error| PassError::Failed { pass: pass.into(), problem: e.to_string() };
+    let c = |e: candle_core::Error| failed(pass, e.to_string());
     let w = weight(g, pass, &format!("{p}.weight"))?;
     let rows: Vec<i64> = keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as i64).collect();
     let sub = w.index_select(&kept_index(keep).map_err(c)?, 0).map_err(c)?.contiguous().map_err(c)?;

@@ -7,7 +7,7 @@ use bertopt_ir::Graph;
 
 use crate::args::Args;
 use crate::exit::{ramp_site, wire_ramp};
-use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
 
 /// `truncate` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -37,7 +37,7 @@ impl Pass for Truncate {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let fail = |p: &str| PassError::Failed { pass: "truncate".into(), problem: p.into() };
+        let fail = |p: &str| failed(INFO.name, p);
         let Some(oi) = g.outputs.iter().position(|(name, _)| name == "logits") else {
             return Err(fail("truncation needs a classifier: the graph has no `logits` output"));
         };

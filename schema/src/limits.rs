@@ -8,3 +8,5 @@ pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
 pub const MAX_TOKENIZER_BYTES: u64 = 256 << 20;
 /// A labelled text file for training or evaluation.
 pub const MAX_DATA_BYTES: u64 = 2 << 30;
+/// IR text for `optimize opt` (MiniLM's whole graph prints in about 11 KiB; inline weight data can add much more).
+pub const MAX_IR_TEXT_BYTES: u64 = 256 << 20;

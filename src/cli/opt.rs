@@ -24,7 +24,8 @@ pub struct Opt {
 impl Opt {
     pub fn run(self) -> anyhow::Result<()> {
         let name = self.input.display();
-        let text = bertopt_ir::read_capped_text(&self.input, 1 << 30).with_context(|| format!("reading {name}"))?;
+        let text = bertopt_ir::read_capped_text(&self.input, bertopt_models::limits::MAX_IR_TEXT_BYTES)
+            .with_context(|| format!("reading {name}"))?;
         let mut g = bertopt_ir::parse(&text).with_context(|| format!("{name}"))?;
         bertopt_ir::verify(&g).with_context(|| format!("{name} does not verify"))?;
         let pipeline = bertopt_passes::Pipeline::parse(&self.pipeline)?;
