@@ -7,16 +7,18 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use bertopt_passes::{exit, registry};
+
 use crate::measure::bench::{self, BenchConfig};
 use crate::run::Runtime;
 use crate::split::{Part, SplitArgs};
 
-/// The settings searched, each a list of values; 0 (or `none` for exits) means the pass is left out.
+/// The settings searched, each a list of values; 0 (or `none` for exits) means the pass is left out. The cuts
+/// and their default values come from the registry (`PassInfo::search`), so every cut can be searched.
 #[derive(Clone, Debug)]
 pub struct Grid {
-    pub heads: Vec<f64>,
-    pub ffn: Vec<f64>,
-    pub tile: Vec<f64>,
+    /// Per searchable cut, in registry order: the pass, the argument varied and the fractions tried.
+    pub cuts: Vec<(&'static str, &'static str, Vec<f64>)>,
     /// Entropy thresholds of DeeBERT exits; used only when the model has off-ramps.
     pub exit: Vec<Option<f64>>,
 }
@@ -24,9 +26,9 @@ pub struct Grid {
 impl Default for Grid {
     fn default() -> Self {
         Grid {
-            heads: vec![0.0, 0.25, 0.5],
-            ffn: vec![0.0, 0.25, 0.5, 0.75],
-            tile: vec![0.0, 0.5],
+            cuts: registry::searchable()
+                .map(|(p, s)| (p.name, s.arg, std::iter::once(0.0).chain(s.values.iter().copied()).collect()))
+                .collect(),
             exit: vec![None, Some(0.3), Some(0.6)],
         }
     }
@@ -37,67 +39,74 @@ impl std::str::FromStr for Grid {
     /// `heads=0,0.5;ffn=0,0.5,0.75;tile=0;exit=none,0.3`: the settings named replace the defaults.
     fn from_str(s: &str) -> Result<Self, String> {
         let mut g = Grid::default();
+        let exit = exit::INFO.name;
         for part in s.split(';').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, values) = part.split_once('=').ok_or_else(|| format!("`{part}` is not KEY=V,V,..."))?;
-            let nums = || -> Result<Vec<f64>, String> {
-                values
+            let key = key.trim();
+            if key == exit {
+                g.exit = values
                     .split(',')
-                    .map(|v| match v.trim().parse::<f64>() {
-                        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
-                        _ => Err(format!("{key}: `{v}` is not a fraction in [0, 1]")),
+                    .map(|v| match v.trim() {
+                        "none" => Ok(None),
+                        t => t.parse::<f64>().map(Some).map_err(|_| format!("{exit}: `{t}` is not none or a threshold")),
                     })
-                    .collect()
-            };
-            match key.trim() {
-                "heads" => g.heads = nums()?,
-                "ffn" => g.ffn = nums()?,
-                "tile" => g.tile = nums()?,
-                "exit" => {
-                    g.exit = values
-                        .split(',')
-                        .map(|v| match v.trim() {
-                            "none" => Ok(None),
-                            t => t
-                                .parse::<f64>()
-                                .map(Some)
-                                .map_err(|_| format!("exit: `{t}` is not none or a threshold")),
-                        })
-                        .collect::<Result<_, _>>()?
-                }
-                other => return Err(format!("unknown search setting `{other}` (heads, ffn, tile, exit)")),
+                    .collect::<Result<_, _>>()?;
+                continue;
             }
+            let Some(cut) = g.cuts.iter_mut().find(|c| c.0 == key) else {
+                let known: Vec<_> = g.cuts.iter().map(|c| c.0).chain([exit]).collect();
+                return Err(format!("unknown search setting `{key}` ({})", known.join(", ")));
+            };
+            cut.2 = values
+                .split(',')
+                .map(|v| match v.trim().parse::<f64>() {
+                    Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+                    _ => Err(format!("{key}: `{v}` is not a fraction in [0, 1]")),
+                })
+                .collect::<Result<_, _>>()?;
         }
         Ok(g)
     }
 }
 
 impl Grid {
-    /// Every pipeline of the grid, in the order the passes can run (`ffn` before `tile`).
+    /// The fractions tried for the cut `pass` (empty if it is not searchable).
+    pub fn values(&self, pass: &str) -> &[f64] {
+        self.cuts.iter().find(|c| c.0 == pass).map_or(&[], |c| &c.2)
+    }
+
+    /// Every pipeline of the grid, each naming its cuts in registry order (the order passes run in) and the exit
+    /// last; sorted, without repeats.
     pub fn pipelines(&self, with_exits: bool) -> Vec<String> {
         let exits: Vec<Option<f64>> = if with_exits { self.exit.clone() } else { vec![None] };
-        let mut out = vec![];
-        for &h in &self.heads {
-            for &f in &self.ffn {
-                for &t in &self.tile {
-                    for e in &exits {
-                        let mut parts = vec![];
-                        if h > 0.0 {
-                            parts.push(format!("heads(ratio={h})"));
+        // The cartesian product, one cut at a time: each partial pipeline extended by each value of the next cut.
+        let mut partial: Vec<Vec<String>> = vec![vec![]];
+        for (name, arg, values) in &self.cuts {
+            partial = partial
+                .iter()
+                .flat_map(|p| {
+                    values.iter().map(move |&v| {
+                        let mut p = p.clone();
+                        if v > 0.0 {
+                            p.push(format!("{name}({arg}={v})"));
                         }
-                        if f > 0.0 {
-                            parts.push(format!("ffn(ratio={f})"));
-                        }
-                        if t > 0.0 {
-                            parts.push(format!("tile(sparsity={t})"));
-                        }
-                        if let Some(th) = e {
-                            parts.push(format!("exit(criterion=entropy,threshold={th})"));
-                        }
-                        out.push(parts.join(","));
-                    }
-                }
-            }
+                        p
+                    })
+                })
+                .collect();
         }
+        let mut out: Vec<String> = partial
+            .iter()
+            .flat_map(|p| {
+                exits.iter().map(move |e| {
+                    let mut p = p.clone();
+                    if let Some(th) = e {
+                        p.push(format!("{}(criterion=entropy,threshold={th})", exit::INFO.name));
+                    }
+                    p.join(",")
+                })
+            })
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -125,11 +134,19 @@ pub struct SearchReport {
     /// Validation accuracy of dense (candidates' `accuracy` is on the same rows).
     pub dense_accuracy: f64,
     pub candidates: Vec<Candidate>,
+    /// Pipelines of the grid that cannot be built (e.g. two cuts in an order the passes refuse), with why.
+    pub skipped: Vec<Skipped>,
     /// Dense and the chosen model on the test rows, scored once after the choice.
     pub test: TestScores,
     /// The chosen pipeline (the most accurate within the budget; the faster on a tie).
     pub best: String,
     pub output: PathBuf,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Skipped {
+    pub pipeline: String,
+    pub reason: String,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -184,9 +201,15 @@ pub fn search(a: &SearchArgs, progress: bool) -> anyhow::Result<SearchReport> {
     };
     let mut candidates = vec![];
     let mut files = vec![];
+    let mut skipped = vec![];
     for (i, p) in pipelines.iter().enumerate() {
         let file = dir.path().join(format!("c{i}.onnx"));
-        crate::export::export(a.model, &join(a.base, p), &file)?;
+        if let Err(e) = crate::export::export(a.model, &join(a.base, p), &file) {
+            // A combination the passes refuse is the grid's problem, not the model's: record it and go on.
+            skipped.push(Skipped { pipeline: p.clone(), reason: format!("{e:#}") });
+            bar.inc(1);
+            continue;
+        }
         // Dense and candidate interleaved in one cell, so the ratio sees the same machine state.
         let r = bench::bench(&[dense.clone(), file.clone()], &cfg)?;
         let t = &r.cells[0].models;
@@ -254,6 +277,7 @@ pub fn search(a: &SearchArgs, progress: bool) -> anyhow::Result<SearchReport> {
         dense_accuracy,
         best: join(a.base, &candidates[best].pipeline),
         candidates,
+        skipped,
         test,
         output: a.output.to_path_buf(),
     })
@@ -278,6 +302,9 @@ pub fn print(r: &SearchReport) {
             c.accuracy.map_or("over".into(), |a| format!("{:.2} %", a * 100.0))
         );
     }
+    for k in &r.skipped {
+        println!("{:<70} skipped: {}", k.pipeline, k.reason);
+    }
     println!("best: {} -> {}", if r.best.is_empty() { "(dense)" } else { &r.best }, r.output.display());
     println!(
         "test (scored once after the choice): dense {}, best {}, difference {}",
@@ -294,15 +321,36 @@ mod tests {
     #[test]
     fn the_grid_names_only_what_it_changes_and_orders_passes_so_they_can_run() {
         let g: Grid = "heads=0,0.5; tile=0.5".parse().unwrap();
-        assert_eq!(g.ffn, Grid::default().ffn);
+        assert_eq!(g.values("ffn"), Grid::default().values("ffn"));
         let p = g.pipelines(false);
         assert_eq!(p.len(), 2 * 4);
         assert!(p.contains(&"heads(ratio=0.5),ffn(ratio=0.75),tile(sparsity=0.5)".to_string()), "{p:?}");
         let with_exits: Grid = "heads=0;ffn=0;tile=0;exit=none,0.3".parse().unwrap();
         assert_eq!(with_exits.pipelines(true), ["", "exit(criterion=entropy,threshold=0.3)"]);
         assert_eq!(with_exits.pipelines(false), [""]);
-        assert!("depth=0.5".parse::<Grid>().unwrap_err().contains("unknown search setting `depth`"));
+        let err = "depth=0.5".parse::<Grid>().unwrap_err();
+        assert!(err.contains("unknown search setting `depth`") && err.contains("type0"), "{err}");
         assert!("ffn=1.5".parse::<Grid>().unwrap_err().contains("`1.5` is not a fraction"));
         assert!("exit=low".parse::<Grid>().unwrap_err().contains("`low` is not none or a threshold"));
+    }
+
+    #[test]
+    fn every_cut_can_be_searched_and_each_candidate_is_a_pipeline_the_registry_builds() {
+        let cuts: Vec<&str> = bertopt_passes::registry::searchable().map(|(p, _)| p.name).collect();
+        for cut in ["heads", "ffn", "tile", "kgran", "head-size", "type0", "qkv", "vw", "bw"] {
+            assert!(cuts.contains(&cut), "{cut} is not searchable: {cuts:?}");
+        }
+        for cut in &cuts {
+            let g: Grid = format!("heads=0;ffn=0;tile=0;{cut}=0,0.5").parse().unwrap();
+            let p = g.pipelines(false);
+            assert_eq!(p.len(), 2, "{cut}: {p:?}");
+            assert!(p[0].is_empty() && p[1].starts_with(&format!("{cut}(")), "{cut}: {p:?}");
+            for spec in bertopt_passes::parse_pipeline(&p[1]).unwrap() {
+                bertopt_passes::registry::build(&spec).unwrap_or_else(|e| panic!("{cut}: {}: {e}", p[1]));
+            }
+        }
+        // Two cuts named together run in registry order, whatever order --search names them in.
+        let g: Grid = "qkv=0.5;heads=0.5;ffn=0;tile=0".parse().unwrap();
+        assert_eq!(g.pipelines(false), ["heads(ratio=0.5),qkv(sparsity=0.5)"]);
     }
 }

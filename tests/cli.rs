@@ -506,6 +506,42 @@ fn latency_budget_writes_the_most_accurate_pipeline_within_the_budget() {
     assert!(e.contains("no setting meets the latency budget 0.001"), "{e}");
 }
 
+/// Budget search varies every cut the registry marks searchable, type0 and qkv included; a combination the passes
+/// refuse (two cuts that both tile the attention projections) is listed as skipped with the passes' own reason,
+/// and the search goes on.
+#[test]
+fn latency_budget_searches_every_cut_and_skips_combinations_the_passes_refuse() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    tiny_classifier(&model);
+    let data = d.path().join("data.jsonl");
+    common::write_class_jsonl(&data, 40, 5);
+    let out = d.path().join("best.onnx");
+    let grid = "heads=0;ffn=0;tile=0,0.5;type0=0,0.5;qkv=0,0.5;vw=0,0.5";
+    let args = [s(&model), "--latency-budget", "100", "--iters", "1", "--json", "-o", s(&out), "--search", grid];
+    let o = optimize(&[&args[..], &["--data", s(&data), "--train-size", "20", "--seq", "16"]].concat());
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let timed: Vec<&str> = r["candidates"].as_array().unwrap().iter().map(|c| c["pipeline"].as_str().unwrap()).collect();
+    let skipped: Vec<(&str, &str)> = r["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["pipeline"].as_str().unwrap(), c["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(timed.len() + skipped.len(), 16, "2^4 pipelines: {timed:?} {skipped:?}");
+    for p in ["type0(sparsity=0.5)", "qkv(sparsity=0.5)", "vw(sparsity=0.5),tile(sparsity=0.5)"] {
+        assert!(timed.contains(&p), "{p} must be timed: {timed:?} {skipped:?}");
+    }
+    assert!(skipped.iter().any(|(p, _)| *p == "type0(sparsity=0.5),qkv(sparsity=0.5)"), "{skipped:?}");
+    // tile, type0 and qkv each tile the attention projections, so only two of them together are refused.
+    let tiling = |p: &str| ["tile(", "type0(", "qkv("].iter().filter(|t| p.contains(*t)).count();
+    for (p, why) in &skipped {
+        assert!(tiling(p) >= 2 && why.contains("already tiled"), "{p}: {why}");
+    }
+    assert!(timed.iter().all(|p| tiling(p) <= 1), "{timed:?}");
+}
+
 /// `bench --inputs`: real sentences at their own length. Every model tokenizes the rows with its own tokenizer,
 /// batches are padded only to their longest row, and the mean tokens per row it reports is the one computed
 /// here from the data and the tokenizer; one cell per runtime x batch (x tract plan), speedups against the first

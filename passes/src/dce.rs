@@ -14,6 +14,7 @@ pub const INFO: PassInfo = PassInfo {
     about: "remove values no output depends on, and the weights only they used",
     args: &[],
     recovery: Recovery::Nothing,
+    search: None,
     build: |_| Ok(Box::new(Dce)),
 };
 

@@ -27,6 +27,7 @@ pub const INFO: PassInfo = PassInfo {
         ("groups", "FFN groups kept per layer (overrides ratio for groups)"),
     ],
     recovery: Recovery::Unsupported,
+    search: None,
     build: |a| Ok(Box::new(Ebert::from_args(a)?)),
 };
 

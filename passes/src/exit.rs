@@ -23,6 +23,7 @@ pub const INFO: PassInfo = PassInfo {
         ("layers", "where off-ramps are used, 1-based: `1-11`, `3+6+9` (default: every trained one)"),
     ],
     recovery: Recovery::Unsupported,
+    search: None,
     build: |a| Ok(Box::new(Exit::from_args(a)?)),
 };
 

@@ -13,7 +13,7 @@ use petgraph::Direction;
 
 use crate::amount::Amount;
 use crate::args::Args;
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{keep_top, kept_index, residual_only, set_weight, weight};
 use crate::scores::Importance;
 
@@ -28,6 +28,7 @@ pub const INFO: PassInfo = PassInfo {
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
     recovery: Recovery::Units,
+    search: Some(Search { arg: "ratio", values: &[0.25, 0.5, 0.75] }),
     build: |a| Ok(Box::new(Ffn::from_args(a)?)),
 };
 

@@ -13,6 +13,7 @@ pub const INFO: PassInfo = PassInfo {
     about: "evaluate ops whose operands are all constants into new constants",
     args: &[],
     recovery: Recovery::Nothing,
+    search: None,
     build: |_| Ok(Box::new(Fold)),
 };
 

@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{keep_top, set_weight, weight};
 use crate::scores::Importance;
 
@@ -28,6 +28,7 @@ pub const INFO: PassInfo = PassInfo {
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
     recovery: Recovery::Units,
+    search: Some(Search { arg: "sparsity", values: &[] }),
     build: |a| Ok(Box::new(HeadSize::from_args(a)?)),
 };
 

@@ -71,6 +71,15 @@ pub enum Keep {
     HeadDims(Vec<Vec<bool>>),
 }
 
+/// How budget search (`optimize --latency-budget`) varies a cut.
+#[derive(Clone, Copy, Debug)]
+pub struct Search {
+    /// The argument that takes the fraction of units removed (`ratio`, `sparsity`).
+    pub arg: &'static str,
+    /// The fractions tried when `--search` does not name the pass; empty: not searched unless named.
+    pub values: &'static [f64],
+}
+
 /// A pass as the registry knows it.
 pub struct PassInfo {
     pub name: &'static str,
@@ -79,5 +88,7 @@ pub struct PassInfo {
     pub args: &'static [(&'static str, &'static str)],
     /// How recovery training takes its cut.
     pub recovery: Recovery,
+    /// How budget search varies the pass, for a cut that removes a fraction of its units.
+    pub search: Option<Search>,
     pub build: fn(&crate::args::Args) -> Result<Box<dyn Pass>, PassError>,
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Graph, Op};
 
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
 use crate::scores::Importance;
 
@@ -21,6 +21,7 @@ pub const INFO: PassInfo = PassInfo {
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
     recovery: Recovery::Entries,
+    search: Some(Search { arg: "sparsity", values: &[] }),
     build: |a| Ok(Box::new(Qkv::from_args(a)?)),
 };
 

@@ -22,6 +22,7 @@ pub const INFO: PassInfo = PassInfo {
         ("skip", "groups left in f32: none (default), all, or attention, ffn, pooler, classifier, exits joined with +"),
     ],
     recovery: Recovery::Unsupported,
+    search: None,
     build: |a| Ok(Box::new(Quant::from_args(a)?)),
 };
 

@@ -6,20 +6,22 @@ pub use crate::pass::PassInfo;
 use crate::pass::{Pass, PassError};
 use crate::pipeline::PassSpec;
 
-/// Every registered pass, in the order `--help` lists them. Each pass declares its own `INFO` in its file.
+/// Every registered pass, in the order `--help` lists them and budget search chains them: shrinking cuts, then
+/// the zeroing cuts (`vw`, `bw` refuse a tiled projection), then the tiling ones. Each pass declares its own
+/// `INFO` in its file.
 pub fn passes() -> &'static [PassInfo] {
     &[
         crate::dce::INFO,
         crate::fold::INFO,
         crate::heads::INFO,
         crate::ffn::INFO,
-        crate::tile::INFO,
-        crate::tile::KGRAN_INFO,
         crate::head_size::INFO,
-        crate::type0::INFO,
-        crate::qkv::INFO,
         crate::vw::INFO,
         crate::bw::INFO,
+        crate::tile::INFO,
+        crate::tile::KGRAN_INFO,
+        crate::type0::INFO,
+        crate::qkv::INFO,
         crate::quant::INFO,
         crate::exit::INFO,
         crate::ebert::INFO,
@@ -35,6 +37,11 @@ pub fn info(name: &str) -> Result<&'static PassInfo, PassError> {
 /// The names of the passes with this recovery kind, in registry order.
 pub fn with_recovery(kind: crate::pass::Recovery) -> Vec<&'static str> {
     passes().iter().filter(|p| p.recovery == kind).map(|p| p.name).collect()
+}
+
+/// The passes budget search can vary (those with a `Search`), in registry order: the order they run in.
+pub fn searchable() -> impl Iterator<Item = (&'static PassInfo, crate::pass::Search)> {
+    passes().iter().filter_map(|p| Some((p, p.search?)))
 }
 
 pub fn names() -> String {

@@ -28,7 +28,7 @@ use candle_core::{Device, Tensor};
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
 
@@ -45,6 +45,7 @@ pub const INFO: PassInfo = PassInfo {
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
     recovery: Recovery::Entries,
+    search: Some(Search { arg: "sparsity", values: &[0.5] }),
     build: |a| Ok(Box::new(TilePass::from_args(a)?)),
 };
 
@@ -59,6 +60,7 @@ pub const KGRAN_INFO: PassInfo = PassInfo {
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
     recovery: Recovery::Entries,
+    search: Some(Search { arg: "sparsity", values: &[] }),
     build: |a| Ok(Box::new(TilePass::kgran(a)?)),
 };
 

@@ -15,6 +15,7 @@ pub const INFO: PassInfo = PassInfo {
     about: "keep the first `layers` layers and classify with the off-ramp after them (ElasticBERT static)",
     args: &[("layers", "layers kept (an off-ramp must stand after the last of them)")],
     recovery: Recovery::Unsupported,
+    search: None,
     build: |a| Ok(Box::new(Truncate::from_args(a)?)),
 };
 

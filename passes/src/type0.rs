@@ -13,7 +13,7 @@ use bertopt_ir::{Graph, Op};
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
 use crate::scores::Importance;
 
@@ -27,6 +27,7 @@ pub const INFO: PassInfo = PassInfo {
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
     recovery: Recovery::Entries,
+    search: Some(Search { arg: "sparsity", values: &[] }),
     build: |a| Ok(Box::new(Type0::from_args(a)?)),
 };
 

@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::args::Args;
 use crate::masked::{encoder_matrices, NO_DENSE_SPEEDUP};
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
 
@@ -23,6 +23,7 @@ pub const INFO: PassInfo = PassInfo {
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
     recovery: Recovery::Entries,
+    search: Some(Search { arg: "sparsity", values: &[] }),
     build: |a| Ok(Box::new(Vw::from_args(a)?)),
 };
 

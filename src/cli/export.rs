@@ -40,7 +40,8 @@ pub struct Export {
     #[arg(long)]
     latency_budget: Option<f64>,
     /// The settings searched: `heads=0,0.25,0.5;ffn=0,0.25,0.5,0.75;tile=0,0.5;exit=none,0.3,0.6` (the default;
-    /// name only those to change; exit thresholds apply when the model has off-ramps).
+    /// name only those to change). Every cut can be named with the fractions to try (`type0=0,0.5`, `qkv=0,0.5`,
+    /// `head-size`, `kgran`, `vw`, `bw`); exit thresholds apply when the model has off-ramps.
     #[arg(long, default_value = "")]
     search: String,
     /// Budget mode's accuracy data: candidates are compared on its validation rows.
