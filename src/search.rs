@@ -48,7 +48,9 @@ impl std::str::FromStr for Grid {
                     .split(',')
                     .map(|v| match v.trim() {
                         "none" => Ok(None),
-                        t => t.parse::<f64>().map(Some).map_err(|_| format!("{exit}: `{t}` is not none or a threshold")),
+                        t => {
+                            t.parse::<f64>().map(Some).map_err(|_| format!("{exit}: `{t}` is not none or a threshold"))
+                        }
                     })
                     .collect::<Result<_, _>>()?;
                 continue;

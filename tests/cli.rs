@@ -522,7 +522,8 @@ fn latency_budget_searches_every_cut_and_skips_combinations_the_passes_refuse() 
     let o = optimize(&[&args[..], &["--data", s(&data), "--train-size", "20", "--seq", "16"]].concat());
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let timed: Vec<&str> = r["candidates"].as_array().unwrap().iter().map(|c| c["pipeline"].as_str().unwrap()).collect();
+    let timed: Vec<&str> =
+        r["candidates"].as_array().unwrap().iter().map(|c| c["pipeline"].as_str().unwrap()).collect();
     let skipped: Vec<(&str, &str)> = r["skipped"]
         .as_array()
         .unwrap()

@@ -77,3 +77,29 @@ fn pass_names_are_declared_only_by_the_passes() {
         assert!(!registry.contains(&format!("\"{n}\"")), "registry.rs spells out `{n}`");
     }
 }
+
+/// Passes do no file I/O: the files a pipeline names are read by the driver (`passes/src/inputs.rs`, with the
+/// head-mask decoder it calls), and a pass built without them refuses rather than reading the file itself.
+#[test]
+fn only_the_driver_reads_the_files_a_pipeline_names() {
+    let mut readers = vec![];
+    for e in std::fs::read_dir(root().join("passes/src")).unwrap() {
+        let p = e.unwrap().path();
+        let text = if p.is_file() { std::fs::read_to_string(&p).unwrap() } else { continue };
+        let name = p.file_name().unwrap().to_str().unwrap().to_string();
+        if ["std::fs", "read_capped", "File::open", "HeadMask::read"].iter().any(|r| text.contains(r)) {
+            readers.push(name);
+        }
+    }
+    assert_eq!(readers, ["inputs.rs"], "files in passes/src that read files");
+
+    let d = tempfile::tempdir().unwrap();
+    let mask = d.path().join("m.json");
+    std::fs::write(&mask, "[[true, false], [false, true]]").unwrap();
+    let spec = &bertopt_passes::parse_pipeline(&format!("heads(mask={})", mask.display())).unwrap()[0];
+    let alone = bertopt_passes::registry::build_with(spec, &bertopt_passes::inputs::NONE).err().expect("must refuse");
+    assert!(alone.to_string().contains("not read by the pipeline driver"), "{alone}");
+    let inputs = bertopt_passes::inputs::Inputs::load(std::slice::from_ref(spec)).unwrap();
+    assert_eq!(inputs.mask(&mask.display().to_string()).unwrap().keep, [[true, false], [false, true]]);
+    assert!(bertopt_passes::registry::build_with(spec, &inputs).is_ok());
+}

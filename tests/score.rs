@@ -7,7 +7,6 @@ use std::process::Command;
 use bertopt_models::classifier::BertClassifier;
 use bertopt_models::data::Dataset;
 use bertopt_models::tokenize::TextEncoder;
-use bertopt_passes::args::Args;
 use candle_core::{Device, Tensor};
 
 fn root() -> PathBuf {
@@ -82,15 +81,15 @@ fn score_command_feeds_the_passes() {
 
     // ffn with scores removes, per layer, the neurons of lowest summed score (computed here from the file).
     let (g, _) = bertopt_models::load_graph(&bundled()).unwrap();
-    let args = |m: &[(&str, String)]| Args {
-        pass: "ffn".into(),
-        map: m.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+    // Built as a pipeline is: the driver reads the score file, the pass ranks with it.
+    let keep_of = |pipeline: &str| {
+        let spec = &bertopt_passes::parse_pipeline(pipeline).unwrap()[0];
+        match bertopt_passes::registry::build(spec).unwrap().keep(&g).unwrap() {
+            Some(bertopt_passes::Keep::Neurons(k)) => k,
+            other => panic!("ffn keeps neurons, got {other:?}"),
+        }
     };
-    let keep =
-        bertopt_passes::ffn::Ffn::from_args(&args(&[("ratio", "0.5".into()), ("scores", out.display().to_string())]))
-            .unwrap()
-            .keep(&g)
-            .unwrap();
+    let keep = keep_of(&format!("ffn(ratio=0.5,scores={})", out.display()));
     let read = |n: &str| -> Vec<Vec<f32>> {
         let v = st.tensor(n).unwrap();
         let f: Vec<f32> = v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
@@ -106,7 +105,7 @@ fn score_command_feeds_the_passes() {
         assert_eq!(kept.iter().filter(|k| !**k).count(), 256);
         assert!(min_kept >= max_gone * (1.0 - 1e-5), "layer {l}: kept {min_kept} < removed {max_gone}");
     }
-    let magnitude = bertopt_passes::ffn::Ffn::from_args(&args(&[("ratio", "0.5".into())])).unwrap().keep(&g).unwrap();
+    let magnitude = keep_of("ffn(ratio=0.5)");
     assert_ne!(keep, magnitude, "Taylor scores choose other neurons than magnitude");
 
     // Scores of another model are refused with the file, the weight and both shapes.

@@ -50,8 +50,8 @@ pub fn removed(units: usize, fraction: f64, cap: usize) -> usize {
 mod tests {
     use super::*;
 
-    fn args(kv: &[(&str, &str)]) -> Args {
-        Args { pass: "p".into(), map: kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    fn args(kv: &[(&str, &str)]) -> Args<'static> {
+        Args::bare("p", kv.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }
 
     #[test]

@@ -4,14 +4,24 @@
 use std::collections::BTreeMap;
 
 use crate::error::PassError;
+use crate::inputs::Inputs;
 
-/// A pass's arguments with typed accessors that name the pass and argument on error.
-pub struct Args {
+/// A pass's arguments with typed accessors that name the pass and argument on error, and the files the
+/// pipeline's arguments name, already read by the driver.
+pub struct Args<'a> {
     pub pass: String,
     pub map: BTreeMap<String, String>,
+    pub inputs: &'a Inputs,
 }
 
-impl Args {
+impl Args<'static> {
+    /// Arguments that name no file.
+    pub fn bare(pass: &str, map: BTreeMap<String, String>) -> Self {
+        Args { pass: pass.into(), map, inputs: &crate::inputs::NONE }
+    }
+}
+
+impl Args<'_> {
     /// A fraction in [0, 1) (a sparsity: all of a unit cannot go), `default` when absent.
     pub fn sparsity(&self, key: &str, default: f64) -> Result<f64, PassError> {
         let v: f64 = self.get(key, default)?;
@@ -48,6 +58,6 @@ impl Args {
 
     /// How the cut ranks its units: `scores=PATH` (saved Taylor scores), else weight magnitude.
     pub fn importance(&self) -> Result<crate::scores::Importance, PassError> {
-        crate::scores::Importance::from_arg(&self.pass, self.map.get("scores"))
+        crate::scores::Importance::from_arg(&self.pass, self.map.get("scores"), self.inputs)
     }
 }

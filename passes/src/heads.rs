@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use bertopt_ir::{Graph, NodeIndex, Op};
 use candle_core::{Device, Tensor};
@@ -36,7 +37,8 @@ pub const INFO: PassInfo = PassInfo {
 };
 
 pub enum Select {
-    Mask(PathBuf),
+    /// A mask file (its path, for messages, and its content, read by the driver).
+    Mask(PathBuf, Arc<HeadMask>),
     /// Heads removed per layer, lowest importance first.
     Amount(Amount),
 }
@@ -56,11 +58,13 @@ impl Heads {
         }
         // None given: half of every layer's heads, as every other static cut defaults to 50 %.
         let select = if let Some(p) = a.map.get("mask") {
-            Select::Mask(PathBuf::from(p))
+            let mask =
+                a.inputs.mask(p).ok_or_else(|| a.bad("mask", format!("{p}: not read by the pipeline driver")))?;
+            Select::Mask(PathBuf::from(p), mask)
         } else {
             Select::Amount(Amount::ratio_or_count(a, "heads removed per layer")?)
         };
-        if matches!(select, Select::Mask(_)) && a.map.contains_key("scores") {
+        if matches!(select, Select::Mask(..)) && a.map.contains_key("scores") {
             return Err(bad("scores= ranks heads for ratio= or count=; a mask= already says which heads go"));
         }
         Ok(Heads { select, importance: a.importance()? })
@@ -103,8 +107,7 @@ impl Heads {
             _ => 0,
         };
         Ok(match &self.select {
-            Select::Mask(path) => {
-                let mask = HeadMask::read(path).map_err(|e| failed(INFO.name, e.to_string()))?;
+            Select::Mask(path, mask) => {
                 let model_heads: Vec<usize> = attns.iter().map(|&n| heads_of(g, n)).collect();
                 if mask.layers() != attns.len() || model_heads.iter().any(|&h| h != mask.heads()) {
                     let shape = match model_heads.iter().all(|&h| Some(&h) == model_heads.first()) {
@@ -121,7 +124,7 @@ impl Heads {
                         ),
                     ));
                 }
-                mask.keep
+                mask.keep.clone()
             }
             Select::Amount(amount) => attns
                 .iter()

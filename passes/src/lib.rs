@@ -13,6 +13,7 @@ pub mod ffn;
 pub mod fold;
 pub mod head_size;
 pub mod heads;
+pub mod inputs;
 pub mod mask;
 pub mod masked;
 pub mod pass;
@@ -41,10 +42,15 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Parse and build `--pass` text. Fails on syntax, unknown passes and unknown arguments, before any work.
+    /// Parse and build `--pass` text. Fails on syntax, unknown passes and unknown arguments, then on the files
+    /// the arguments name (each read once, here), before any work on a graph.
     pub fn parse(text: &str) -> Result<Self, PassError> {
         let specs = parse_pipeline(text)?;
-        let passes = specs.iter().map(registry::build).collect::<Result<_, _>>()?;
+        for spec in &specs {
+            registry::check(spec)?;
+        }
+        let inputs = inputs::Inputs::load(&specs)?;
+        let passes = specs.iter().map(|s| registry::build_with(s, &inputs)).collect::<Result<_, _>>()?;
         Ok(Pipeline { passes })
     }
 

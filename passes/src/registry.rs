@@ -2,6 +2,7 @@
 //! how to build one from a `PassSpec`, checking its argument names.
 
 pub use crate::args::Args;
+use crate::inputs::Inputs;
 pub use crate::pass::PassInfo;
 use crate::pass::{Pass, PassError};
 use crate::pipeline::PassSpec;
@@ -48,8 +49,8 @@ pub fn names() -> String {
     passes().iter().map(|p| p.name).collect::<Vec<_>>().join(", ")
 }
 
-/// Build a pass from its spec, rejecting unknown names and arguments with the list of what exists.
-pub fn build(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
+/// Reject an unknown pass name or argument, with the list of what exists.
+pub fn check(spec: &PassSpec) -> Result<&'static PassInfo, PassError> {
     let info = info(&spec.name)?;
     for key in spec.args.keys() {
         if !info.args.iter().any(|(a, _)| a == key) {
@@ -61,5 +62,17 @@ pub fn build(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
             return Err(PassError::UnknownArg { pass: spec.name.clone(), arg: key.clone(), known });
         }
     }
-    (info.build)(&Args { pass: spec.name.clone(), map: spec.args.clone() })
+    Ok(info)
+}
+
+/// Build a pass from its spec and the files its pipeline names (read by `Inputs::load`).
+pub fn build_with(spec: &PassSpec, inputs: &Inputs) -> Result<Box<dyn Pass>, PassError> {
+    let info = check(spec)?;
+    (info.build)(&Args { pass: spec.name.clone(), map: spec.args.clone(), inputs })
+}
+
+/// Build one pass from its spec, reading the files it names: `check`, `Inputs::load`, `build_with`.
+pub fn build(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
+    check(spec)?;
+    build_with(spec, &Inputs::load(std::slice::from_ref(spec))?)
 }

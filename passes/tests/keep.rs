@@ -115,7 +115,7 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
 fn only_unit_cuts_name_units() {
     let dense = with_data(parse(include_str!("fixtures/two_ffns.ir")).unwrap());
     for p in registry::passes() {
-        let pass = (p.build)(&bertopt_passes::args::Args { pass: p.name.into(), map: Default::default() });
+        let pass = (p.build)(&bertopt_passes::args::Args::bare(p.name, Default::default()));
         let Ok(pass) = pass else { continue }; // passes whose arguments have no default (truncate)
         let named = pass.keep(&dense).map(|k| k.is_some()).unwrap_or(true);
         assert_eq!(named, p.recovery == Recovery::Units, "`{}`: keep() and the recovery kind disagree", p.name);
