@@ -4,32 +4,13 @@ Usage: python3 scripts/protocol-table.py OUT_DIR EXIT_PIPELINE   (EXIT_PIPELINE 
 import json
 import sys
 
+from table_format import cells, diff, interval, name, pct
+
 out, exit_pass = sys.argv[1], sys.argv[2]
 bench = json.load(open(f"{out}/bench.json"))
 
 
-def name(p):
-    p = p.rstrip("/").split("/")[-1]
-    return p.rsplit(".", 1)[0]
-
-
-def pct(a):
-    return f"{100 * a:.2f}"
-
-
-def interval(ci):
-    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
-
-
-def diff(d):
-    if d is None:
-        return "-"
-    same = d["ci95"][0] <= 0 <= d["ci95"][1]
-    return f"{100 * d['diff']:+.2f} {interval(d['ci95'])}" + (" (=)" if same else "")
-
-
-real = {(c["runtime"], c["batch"]): {name(m["model"]): m for m in c["models"]} for c in bench["real"]}
-synth = {(c["runtime"], c["batch"]): {name(m["model"]): m for m in c["models"]} for c in bench["cells"]}
+real, synth = cells(bench)
 rows = bench["real"][0]["rows"]
 tokens = bench["real"][0]["models"][0]["mean_tokens"]
 m0 = bench["machine"]

@@ -459,15 +459,20 @@ fn an_export_killed_while_writing_leaves_the_old_file() {
     panic!("the export finished five times before it could be interrupted; the test could not interrupt it");
 }
 
+/// A tiny classifier and 40 labelled rows for budget mode, in a temporary folder.
+fn budget_model_and_data() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let (model, data) = (d.path().join("m"), d.path().join("data.jsonl"));
+    tiny_classifier(&model);
+    common::write_class_jsonl(&data, 40, 5);
+    (d, model, data)
+}
+
 /// Budget mode: every candidate is timed beside dense; those within the budget get an accuracy, and the most
 /// accurate of them is written (the faster on a tie). An impossible budget fails and writes nothing.
 #[test]
 fn latency_budget_writes_the_most_accurate_pipeline_within_the_budget() {
-    let d = tempfile::tempdir().unwrap();
-    let model = d.path().join("m");
-    tiny_classifier(&model);
-    let data = d.path().join("data.jsonl");
-    common::write_class_jsonl(&data, 40, 5);
+    let (d, model, data) = budget_model_and_data();
     let out = d.path().join("best.onnx");
     let search = ["--search", "heads=0,0.5;ffn=0,0.5;tile=0", "--data", s(&data), "--train-size", "20", "--seq", "16"];
     let mut args = vec![s(&model), "--latency-budget", "1.5", "--iters", "3", "--json", "-o", s(&out)];
@@ -511,11 +516,7 @@ fn latency_budget_writes_the_most_accurate_pipeline_within_the_budget() {
 /// and the search goes on.
 #[test]
 fn latency_budget_searches_every_cut_and_skips_combinations_the_passes_refuse() {
-    let d = tempfile::tempdir().unwrap();
-    let model = d.path().join("m");
-    tiny_classifier(&model);
-    let data = d.path().join("data.jsonl");
-    common::write_class_jsonl(&data, 40, 5);
+    let (d, model, data) = budget_model_and_data();
     let out = d.path().join("best.onnx");
     let grid = "heads=0;ffn=0;tile=0,0.5;type0=0,0.5;qkv=0,0.5;vw=0,0.5";
     let args = [s(&model), "--latency-budget", "100", "--iters", "1", "--json", "-o", s(&out), "--search", grid];
