@@ -41,10 +41,11 @@ fn and(a: Option<Vec<Vec<bool>>>, b: Vec<Vec<bool>>) -> Vec<Vec<bool>> {
 pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     let specs = parse_pipeline(pipeline)?;
     anyhow::ensure!(!specs.is_empty(), "--pass is empty: give the pruning pipeline to recover from");
+    // Unknown passes and arguments fail here, with the list; a score file named by several passes is read once.
+    let built = registry::build_all(&specs)?;
     let mut passes = vec![];
-    for s in &specs {
-        // Unknown passes and arguments fail here, with the list.
-        passes.push((s.name.as_str(), registry::info(&s.name)?.recovery, registry::build(s)?));
+    for (s, pass) in specs.iter().zip(built) {
+        passes.push((s.name.as_str(), registry::info(&s.name)?.recovery, pass));
     }
     let quoted = |kind| registry::with_recovery(kind).iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
     if let Some((other, ..)) = passes.iter().find(|p| p.1 == Recovery::Unsupported) {

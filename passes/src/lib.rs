@@ -46,12 +46,7 @@ impl Pipeline {
     /// the arguments name (each read once, here), before any work on a graph.
     pub fn parse(text: &str) -> Result<Self, PassError> {
         let specs = parse_pipeline(text)?;
-        for spec in &specs {
-            registry::check(spec)?;
-        }
-        let inputs = inputs::Inputs::load(&specs)?;
-        let passes = specs.iter().map(|s| registry::build_with(s, &inputs)).collect::<Result<_, _>>()?;
-        Ok(Pipeline { passes })
+        Ok(Pipeline { passes: registry::build_all(&specs)? })
     }
 
     pub fn empty() -> Self {

@@ -71,8 +71,17 @@ pub fn build_with(spec: &PassSpec, inputs: &Inputs) -> Result<Box<dyn Pass>, Pas
     (info.build)(&Args { pass: spec.name.clone(), map: spec.args.clone(), inputs })
 }
 
-/// Build one pass from its spec, reading the files it names: `check`, `Inputs::load`, `build_with`.
+/// Build every pass of a pipeline: names and arguments are checked first (before any file is read), then each
+/// file the pipeline names is read once and shared by the passes that name it.
+pub fn build_all(specs: &[PassSpec]) -> Result<Vec<Box<dyn Pass>>, PassError> {
+    for spec in specs {
+        check(spec)?;
+    }
+    let inputs = Inputs::load(specs)?;
+    specs.iter().map(|s| build_with(s, &inputs)).collect()
+}
+
+/// Build one pass from its spec, reading the files it names.
 pub fn build(spec: &PassSpec) -> Result<Box<dyn Pass>, PassError> {
-    check(spec)?;
-    build_with(spec, &Inputs::load(std::slice::from_ref(spec))?)
+    Ok(build_all(std::slice::from_ref(spec))?.remove(0))
 }
