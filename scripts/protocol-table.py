@@ -4,13 +4,13 @@ Usage: python3 scripts/protocol-table.py OUT_DIR EXIT_PIPELINE   (EXIT_PIPELINE 
 import json
 import sys
 
-from table_format import cells, diff, interval, name, pct
+from table_format import by_cell, diff, interval, name, pct
 
 out, exit_pass = sys.argv[1], sys.argv[2]
 bench = json.load(open(f"{out}/bench.json"))
 
 
-real, synth = cells(bench)
+real, synth = by_cell(bench)
 rows = bench["real"][0]["rows"]
 tokens = bench["real"][0]["models"][0]["mean_tokens"]
 m0 = bench["machine"]

@@ -24,7 +24,7 @@ def diff(d):
     return f"{100 * d['diff']:+.2f} {interval(d['ci95'])}" + (" (=)" if same else "")
 
 
-def cells(bench):
+def by_cell(bench):
     """(real-length cells, synthetic cells), each keyed by (runtime, batch) then by model name."""
     real = {(c["runtime"], c["batch"]): {name(m["model"]): m for m in c["models"]} for c in bench.get("real", [])}
     synth = {(c["runtime"], c["batch"]): {name(m["model"]): m for m in c["models"]} for c in bench["cells"]}
