@@ -63,6 +63,8 @@ pub struct ExportOptions {
     pub keep_ir: bool,
     /// Write an early-exit model as a folder of per-stage ONNX files and a manifest, for the per-row driver.
     pub segmented: bool,
+    /// The layout of hidden states in the ONNX graph (`--stream`).
+    pub stream: crate::onnx::Stream,
 }
 
 /// Load, lower, run the pipeline and write the ONNX model atomically. The pipeline is parsed before any
@@ -109,7 +111,7 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
             metadata.push((META_FLOPS, serde_json::to_string(&poly)?));
         }
     }
-    let emit_opts = crate::onnx::EmitOptions { metadata };
+    let emit_opts = crate::onnx::EmitOptions { metadata, stream: opts.stream };
     let cost = bertopt_passes::cost(&graph, 128);
     let ir = opts.keep_ir.then(|| bertopt_ir::print(&graph));
     let onnx_bytes = if opts.segmented {

@@ -28,6 +28,11 @@ pub struct Export {
     /// `run`, `bench` and `eval` drive per row, so inputs of one batch leave at different layers.
     #[arg(long)]
     segmented: bool,
+    /// How hidden states travel between ONNX ops: `batched` (`[batch, seq, D]`, MatMul + Add per linear) or
+    /// `rows` (`[batch·seq, D]`, one Gemm per linear). Per-row weight gathers (`ebert`) and --segmented stay
+    /// batched.
+    #[arg(long, value_enum, default_value_t = crate::onnx::Stream::Batched)]
+    stream: crate::onnx::Stream,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -96,7 +101,8 @@ impl Export {
             r.show(self.json)?;
             return Ok(());
         }
-        let opts = crate::export::ExportOptions { keep_ir: self.print_ir, segmented: self.segmented };
+        let opts =
+            crate::export::ExportOptions { keep_ir: self.print_ir, segmented: self.segmented, stream: self.stream };
         let report = crate::export::export_with(&model, &self.pipeline, &self.output, opts)?;
         if let Some(ir) = &report.ir {
             print!("{ir}");

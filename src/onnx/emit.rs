@@ -19,9 +19,23 @@ pub enum EmitError {
     Graph(String),
 }
 
-/// Metadata stored in the model (tokenizer, labels) so that `optimize run` needs only the ONNX file.
+/// Metadata stored in the model (tokenizer, labels) so that `optimize run` needs only the ONNX file, and the
+/// layout of the hidden states between ops.
 pub struct EmitOptions<'a> {
     pub metadata: Vec<(&'a str, String)>,
+    pub stream: Stream,
+}
+
+/// How the encoder's hidden states (`[batch, seq, D]` in the IR) travel between ONNX ops.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Stream {
+    /// `[batch, seq, D]` throughout; every linear is `MatMul` + `Add`.
+    #[default]
+    Batched,
+    /// `[batch·seq, D]` from the embeddings to the classifier's token pick: every linear is one `Gemm` with its
+    /// bias, attention reshapes `[batch·seq, H·d]` to `[batch, seq, H, d]` with the batch and sequence sizes taken
+    /// once from the input ids. Graphs that gather weights per row (`ebert`) and segmented exports stay batched.
+    Rows,
 }
 
 pub(super) struct Emitter<'g> {
@@ -37,6 +51,11 @@ pub(super) struct Emitter<'g> {
     gathers: HashMap<(String, Vec<i64>), String>,
     /// Each value's feature-major form (`[K, tokens]`), made once for all the tiled linears that read it.
     feature_major: HashMap<String, String>,
+    /// Hidden states as rows (`Stream::Rows`): then `tokens` is the `[batch, seq]` shape of the input ids.
+    rows: bool,
+    tokens: Option<String>,
+    /// Shape tensors built from `tokens`, per (tail, subgraph).
+    shapes: HashMap<(Vec<i64>, usize), String>,
 }
 
 pub(super) fn elem(d: DType) -> Elem {
@@ -73,7 +92,48 @@ impl<'g> Emitter<'g> {
             gathers: HashMap::new(),
             feature_major: HashMap::new(),
             quantized_inputs: HashMap::new(),
+            rows: false,
+            tokens: None,
+            shapes: HashMap::new(),
         }
+    }
+
+    /// Whether node `n`'s value is a hidden state emitted as rows: `[batch·seq, D]` for the IR's `[batch, seq, D]`.
+    fn is_rows(&self, n: NodeIndex) -> bool {
+        let node = &self.g.dag[n];
+        self.rows && node.ty.rank() == 3 && !matches!(node.op, Op::Input { .. } | Op::Const { .. })
+    }
+
+    /// The rank the hidden states have in the emitted graph.
+    fn hidden_rank(&self) -> usize {
+        if self.rows {
+            2
+        } else {
+            3
+        }
+    }
+
+    /// `[batch, seq, tail..]` as a shape tensor (rows mode), one per tail and subgraph.
+    fn tokens_shape(&mut self, tail: &[i64]) -> Result<String, EmitError> {
+        let key = (tail.to_vec(), self.b.current_scope());
+        if let Some(s) = self.shapes.get(&key) {
+            return Ok(s.clone());
+        }
+        let tokens = self.tokens.clone().ok_or_else(|| EmitError::Graph("rows before the embeddings".into()))?;
+        let tail_name = self.const_i64(tail);
+        let label = format!("tokens{tail:?}").replace([' ', '[', ']'], "").replace(',', "_");
+        let s = self.b.node("Concat", &format!("{label}/Shape"), &[&tokens, &tail_name], &[("axis", Attr::Int(0))]);
+        self.shapes.insert(key, s.clone());
+        Ok(s)
+    }
+
+    /// Hidden state `x` of node `n` as `[batch, seq, D]` again, where it is held as rows.
+    fn batched(&mut self, x: &str, n: NodeIndex) -> Result<String, EmitError> {
+        if !self.is_rows(n) {
+            return Ok(x.to_string());
+        }
+        let shape = self.tokens_shape(&[-1])?;
+        Ok(self.b.node("Reshape", &format!("{x}/Batched"), &[x, &shape], &[]))
     }
 
     fn weight(&self, name: &str) -> Result<&'g Tensor, EmitError> {
@@ -271,13 +331,18 @@ impl<'g> Emitter<'g> {
     fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
         let tiles = bertopt_ir::op::tile_count(|n| self.g.weights.0.contains_key(n), p);
         if tiles > 0 {
-            return self.tiled_linear(x, p, tiles, 3, scale);
+            let rank = self.hidden_rank();
+            return self.tiled_linear(x, p, tiles, rank, scale);
         }
         if bertopt_ir::quant::is_quantized(|n| self.g.weights.0.contains_key(n), p) {
             return self.quantized_linear(x, p, scale.unwrap_or(1.0));
         }
         let w = self.scaled_init(&format!("{p}.weight"), scale)?;
         let bias = self.scaled_init(&format!("{p}.bias"), scale)?;
+        if self.rows {
+            // Every value a linear reads is two-dimensional here: rows of hidden states or `[batch, D]`.
+            return Ok(self.b.node("Gemm", &format!("{p}/Gemm"), &[x, &w, &bias], &[]));
+        }
         let mm = self.b.node("MatMul", &format!("{p}/MatMul"), &[x, &w], &[]);
         Ok(self.b.node("Add", &format!("{p}/Add"), &[&mm, &bias], &[]))
     }
@@ -394,7 +459,17 @@ impl<'g> Emitter<'g> {
                     &[],
                 );
                 let x = self.b.node("Add", &format!("{scope}/Add"), &[&we, &te], &[]);
-                let x = self.b.node("Add", &format!("{scope}/AddPosition"), &[&x, &pe], &[]);
+                let mut x = self.b.node("Add", &format!("{scope}/AddPosition"), &[&x, &pe], &[]);
+                if self.rows {
+                    let tokens = self.b.node("Shape", &format!("{scope}/Tokens"), &[a(0)], &[]);
+                    self.tokens = Some(tokens);
+                    let d = self
+                        .weight(position)?
+                        .dim(1)
+                        .map_err(|source| EmitError::Tensor { name: position.clone(), source })?;
+                    let rows = self.const_i64(&[-1, d as i64]);
+                    x = self.b.node("Reshape", &format!("{scope}/Rows"), &[&x, &rows], &[]);
+                }
                 self.layer_norm(&x, ln, *eps)?
             }
             Op::Attention { heads, head_dim, query, key, value, output } => {
@@ -406,7 +481,7 @@ impl<'g> Emitter<'g> {
                 let k = self.linear(a(0), key, None)?;
                 let v = self.linear(a(0), value, None)?;
                 let names = [query.as_str(), key.as_str(), value.as_str()];
-                let c = self.multi_head(&scope, names, [&q, &k, &v], &mask, *heads as i64, *head_dim as i64);
+                let c = self.multi_head(&scope, names, [&q, &k, &v], &mask, *heads as i64, *head_dim as i64)?;
                 self.linear(&c, output, None)?
             }
             Op::AddNorm { ln, eps } => {
@@ -420,16 +495,17 @@ impl<'g> Emitter<'g> {
             }
             Op::Linear { w, .. } => self.linear(a(0), w, None)?,
             Op::TiledLinear { w, tiles, .. } => {
-                let rank = node.ty.rank();
+                let rank = if self.is_rows(n) { 2 } else { node.ty.rank() };
                 self.tiled_linear(a(0), w, *tiles, rank, None)?
             }
             Op::Gelu => self.gelu(a(0)),
             Op::Relu => self.b.node("Relu", "relu", &[a(0)], &[]),
             Op::MaskedMean => {
+                let x = self.batched(a(0), self.g.operands(n)[0])?;
                 let m = self.b.node("Cast", "masked_mean/Cast", &[a(1)], &[("to", Attr::Int(1))]);
                 let axes2 = self.const_i64(&[2]);
                 let m = self.b.node("Unsqueeze", "masked_mean/Unsqueeze", &[&m, &axes2], &[]);
-                let xm = self.b.node("Mul", "masked_mean/Mul", &[a(0), &m], &[]);
+                let xm = self.b.node("Mul", "masked_mean/Mul", &[&x, &m], &[]);
                 let axes1 = self.const_i64(&[1]);
                 let keep = [("keepdims", Attr::Int(0))];
                 let sum = self.b.node("ReduceSum", "masked_mean/Sum", &[&xm, &axes1], &keep);
@@ -455,7 +531,7 @@ impl<'g> Emitter<'g> {
                 let kk = self.head_projection(a(0), idx, key, h, d, k, 1.0)?;
                 let v = self.head_projection(a(0), idx, value, h, d, k, 1.0)?;
                 let names = [query.as_str(), key.as_str(), value.as_str()];
-                let c = self.multi_head(&scope, names, [&q, &kk, &v], &mask, k, d as i64);
+                let c = self.multi_head(&scope, names, [&q, &kk, &v], &mask, k, d as i64)?;
                 // The output projection: the chosen heads' rows, [b, k*d, D].
                 let wo = self.derived(&format!("{output}.weight"), "by_head", |t| t.reshape((h, d, t.dim(1)?)))?;
                 let wo =
@@ -509,8 +585,9 @@ impl<'g> Emitter<'g> {
             Op::Tanh => self.b.node("Tanh", "tanh", &[a(0)], &[]),
             Op::Add => self.b.node("Add", "add", &[a(0), a(1)], &[]),
             Op::TakeCls => {
+                let x = self.batched(a(0), self.g.operands(n)[0])?;
                 let zero = self.const_scalar_i64(0);
-                self.b.node("Gather", "take_cls", &[a(0), &zero], &[("axis", Attr::Int(1))])
+                self.b.node("Gather", "take_cls", &[&x, &zero], &[("axis", Attr::Int(1))])
             }
             Op::EarlyExit { .. } | Op::ExitLayer => {
                 return Err(EmitError::Graph("early_exit is lowered as a whole by `emit_exits`".into()))
@@ -548,9 +625,21 @@ impl<'g> Emitter<'g> {
 
     /// Scaled dot-product attention over `heads` heads of size `d`, from projected `q`, `k`, `v` (`[b, s, heads*d]`,
     /// the score scale already in `q`) to the merged context `[b, s, heads*d]`.
-    fn multi_head(&mut self, scope: &str, names: [&str; 3], qkv: [&str; 3], mask: &str, heads: i64, d: i64) -> String {
-        let split = self.const_i64(&[0, 0, heads, d]);
-        let merge = self.const_i64(&[0, 0, heads * d]);
+    /// As rows (`Stream::Rows`), the projections are `[b·s, heads*d]` and so is the context.
+    fn multi_head(
+        &mut self,
+        scope: &str,
+        names: [&str; 3],
+        qkv: [&str; 3],
+        mask: &str,
+        heads: i64,
+        d: i64,
+    ) -> Result<String, EmitError> {
+        let (split, merge) = if self.rows {
+            (self.tokens_shape(&[heads, d])?, self.const_i64(&[-1, heads * d]))
+        } else {
+            (self.const_i64(&[0, 0, heads, d]), self.const_i64(&[0, 0, heads * d]))
+        };
         let perms = [vec![0, 2, 1, 3], vec![0, 2, 3, 1], vec![0, 2, 1, 3]];
         let mut parts = vec![];
         for ((name, x), perm) in names.iter().zip(qkv).zip(perms) {
@@ -567,7 +656,7 @@ impl<'g> Emitter<'g> {
             &[&c],
             &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
         );
-        self.b.node("Reshape", &format!("{scope}.context/Reshape"), &[&c, &merge], &[])
+        Ok(self.b.node("Reshape", &format!("{scope}.context/Reshape"), &[&c, &merge], &[]))
     }
 
     /// One projection of `dyn_attention`: `x` `[b, s, D]` times each row's chosen heads' columns (`[D, H, d]`
@@ -787,6 +876,9 @@ impl ExitPlan {
 pub fn emit(g: &Graph, opts: &EmitOptions) -> Result<onnx_protobuf::ModelProto, EmitError> {
     let order = g.topo_order().map_err(EmitError::Graph)?;
     let mut e = Emitter::new(g, &g.name);
+    // Per-row weight gathers (`ebert`) multiply batched hidden states: such graphs stay batched.
+    let per_row = g.dag.node_weights().any(|n| matches!(n.op, Op::DynAttention { .. } | Op::DynFfn { .. }));
+    e.rows = opts.stream == Stream::Rows && !per_row;
     for &i in &g.inputs {
         let node = &g.dag[i];
         if let Op::Input { name } = &node.op {
@@ -812,6 +904,7 @@ pub fn emit(g: &Graph, opts: &EmitOptions) -> Result<onnx_protobuf::ModelProto, 
     for (name, n) in &g.outputs {
         let ty = &g.dag[*n].ty;
         let v = e.vals[n].clone();
+        let v = e.batched(&v, *n)?;
         e.b.node_into("Identity", name, &[&v], name, &[]);
         e.b.output(name, elem(ty.dtype), &dims(&ty.shape));
     }

@@ -6,4 +6,4 @@ pub mod segments;
 pub mod validate;
 
 pub use builder::{read_metadata, summarize, write_model, FileSummary};
-pub use emit::{emit, EmitError, EmitOptions};
+pub use emit::{emit, EmitError, EmitOptions, Stream};
