@@ -5,6 +5,7 @@ length in tract and ONNX Runtime (batch 1 and 8, all variants interleaved) with 
 FLOPs ratio; the shape-preserving `vw`/`bw` rows are its control (they should read about 1.00x).
 Usage: python3 scripts/types-table.py OUT_DIR"""
 import json
+import os
 import re
 import sys
 
@@ -52,3 +53,12 @@ for n in names:
     times = [f"{real[(rt, b)][n]['mean_ms']:.1f} ms ({real[(rt, b)][n]['speedup_mean']:.2f}x)"
              for rt in ("tract", "ort") for b in (1, 8)]
     print(f"| {n} | " + " | ".join(times) + f" | {real[('tract', 1)][n]['speedup_mean'] / ratio[n]:.2f} |")
+
+control = f"{sys.argv[1]}/bench-control.json"
+if os.path.exists(control):
+    c = json.load(open(control))["real"][0]
+    m = c["models"]
+    print()
+    print(f"Control, three models in one run (tract b1, {c['rows']} validation sentences): dense "
+          f"{m[0]['mean_ms']:.2f} ms, vw50 {m[1]['mean_ms']:.2f} ms ({m[1]['speedup_mean']:.2f}x), dense again "
+          f"{m[2]['mean_ms']:.2f} ms ({m[2]['speedup_mean']:.2f}x).")
