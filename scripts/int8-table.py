@@ -17,18 +17,15 @@ real = {}
 for c in bench["real"]:
     for r in c["models"]:
         real[(name(r["model"]), c["runtime"], c["batch"], c.get("tract_plans") or "")] = r["mean_ms"]
-syn = {}
+# Synthetic 1 x 128, batch 1: p50 and the child-process peak memory.
+syn, rss = {}, {}
 for c in bench["cells"]:
     if c["batch"] == 1:
         for r in c["models"]:
             syn[(name(r["model"]), c["runtime"])] = r["p50_ms"]
+            rss[(name(r["model"]), c["runtime"])] = r.get("peak_rss_mib")
 def ms(m, rt, b):
     return next(v for (mm, r, bb, _), v in real.items() if mm == m and r == rt and bb == b)
-rss = {}
-for c in bench["cells"]:
-    if c["batch"] == 1:
-        for r in c["models"]:
-            rss[(name(r["model"]), c["runtime"])] = r.get("peak_rss_mib")
 def mem(m):
     t, o = rss.get((m, "tract")), rss.get((m, "ort"))
     if t is None or o is None:

@@ -104,15 +104,6 @@ impl<'g> Emitter<'g> {
         self.rows && node.ty.rank() == 3 && !matches!(node.op, Op::Input { .. } | Op::Const { .. })
     }
 
-    /// The rank the hidden states have in the emitted graph.
-    fn hidden_rank(&self) -> usize {
-        if self.rows {
-            2
-        } else {
-            3
-        }
-    }
-
     /// `[batch, seq, tail..]` as a shape tensor (rows mode), one per tail and subgraph.
     fn tokens_shape(&mut self, tail: &[i64]) -> Result<String, EmitError> {
         let key = (tail.to_vec(), self.b.current_scope());
@@ -121,8 +112,7 @@ impl<'g> Emitter<'g> {
         }
         let tokens = self.tokens.clone().ok_or_else(|| EmitError::Graph("rows before the embeddings".into()))?;
         let tail_name = self.const_i64(tail);
-        let label = format!("tokens{tail:?}").replace([' ', '[', ']'], "").replace(',', "_");
-        let s = self.b.node("Concat", &format!("{label}/Shape"), &[&tokens, &tail_name], &[("axis", Attr::Int(0))]);
+        let s = self.b.node("Concat", "tokens/Shape", &[&tokens, &tail_name], &[("axis", Attr::Int(0))]);
         self.shapes.insert(key, s.clone());
         Ok(s)
     }
@@ -331,7 +321,8 @@ impl<'g> Emitter<'g> {
     fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
         let tiles = bertopt_ir::op::tile_count(|n| self.g.weights.0.contains_key(n), p);
         if tiles > 0 {
-            let rank = self.hidden_rank();
+            // Attention projections read the hidden states: rank 3, or 2 as rows.
+            let rank = if self.rows { 2 } else { 3 };
             return self.tiled_linear(x, p, tiles, rank, scale);
         }
         if bertopt_ir::quant::is_quantized(|n| self.g.weights.0.contains_key(n), p) {
