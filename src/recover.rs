@@ -25,6 +25,8 @@ use bertopt_passes::{registry, Keep, Recovery};
 pub struct Masks {
     pub heads: Option<Vec<Vec<bool>>>,
     pub ffn: Option<Vec<Vec<bool>>>,
+    /// Keep-flags per encoder layer, for `layers`.
+    pub layers: Option<Vec<bool>>,
     /// 0/1 masks on weights by checkpoint parameter name (PyTorch layout), for the entry passes.
     pub weights: BTreeMap<String, Tensor>,
 }
@@ -68,11 +70,27 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     let (g, _) = bertopt_models::load_graph(model)?;
     let mut m = Masks::default();
     let mut head_dims = None;
+    let mut layers_cut: Option<&str> = None;
     for (name, _, pass) in passes.iter().filter(|p| p.1 == Recovery::Units) {
-        match pass.keep(&g)? {
+        let keep = pass.keep(&g)?;
+        if let (Some(l), Some(k)) = (layers_cut, &keep) {
+            anyhow::ensure!(
+                matches!(k, Keep::Layers(_)),
+                "`{name}` comes after `{l}` in --pass: every unit is chosen on the whole model, so the layer cut \
+                 must come last among the unit cuts (e.g. heads(...),ffn(...),{l}(...))"
+            );
+        }
+        if matches!(keep, Some(Keep::Layers(_))) {
+            layers_cut = Some(name);
+        }
+        match keep {
             Some(Keep::Heads(k)) => m.heads = Some(and(m.heads, k)),
             Some(Keep::Neurons(k)) => m.ffn = Some(and(m.ffn, k)),
             Some(Keep::HeadDims(k)) => head_dims = Some(k),
+            Some(Keep::Layers(k)) => {
+                let both = m.layers.map_or(k.clone(), |a: Vec<bool>| a.iter().zip(&k).map(|(p, q)| *p && *q).collect());
+                m.layers = Some(both);
+            }
             None => anyhow::bail!("pass `{name}` is a unit cut but names no units it keeps"),
         }
     }
@@ -209,6 +227,7 @@ pub fn run(
         base.out = if last { out.clone() } else { out.join("stages").join(i.to_string()) };
         base.head_mask = masks.heads;
         base.ffn_mask = masks.ffn;
+        base.layer_mask = masks.layers;
         base.weight_masks = masks.weights;
         base.pruning = Some(stage.clone());
         if stages.len() > 1 && base.progress {

@@ -31,6 +31,8 @@ pub struct TrainArgs {
     pub head_mask: Option<Vec<Vec<bool>>>,
     /// Fine-tune with these FFN neurons switched off (`[layer][neuron]`, True = keep).
     pub ffn_mask: Option<Vec<Vec<bool>>>,
+    /// Encoder layers kept (`layers` recovery); a dropped one is skipped in training.
+    pub layer_mask: Option<Vec<bool>>,
     /// Fixed 0/1 masks on single weights (parameter name -> mask of its shape), see `recover`.
     pub weight_masks: BTreeMap<String, candle_core::Tensor>,
     /// The pruning pipeline the masks come from (recorded in the metadata).
@@ -93,6 +95,11 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
         model.set_ffn_gate(mask.clone())?;
         let kept: Vec<usize> = mask.iter().map(|r| r.iter().filter(|k| **k).count()).collect();
         meta.insert("ffn_neurons_kept".to_string(), serde_json::to_string(&kept)?);
+    }
+    if let Some(mask) = &a.layer_mask {
+        model.set_layer_gate(mask.clone())?;
+        let dropped: Vec<usize> = (0..mask.len()).filter(|&l| !mask[l]).collect();
+        meta.insert("layers_dropped".to_string(), serde_json::to_string(&dropped)?);
     }
     if !a.weight_masks.is_empty() {
         model.set_weight_masks(a.weight_masks.clone())?;

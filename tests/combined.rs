@@ -71,6 +71,9 @@ fn orders_that_cannot_work_are_refused_with_the_reason() {
     assert!(e.contains("already tiled: run `ffn` before `tile`"), "{e}");
     let e = must_fail(&[s(&model), "--pass", &format!("{EXIT},{EXIT}"), "-o", s(&out)], &out);
     assert!(e.contains("already has early exits"), "{e}");
-    let e = must_fail(&[s(&model), "--pass", &format!("truncate(layers=2),{EXIT}"), "-o", s(&out)], &out);
+    // After truncation to two layers only the ramp after layer 1 stands below the last: naming the one after
+    // layer 3 is refused (without `layers=`, exit wires the ramps that still stand).
+    let explicit = "exit(criterion=entropy,threshold=0.5,layers=1+3)";
+    let e = must_fail(&[s(&model), "--pass", &format!("truncate(layers=2),{explicit}"), "-o", s(&out)], &out);
     assert!(e.contains("off-ramps stand before the last layer"), "{e}");
 }

@@ -73,7 +73,13 @@ fn recover_in_stages_and_strip(
 
     let onnx = d.path().join("pruned.onnx");
     let report = bertopt::export::export(&out, last, &onnx).unwrap();
-    let dense = BertClassifier::from_pretrained(&out, eval_set.labels.clone(), 0).unwrap();
+    let mut dense = BertClassifier::from_pretrained(&out, eval_set.labels.clone(), 0).unwrap();
+    // A dense checkpoint cannot skip a layer: the record says which ones the recovered model skips.
+    if let Some(dropped) = record["metadata"]["layers_dropped"].as_str() {
+        let dropped: Vec<usize> = serde_json::from_str(dropped).unwrap();
+        let layers = dense.config.num_hidden_layers;
+        dense.set_layer_gate((0..layers).map(|l| !dropped.contains(&l)).collect()).unwrap();
+    }
     let mut enc = TextEncoder::from_file(&out.join("tokenizer.json")).unwrap();
     let texts: Vec<&str> = eval_set.examples.iter().map(|e| e.text.as_str()).collect();
     let b = enc.encode(&texts, 64, None).unwrap();
@@ -103,6 +109,13 @@ fn distilled_recovery_records_its_teacher_and_strips_to_itself() {
     assert_eq!(record["metadata"]["distilled_from"], "uci-sentiment-tiny (alpha 0.7, temperature 3)");
     assert_eq!(record["config"]["kd_alpha"], 0.7);
     assert_eq!(report.passes[0].changed["neurons removed"], 512);
+}
+
+#[test]
+fn recovery_under_a_layer_cut_trains_the_model_that_skips_them() {
+    let (record, report) = recover_and_strip("heads(ratio=0.5),layers(drop=0)");
+    assert_eq!(record["metadata"]["layers_dropped"], "[0]");
+    assert_eq!(report.passes[1].changed["layers dropped"], 1);
 }
 
 #[test]
@@ -149,6 +162,7 @@ fn recover_refuses_passes_it_cannot_train_under() {
         ("ebert(ratio=0.5)", "`ebert` is not supported"),
         ("heads(ratio=0.5),head-size(sparsity=0.5)", "in one run"),
         ("heads(ratio=0.5),tile(sparsity=0.5)", "not both in one run"),
+        ("layers(drop=0),ffn(ratio=0.5)", "must come last among the unit cuts"),
         ("tile(sparsity={s})", "no --schedule gives its values"),
         ("prune(x=1)", "unknown pass `prune`"),
         ("", "expected a pass name"),

@@ -30,6 +30,10 @@ pub struct BertClassifier {
     /// Fixed `[layers, intermediate]` 0/1 gate on the FFN neurons, for recovery after `ffn` pruning; `save`
     /// zeroes the gated neurons' FFN-in rows and FFN-out columns.
     pub ffn_gate: Option<Vec<Vec<bool>>>,
+    /// Fixed `[layers]` keep-flags on whole encoder layers, for recovery after the `layers` pass: a dropped layer
+    /// is skipped (the next reads what entered it). `save` cannot express a skipped layer in a dense checkpoint,
+    /// so the saved model computes the recovered one only when exported with the same `layers(...)`.
+    pub layer_gate: Option<Vec<bool>>,
     /// Fixed 0/1 masks on single weights (by parameter name, same shape), for recovery after the pruning passes
     /// that cut entries rather than whole units (`tile`, `type0`, `qkv`, `vw`, `bw`): applied at once and again
     /// after every optimiser step, so masked entries stay zero and the saved checkpoint holds the zeros.
@@ -100,6 +104,7 @@ impl BertClassifier {
             dropout: 0.1,
             head_gate: None,
             ffn_gate: None,
+            layer_gate: None,
             weight_masks: BTreeMap::new(),
             device: Device::Cpu,
         })
@@ -234,6 +239,19 @@ impl BertClassifier {
         Ok(())
     }
 
+    /// Set which encoder layers run (false = skipped) after checking the count against the model.
+    pub fn set_layer_gate(&mut self, keep: Vec<bool>) -> Result<()> {
+        anyhow::ensure!(
+            keep.len() == self.config.num_hidden_layers,
+            "the layer mask has {} entries but the model has {} layers",
+            keep.len(),
+            self.config.num_hidden_layers
+        );
+        anyhow::ensure!(keep.contains(&true), "the layer mask drops every layer");
+        self.layer_gate = Some(keep);
+        Ok(())
+    }
+
     /// `forward` with each head's context scaled by `gate[layer, head]` (a `[layers, heads]` tensor). With a
     /// `Var` of ones as the gate, its gradient is the head importance of Michel et al. (2019).
     pub fn forward_gated(&self, b: &Batch, mut rng: Option<&mut Rng>, gate: Option<&Tensor>) -> Result<Tensor> {
@@ -287,6 +305,9 @@ impl BertClassifier {
         let mut x = self.drop(&self.norm(&x, "bert.embeddings.LayerNorm")?, &mut rng)?;
         let add_mask = ((1.0 - mask.to_dtype(DType::F32)?)? * MASK_NEG as f64)?.reshape((b.batch, 1, 1, b.seq))?;
         for l in 0..c.num_hidden_layers {
+            if self.layer_gate.as_ref().is_some_and(|keep| !keep[l]) {
+                continue;
+            }
             let p = format!("bert.encoder.layer.{l}");
             let head_gate = match dynamic.as_deref_mut() {
                 Some(d) => Some(d.heads(l, &x, &mask)?),

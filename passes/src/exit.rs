@@ -200,11 +200,16 @@ impl Pass for Exit {
         if ramps.is_empty() {
             return Err(failed(INFO.name, NO_RAMPS));
         }
-        let total = layer_outputs(g).keys().max().map_or(0, |m| m + 1);
+        let standing = layer_outputs(g);
+        let total = standing.keys().max().map_or(0, |m| m + 1);
         let counts = match &self.layers {
             Some(l) => l.clone(),
-            None => ramps.iter().map(|l| l + 1).collect(),
+            // Every ramp whose layer still stands (`layers` may have dropped some) and is not the last.
+            None => ramps.iter().filter(|l| standing.contains_key(l) && *l + 1 < total).map(|l| l + 1).collect(),
         };
+        if counts.is_empty() {
+            return Err(failed(INFO.name, "no off-ramp stands after a remaining layer below the last one"));
+        }
         let labels = g.dag[final_logits].ty.last().and_then(|d| d.known()).unwrap_or(0);
         let mut exits = vec![];
         for &count in &counts {

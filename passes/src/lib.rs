@@ -14,6 +14,7 @@ pub mod fold;
 pub mod head_size;
 pub mod heads;
 pub mod inputs;
+pub mod layers;
 pub mod mask;
 pub mod masked;
 pub mod pass;

@@ -69,6 +69,8 @@ pub enum Keep {
     Neurons(Vec<Vec<bool>>),
     /// Dimensions of every head, `[layer][dimension]`.
     HeadDims(Vec<Vec<bool>>),
+    /// Whole encoder layers, `[layer]`.
+    Layers(Vec<bool>),
 }
 
 /// How budget search (`optimize --latency-budget`) varies a cut.

@@ -27,6 +27,7 @@ const CASES: &[(&str, &str)] = &[
     ("heads(ratio=0.5)", "two_attention_layers.ir"),
     ("ffn(ratio=0.25)", "two_ffns.ir"),
     ("head-size(sparsity=0.5)", "two_attention_layers.ir"),
+    ("layers(drop=1)", "three_layers.ir"),
 ];
 
 #[test]
@@ -83,6 +84,23 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
                         columns(&dense, &format!("{w}.weight"), &kept(k)),
                         "{pipeline}: {w}"
                     );
+                }
+            }
+            Keep::Layers(k) => {
+                assert_eq!(k, [true, false, true], "{pipeline}");
+                // The kept layers' weights stay as they were; the dropped one's are gone.
+                for (name, w) in &dense.weights.0 {
+                    let layer = name.strip_prefix("encoder.layer.").and_then(|r| r.split('.').next());
+                    let dropped = layer.and_then(|l| l.parse::<usize>().ok()).is_some_and(|l| !k[l]);
+                    match pruned.weights.tensor(name) {
+                        Some(p) => {
+                            assert!(!dropped, "{pipeline}: {name} of a dropped layer is still there");
+                            let (a, b) = (w.data.as_ref().unwrap(), p);
+                            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                            assert_eq!(diff, 0.0, "{pipeline}: {name} changed");
+                        }
+                        None => assert!(dropped, "{pipeline}: {name} of a kept layer is gone"),
+                    }
                 }
             }
             Keep::HeadDims(k) => {

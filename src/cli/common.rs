@@ -85,6 +85,7 @@ impl TrainOpts {
             cfg,
             head_mask: None,
             ffn_mask: None,
+            layer_mask: None,
             weight_masks: Default::default(),
             pruning: None,
             teacher: self.teacher,

@@ -1,0 +1,122 @@
+//! `layers` end to end: the exported graph computes what candle's forward pass computes when it skips the same
+//! layers (an independent implementation), in tract, ONNX Runtime and the interpreter; it composes with
+//! `heads,ffn`, early exits and `quant`; orders and arguments that cannot work fail without writing a file.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bertopt::run::{self, Runtime};
+use bertopt_models::classifier::BertClassifier;
+use bertopt_models::tokenize::TextEncoder;
+use common::{must_fail, optimize, s, SENTENCES};
+
+fn export(model: &Path, pipeline: &str, out: &Path) -> serde_json::Value {
+    let o = optimize(&[s(model), "--pass", pipeline, "-o", s(out), "--json"]);
+    assert!(o.status.success(), "{pipeline}: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Outputs of `onnx` in both runtimes and of the IR after `pipeline` in the interpreter, per sentence.
+fn all_outputs(model: &Path, pipeline: &str, onnx: &Path, text: &str) -> Vec<HashMap<String, Vec<f32>>> {
+    let mut enc = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
+    let b = enc.encode(&[text], 16, None).unwrap();
+    let mut out = vec![];
+    for rt in [Runtime::Tract, Runtime::Ort] {
+        let outs = run::load(rt, onnx, Default::default()).unwrap().run(&b).unwrap();
+        out.push(outs.into_iter().map(|o| (o.name, o.data)).collect());
+    }
+    let (mut ir, _) = bertopt_models::load_graph(model).unwrap();
+    bertopt_passes::Pipeline::parse(pipeline).unwrap().run(&mut ir, &mut Default::default()).unwrap();
+    out.push(
+        bertopt_ir::interp::run(&ir, &common::ir_inputs(&b))
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, common::flat(&t.to_dtype(candle_core::DType::F32).unwrap())))
+            .collect(),
+    );
+    out
+}
+
+#[test]
+fn dropped_layers_equal_candle_skipping_them() {
+    common::ensure_ort();
+    let d = tempfile::tempdir().unwrap();
+    let model = common::exit_model(d.path()); // four layers
+    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
+    let mut enc = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
+    for (pipeline, keep, dropped) in [
+        ("layers(drop=1+2)", [true, false, false, true], 2),
+        ("layers(keep=2)", [true, true, false, false], 2),
+        ("layers(drop=0)", [false, true, true, true], 1),
+    ] {
+        let onnx = d.path().join("l.onnx");
+        let report = export(&model, pipeline, &onnx);
+        assert_eq!(report["passes"][0]["changed"]["layers dropped"], dropped, "{report}");
+        common::onnx_check(&onnx);
+        let dense = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
+        let mut skipping = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
+        skipping.set_layer_gate(keep.to_vec()).unwrap();
+        for text in SENTENCES {
+            let b = enc.encode(&[text], 16, None).unwrap();
+            let want = common::flat(&skipping.forward(&b, None).unwrap());
+            let unpruned = common::flat(&dense.forward(&b, None).unwrap());
+            assert!(common::max_abs_diff(&want, &unpruned) > 1e-3, "{pipeline} `{text}`: the cut changes nothing");
+            for (i, got) in all_outputs(&model, pipeline, &onnx, text).iter().enumerate() {
+                let diff = common::max_abs_diff(&got["logits"], &want);
+                assert!(diff <= 1e-4, "{pipeline} `{text}`, runner {i}: {diff} from candle skipping the layers");
+            }
+        }
+    }
+}
+
+#[test]
+fn layers_compose_with_heads_ffn_exits_and_quant() {
+    common::ensure_ort();
+    let d = tempfile::tempdir().unwrap();
+    let model = common::exit_model(d.path());
+    let exit = "exit(criterion=entropy,threshold=0.5)";
+    let dense = d.path().join("dense.onnx");
+    let dense_params = export(&model, "dce", &dense)["params"].as_u64().unwrap();
+    for (pipeline, tolerance) in [
+        ("heads(ratio=0.5),ffn(ratio=0.5),layers(drop=2)", 1e-4),
+        (&format!("layers(drop=1),{exit}") as &str, 1e-4),
+        (&format!("heads(ratio=0.5),layers(keep=3),{exit},quant"), 1e-3),
+    ] {
+        let onnx = d.path().join("c.onnx");
+        let report = export(&model, pipeline, &onnx);
+        common::onnx_check(&onnx);
+        let params = report["params"].as_u64().unwrap();
+        assert!(params < dense_params, "{pipeline}: {params} params, dense {dense_params}");
+        for text in SENTENCES {
+            let outs = all_outputs(&model, pipeline, &onnx, text);
+            let interp = &outs[2];
+            for got in &outs[..2] {
+                let diff = common::max_abs_diff(&got["logits"], &interp["logits"]);
+                assert!(diff <= tolerance, "{pipeline} `{text}`: {diff} from the interpreter");
+                if let Some(l) = interp.get("exit_layer") {
+                    assert_eq!(&got["exit_layer"], l, "{pipeline} `{text}`");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_layer_cuts_fail_and_write_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let model = common::exit_model(d.path());
+    let out = d.path().join("x.onnx");
+    let exit = "exit(criterion=entropy,threshold=0.5)";
+    for (pipeline, want) in [
+        ("layers(drop=4)", "no layer 4: the model has layers 0..3"),
+        ("layers(drop=a)", "cannot read `a` as a layer index"),
+        ("layers(keep=0)", "must be at least 1"),
+        ("layers", "give the layers to keep"),
+        (&format!("{exit},layers(drop=1)") as &str, "drop layers before `exit`"),
+    ] {
+        let err = must_fail(&[s(&model), "--pass", pipeline, "-o", s(&out)], &out);
+        assert!(err.contains(want), "{pipeline}: {err}");
+    }
+}
