@@ -1,0 +1,51 @@
+"""Markdown table of scripts/layers-minilm-mr's results: per model, test accuracy with its 95 % interval, the paired
+differences against dense (test and out of domain), parameters, the FLOPs ratio at the test sentences' mean length,
+latency at real length in tract and ONNX Runtime (batch 1 and 8, all models interleaved in one run) and each
+runtime's batch-1 speedup divided by the FLOPs ratio; then which layer order validation chose.
+Usage: python3 scripts/layers-table.py OUT_DIR"""
+import json
+import os
+import re
+import sys
+
+from table_format import by_cell, diff, interval, name
+
+out = sys.argv[1]
+bench = json.load(open(f"{out}/bench.json"))
+
+
+def flops(poly, n):
+    """FLOPs of one row of n tokens from the IR's polynomial in the sequence length."""
+    return sum(c * n**i for i, c in enumerate(poly))
+
+
+real, _ = by_cell(bench)
+first = bench["real"][0]
+tokens = first["models"][0]["mean_tokens"]
+dense = bench["models"][0]
+m0 = bench["machine"]
+ratio = {name(m["model"]): flops(dense["flops_poly"], tokens) / flops(m["flops_poly"], tokens) for m in bench["models"]}
+
+print(f"{m0['cpu']}, {m0['cores']} cores, 1 thread. Test: {dense['examples']} MR rows; out of domain: 1,000 UCI "
+      f"IMDB sentences; latency: mean per batch on the {first['rows']} test sentences at their own length "
+      f"({tokens:.1f} tokens per row), speedup of the mean over dense in the same run.")
+print()
+print("| model | pipeline | test accuracy [95 %] | vs dense, paired [95 %] | IMDB vs dense | params | "
+      f"FLOPs ratio @{tokens:.0f} | tract b1 | tract b8 | ORT b1 | ORT b8 | b1 speedup / FLOPs ratio (tract, ORT) |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for m in bench["models"]:
+    n = name(m["model"])
+    ood = json.load(open(f"{out}/ood-{n}.json"))
+    pipe = re.sub(r"scores=[^,)]*", "scores", m["pipeline"]) or "-"
+    times = [f"{real[(rt, b)][n]['mean_ms']:.1f} ms ({real[(rt, b)][n]['speedup_mean']:.2f}x)"
+             for rt in ("tract", "ort") for b in (1, 8)]
+    per_flop = [f"{real[(rt, 1)][n]['speedup_mean'] / ratio[n]:.2f}" for rt in ("tract", "ort")]
+    print(f"| {n} | `{pipe}` | {100 * m['accuracy']:.2f} {interval(m['ci95'])} | {diff(m.get('diff_vs_first'))} | "
+          f"{diff(ood['against']['diff']) if n != 'dense' else '-'} | {m['params'] / 1e6:.2f} M | {ratio[n]:.2f}x | "
+          + " | ".join(times) + f" | {', '.join(per_flop)} |")
+print()
+print("(=): the paired interval contains 0, no measurable difference from dense.")
+choice = f"{out}/choice.txt"
+if os.path.exists(choice):
+    print()
+    print(f"Layer order for deep4, chosen on validation: {open(choice).read().strip()}.")
