@@ -8,15 +8,10 @@ import os
 import re
 import sys
 
-from table_format import by_cell, diff, interval, name
+from table_format import by_cell, diff, flops_ratios, interval, name
 
 out = sys.argv[1]
 bench = json.load(open(f"{out}/bench.json"))
-
-
-def flops(poly, n):
-    """FLOPs of one row of n tokens from the IR's polynomial in the sequence length."""
-    return sum(c * n**i for i, c in enumerate(poly))
 
 
 real, _ = by_cell(bench)
@@ -24,7 +19,7 @@ first = bench["real"][0]
 tokens = first["models"][0]["mean_tokens"]
 dense = bench["models"][0]
 m0 = bench["machine"]
-ratio = {name(m["model"]): flops(dense["flops_poly"], tokens) / flops(m["flops_poly"], tokens) for m in bench["models"]}
+ratio = flops_ratios(bench, tokens)
 
 print(f"{m0['cpu']}, {m0['cores']} cores, 1 thread. Test: {dense['examples']} MR rows; out of domain: 1,000 UCI "
       f"IMDB sentences; latency: mean per batch on the {first['rows']} test sentences at their own length "

@@ -1,6 +1,7 @@
-"""Cells shared by the markdown tables the measurement scripts print (protocol-table.py, types-table.py): a
-model's short name, accuracies and their 95 % intervals, paired differences marked (=) when the interval holds 0,
-and the cells of an `optimize bench --json` report by runtime and batch."""
+"""Cells shared by the markdown tables the measurement scripts print (protocol-table.py, types-table.py,
+layers-table.py): a model's short name, accuracies and their 95 % intervals, paired differences marked (=) when the
+interval holds 0, the cells of an `optimize bench --json` report by runtime and batch, and FLOPs ratios at a
+length."""
 
 
 def name(p):
@@ -29,3 +30,14 @@ def by_cell(bench):
     real = {(c["runtime"], c["batch"]): {name(m["model"]): m for m in c["models"]} for c in bench.get("real", [])}
     synth = {(c["runtime"], c["batch"]): {name(m["model"]): m for m in c["models"]} for c in bench["cells"]}
     return real, synth
+
+
+def flops(poly, n):
+    """FLOPs of one row of n tokens from the IR's polynomial in the sequence length."""
+    return sum(c * n**i for i, c in enumerate(poly))
+
+
+def flops_ratios(bench, tokens):
+    """Per model name, dense's FLOPs over the model's at `tokens` per row (the first model is dense)."""
+    dense = bench["models"][0]["flops_poly"]
+    return {name(m["model"]): flops(dense, tokens) / flops(m["flops_poly"], tokens) for m in bench["models"]}
