@@ -217,8 +217,10 @@ impl Pass for Exit {
             exits.push(wire_ramp(g, count - 1, h, labels)?);
         }
         exits.push(final_logits);
-        let mut layers = counts.clone();
-        layers.push(total);
+        // What `exit_layer` reports: the layers that ran before each exit point (fewer than its position when
+        // `layers` dropped some below it), then every standing layer for the final classifier.
+        let mut layers: Vec<usize> = counts.iter().map(|&c| standing.keys().filter(|&&l| l < c).count()).collect();
+        layers.push(standing.len());
         let e = g.add_inferred(Op::EarlyExit { rule: self.rule, layers }, &exits).map_err(|e| failed(INFO.name, e))?;
         let x = g.add_inferred(Op::ExitLayer, &[e]).map_err(|e| failed(INFO.name, e))?;
         g.outputs[oi].1 = e;
