@@ -72,24 +72,19 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     let mut head_dims = None;
     let mut layers_cut: Option<&str> = None;
     for (name, _, pass) in passes.iter().filter(|p| p.1 == Recovery::Units) {
-        let keep = pass.keep(&g)?;
-        if let (Some(l), Some(k)) = (layers_cut, &keep) {
-            anyhow::ensure!(
-                matches!(k, Keep::Layers(_)),
+        if let Some(l) = layers_cut {
+            anyhow::bail!(
                 "`{name}` comes after `{l}` in --pass: every unit is chosen on the whole model, so the layer cut \
-                 must come last among the unit cuts (e.g. heads(...),ffn(...),{l}(...))"
+                 must come last among the unit cuts, and once (e.g. heads(...),ffn(...),{l}(...))"
             );
         }
-        if matches!(keep, Some(Keep::Layers(_))) {
-            layers_cut = Some(name);
-        }
-        match keep {
+        match pass.keep(&g)? {
             Some(Keep::Heads(k)) => m.heads = Some(and(m.heads, k)),
             Some(Keep::Neurons(k)) => m.ffn = Some(and(m.ffn, k)),
             Some(Keep::HeadDims(k)) => head_dims = Some(k),
             Some(Keep::Layers(k)) => {
-                let both = m.layers.map_or(k.clone(), |a: Vec<bool>| a.iter().zip(&k).map(|(p, q)| *p && *q).collect());
-                m.layers = Some(both);
+                m.layers = Some(k);
+                layers_cut = Some(name);
             }
             None => anyhow::bail!("pass `{name}` is a unit cut but names no units it keeps"),
         }

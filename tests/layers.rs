@@ -10,33 +10,27 @@ use std::path::Path;
 use bertopt::run::{self, Runtime};
 use bertopt_models::classifier::BertClassifier;
 use bertopt_models::tokenize::TextEncoder;
-use common::{must_fail, optimize, s, SENTENCES};
+use common::{export_json as export, must_fail, s, SENTENCES};
 
-fn export(model: &Path, pipeline: &str, out: &Path) -> serde_json::Value {
-    let o = optimize(&[s(model), "--pass", pipeline, "-o", s(out), "--json"]);
-    assert!(o.status.success(), "{pipeline}: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-/// Outputs of `onnx` in both runtimes and of the IR after `pipeline` in the interpreter, per sentence.
-fn all_outputs(model: &Path, pipeline: &str, onnx: &Path, text: &str) -> Vec<HashMap<String, Vec<f32>>> {
-    let mut enc = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
-    let b = enc.encode(&[text], 16, None).unwrap();
-    let mut out = vec![];
-    for rt in [Runtime::Tract, Runtime::Ort] {
-        let outs = run::load(rt, onnx, Default::default()).unwrap().run(&b).unwrap();
-        out.push(outs.into_iter().map(|o| (o.name, o.data)).collect());
-    }
-    let (mut ir, _) = bertopt_models::load_graph(model).unwrap();
-    bertopt_passes::Pipeline::parse(pipeline).unwrap().run(&mut ir, &mut Default::default()).unwrap();
-    out.push(
-        bertopt_ir::interp::run(&ir, &common::ir_inputs(&b))
-            .unwrap()
-            .into_iter()
-            .map(|(n, t)| (n, common::flat(&t.to_dtype(candle_core::DType::F32).unwrap())))
-            .collect(),
-    );
-    out
+/// Outputs of `onnx` per sentence of `SENTENCES` in tract, in ONNX Runtime, and of the IR after `pipeline` in the
+/// interpreter (each runner loaded once).
+fn all_outputs(
+    model: &Path,
+    pipeline: &str,
+    onnx: &Path,
+    enc: &mut TextEncoder,
+) -> [Vec<HashMap<String, Vec<f32>>>; 3] {
+    let ran = |rt: Runtime, enc: &mut TextEncoder| {
+        let r = run::load(rt, onnx, Default::default()).unwrap();
+        SENTENCES
+            .iter()
+            .map(|t| {
+                let b = enc.encode(&[t], 16, None).unwrap();
+                r.run(&b).unwrap().into_iter().map(|o| (o.name, o.data)).collect()
+            })
+            .collect()
+    };
+    [ran(Runtime::Tract, enc), ran(Runtime::Ort, enc), common::interpreted(model, pipeline, enc)]
 }
 
 #[test]
@@ -58,13 +52,14 @@ fn dropped_layers_equal_candle_skipping_them() {
         let dense = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
         let mut skipping = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
         skipping.set_layer_gate(keep.to_vec()).unwrap();
-        for text in SENTENCES {
+        let outs = all_outputs(&model, pipeline, &onnx, &mut enc);
+        for (t, text) in SENTENCES.iter().enumerate() {
             let b = enc.encode(&[text], 16, None).unwrap();
             let want = common::flat(&skipping.forward(&b, None).unwrap());
             let unpruned = common::flat(&dense.forward(&b, None).unwrap());
             assert!(common::max_abs_diff(&want, &unpruned) > 1e-3, "{pipeline} `{text}`: the cut changes nothing");
-            for (i, got) in all_outputs(&model, pipeline, &onnx, text).iter().enumerate() {
-                let diff = common::max_abs_diff(&got["logits"], &want);
+            for (i, got) in outs.iter().enumerate() {
+                let diff = common::max_abs_diff(&got[t]["logits"], &want);
                 assert!(diff <= 1e-4, "{pipeline} `{text}`, runner {i}: {diff} from candle skipping the layers");
             }
         }
@@ -76,6 +71,7 @@ fn layers_compose_with_heads_ffn_exits_and_quant() {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
     let model = common::exit_model(d.path());
+    let mut enc = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
     let exit = "exit(criterion=entropy,threshold=0.5)";
     let dense = d.path().join("dense.onnx");
     let dense_params = export(&model, "dce", &dense)["params"].as_u64().unwrap();
@@ -89,13 +85,12 @@ fn layers_compose_with_heads_ffn_exits_and_quant() {
         common::onnx_check(&onnx);
         let params = report["params"].as_u64().unwrap();
         assert!(params < dense_params, "{pipeline}: {params} params, dense {dense_params}");
-        for text in SENTENCES {
-            let outs = all_outputs(&model, pipeline, &onnx, text);
-            let interp = &outs[2];
-            for got in &outs[..2] {
-                let diff = common::max_abs_diff(&got["logits"], &interp["logits"]);
+        let [tract, ort, interp] = all_outputs(&model, pipeline, &onnx, &mut enc);
+        for (t, text) in SENTENCES.iter().enumerate() {
+            for got in [&tract[t], &ort[t]] {
+                let diff = common::max_abs_diff(&got["logits"], &interp[t]["logits"]);
                 assert!(diff <= tolerance, "{pipeline} `{text}`: {diff} from the interpreter");
-                if let Some(l) = interp.get("exit_layer") {
+                if let Some(l) = interp[t].get("exit_layer") {
                     assert_eq!(&got["exit_layer"], l, "{pipeline} `{text}`");
                 }
             }

@@ -10,37 +10,14 @@ use std::path::Path;
 use bertopt::run::{self, Runtime};
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::tokenize::TextEncoder;
-use common::{optimize, s, SENTENCES};
-
-fn export(model: &Path, pipeline: &str, out: &Path) -> serde_json::Value {
-    let o = optimize(&[s(model), "--pass", pipeline, "-o", s(out), "--json"]);
-    assert!(o.status.success(), "{pipeline}: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
-}
-
-/// Logits (and exit layer) of the IR after `pipeline`, per sentence, from the interpreter.
-fn interpreted(model: &Path, pipeline: &str, enc: &mut TextEncoder) -> Vec<HashMap<String, Vec<f32>>> {
-    let (mut ir, _) = bertopt_models::load_graph(model).unwrap();
-    bertopt_passes::Pipeline::parse(pipeline).unwrap().run(&mut ir, &mut Default::default()).unwrap();
-    SENTENCES
-        .iter()
-        .map(|t| {
-            let b = enc.encode(&[t], 16, None).unwrap();
-            bertopt_ir::interp::run(&ir, &common::ir_inputs(&b))
-                .unwrap()
-                .into_iter()
-                .map(|(n, t)| (n, common::flat(&t.to_dtype(candle_core::DType::F32).unwrap())))
-                .collect()
-        })
-        .collect()
-}
+use common::{export_json as export, s, SENTENCES};
 
 /// The int8 model in both runtimes against the interpreter. The integer sums are exact everywhere; what
 /// differs is f32 rounding in the rescale (~1e-7 relative) and, rarely, an activation whose x / scale lands
 /// within that rounding of a .5 boundary and moves one quantization step (at most xs * max|w| on one output).
 /// 1e-3 on logits of magnitude ~1 bounds both with a wide margin.
 fn assert_runtimes_match_interpreter(model: &Path, pipeline: &str, onnx: &Path, enc: &mut TextEncoder) {
-    let want = interpreted(model, pipeline, enc);
+    let want = common::interpreted(model, pipeline, enc);
     for rt in [Runtime::Tract, Runtime::Ort] {
         let r = run::load(rt, onnx, Default::default()).unwrap();
         for (t, w) in SENTENCES.iter().zip(&want) {

@@ -116,14 +116,14 @@ impl Layers {
     }
 }
 
-/// Summed Taylor score of the matrices and biases of layer `l` that the scores hold.
+/// Summed Taylor score of layer `l`'s matrices (`optimize score` scores matrices, not biases or LayerNorms).
 fn layer_score(g: &Graph, importance: &Importance, l: usize) -> Result<f64, PassError> {
     let prefix = format!("encoder.layer.{l}.");
     let mut total = 0f64;
     for name in g.weights.0.keys().filter(|n| n.starts_with(&prefix) && n.ends_with(".weight")) {
         let dims = g.weights.get(name).and_then(|w| w.ty.known_dims()).unwrap_or_default();
         if dims.len() != 2 {
-            continue; // LayerNorm gains: `optimize score` scores matrices
+            continue;
         }
         let s = importance.of(g, INFO.name, name)?;
         total += s

@@ -285,3 +285,32 @@ pub const SENTENCES: [&str; 10] = [
     "very very good movie",
     "boring , boring , boring",
 ];
+
+/// Export `model` under `pipeline` with the CLI and return its JSON report; a failure fails the test.
+pub fn export_json(model: &Path, pipeline: &str, out: &Path) -> serde_json::Value {
+    let o = optimize(&[s(model), "--pass", pipeline, "-o", s(out), "--json"]);
+    assert!(o.status.success(), "{pipeline}: {}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Outputs (logits, and exit layer where there is one) of the IR after `pipeline`, per sentence of `SENTENCES`,
+/// from the interpreter.
+pub fn interpreted(
+    model: &Path,
+    pipeline: &str,
+    enc: &mut bertopt_models::tokenize::TextEncoder,
+) -> Vec<HashMap<String, Vec<f32>>> {
+    let (mut ir, _) = bertopt_models::load_graph(model).unwrap();
+    bertopt_passes::Pipeline::parse(pipeline).unwrap().run(&mut ir, &mut Default::default()).unwrap();
+    SENTENCES
+        .iter()
+        .map(|t| {
+            let b = enc.encode(&[t], 16, None).unwrap();
+            bertopt_ir::interp::run(&ir, &ir_inputs(&b))
+                .unwrap()
+                .into_iter()
+                .map(|(n, t)| (n, flat(&t.to_dtype(DType::F32).unwrap())))
+                .collect()
+        })
+        .collect()
+}
