@@ -1,8 +1,9 @@
 """Markdown table of scripts/layers-minilm-mr's results: per model, test accuracy with its 95 % interval, the paired
 differences against dense (test and out of domain), parameters, the FLOPs ratio at the test sentences' mean length,
 latency at real length in tract and ONNX Runtime (batch 1 and 8, all models interleaved in one run) and each
-runtime's batch-1 speedup divided by the FLOPs ratio; then which layer order validation chose.
-Usage: python3 scripts/layers-table.py OUT_DIR"""
+runtime's batch-1 speedup divided by the FLOPs ratio; then each checkpoint's best validation accuracy and the layers
+its recovery skipped (training.json), and which layer order validation chose.
+Usage: python3 scripts/layers-table.py OUT_DIR PROTOCOL_DIR"""
 import json
 import os
 import re
@@ -40,6 +41,13 @@ for m in bench["models"]:
           + " | ".join(times) + f" | {', '.join(per_flop)} |")
 print()
 print("(=): the paired interval contains 0, no measurable difference from dense.")
+print()
+print("Validation (400 rows, the best epoch's accuracy; dense and deep from the protocol):")
+for n, d in [("dense", f"{sys.argv[2]}/dense"), ("deep", f"{sys.argv[2]}/deep")] + [
+        (n, f"{out}/{n}") for n in ("top4", "scored4", "deep4")]:
+    t = json.load(open(f"{d}/training.json"))
+    dropped = t["metadata"].get("layers_dropped")
+    print(f"- {n}: {100 * t['best_accuracy']:.2f} %" + (f", layers dropped {dropped}" if dropped else ""))
 choice = f"{out}/choice.txt"
 if os.path.exists(choice):
     print()
