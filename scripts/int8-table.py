@@ -2,10 +2,9 @@
 file size, peak resident memory (each model loaded and run once in a child process of `bench`, batch 1 x 128),
 real-length latency at batch 1 and 8 in both runtimes, and synthetic 1 x 128 p50. Usage: int8-table.py OUT MODEL..."""
 import json, os, sys
+from table_format import name
 out, models = sys.argv[1], sys.argv[2:]
 bench = json.load(open(f"{out}/bench.json"))
-def name(path):
-    return os.path.splitext(os.path.basename(path.rstrip("/")))[0]
 def size_of(m):
     d = f"{out}/{m}.segments"
     if os.path.isdir(d):
