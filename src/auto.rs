@@ -360,6 +360,7 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
         head_mask: None,
         ffn_mask: None,
         layer_mask: None,
+        hidden_mask: None,
         weight_masks: Default::default(),
         pruning: None,
         teacher,

@@ -27,6 +27,8 @@ pub struct Masks {
     pub ffn: Option<Vec<Vec<bool>>>,
     /// Keep-flags per encoder layer, for `layers`.
     pub layers: Option<Vec<bool>>,
+    /// Keep-flags per feature of the hidden stream, for `hidden`.
+    pub hidden: Option<Vec<bool>>,
     /// 0/1 masks on weights by checkpoint parameter name (PyTorch layout), for the entry passes.
     pub weights: BTreeMap<String, Tensor>,
 }
@@ -71,6 +73,9 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     let mut m = Masks::default();
     let mut head_dims = None;
     let mut layers_cut: Option<&str> = None;
+    // The graph as the pipeline leaves it so far: `hidden` ranks the features on what the earlier cuts leave
+    // (its sums run over the matrices they shrank), as the export of the recovered model will.
+    let mut so_far = g.clone();
     for (name, _, pass) in passes.iter().filter(|p| p.1 == Recovery::Units) {
         if let Some(l) = layers_cut {
             anyhow::bail!(
@@ -78,10 +83,19 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
                  must come last among the unit cuts, and once (e.g. heads(...),ffn(...),{l}(...))"
             );
         }
-        match pass.keep(&g)? {
+        if m.hidden.is_some() && *name != "layers" {
+            anyhow::bail!(
+                "`{name}` comes after `hidden` in --pass: it would rank its units on the narrowed stream, which \
+                 recovery does not model; put `hidden` after the other unit cuts (only `layers` may follow it)"
+            );
+        }
+        let keep = if *name == "hidden" { pass.keep(&so_far)? } else { pass.keep(&g)? };
+        bertopt_passes::run_pass(pass.as_ref(), &mut so_far, &mut Default::default())?;
+        match keep {
             Some(Keep::Heads(k)) => m.heads = Some(and(m.heads, k)),
             Some(Keep::Neurons(k)) => m.ffn = Some(and(m.ffn, k)),
             Some(Keep::HeadDims(k)) => head_dims = Some(k),
+            Some(Keep::Hidden(k)) => m.hidden = Some(k),
             Some(Keep::Layers(k)) => {
                 m.layers = Some(k);
                 layers_cut = Some(name);
@@ -223,6 +237,7 @@ pub fn run(
         base.head_mask = masks.heads;
         base.ffn_mask = masks.ffn;
         base.layer_mask = masks.layers;
+        base.hidden_mask = masks.hidden;
         base.weight_masks = masks.weights;
         base.pruning = Some(stage.clone());
         if stages.len() > 1 && base.progress {

@@ -33,6 +33,8 @@ pub struct TrainArgs {
     pub ffn_mask: Option<Vec<Vec<bool>>>,
     /// Encoder layers kept (`layers` recovery); a dropped one is skipped in training.
     pub layer_mask: Option<Vec<bool>>,
+    /// Keep-flags per hidden feature (recovery after `hidden`): every LayerNorm normalises the kept ones only.
+    pub hidden_mask: Option<Vec<bool>>,
     /// Fixed 0/1 masks on single weights (parameter name -> mask of its shape), see `recover`.
     pub weight_masks: BTreeMap<String, candle_core::Tensor>,
     /// The pruning pipeline the masks come from (recorded in the metadata).
@@ -100,6 +102,11 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
         model.set_layer_gate(mask.clone())?;
         let dropped: Vec<usize> = (0..mask.len()).filter(|&l| !mask[l]).collect();
         meta.insert("layers_dropped".to_string(), serde_json::to_string(&dropped)?);
+    }
+    if let Some(mask) = &a.hidden_mask {
+        model.set_hidden_gate(mask.clone())?;
+        let removed: Vec<usize> = (0..mask.len()).filter(|&i| !mask[i]).collect();
+        meta.insert("hidden_removed".to_string(), serde_json::to_string(&removed)?);
     }
     if !a.weight_masks.is_empty() {
         model.set_weight_masks(a.weight_masks.clone())?;

@@ -80,6 +80,12 @@ fn recover_in_stages_and_strip(
         let layers = dense.config.num_hidden_layers;
         dense.set_layer_gate((0..layers).map(|l| !dropped.contains(&l)).collect()).unwrap();
     }
+    // Nor normalise over fewer features: the record says which ones the recovered model removed.
+    if let Some(removed) = record["metadata"]["hidden_removed"].as_str() {
+        let removed: Vec<usize> = serde_json::from_str(removed).unwrap();
+        let d = dense.config.hidden_size;
+        dense.set_hidden_gate((0..d).map(|i| !removed.contains(&i)).collect()).unwrap();
+    }
     let mut enc = TextEncoder::from_file(&out.join("tokenizer.json")).unwrap();
     let texts: Vec<&str> = eval_set.examples.iter().map(|e| e.text.as_str()).collect();
     let b = enc.encode(&texts, 64, None).unwrap();
@@ -116,6 +122,16 @@ fn recovery_under_a_layer_cut_trains_the_model_that_skips_them() {
     let (record, report) = recover_and_strip("heads(ratio=0.5),layers(drop=0)");
     assert_eq!(record["metadata"]["layers_dropped"], "[0]");
     assert_eq!(report.passes[1].changed["layers dropped"], 1);
+}
+
+#[test]
+fn recovery_under_a_hidden_cut_trains_the_masked_model_and_strips_to_it() {
+    let (record, report) = recover_and_strip("heads(ratio=0.5),hidden(ratio=0.25),layers(drop=1)");
+    let removed: Vec<usize> = serde_json::from_str(record["metadata"]["hidden_removed"].as_str().unwrap()).unwrap();
+    assert_eq!(removed.len(), 32, "a quarter of the bundled model's 128 features");
+    // The re-export of the recovered checkpoint removes the same number, and (by the parity above) the same ones.
+    assert_eq!(report.passes[1].changed["hidden features removed"], 32);
+    assert_eq!(record["metadata"]["layers_dropped"], "[1]");
 }
 
 #[test]
@@ -163,6 +179,7 @@ fn recover_refuses_passes_it_cannot_train_under() {
         ("heads(ratio=0.5),head-size(sparsity=0.5)", "in one run"),
         ("heads(ratio=0.5),tile(sparsity=0.5)", "not both in one run"),
         ("layers(drop=0),ffn(ratio=0.5)", "must come last among the unit cuts"),
+        ("hidden(ratio=0.25),ffn(ratio=0.5)", "put `hidden` after the other unit cuts"),
         ("tile(sparsity={s})", "no --schedule gives its values"),
         ("prune(x=1)", "unknown pass `prune`"),
         ("", "expected a pass name"),

@@ -34,6 +34,12 @@ pub struct BertClassifier {
     /// is skipped (the next reads what entered it). `save` cannot express a skipped layer in a dense checkpoint,
     /// so the saved model computes the recovered one only when exported with the same `layers(...)`.
     pub layer_gate: Option<Vec<bool>>,
+    /// Fixed `[hidden]` keep-flags on the features of the residual stream, for recovery after the `hidden` pass:
+    /// every LayerNorm normalises over the kept features only and zeroes the others, which is what the pruned
+    /// graph computes (see `masked_layer_norm`). `save` zeroes every appearance of the removed features, so the
+    /// pass picks them again on the saved model; the saved dense model computes the recovered one only when
+    /// exported with the same `hidden(...)`.
+    pub hidden_gate: Option<Vec<bool>>,
     /// Fixed 0/1 masks on single weights (by parameter name, same shape), for recovery after the pruning passes
     /// that cut entries rather than whole units (`tile`, `type0`, `qkv`, `vw`, `bw`): applied at once and again
     /// after every optimiser step, so masked entries stay zero and the saved checkpoint holds the zeros.
@@ -105,6 +111,7 @@ impl BertClassifier {
             head_gate: None,
             ffn_gate: None,
             layer_gate: None,
+            hidden_gate: None,
             weight_masks: BTreeMap::new(),
             device: Device::Cpu,
         })
@@ -204,7 +211,11 @@ impl BertClassifier {
 
     fn norm(&self, x: &Tensor, prefix: &str) -> Result<Tensor> {
         let eps = self.config.layer_norm_eps as f32;
-        Ok(layer_norm(x, self.p(&format!("{prefix}.weight")), self.p(&format!("{prefix}.bias")), eps)?)
+        let (w, b) = (self.p(&format!("{prefix}.weight")), self.p(&format!("{prefix}.bias")));
+        match &self.hidden_gate {
+            None => Ok(layer_norm(x, w, b, eps)?),
+            Some(keep) => masked_layer_norm(x, w, b, eps, keep),
+        }
     }
 
     fn drop(&self, x: &Tensor, rng: &mut Option<&mut Rng>) -> Result<Tensor> {
@@ -249,6 +260,19 @@ impl BertClassifier {
         );
         anyhow::ensure!(keep.contains(&true), "the layer mask drops every layer");
         self.layer_gate = Some(keep);
+        Ok(())
+    }
+
+    /// Set which features of the hidden stream stay (false = removed), after checking the count.
+    pub fn set_hidden_gate(&mut self, keep: Vec<bool>) -> Result<()> {
+        anyhow::ensure!(
+            keep.len() == self.config.hidden_size,
+            "the hidden mask has {} entries but the model's hidden size is {}",
+            keep.len(),
+            self.config.hidden_size
+        );
+        anyhow::ensure!(keep.contains(&true), "the hidden mask removes every feature");
+        self.hidden_gate = Some(keep);
         Ok(())
     }
 
@@ -470,10 +494,10 @@ impl BertClassifier {
         let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];
         let gated = self.gated_slices();
         for (n, v) in &self.params {
-            let t = match gated.get(n.as_str()) {
-                Some((axis, idx)) => &zero_along(v.as_tensor(), *axis, idx)?,
-                None => v.as_tensor(),
-            };
+            let mut t = v.as_tensor().clone();
+            for (axis, idx) in gated.get(n.as_str()).into_iter().flatten() {
+                t = zero_along(&t, *axis, idx)?;
+            }
             let bytes = t.flatten_all()?.to_vec1::<f32>()?.into_iter().flat_map(f32::to_le_bytes).collect();
             owned.push((n.clone(), t.dims().to_vec(), bytes));
         }
@@ -495,17 +519,18 @@ impl BertClassifier {
     /// What `save` zeroes so that the dense checkpoint computes the gated model, and so that magnitude-based
     /// selection in the `heads` and `ffn` passes picks exactly the gated units: per tensor, an axis (0: output
     /// features, 1: input features, PyTorch layout) and the indices along it.
-    fn gated_slices(&self) -> BTreeMap<String, (usize, Vec<usize>)> {
-        let mut out = BTreeMap::new();
+    fn gated_slices(&self) -> BTreeMap<String, Vec<(usize, Vec<usize>)>> {
+        let mut out: BTreeMap<String, Vec<(usize, Vec<usize>)>> = BTreeMap::new();
         let mut zero = |prefix: String, out_axis: bool, idx: &[usize]| {
             if idx.is_empty() {
                 return;
             }
+            let mut at = |name: String, axis: usize| out.entry(name).or_default().push((axis, idx.to_vec()));
             if out_axis {
-                out.insert(format!("{prefix}.weight"), (0, idx.to_vec()));
-                out.insert(format!("{prefix}.bias"), (0, idx.to_vec()));
+                at(format!("{prefix}.weight"), 0);
+                at(format!("{prefix}.bias"), 0);
             } else {
-                out.insert(format!("{prefix}.weight"), (1, idx.to_vec()));
+                at(format!("{prefix}.weight"), 1);
             }
         };
         let hd = self.config.hidden_size / self.config.num_attention_heads;
@@ -522,6 +547,16 @@ impl BertClassifier {
             let idx: Vec<usize> = row.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| i).collect();
             zero(format!("bert.encoder.layer.{l}.intermediate.dense"), true, &idx);
             zero(format!("bert.encoder.layer.{l}.output.dense"), false, &idx);
+        }
+        if let Some(keep) = &self.hidden_gate {
+            let idx: Vec<usize> = keep.iter().enumerate().filter(|(_, k)| !**k).map(|(i, _)| i).collect();
+            for name in self.params.keys() {
+                if let Some(axis) = hidden_axis(name) {
+                    if !idx.is_empty() {
+                        out.entry(name.clone()).or_default().push((axis, idx.clone()));
+                    }
+                }
+            }
         }
         out
     }
@@ -577,6 +612,50 @@ fn gate_tensor(keep: &[Vec<bool>], device: &Device) -> Result<Tensor> {
 }
 
 /// A copy of `t` with the given indices along `axis` set to zero.
+/// The axis (PyTorch layout) along which the hidden-stream features run in parameter `name`, if they do: the
+/// embedding tables' width, every LayerNorm, the input of every matrix reading the stream (Q/K/V, FFN-in, the
+/// pooler and the off-ramps' poolers), the output and bias of every matrix writing it. The `hidden` pass slices
+/// the same appearances.
+fn hidden_axis(name: &str) -> Option<usize> {
+    let is = |suffix: &str| name.ends_with(suffix);
+    if name.starts_with("bert.embeddings.") && name.ends_with("_embeddings.weight") {
+        return Some(1);
+    }
+    if name.contains("LayerNorm.") {
+        return Some(0);
+    }
+    if name.starts_with("bert.encoder.layer.") {
+        // Attention output and FFN-out: `….output.dense`.
+        if is(".output.dense.weight") || is(".output.dense.bias") {
+            return Some(0);
+        }
+        if is("query.weight") || is("key.weight") || is("value.weight") || is("intermediate.dense.weight") {
+            return Some(1);
+        }
+        return None;
+    }
+    if name == "bert.pooler.dense.weight" {
+        return Some(1);
+    }
+    if name.starts_with(crate::schema::EXITS) && is("pooler.dense.weight") {
+        return Some(1);
+    }
+    None
+}
+
+/// LayerNorm over the features `keep` marks: mean and variance of the kept features only (divided by their
+/// count), removed features 0. Equals `layer_norm` of the kept features alone, scattered back into `D` zeros.
+pub fn masked_layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f32, keep: &[bool]) -> Result<Tensor> {
+    let k = keep.iter().filter(|k| **k).count() as f64;
+    let m: Vec<f32> = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+    let m = Tensor::from_vec(m, keep.len(), x.device())?;
+    let mean = (x.broadcast_mul(&m)?.sum_keepdim(D::Minus1)? / k)?;
+    let xc = x.broadcast_sub(&mean)?.broadcast_mul(&m)?;
+    let var = (xc.sqr()?.sum_keepdim(D::Minus1)? / k)?;
+    let y = xc.broadcast_div(&(var + eps as f64)?.sqrt()?)?;
+    Ok(y.broadcast_mul(w)?.broadcast_add(b)?.broadcast_mul(&m)?)
+}
+
 fn zero_along(t: &Tensor, axis: usize, idx: &[usize]) -> Result<Tensor> {
     let mut keep = vec![1f32; t.dim(axis)?];
     for &i in idx {

@@ -160,6 +160,20 @@ pub fn wire_ramp(g: &mut Graph, l: usize, h: NodeIndex, labels: usize) -> Result
     let p = format!("{EXITS}{l}");
     let mean = g.spare.0.contains_key(&format!("{p}.mean_pooler.dense.weight"));
     let pooler = if mean { "mean_pooler.dense" } else { "pooler.dense" };
+    let ramp_width = g.spare.get(&format!("{p}.{pooler}.weight")).and_then(|w| w.ty.known_dims()).map(|d| (d[0], d[1]));
+    let (k, n) = match ramp_width {
+        Some((k, n)) if k == d => (k, n),
+        Some((k, _)) => {
+            return Err(failed(
+                INFO.name,
+                format!(
+                    "off-ramp {p} reads {k} hidden features but layer {l}'s output has {d} (was `hidden` run \
+                     first? run `exit` before `hidden`, which then narrows the ramps too)"
+                ),
+            ))
+        }
+        None => (d, d),
+    };
     for part in [&format!("{pooler}.weight"), &format!("{pooler}.bias"), "classifier.weight", "classifier.bias"] {
         let name = format!("{p}.{part}");
         let w =
@@ -178,9 +192,9 @@ pub fn wire_ramp(g: &mut Graph, l: usize, h: NodeIndex, labels: usize) -> Result
     } else {
         add(g, Op::TakeCls, h)?
     };
-    let pooled = add(g, Op::Linear { w: format!("{p}.{pooler}"), k: d, n: d }, cls)?;
+    let pooled = add(g, Op::Linear { w: format!("{p}.{pooler}"), k, n }, cls)?;
     let pooled = add(g, Op::Tanh, pooled)?;
-    add(g, Op::Linear { w: format!("{p}.classifier"), k: d, n: labels }, pooled)
+    add(g, Op::Linear { w: format!("{p}.classifier"), k: n, n: labels }, pooled)
 }
 
 impl Pass for Exit {

@@ -13,6 +13,7 @@ pub mod ffn;
 pub mod fold;
 pub mod head_size;
 pub mod heads;
+pub mod hidden;
 pub mod inputs;
 pub mod layers;
 pub mod mask;
@@ -56,30 +57,32 @@ impl Pipeline {
 
     /// Run every pass, verifying after each and running cleanup (dce, fold) after each user pass.
     pub fn run(&self, g: &mut Graph, ctx: &mut PassContext) -> Result<Vec<PassReport>, PassError> {
-        let seq = if ctx.flops_seq == 0 { 128 } else { ctx.flops_seq };
-        let mut reports = vec![];
-        for p in &self.passes {
-            if !matches!(p.name(), "dce" | "fold" | "quant")
-                && g.weights.0.values().any(|w| w.ty.dtype == bertopt_ir::DType::I8)
-            {
-                return Err(PassError::Failed {
-                    pass: p.name().into(),
-                    problem: "the graph is already quantized: structural passes read f32 weights, so `quant` must \
-                              come after every other pass"
-                        .into(),
-                });
-            }
-            let before = cost(g, seq);
-            let mut changed = BTreeMap::new();
-            run_verified(p.as_ref(), g, ctx, &mut changed)?;
-            if !matches!(p.name(), "dce" | "fold") {
-                run_verified(&fold::Fold, g, ctx, &mut changed)?;
-                run_verified(&dce::Dce, g, ctx, &mut changed)?;
-            }
-            reports.push(PassReport { pass: p.name().into(), before, after: cost(g, seq), changed, note: p.note() });
-        }
-        Ok(reports)
+        self.passes.iter().map(|p| run_pass(p.as_ref(), g, ctx)).collect()
     }
+}
+
+/// Run one pass as a pipeline runs it: refused on a quantized graph unless it is cleanup or `quant`, verified,
+/// then cleanup (dce, fold) after a user pass; returns its report.
+pub fn run_pass(p: &dyn Pass, g: &mut Graph, ctx: &mut PassContext) -> Result<PassReport, PassError> {
+    let seq = if ctx.flops_seq == 0 { 128 } else { ctx.flops_seq };
+    if !matches!(p.name(), "dce" | "fold" | "quant")
+        && g.weights.0.values().any(|w| w.ty.dtype == bertopt_ir::DType::I8)
+    {
+        return Err(PassError::Failed {
+            pass: p.name().into(),
+            problem: "the graph is already quantized: structural passes read f32 weights, so `quant` must \
+                      come after every other pass"
+                .into(),
+        });
+    }
+    let before = cost(g, seq);
+    let mut changed = BTreeMap::new();
+    run_verified(p, g, ctx, &mut changed)?;
+    if !matches!(p.name(), "dce" | "fold") {
+        run_verified(&fold::Fold, g, ctx, &mut changed)?;
+        run_verified(&dce::Dce, g, ctx, &mut changed)?;
+    }
+    Ok(PassReport { pass: p.name().into(), before, after: cost(g, seq), changed, note: p.note() })
 }
 
 fn run_verified(

@@ -71,6 +71,8 @@ pub enum Keep {
     HeadDims(Vec<Vec<bool>>),
     /// Whole encoder layers, `[layer]`.
     Layers(Vec<bool>),
+    /// Features of the hidden stream, `[feature]` (one set for the whole model).
+    Hidden(Vec<bool>),
 }
 
 /// How budget search (`optimize --latency-budget`) varies a cut.

@@ -17,6 +17,7 @@ pub fn passes() -> &'static [PassInfo] {
         crate::heads::INFO,
         crate::ffn::INFO,
         crate::head_size::INFO,
+        crate::hidden::INFO,
         crate::layers::INFO,
         crate::vw::INFO,
         crate::bw::INFO,

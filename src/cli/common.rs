@@ -86,6 +86,7 @@ impl TrainOpts {
             head_mask: None,
             ffn_mask: None,
             layer_mask: None,
+            hidden_mask: None,
             weight_masks: Default::default(),
             pruning: None,
             teacher: self.teacher,

@@ -1,0 +1,129 @@
+//! `hidden` end to end: the exported graph, whose stream is narrower, computes what candle's dense model computes
+//! when every LayerNorm normalises over the kept features only (`set_hidden_gate`, an independent implementation
+//! on the full-width tensors), in tract, ONNX Runtime and the interpreter; it composes with `heads,ffn`,
+//! `layers`, early exits and `quant`; orders and arguments that cannot work fail without writing a file.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use bertopt::run::{self, Runtime};
+use bertopt_models::classifier::BertClassifier;
+use bertopt_models::tokenize::TextEncoder;
+use bertopt_passes::{parse_pipeline, registry, Keep};
+use common::{export_json as export, must_fail, s, SENTENCES};
+
+/// Outputs of `onnx` per sentence in tract and ONNX Runtime, and of the IR after `pipeline` in the interpreter.
+fn all_outputs(
+    model: &Path,
+    pipeline: &str,
+    onnx: &Path,
+    enc: &mut TextEncoder,
+) -> [Vec<HashMap<String, Vec<f32>>>; 3] {
+    let ran = |rt: Runtime, enc: &mut TextEncoder| {
+        let r = run::load(rt, onnx, Default::default()).unwrap();
+        SENTENCES
+            .iter()
+            .map(|t| {
+                let b = enc.encode(&[t], 16, None).unwrap();
+                r.run(&b).unwrap().into_iter().map(|o| (o.name, o.data)).collect()
+            })
+            .collect()
+    };
+    [ran(Runtime::Tract, enc), ran(Runtime::Ort, enc), common::interpreted(model, pipeline, enc)]
+}
+
+/// The features `pass` (one `hidden(...)`) keeps on the unpruned model.
+fn kept(model: &Path, pass: &str) -> Vec<bool> {
+    let (g, _) = bertopt_models::load_graph(model).unwrap();
+    let built = registry::build_all(&parse_pipeline(pass).unwrap()).unwrap();
+    match built[0].keep(&g).unwrap() {
+        Some(Keep::Hidden(k)) => k,
+        other => panic!("{pass}: {other:?}"),
+    }
+}
+
+#[test]
+fn removed_features_equal_candle_with_masked_layer_norms() {
+    common::ensure_ort();
+    let d = tempfile::tempdir().unwrap();
+    let model = common::exit_model(d.path());
+    let labels: Vec<String> = (0..3).map(|i| format!("LABEL_{i}")).collect();
+    let mut enc = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
+    let dense = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
+    let width = dense.config.hidden_size;
+    assert_eq!(width, 32, "the removed counts below assume the tiny model's width");
+    // count=13 keeps 19, rounded up to a multiple of 4: 20 kept, 12 removed.
+    for (pipeline, removed) in [("hidden(ratio=0.25)", 8), ("hidden(count=13,multiple=4)", 12)] {
+        let keep = kept(&model, pipeline);
+        assert_eq!(keep.iter().filter(|k| !**k).count(), removed, "{pipeline}");
+        let onnx = d.path().join("h.onnx");
+        let report = export(&model, pipeline, &onnx);
+        assert_eq!(report["passes"][0]["changed"]["hidden features removed"], removed, "{report}");
+        common::onnx_check(&onnx);
+        let mut masked = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
+        masked.set_hidden_gate(keep).unwrap();
+        let outs = all_outputs(&model, pipeline, &onnx, &mut enc);
+        for (t, text) in SENTENCES.iter().enumerate() {
+            let b = enc.encode(&[text], 16, None).unwrap();
+            let want = common::flat(&masked.forward(&b, None).unwrap());
+            let unpruned = common::flat(&dense.forward(&b, None).unwrap());
+            assert!(common::max_abs_diff(&want, &unpruned) > 1e-3, "{pipeline} `{text}`: the cut changes nothing");
+            for (i, got) in outs.iter().enumerate() {
+                let diff = common::max_abs_diff(&got[t]["logits"], &want);
+                assert!(diff <= 1e-4, "{pipeline} `{text}`, runner {i}: {diff} from candle's masked model");
+            }
+        }
+    }
+}
+
+#[test]
+fn hidden_composes_with_heads_ffn_layers_exits_and_quant() {
+    common::ensure_ort();
+    let d = tempfile::tempdir().unwrap();
+    let model = common::exit_model(d.path());
+    let mut enc = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
+    let exit = "exit(criterion=entropy,threshold=0.5)";
+    let dense = d.path().join("dense.onnx");
+    let dense_params = export(&model, "dce", &dense)["params"].as_u64().unwrap();
+    for (pipeline, tolerance) in [
+        ("heads(ratio=0.5),ffn(ratio=0.5),hidden(ratio=0.25),layers(drop=2)", 1e-4),
+        (&format!("layers(drop=1),{exit},hidden(ratio=0.5)") as &str, 1e-4),
+        (&format!("heads(ratio=0.5),{exit},hidden(ratio=0.25),quant"), 1e-3),
+    ] {
+        let onnx = d.path().join("c.onnx");
+        let report = export(&model, pipeline, &onnx);
+        common::onnx_check(&onnx);
+        let params = report["params"].as_u64().unwrap();
+        assert!(params < dense_params, "{pipeline}: {params} params, dense {dense_params}");
+        let [tract, ort, interp] = all_outputs(&model, pipeline, &onnx, &mut enc);
+        for (t, text) in SENTENCES.iter().enumerate() {
+            for got in [&tract[t], &ort[t]] {
+                let diff = common::max_abs_diff(&got["logits"], &interp[t]["logits"]);
+                assert!(diff <= tolerance, "{pipeline} `{text}`: {diff} from the interpreter");
+                if let Some(l) = interp[t].get("exit_layer") {
+                    assert_eq!(&got["exit_layer"], l, "{pipeline} `{text}`");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_hidden_cuts_fail_and_write_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let model = common::exit_model(d.path());
+    let out = d.path().join("x.onnx");
+    let exit = "exit(criterion=entropy,threshold=0.5)";
+    for (pipeline, want) in [
+        (&format!("hidden(ratio=0.25),{exit}") as &str, "run `exit` before `hidden`"),
+        ("tile(sparsity=0.5),hidden(ratio=0.25)", "run `hidden` before the pass that tiled it"),
+        ("quant,hidden(ratio=0.25)", "already quantized"),
+        ("hidden(ratio=0.5,count=3)", "give at most one of ratio=FRACTION or count=N"),
+        ("hidden(multiple=0)", "must be at least 1"),
+    ] {
+        let err = must_fail(&[s(&model), "--pass", pipeline, "-o", s(&out)], &out);
+        assert!(err.contains(want), "{pipeline}: {err}");
+    }
+}
