@@ -1,5 +1,5 @@
 """Cells shared by the markdown tables the measurement scripts print (protocol-table.py, types-table.py,
-layers-table.py): a model's short name, accuracies and their 95 % intervals, paired differences marked (=) when the
+cut-table.py): a model's short name, accuracies and their 95 % intervals, paired differences marked (=) when the
 interval holds 0, the cells of an `optimize bench --json` report by runtime and batch, and FLOPs ratios at a
 length."""
 

@@ -15,7 +15,9 @@
 //! - magnitude (default): per appearance, each feature's sum of squared entries, divided by that appearance's
 //!   mean over features (a 30k-row embedding table and a LayerNorm gain then weigh the same), summed;
 //! - `scores=FILE` (`optimize score`, first-order Taylor): the summed element scores over the encoder matrices
-//!   the file holds (per element the score estimates a loss change, so sums across matrices compare).
+//!   the file holds (per element the score estimates a loss change, so sums across matrices compare). After a
+//!   cut that narrowed a matrix's other axis (`heads`, `ffn` on the scored model) the sum runs over the row or
+//!   column as scored, the removed units' entries included.
 //!
 //! `multiple=M` rounds the kept count up to a multiple of M. Order: after `heads`, `ffn`, `head-size`, before
 //! `layers` when recovering (every unit is chosen on the whole model); before `tile`, `type0`, `qkv` and `quant`
@@ -208,12 +210,25 @@ impl Hidden {
                         v
                     }
                 }
-                Importance::Scores { tensors, .. } => {
+                Importance::Scores { tensors, path } => {
                     let dims = g.weights.get(name).and_then(|w| w.ty.known_dims()).unwrap_or_default();
-                    if dims.len() != 2 || !name.starts_with("encoder.") || tensors.get(name).is_none() {
+                    let Some(t) = tensors.get(name).filter(|_| dims.len() == 2 && name.starts_with("encoder.")) else {
                         continue;
+                    };
+                    // An earlier cut (heads, ffn) may have narrowed the other axis: the row or column sum then
+                    // runs over the matrix as it was scored, removed units included.
+                    let feature_dim = if *axis == Axis::Rows { 0 } else { 1 };
+                    if t.rank() != 2 || t.dims()[feature_dim] != dims[feature_dim] {
+                        return Err(failed(
+                            INFO.name,
+                            format!(
+                                "score file {}: @{name} is {:?} but the weight is {dims:?} along the hidden features",
+                                path.display(),
+                                t.dims()
+                            ),
+                        ));
                     }
-                    along(&self.importance.of(g, INFO.name, name)?, *axis).map_err(c)?
+                    along(t, *axis).map_err(c)?
                 }
             };
             if per_feature.len() != s.width {

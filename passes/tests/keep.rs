@@ -28,6 +28,7 @@ const CASES: &[(&str, &str)] = &[
     ("ffn(ratio=0.25)", "two_ffns.ir"),
     ("head-size(sparsity=0.5)", "two_attention_layers.ir"),
     ("layers(drop=1)", "three_layers.ir"),
+    ("hidden(ratio=0.25)", "three_layers.ir"),
 ];
 
 #[test]
@@ -102,6 +103,27 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
                         None => assert!(dropped, "{pipeline}: {name} of a kept layer is gone"),
                     }
                 }
+            }
+            Keep::Hidden(k) => {
+                assert_eq!(k.iter().filter(|x| !**x).count(), 2, "{pipeline}: a quarter of 8 features");
+                let rows = |g: &Graph, name: &str, idx: &[usize]| -> Vec<Vec<f32>> {
+                    let w = all(g, name);
+                    idx.iter().map(|&i| w[i].clone()).collect()
+                };
+                let k = kept(&k);
+                // Readers lose rows, writers and embedding tables columns, LayerNorms entries: the kept ones stay.
+                for l in 0..3 {
+                    let fc_in = format!("encoder.layer.{l}.intermediate.dense.weight");
+                    assert_eq!(all(&pruned, &fc_in), rows(&dense, &fc_in, &k), "{pipeline}: {fc_in}");
+                    let fc_out = format!("encoder.layer.{l}.output.dense.weight");
+                    assert_eq!(all(&pruned, &fc_out), columns(&dense, &fc_out, &k), "{pipeline}: {fc_out}");
+                }
+                let word = "embeddings.word_embeddings.weight";
+                assert_eq!(all(&pruned, word), columns(&dense, word, &k), "{pipeline}: {word}");
+                let ln = "encoder.layer.1.output.LayerNorm.weight";
+                let (a, b) = (dense.weights.tensor(ln).unwrap(), pruned.weights.tensor(ln).unwrap());
+                let a = a.to_vec1::<f32>().unwrap();
+                assert_eq!(b.to_vec1::<f32>().unwrap(), k.iter().map(|&i| a[i]).collect::<Vec<_>>(), "{pipeline}");
             }
             Keep::HeadDims(k) => {
                 let attns: Vec<_> = ops

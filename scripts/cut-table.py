@@ -1,9 +1,9 @@
-"""Markdown table of scripts/layers-minilm-mr's results: per model, test accuracy with its 95 % interval, the paired
+"""Markdown table of a cut measured under the protocol (scripts/layers-minilm-mr, scripts/hidden-minilm-mr): per model, test accuracy with its 95 % interval, the paired
 differences against dense (test and out of domain), parameters, the FLOPs ratio at the test sentences' mean length,
 latency at real length in tract and ONNX Runtime (batch 1 and 8, all models interleaved in one run) and each
-runtime's batch-1 speedup divided by the FLOPs ratio; then each checkpoint's best validation accuracy and the layers
-its recovery skipped (training.json), and which layer order validation chose.
-Usage: python3 scripts/layers-table.py OUT_DIR PROTOCOL_DIR"""
+runtime's batch-1 speedup divided by the FLOPs ratio; then each checkpoint's best validation accuracy, the layers
+its recovery skipped and the hidden features it removed (training.json), and what validation chose (choice.txt).
+Usage: python3 scripts/cut-table.py OUT_DIR PROTOCOL_DIR CHECKPOINT... (the checkpoints under OUT_DIR)"""
 import json
 import os
 import re
@@ -44,11 +44,13 @@ print("(=): the paired interval contains 0, no measurable difference from dense.
 print()
 print("Validation (400 rows, the best epoch's accuracy; dense and deep from the protocol):")
 for n, d in [("dense", f"{sys.argv[2]}/dense"), ("deep", f"{sys.argv[2]}/deep")] + [
-        (n, f"{out}/{n}") for n in ("top4", "scored4", "deep4")]:
+        (n, f"{out}/{n}") for n in sys.argv[3:]]:
     t = json.load(open(f"{d}/training.json"))
     dropped = t["metadata"].get("layers_dropped")
-    print(f"- {n}: {100 * t['best_accuracy']:.2f} %" + (f", layers dropped {dropped}" if dropped else ""))
+    hidden = t["metadata"].get("hidden_removed")
+    print(f"- {n}: {100 * t['best_accuracy']:.2f} %" + (f", layers dropped {dropped}" if dropped else "")
+          + (f", hidden features removed {len(json.loads(hidden))}" if hidden else ""))
 choice = f"{out}/choice.txt"
 if os.path.exists(choice):
     print()
-    print(f"Layer order for deep4, chosen on validation: {open(choice).read().strip()}.")
+    print(f"Chosen on validation: {open(choice).read().strip()}.")
