@@ -5,34 +5,12 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::path::Path;
 
-use bertopt::run::{self, Runtime};
 use bertopt_models::classifier::BertClassifier;
 use bertopt_models::tokenize::TextEncoder;
 use bertopt_passes::{parse_pipeline, registry, Keep};
 use common::{export_json as export, must_fail, s, SENTENCES};
-
-/// Outputs of `onnx` per sentence in tract and ONNX Runtime, and of the IR after `pipeline` in the interpreter.
-fn all_outputs(
-    model: &Path,
-    pipeline: &str,
-    onnx: &Path,
-    enc: &mut TextEncoder,
-) -> [Vec<HashMap<String, Vec<f32>>>; 3] {
-    let ran = |rt: Runtime, enc: &mut TextEncoder| {
-        let r = run::load(rt, onnx, Default::default()).unwrap();
-        SENTENCES
-            .iter()
-            .map(|t| {
-                let b = enc.encode(&[t], 16, None).unwrap();
-                r.run(&b).unwrap().into_iter().map(|o| (o.name, o.data)).collect()
-            })
-            .collect()
-    };
-    [ran(Runtime::Tract, enc), ran(Runtime::Ort, enc), common::interpreted(model, pipeline, enc)]
-}
 
 /// The features `pass` (one `hidden(...)`) keeps on the unpruned model.
 fn kept(model: &Path, pass: &str) -> Vec<bool> {
@@ -64,7 +42,7 @@ fn removed_features_equal_candle_with_masked_layer_norms() {
         common::onnx_check(&onnx);
         let mut masked = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
         masked.set_hidden_gate(keep).unwrap();
-        let outs = all_outputs(&model, pipeline, &onnx, &mut enc);
+        let outs = common::all_outputs(&model, pipeline, &onnx, &mut enc);
         for (t, text) in SENTENCES.iter().enumerate() {
             let b = enc.encode(&[text], 16, None).unwrap();
             let want = common::flat(&masked.forward(&b, None).unwrap());
@@ -83,31 +61,16 @@ fn hidden_composes_with_heads_ffn_layers_exits_and_quant() {
     common::ensure_ort();
     let d = tempfile::tempdir().unwrap();
     let model = common::exit_model(d.path());
-    let mut enc = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
     let exit = "exit(criterion=entropy,threshold=0.5)";
-    let dense = d.path().join("dense.onnx");
-    let dense_params = export(&model, "dce", &dense)["params"].as_u64().unwrap();
-    for (pipeline, tolerance) in [
-        ("heads(ratio=0.5),ffn(ratio=0.5),hidden(ratio=0.25),layers(drop=2)", 1e-4),
-        (&format!("layers(drop=1),{exit},hidden(ratio=0.5)") as &str, 1e-4),
-        (&format!("heads(ratio=0.5),{exit},hidden(ratio=0.25),quant"), 1e-3),
-    ] {
-        let onnx = d.path().join("c.onnx");
-        let report = export(&model, pipeline, &onnx);
-        common::onnx_check(&onnx);
-        let params = report["params"].as_u64().unwrap();
-        assert!(params < dense_params, "{pipeline}: {params} params, dense {dense_params}");
-        let [tract, ort, interp] = all_outputs(&model, pipeline, &onnx, &mut enc);
-        for (t, text) in SENTENCES.iter().enumerate() {
-            for got in [&tract[t], &ort[t]] {
-                let diff = common::max_abs_diff(&got["logits"], &interp[t]["logits"]);
-                assert!(diff <= tolerance, "{pipeline} `{text}`: {diff} from the interpreter");
-                if let Some(l) = interp[t].get("exit_layer") {
-                    assert_eq!(&got["exit_layer"], l, "{pipeline} `{text}`");
-                }
-            }
-        }
-    }
+    common::composes_in_both_runtimes(
+        &model,
+        d.path(),
+        &[
+            ("heads(ratio=0.5),ffn(ratio=0.5),hidden(ratio=0.25),layers(drop=2)", 1e-4),
+            (&format!("layers(drop=1),{exit},hidden(ratio=0.5)") as &str, 1e-4),
+            (&format!("heads(ratio=0.5),{exit},hidden(ratio=0.25),quant"), 1e-3),
+        ],
+    );
 }
 
 #[test]

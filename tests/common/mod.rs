@@ -314,3 +314,50 @@ pub fn interpreted(
         })
         .collect()
 }
+
+/// Outputs of `onnx` per sentence of `SENTENCES` in tract, in ONNX Runtime, and of the IR after `pipeline` in the
+/// interpreter (each runner loaded once).
+pub fn all_outputs(
+    model: &Path,
+    pipeline: &str,
+    onnx: &Path,
+    enc: &mut bertopt_models::tokenize::TextEncoder,
+) -> [Vec<HashMap<String, Vec<f32>>>; 3] {
+    use bertopt::run::{self, Runtime};
+    let ran = |rt: Runtime, enc: &mut bertopt_models::tokenize::TextEncoder| {
+        let r = run::load(rt, onnx, Default::default()).unwrap();
+        SENTENCES
+            .iter()
+            .map(|t| {
+                let b = enc.encode(&[t], 16, None).unwrap();
+                r.run(&b).unwrap().into_iter().map(|o| (o.name, o.data)).collect()
+            })
+            .collect()
+    };
+    [ran(Runtime::Tract, enc), ran(Runtime::Ort, enc), interpreted(model, pipeline, enc)]
+}
+
+/// For each `(pipeline, tolerance)`: the CLI export of `model` passes the ONNX checker, has fewer parameters than
+/// dense, and computes in tract and ONNX Runtime the interpreter's logits within the tolerance (and the same exit
+/// layer where the graph exits early). Files go to `dir`.
+pub fn composes_in_both_runtimes(model: &Path, dir: &Path, cases: &[(&str, f32)]) {
+    let mut enc = bertopt_models::tokenize::TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
+    let dense_params = export_json(model, "dce", &dir.join("dense.onnx"))["params"].as_u64().unwrap();
+    for &(pipeline, tolerance) in cases {
+        let onnx = dir.join("c.onnx");
+        let report = export_json(model, pipeline, &onnx);
+        onnx_check(&onnx);
+        let params = report["params"].as_u64().unwrap();
+        assert!(params < dense_params, "{pipeline}: {params} params, dense {dense_params}");
+        let [tract, ort, interp] = all_outputs(model, pipeline, &onnx, &mut enc);
+        for (t, text) in SENTENCES.iter().enumerate() {
+            for got in [&tract[t], &ort[t]] {
+                let diff = max_abs_diff(&got["logits"], &interp[t]["logits"]);
+                assert!(diff <= tolerance, "{pipeline} `{text}`: {diff} from the interpreter");
+                if let Some(l) = interp[t].get("exit_layer") {
+                    assert_eq!(&got["exit_layer"], l, "{pipeline} `{text}`");
+                }
+            }
+        }
+    }
+}
