@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use bertopt_models::classifier::BertClassifier;
 use bertopt_models::tokenize::TextEncoder;
 use common::{export_json as export, must_fail, s, SENTENCES};
