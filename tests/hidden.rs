@@ -10,7 +10,7 @@ use std::path::Path;
 use bertopt_models::classifier::BertClassifier;
 use bertopt_models::tokenize::TextEncoder;
 use bertopt_passes::{parse_pipeline, registry, Keep};
-use common::{export_json as export, must_fail, s, SENTENCES};
+use common::{export_json as export, must_fail, s};
 
 /// The features `pass` (one `hidden(...)`) keeps on the unpruned model.
 fn kept(model: &Path, pass: &str) -> Vec<bool> {
@@ -42,17 +42,7 @@ fn removed_features_equal_candle_with_masked_layer_norms() {
         common::onnx_check(&onnx);
         let mut masked = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
         masked.set_hidden_gate(keep).unwrap();
-        let outs = common::all_outputs(&model, pipeline, &onnx, &mut enc);
-        for (t, text) in SENTENCES.iter().enumerate() {
-            let b = enc.encode(&[text], 16, None).unwrap();
-            let want = common::flat(&masked.forward(&b, None).unwrap());
-            let unpruned = common::flat(&dense.forward(&b, None).unwrap());
-            assert!(common::max_abs_diff(&want, &unpruned) > 1e-3, "{pipeline} `{text}`: the cut changes nothing");
-            for (i, got) in outs.iter().enumerate() {
-                let diff = common::max_abs_diff(&got[t]["logits"], &want);
-                assert!(diff <= 1e-4, "{pipeline} `{text}`, runner {i}: {diff} from candle's masked model");
-            }
-        }
+        common::equals_candle_in_all_runners(&model, pipeline, &onnx, &masked, &mut enc);
     }
 }
 

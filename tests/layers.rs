@@ -6,7 +6,7 @@ mod common;
 
 use bertopt_models::classifier::BertClassifier;
 use bertopt_models::tokenize::TextEncoder;
-use common::{export_json as export, must_fail, s, SENTENCES};
+use common::{export_json as export, must_fail, s};
 
 #[test]
 fn dropped_layers_equal_candle_skipping_them() {
@@ -24,20 +24,9 @@ fn dropped_layers_equal_candle_skipping_them() {
         let report = export(&model, pipeline, &onnx);
         assert_eq!(report["passes"][0]["changed"]["layers dropped"], dropped, "{report}");
         common::onnx_check(&onnx);
-        let dense = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
         let mut skipping = BertClassifier::from_pretrained(&model, labels.clone(), 0).unwrap();
         skipping.set_layer_gate(keep.to_vec()).unwrap();
-        let outs = common::all_outputs(&model, pipeline, &onnx, &mut enc);
-        for (t, text) in SENTENCES.iter().enumerate() {
-            let b = enc.encode(&[text], 16, None).unwrap();
-            let want = common::flat(&skipping.forward(&b, None).unwrap());
-            let unpruned = common::flat(&dense.forward(&b, None).unwrap());
-            assert!(common::max_abs_diff(&want, &unpruned) > 1e-3, "{pipeline} `{text}`: the cut changes nothing");
-            for (i, got) in outs.iter().enumerate() {
-                let diff = common::max_abs_diff(&got[t]["logits"], &want);
-                assert!(diff <= 1e-4, "{pipeline} `{text}`, runner {i}: {diff} from candle skipping the layers");
-            }
-        }
+        common::equals_candle_in_all_runners(&model, pipeline, &onnx, &skipping, &mut enc);
     }
 }
 

@@ -361,3 +361,28 @@ pub fn composes_in_both_runtimes(model: &Path, dir: &Path, cases: &[(&str, f32)]
         }
     }
 }
+
+/// The export of `model` under `pipeline` (at `onnx`) computes, in tract, ONNX Runtime and the interpreter, what
+/// `reference` (candle, an independent implementation of the cut) computes, within 1e-4 per sentence of
+/// `SENTENCES`, and `reference` differs from the unpruned model by more than 1e-3 (the cut does something).
+pub fn equals_candle_in_all_runners(
+    model: &Path,
+    pipeline: &str,
+    onnx: &Path,
+    reference: &bertopt_models::classifier::BertClassifier,
+    enc: &mut bertopt_models::tokenize::TextEncoder,
+) {
+    let dense =
+        bertopt_models::classifier::BertClassifier::from_pretrained(model, reference.labels.clone(), 0).unwrap();
+    let outs = all_outputs(model, pipeline, onnx, enc);
+    for (t, text) in SENTENCES.iter().enumerate() {
+        let b = enc.encode(&[text], 16, None).unwrap();
+        let want = flat(&reference.forward(&b, None).unwrap());
+        let unpruned = flat(&dense.forward(&b, None).unwrap());
+        assert!(max_abs_diff(&want, &unpruned) > 1e-3, "{pipeline} `{text}`: the cut changes nothing");
+        for (i, got) in outs.iter().enumerate() {
+            let diff = max_abs_diff(&got[t]["logits"], &want);
+            assert!(diff <= 1e-4, "{pipeline} `{text}`, runner {i}: {diff} from candle's model");
+        }
+    }
+}
