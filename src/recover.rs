@@ -73,9 +73,9 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     let mut m = Masks::default();
     let mut head_dims = None;
     let mut layers_cut: Option<&str> = None;
-    // The graph as the pipeline leaves it so far: `hidden` ranks the features on what the earlier cuts leave
-    // (its sums run over the matrices they shrank), as the export of the recovered model will.
-    let mut so_far = g.clone();
+    // The graph as the pipeline leaves it so far, kept only when `hidden` needs it: `hidden` ranks the features on
+    // what the earlier cuts leave (its sums run over the matrices they shrank), as the recovered model's export will.
+    let mut so_far = passes.iter().any(|p| p.0 == "hidden").then(|| g.clone());
     for (name, _, pass) in passes.iter().filter(|p| p.1 == Recovery::Units) {
         if let Some(l) = layers_cut {
             anyhow::bail!(
@@ -89,8 +89,13 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
                  recovery does not model; put `hidden` after the other unit cuts (only `layers` may follow it)"
             );
         }
-        let keep = if *name == "hidden" { pass.keep(&so_far)? } else { pass.keep(&g)? };
-        bertopt_passes::run_pass(pass.as_ref(), &mut so_far, &mut Default::default())?;
+        let keep = match (&mut so_far, *name == "hidden") {
+            (Some(pruned), true) => pass.keep(pruned)?,
+            _ => pass.keep(&g)?,
+        };
+        if let Some(pruned) = &mut so_far {
+            bertopt_passes::run_pass(pass.as_ref(), pruned, &mut Default::default())?;
+        }
         match keep {
             Some(Keep::Heads(k)) => m.heads = Some(and(m.heads, k)),
             Some(Keep::Neurons(k)) => m.ffn = Some(and(m.ffn, k)),

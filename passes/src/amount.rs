@@ -41,6 +41,16 @@ impl Amount {
     }
 }
 
+/// Units removed from `units` once the number kept (`units - remove`, when not 0) is rounded up to a multiple of
+/// `multiple` (`multiple=M` of `ffn` and `hidden`: SIMD-friendly widths).
+pub fn round_kept(units: usize, remove: usize, multiple: usize) -> usize {
+    let kept = units - remove;
+    if kept == 0 || kept.is_multiple_of(multiple) {
+        return remove;
+    }
+    units - (kept.div_ceil(multiple) * multiple).min(units)
+}
+
 /// The one rounding rule: `floor(fraction * units)`, at most `cap`.
 pub fn removed(units: usize, fraction: f64, cap: usize) -> usize {
     ((units as f64 * fraction) as usize).min(cap)
@@ -60,6 +70,14 @@ mod tests {
         assert_eq!(removed(7, 0.5, 7), 3, "3.5 rounds down");
         assert_eq!(removed(4, 0.99, 3), 3, "a group that must keep one");
         assert_eq!(Amount::Count(9).of(4, 4), 4);
+    }
+
+    #[test]
+    fn the_kept_count_rounds_up_to_the_multiple() {
+        assert_eq!(round_kept(32, 13, 4), 12, "19 kept rounds up to 20");
+        assert_eq!(round_kept(32, 12, 4), 12, "20 kept is a multiple already");
+        assert_eq!(round_kept(32, 32, 4), 32, "nothing kept stays nothing");
+        assert_eq!(round_kept(30, 1, 8), 0, "29 kept rounds up past 30: nothing goes");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::{Dim, Graph, NodeIndex, Op};
 use petgraph::Direction;
 
-use crate::amount::Amount;
+use crate::amount::{round_kept, Amount};
 use crate::args::Args;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{keep_top, kept_index, residual_only, set_weight, weight};
@@ -119,11 +119,7 @@ impl Ffn {
     fn keep_block(&self, g: &Graph, b: &Block) -> Result<Vec<bool>, PassError> {
         let (w_in, w_out) = names(g, b);
         let Op::Linear { n: inner, .. } = g.dag[b.fc_in].op else { unreachable!("blocks() returns linears") };
-        let mut remove = self.remove.of(inner, inner);
-        let kept = inner - remove;
-        if kept > 0 && !kept.is_multiple_of(self.multiple) {
-            remove = inner - (kept.div_ceil(self.multiple) * self.multiple).min(inner);
-        }
+        let remove = round_kept(inner, self.remove.of(inner, inner), self.multiple);
         Ok(match remove {
             0 => vec![true; inner],
             r if r == inner => vec![false; inner],

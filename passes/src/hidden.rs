@@ -30,7 +30,7 @@ use bertopt_ir::{DType, Graph, NodeIndex, Op};
 use candle_core::Tensor;
 use petgraph::Direction;
 
-use crate::amount::Amount;
+use crate::amount::{round_kept, Amount};
 use crate::args::Args;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{keep_top, kept_index, set_weight, weight};
@@ -88,9 +88,9 @@ fn sites(g: &Graph) -> Result<Sites, PassError> {
     let fail = |p: String| failed(INFO.name, p);
     let order = g.topo_order().map_err(|e| failed(INFO.name, e))?;
     let mut stream: BTreeSet<NodeIndex> = BTreeSet::new();
-    let mut s = Sites { weights: BTreeSet::new(), readers: vec![], writers: vec![], width: 0 };
+    let mut weights = BTreeSet::new();
     let mut w = |name: String, axis| {
-        s.weights.insert((name, axis));
+        weights.insert((name, axis));
     };
     let mut readers = vec![];
     let mut writers = vec![];
@@ -163,35 +163,32 @@ fn sites(g: &Graph) -> Result<Sites, PassError> {
             _ => {}
         }
     }
-    for (name, _) in &s.weights {
+    for (name, _) in &weights {
         let t = g.weights.get(name).ok_or_else(|| fail(format!("weight @{name} does not exist")))?;
         if t.ty.dtype != DType::F32 {
             return Err(fail(format!("@{name} is {}: run `hidden` before `quant`", t.ty)));
         }
     }
     let embed = g.dag.node_indices().find(|&n| matches!(g.dag[n].op, Op::Embed { .. }));
-    s.width = embed
+    let width = embed
         .and_then(|e| g.dag[e].ty.last().and_then(|d| d.known()))
         .ok_or_else(|| fail("the graph has no embeddings of known width".into()))?;
-    s.readers = readers;
-    s.writers = writers;
-    Ok(s)
+    Ok(Sites { weights, readers, writers, width })
 }
 
 impl Hidden {
     /// Which hidden features this pass keeps on `g`, without changing it.
     pub fn keep(&self, g: &Graph) -> Result<Vec<bool>, PassError> {
-        let s = sites(g)?;
+        self.keep_at(g, &sites(g)?)
+    }
+
+    fn keep_at(&self, g: &Graph, s: &Sites) -> Result<Vec<bool>, PassError> {
         let d = s.width;
-        let mut remove = self.remove.of(d, d - 1);
-        let kept = d - remove;
-        if !kept.is_multiple_of(self.multiple) {
-            remove = d - (kept.div_ceil(self.multiple) * self.multiple).min(d);
-        }
+        let remove = round_kept(d, self.remove.of(d, d - 1), self.multiple);
         if remove == 0 {
             return Ok(vec![true; d]);
         }
-        Ok(keep_top(&self.score(g, &s)?, remove))
+        Ok(keep_top(&self.score(g, s)?, remove))
     }
 
     /// Importance of each hidden feature, summed over its appearances.
@@ -265,13 +262,13 @@ impl Pass for Hidden {
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
-        let keep = Hidden::keep(self, g)?;
+        let s = sites(g)?;
+        let keep = self.keep_at(g, &s)?;
         let new = keep.iter().filter(|k| **k).count();
         changed.insert("hidden features removed".into(), keep.len() - new);
         if new == keep.len() {
             return Ok(());
         }
-        let s = sites(g)?;
         let idx = kept_index(&keep).map_err(c)?;
         // A matrix can hold the features along both axes (none in BERT, but slice each axis once regardless).
         for (name, axis) in &s.weights {
