@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use bertopt_ir::ops;
 use bertopt_ir::Graph;
 use candle_core::{Device, Tensor};
 
@@ -131,7 +132,10 @@ fn head_size_masks(g: &Graph, keep: &[Vec<bool>]) -> anyhow::Result<BTreeMap<Str
     let mut out = BTreeMap::new();
     let attns = bertopt_passes::rewrite::attention_nodes(g, "head-size")?;
     for (n, keep) in attns.into_iter().zip(keep) {
-        let bertopt_ir::Op::Attention { heads, head_dim, query, key, value, output } = &g.dag[n].op else { continue };
+        let bertopt_ir::Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = &g.dag[n].op
+        else {
+            continue;
+        };
         if keep.iter().all(|k| *k) {
             continue;
         }
@@ -169,7 +173,7 @@ fn entry_masks(dense: &Graph, pruned: &Graph) -> anyhow::Result<BTreeMap<String,
                 continue;
             }
             a.iter().zip(&b).map(|(x, y)| if *y == 0.0 && *x != 0.0 { 0.0 } else { 1.0 }).collect()
-        } else if pruned.weights.0.contains_key(&bertopt_ir::op::tile_names(p, 0).0) {
+        } else if pruned.weights.0.contains_key(&bertopt_ir::ops::tile_names(p, 0).0) {
             tiled_mask(pruned, p, k, n)?
         } else {
             continue; // used by nothing any more, or reshaped by a unit pass
@@ -183,14 +187,14 @@ fn entry_masks(dense: &Graph, pruned: &Graph) -> anyhow::Result<BTreeMap<String,
 /// The K×N entries a tiled group `p` reads: tile t covers the next `width_t` of its computed columns (`P.cols`,
 /// or all N) and reads its kept rows.
 fn tiled_mask(pruned: &Graph, p: &str, k: usize, n: usize) -> anyhow::Result<Vec<f32>> {
-    let cols: Vec<usize> = match pruned.weights.tensor(&bertopt_ir::op::cols_name(p)) {
+    let cols: Vec<usize> = match pruned.weights.tensor(&bertopt_ir::ops::cols_name(p)) {
         Some(c) => c.to_vec1::<i64>()?.into_iter().map(|c| c as usize).collect(),
         None => (0..n).collect(),
     };
     let mut keep = vec![0f32; k * n];
     let mut next = 0;
-    for t in 0..bertopt_ir::op::tile_count(|x| pruned.weights.0.contains_key(x), p) {
-        let (rows, weight) = bertopt_ir::op::tile_names(p, t);
+    for t in 0..bertopt_ir::ops::tile_count(|x| pruned.weights.0.contains_key(x), p) {
+        let (rows, weight) = bertopt_ir::ops::tile_names(p, t);
         let rows = pruned.weights.tensor(&rows).map(|r| r.to_vec1::<i64>()).transpose()?.unwrap_or_default();
         let width = pruned.weights.get(&weight).and_then(|w| w.ty.known_dims()).map_or(0, |d| d[1]);
         for &c in cols.get(next..next + width).unwrap_or_default() {

@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use bertopt::run::{Batch, Runtime};
-use bertopt_ir::{interp, op::tile_names, Graph};
+use bertopt_ir::{interp, ops::tile_names, Graph};
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::Scheme;
 use candle_core::{Device, Tensor};
@@ -206,7 +206,7 @@ fn tiled_equals_the_dense_graph_with_the_dropped_row_segments_and_columns_zeroed
                 let name = format!("{w}.weight");
                 let (k, cols) = weight(dense, &name).dims2().unwrap();
                 // Type 8 lists the columns the tiles compute; the others keep only their bias.
-                let computed: Vec<usize> = match pruned.weights.tensor(&bertopt_ir::op::cols_name(&w)) {
+                let computed: Vec<usize> = match pruned.weights.tensor(&bertopt_ir::ops::cols_name(&w)) {
                     Some(t) => t.to_vec1::<i64>().unwrap().into_iter().map(|c| c as usize).collect(),
                     None => (0..cols).collect(),
                 };

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bertopt_ir::op::{cols_name, tile_count, tile_names};
+use bertopt_ir::ops::{cols_name, tile_count, tile_names};
 use candle_core::{Device, Tensor};
 
 #[test]

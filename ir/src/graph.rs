@@ -3,64 +3,19 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::Tensor;
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
-use crate::infer::WeightTypes;
-use crate::op::Op;
-use crate::types::{DType, ValueType};
+use crate::ops::Op;
+use crate::types::ValueType;
+pub use crate::weights::{Weight, Weights};
 
 /// A node: an op and the type of the value it produces.
 #[derive(Clone, Debug)]
 pub struct Node {
     pub op: Op,
     pub ty: ValueType,
-}
-
-/// A named constant. `data` is absent for a graph parsed from text, which declares weights by type only.
-#[derive(Clone, Debug)]
-pub struct Weight {
-    pub ty: ValueType,
-    pub data: Option<Tensor>,
-}
-
-impl Weight {
-    /// A weight with data; its type is read off the tensor (f32 or i64).
-    pub fn from_tensor(t: Tensor) -> Self {
-        let dtype = match t.dtype() {
-            candle_core::DType::I64 => DType::I64,
-            _ => DType::F32,
-        };
-        Weight { ty: ValueType::known(dtype, t.dims()), data: Some(t) }
-    }
-}
-
-/// All weights by full tensor name, in name order (so printing is stable).
-#[derive(Clone, Debug, Default)]
-pub struct Weights(pub BTreeMap<String, Weight>);
-
-impl Weights {
-    pub fn insert(&mut self, name: impl Into<String>, t: Tensor) {
-        self.0.insert(name.into(), Weight::from_tensor(t));
-    }
-    pub fn get(&self, name: &str) -> Option<&Weight> {
-        self.0.get(name)
-    }
-    pub fn tensor(&self, name: &str) -> Option<&Tensor> {
-        self.0.get(name).and_then(|w| w.data.as_ref())
-    }
-    /// Total number of scalar parameters.
-    pub fn num_params(&self) -> usize {
-        self.0.values().filter_map(|w| w.ty.num_elements()).sum()
-    }
-}
-
-impl WeightTypes for Weights {
-    fn weight_type(&self, name: &str) -> Option<&ValueType> {
-        self.0.get(name).map(|w| &w.ty)
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -92,7 +47,7 @@ impl Graph {
 
     /// Add a graph parameter.
     pub fn add_input(&mut self, name: &str, ty: ValueType) -> NodeIndex {
-        let n = self.dag.add_node(Node { op: Op::Input { name: name.to_string() }, ty });
+        let n = self.dag.add_node(Node { op: Op::Input(crate::ops::Input { name: name.to_string() }), ty });
         self.inputs.push(n);
         n
     }
@@ -109,7 +64,7 @@ impl Graph {
     /// Add a node whose type is inferred from its operands and weights.
     pub fn add_inferred(&mut self, op: Op, operands: &[NodeIndex]) -> Result<NodeIndex, String> {
         let tys: Vec<&ValueType> = operands.iter().map(|&o| &self.dag[o].ty).collect();
-        let ty = crate::infer::infer(&op, &tys, &self.weights)?;
+        let ty = op.infer(&tys, &self.weights)?;
         Ok(self.add_node(op, ty, operands))
     }
 
@@ -189,12 +144,12 @@ impl Graph {
             }
             // Tiled linears and tiled attention projections: `P.tile{t}.rows` / `P.tile{t}.weight`, `P.cols`.
             for r in n.op.weight_refs() {
-                let cols = crate::op::cols_name(r);
+                let cols = crate::ops::cols_name(r);
                 if self.weights.0.contains_key(&cols) {
                     used.insert(cols);
                 }
-                for t in 0..crate::op::tile_count(|x| self.weights.0.contains_key(x), r) {
-                    let (rows, weight) = crate::op::tile_names(r, t);
+                for t in 0..crate::ops::tile_count(|x| self.weights.0.contains_key(x), r) {
+                    let (rows, weight) = crate::ops::tile_names(r, t);
                     used.extend([rows, weight].into_iter().filter(|x| self.weights.0.contains_key(x)));
                 }
             }

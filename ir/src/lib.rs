@@ -3,10 +3,10 @@
 
 pub use bertopt_schema::exit;
 pub use bertopt_schema::names;
+pub mod cost;
 pub mod graph;
-pub mod infer;
 pub mod interp;
-pub mod op;
+pub mod ops;
 pub mod parse;
 pub mod print;
 pub mod quant;
@@ -14,13 +14,15 @@ pub use bertopt_schema::read;
 pub mod seeded;
 pub mod types;
 pub mod verify;
+pub mod weights;
 
 pub use exit::ExitRule;
-pub use graph::{Graph, Node, Weight, Weights};
-pub use op::{Attr, Op};
+pub use graph::{Graph, Node};
+pub use ops::{Attr, Op};
 pub use parse::{parse, ParseError};
 pub use petgraph::stable_graph::NodeIndex;
 pub use print::print;
 pub use read::{read_capped, read_capped_text};
 pub use types::{DType, Dim, ValueType};
 pub use verify::{verify, VerifyError};
+pub use weights::{Weight, Weights};

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 
 use crate::graph::{Graph, Weight};
-use crate::op::{Attr, Op};
+use crate::ops::{Attr, Op};
 use crate::types::{DType, Dim, ValueType};
 
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ use std::fmt::Write;
 use petgraph::stable_graph::NodeIndex;
 
 use crate::graph::Graph;
-use crate::op::{Attr, Op};
+use crate::ops::{Attr, Op};
 
 /// The printed name of every value: `%name` for inputs, `%N` for the rest.
 pub struct ValueNames(HashMap<NodeIndex, String>);
@@ -31,7 +31,7 @@ impl ValueNames {
         let mut next = 0;
         for &n in order {
             let name = match &g.dag[n].op {
-                Op::Input { name } => format!("%{name}"),
+                Op::Input(crate::ops::Input { name }) => format!("%{name}"),
                 _ => {
                     next += 1;
                     format!("%{}", next - 1)
@@ -65,7 +65,7 @@ pub fn print(g: &Graph) -> String {
     let _ = writeln!(s, "graph {}({}) {{", g.name, params.join(", "));
     for &n in &order {
         let node = &g.dag[n];
-        if let Op::Input { .. } = node.op {
+        if let Op::Input(_) = node.op {
             continue;
         }
         let args: Vec<String> = g.operands(n).into_iter().map(|o| names.get(o)).collect();

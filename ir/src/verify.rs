@@ -4,8 +4,7 @@
 use std::collections::BTreeSet;
 
 use crate::graph::Graph;
-use crate::infer::infer;
-use crate::op::Op;
+use crate::ops::Op;
 use crate::print::ValueNames;
 use crate::quant::{row_scale_name, scale_name, QMAX};
 use crate::types::{DType, ValueType};
@@ -26,15 +25,15 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
     let mut seen_inputs = BTreeSet::new();
     for &i in &g.inputs {
         match g.dag.node_weight(i).map(|n| &n.op) {
-            Some(Op::Input { name }) if seen_inputs.insert(name.clone()) => {}
-            Some(Op::Input { name }) => problems.push(format!("input %{name} declared twice")),
+            Some(Op::Input(crate::ops::Input { name })) if seen_inputs.insert(name.clone()) => {}
+            Some(Op::Input(crate::ops::Input { name })) => problems.push(format!("input %{name} declared twice")),
             _ => problems.push("a graph input is not an input node".into()),
         }
     }
     for n in g.dag.node_indices() {
         let node = &g.dag[n];
         let here = names.get(n);
-        if let Op::Input { .. } = node.op {
+        if let Op::Input(_) = node.op {
             if !g.inputs.contains(&n) {
                 problems.push(format!("{here} is an input node that is not a graph input"));
             }
@@ -51,11 +50,11 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             problems.push(format!("{here}: operand positions {positions:?} are not 0..{}", ops.len()));
             continue;
         }
-        if matches!(node.op, Op::ExitLayer) && !matches!(g.dag[ops[0]].op, Op::EarlyExit { .. }) {
+        if matches!(node.op, Op::ExitLayer) && !matches!(g.dag[ops[0]].op, Op::EarlyExit(_)) {
             problems.push(format!("{here} = exit_layer: its operand {} is not an early_exit", names.get(ops[0])));
         }
         let tys: Vec<&ValueType> = ops.iter().map(|&o| &g.dag[o].ty).collect();
-        match infer(&node.op, &tys, &g.weights) {
+        match node.op.infer(&tys, &g.weights) {
             Ok(t) if t == node.ty => {}
             Ok(t) => problems.push(format!("{here} = {}: declared {} but inferred {t}", node.op.mnemonic(), node.ty)),
             Err(e) => problems.push(format!("{here} = {}: {e}", node.op.mnemonic())),

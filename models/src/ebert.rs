@@ -17,7 +17,7 @@ use crate::rng::Rng;
 pub use crate::schema::{predictor_shapes, EBERT, WIDTH};
 
 /// BatchNorm epsilon (PyTorch's default; the `ebert` pass folds with the same).
-pub const BN_EPS: f64 = bertopt_ir::op::PREDICTOR_BN_EPS;
+pub const BN_EPS: f64 = bertopt_ir::ops::PREDICTOR_BN_EPS;
 /// BatchNorm running-statistics momentum (PyTorch's default).
 pub const BN_MOMENTUM: f64 = 0.1;
 /// Initial bias of the predictors' output: sigmoid(2) = 0.88, so training starts from nearly every unit kept.

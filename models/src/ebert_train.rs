@@ -88,7 +88,7 @@ struct BestEpoch {
 /// Heads and groups kept per layer by the fused graph (`ebert(ratio=..)`) for a keep fraction.
 pub fn keep_for_ratio(model: &BertClassifier, ratio: f64) -> Result<(usize, usize)> {
     let groups = model.predictor_groups().ok_or_else(|| anyhow::anyhow!("the model has no EBERT predictors"))?;
-    let kept = bertopt_ir::op::kept_units;
+    let kept = bertopt_ir::ops::kept_units;
     Ok((kept(ratio, model.config.num_attention_heads), kept(ratio, groups)))
 }
 

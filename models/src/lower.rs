@@ -1,6 +1,7 @@
 //! Lowering a checkpoint to IR: one `embed`, then per layer `attention`, `add_norm`, `linear`, `gelu`, `linear`,
 //! `add_norm`, then the head. Linear weights are transposed here to the IR's K×N layout.
 
+use bertopt_ir::ops;
 use bertopt_ir::{DType, Dim, Graph, Op, ValueType};
 
 use crate::checkpoint::{Checkpoint, Head};
@@ -47,14 +48,14 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
 
     let mut h = add(
         &mut g,
-        Op::Embed {
+        Op::Embed(ops::Embed {
             word: "embeddings.word_embeddings.weight".into(),
             position: "embeddings.position_embeddings.weight".into(),
             token_type: "embeddings.token_type_embeddings.weight".into(),
             ln: "embeddings.LayerNorm".into(),
             eps,
             position_offset: c.position_offset(),
-        },
+        }),
         &[ids, tt],
         "embeddings",
     )?;
@@ -63,27 +64,28 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
         let p = format!("encoder.layer.{l}");
         let a = add(
             &mut g,
-            Op::Attention {
+            Op::Attention(ops::Attention {
                 heads: c.num_attention_heads,
                 head_dim: c.head_dim(),
                 query: format!("{p}.attention.self.query"),
                 key: format!("{p}.attention.self.key"),
                 value: format!("{p}.attention.self.value"),
                 output: format!("{p}.attention.output.dense"),
-            },
+            }),
             &[h, mask],
             &p,
         )?;
-        let h1 = add(&mut g, Op::AddNorm { ln: format!("{p}.attention.output.LayerNorm"), eps }, &[a, h], &p)?;
-        let f = add(&mut g, Op::Linear { w: format!("{p}.intermediate.dense"), k: d, n: i }, &[h1], &p)?;
+        let h1 =
+            add(&mut g, Op::AddNorm(ops::AddNorm { ln: format!("{p}.attention.output.LayerNorm"), eps }), &[a, h], &p)?;
+        let f = add(&mut g, Op::Linear(ops::Linear { w: format!("{p}.intermediate.dense"), k: d, n: i }), &[h1], &p)?;
         let f = add(&mut g, Op::Gelu, &[f], &p)?;
-        let o = add(&mut g, Op::Linear { w: format!("{p}.output.dense"), k: i, n: d }, &[f], &p)?;
-        h = add(&mut g, Op::AddNorm { ln: format!("{p}.output.LayerNorm"), eps }, &[o, h1], &p)?;
+        let o = add(&mut g, Op::Linear(ops::Linear { w: format!("{p}.output.dense"), k: i, n: d }), &[f], &p)?;
+        h = add(&mut g, Op::AddNorm(ops::AddNorm { ln: format!("{p}.output.LayerNorm"), eps }), &[o, h1], &p)?;
     }
     let pooled = |g: &mut Graph, h| -> Result<_, LowerError> {
         let cls = g.add_inferred(Op::TakeCls, &[h]).map_err(|p| err("pooler", p))?;
         let lin = g
-            .add_inferred(Op::Linear { w: "pooler.dense".into(), k: d, n: d }, &[cls])
+            .add_inferred(Op::Linear(ops::Linear { w: "pooler.dense".into(), k: d, n: d }), &[cls])
             .map_err(|p| err("pooler", p))?;
         g.add_inferred(Op::Tanh, &[lin]).map_err(|p| err("pooler", p))
     };
@@ -97,15 +99,25 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
         }
         Head::BertClassifier { labels } => {
             let p = pooled(&mut g, h)?;
-            let logits = add(&mut g, Op::Linear { w: "classifier".into(), k: d, n: labels }, &[p], "classifier")?;
+            let logits =
+                add(&mut g, Op::Linear(ops::Linear { w: "classifier".into(), k: d, n: labels }), &[p], "classifier")?;
             g.add_output("logits", logits);
         }
         Head::RobertaClassifier { labels } => {
             let cls = add(&mut g, Op::TakeCls, &[h], "classifier")?;
-            let x = add(&mut g, Op::Linear { w: "classifier.dense".into(), k: d, n: d }, &[cls], "classifier")?;
+            let x = add(
+                &mut g,
+                Op::Linear(ops::Linear { w: "classifier.dense".into(), k: d, n: d }),
+                &[cls],
+                "classifier",
+            )?;
             let x = add(&mut g, Op::Tanh, &[x], "classifier")?;
-            let logits =
-                add(&mut g, Op::Linear { w: "classifier.out_proj".into(), k: d, n: labels }, &[x], "classifier")?;
+            let logits = add(
+                &mut g,
+                Op::Linear(ops::Linear { w: "classifier.out_proj".into(), k: d, n: labels }),
+                &[x],
+                "classifier",
+            )?;
             g.add_output("logits", logits);
         }
     }

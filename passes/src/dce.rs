@@ -33,7 +33,7 @@ impl Pass for Dce {
             }
         }
         let dead: Vec<NodeIndex> =
-            g.dag.node_indices().filter(|n| !live.contains(n) && !matches!(g.dag[*n].op, Op::Input { .. })).collect();
+            g.dag.node_indices().filter(|n| !live.contains(n) && !matches!(g.dag[*n].op, Op::Input(_))).collect();
         for &n in &dead {
             g.dag.remove_node(n);
         }

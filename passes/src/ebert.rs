@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use bertopt_ir::names::EBERT;
-use bertopt_ir::op::{kept_units, PREDICTOR_BN_EPS};
+use bertopt_ir::ops;
+use bertopt_ir::ops::{kept_units, PREDICTOR_BN_EPS};
 use bertopt_ir::{Graph, NodeIndex, Op};
 use candle_core::Tensor;
 use petgraph::Direction;
@@ -110,10 +111,10 @@ fn predictor(
         return Err(failed(INFO.name, format!("layer {l}: keeping {k} {kind} of the {units} the predictor scores")));
     }
     let add = |g: &mut Graph, op: Op, x: NodeIndex| g.add_inferred(op, &[x]).map_err(|e| failed(INFO.name, e));
-    let h = add(g, Op::Linear { w: fc1, k: d, n: width }, input)?;
+    let h = add(g, Op::Linear(ops::Linear { w: fc1, k: d, n: width }), input)?;
     let h = add(g, Op::Relu, h)?;
-    let z = add(g, Op::Linear { w: fc2, k: width, n: units }, h)?;
-    Ok((add(g, Op::TopK { k }, z)?, units))
+    let z = add(g, Op::Linear(ops::Linear { w: fc2, k: width, n: units }), h)?;
+    Ok((add(g, Op::TopK(ops::TopK { k }), z)?, units))
 }
 
 fn users(g: &Graph, n: NodeIndex) -> Vec<NodeIndex> {
@@ -123,16 +124,18 @@ fn users(g: &Graph, n: NodeIndex) -> Vec<NodeIndex> {
 /// The FFN block after the attention sub-layer `h1`: (fc_in, fc_out) for layer `l`.
 fn ffn_block(g: &Graph, h1: NodeIndex, l: usize) -> Result<(NodeIndex, NodeIndex), PassError> {
     let inter = format!("encoder.layer.{l}.intermediate.dense");
-    let fc_in =
-        users(g, h1).into_iter().find(|&u| matches!(&g.dag[u].op, Op::Linear { w, .. } if *w == inter)).ok_or_else(
-            || failed(INFO.name, format!("layer {l} has no dense FFN (was it pruned or tiled before `ebert`?)")),
-        )?;
+    let fc_in = users(g, h1)
+        .into_iter()
+        .find(|&u| matches!(&g.dag[u].op, Op::Linear(ops::Linear { w, .. }) if *w == inter))
+        .ok_or_else(|| {
+            failed(INFO.name, format!("layer {l} has no dense FFN (was it pruned or tiled before `ebert`?)"))
+        })?;
     let act = match users(g, fc_in).as_slice() {
         [a] if matches!(g.dag[*a].op, Op::Gelu) => *a,
         _ => return Err(failed(INFO.name, format!("layer {l}: the FFN-in linear does not feed exactly one gelu"))),
     };
     match users(g, act).as_slice() {
-        [o] if matches!(g.dag[*o].op, Op::Linear { .. }) => Ok((fc_in, *o)),
+        [o] if matches!(g.dag[*o].op, Op::Linear(_)) => Ok((fc_in, *o)),
         _ => Err(failed(INFO.name, format!("layer {l}: the FFN's gelu does not feed exactly one linear"))),
     }
 }
@@ -162,7 +165,7 @@ impl Pass for Ebert {
             .dag
             .node_indices()
             .filter_map(|n| match &g.dag[n].op {
-                Op::Attention { query, .. } => {
+                Op::Attention(ops::Attention { query, .. }) => {
                     let l = query.strip_prefix("encoder.layer.")?.split('.').next()?.parse().ok()?;
                     Some((l, n))
                 }
@@ -175,7 +178,8 @@ impl Pass for Ebert {
         }
         let (mut heads_kept, mut groups_kept) = (0, 0);
         for (l, att) in layers {
-            let Op::Attention { heads, head_dim, query, key, value, output } = g.dag[att].op.clone() else {
+            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = g.dag[att].op.clone()
+            else {
                 unreachable!("filtered to attention nodes")
             };
             for p in [&query, &key, &value, &output] {
@@ -184,7 +188,7 @@ impl Pass for Ebert {
             let ops = g.operands(att);
             let (x, mask) = (ops[0], ops[1]);
             let h1 = match users(g, att).as_slice() {
-                [u] if matches!(g.dag[*u].op, Op::AddNorm { .. }) => *u,
+                [u] if matches!(g.dag[*u].op, Op::AddNorm(_)) => *u,
                 _ => return Err(failed(INFO.name, format!("layer {l}: attention does not feed exactly one add_norm"))),
             };
             let input = if l == 0 {
@@ -203,14 +207,21 @@ impl Pass for Ebert {
             }
             let keep = g.dag[idx].ty.shape[1].known().unwrap_or(heads);
             let dyn_att = g
-                .add_inferred(Op::DynAttention { heads, head_dim, keep, query, key, value, output }, &[x, mask, idx])
+                .add_inferred(
+                    Op::DynAttention(ops::DynAttention { heads, head_dim, keep, query, key, value, output }),
+                    &[x, mask, idx],
+                )
                 .map_err(|e| failed(INFO.name, e))?;
             g.replace_uses(att, dyn_att);
             heads_kept += keep;
 
             let (fc_in, fc_out) = ffn_block(g, h1, l)?;
-            let Op::Linear { w: inter, n: f, .. } = g.dag[fc_in].op.clone() else { unreachable!("checked linear") };
-            let Op::Linear { w: out, .. } = g.dag[fc_out].op.clone() else { unreachable!("checked linear") };
+            let Op::Linear(ops::Linear { w: inter, n: f, .. }) = g.dag[fc_in].op.clone() else {
+                unreachable!("checked linear")
+            };
+            let Op::Linear(ops::Linear { w: out, .. }) = g.dag[fc_out].op.clone() else {
+                unreachable!("checked linear")
+            };
             let cls = g.add_inferred(Op::TakeCls, &[h1]).map_err(|e| failed(INFO.name, e))?;
             let (gidx, groups) = predictor(g, l, "ffn", cls, self.groups, self.ratio)?;
             if groups == 0 || f % groups != 0 {
@@ -223,7 +234,7 @@ impl Pass for Ebert {
             }
             let keep = g.dag[gidx].ty.shape[1].known().unwrap_or(groups);
             let dyn_ffn = g
-                .add_inferred(Op::DynFfn { inter, out, groups, keep }, &[h1, gidx])
+                .add_inferred(Op::DynFfn(ops::DynFfn { inter, out, groups, keep }), &[h1, gidx])
                 .map_err(|e| failed(INFO.name, e))?;
             g.replace_uses(fc_out, dyn_ffn);
             groups_kept += keep;

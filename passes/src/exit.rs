@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use bertopt_ir::names::EXITS;
+use bertopt_ir::ops;
 use bertopt_ir::{ExitRule, Graph, NodeIndex, Op};
 
 use crate::args::Args;
@@ -101,7 +102,7 @@ impl Exit {
 pub fn layer_outputs(g: &Graph) -> BTreeMap<usize, NodeIndex> {
     let mut out = BTreeMap::new();
     for n in g.dag.node_indices() {
-        if let Op::AddNorm { ln, .. } | Op::LayerNorm { ln, .. } = &g.dag[n].op {
+        if let Op::AddNorm(ops::AddNorm { ln, .. }) | Op::LayerNorm(ops::LayerNorm { ln, .. }) = &g.dag[n].op {
             if let Some(l) = ln.strip_prefix("encoder.layer.").and_then(|r| r.strip_suffix(".output.LayerNorm")) {
                 if let Ok(l) = l.parse::<usize>() {
                     out.insert(l, n);
@@ -186,15 +187,15 @@ pub fn wire_ramp(g: &mut Graph, l: usize, h: NodeIndex, labels: usize) -> Result
             .inputs
             .iter()
             .copied()
-            .find(|&i| matches!(&g.dag[i].op, Op::Input { name } if name == "attention_mask"))
+            .find(|&i| matches!(&g.dag[i].op, Op::Input(ops::Input { name }) if name == "attention_mask"))
             .ok_or_else(|| failed(INFO.name, "a mean-pooled off-ramp needs the graph's attention_mask input"))?;
         g.add_inferred(Op::MaskedMean, &[h, mask]).map_err(|e| failed(INFO.name, e))?
     } else {
         add(g, Op::TakeCls, h)?
     };
-    let pooled = add(g, Op::Linear { w: format!("{p}.{pooler}"), k, n }, cls)?;
+    let pooled = add(g, Op::Linear(ops::Linear { w: format!("{p}.{pooler}"), k, n }), cls)?;
     let pooled = add(g, Op::Tanh, pooled)?;
-    add(g, Op::Linear { w: format!("{p}.classifier"), k: n, n: labels }, pooled)
+    add(g, Op::Linear(ops::Linear { w: format!("{p}.classifier"), k: n, n: labels }), pooled)
 }
 
 impl Pass for Exit {
@@ -203,7 +204,7 @@ impl Pass for Exit {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        if g.dag.node_weights().any(|n| matches!(n.op, Op::EarlyExit { .. })) {
+        if g.dag.node_weights().any(|n| matches!(n.op, Op::EarlyExit(_))) {
             return Err(failed(INFO.name, "the graph already has early exits (exit given twice?)"));
         }
         let Some(oi) = g.outputs.iter().position(|(name, _)| name == "logits") else {
@@ -235,7 +236,9 @@ impl Pass for Exit {
         // `layers` dropped some below it), then every standing layer for the final classifier.
         let mut layers: Vec<usize> = counts.iter().map(|&c| standing.keys().filter(|&&l| l < c).count()).collect();
         layers.push(standing.len());
-        let e = g.add_inferred(Op::EarlyExit { rule: self.rule, layers }, &exits).map_err(|e| failed(INFO.name, e))?;
+        let e = g
+            .add_inferred(Op::EarlyExit(ops::EarlyExit { rule: self.rule, layers }), &exits)
+            .map_err(|e| failed(INFO.name, e))?;
         let x = g.add_inferred(Op::ExitLayer, &[e]).map_err(|e| failed(INFO.name, e))?;
         g.outputs[oi].1 = e;
         g.add_output("exit_layer", x);

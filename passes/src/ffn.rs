@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use bertopt_ir::ops;
 use bertopt_ir::{Dim, Graph, NodeIndex, Op};
 use petgraph::Direction;
 
@@ -73,7 +74,7 @@ fn blocks(g: &Graph) -> Result<Vec<Block>, PassError> {
         .dag
         .node_indices()
         .filter(|&n| matches!(g.dag[n].op, Op::Gelu))
-        .any(|act| g.dag.neighbors_undirected(act).any(|m| matches!(g.dag[m].op, Op::TiledLinear { .. })));
+        .any(|act| g.dag.neighbors_undirected(act).any(|m| matches!(g.dag[m].op, Op::TiledLinear(_))));
     if tiled_ffn {
         return Err(failed(
             INFO.name,
@@ -82,10 +83,10 @@ fn blocks(g: &Graph) -> Result<Vec<Block>, PassError> {
     }
     let mut out = vec![];
     for fc_in in g.topo_order().map_err(|e| failed(INFO.name, e))? {
-        let Op::Linear { n: inner, .. } = g.dag[fc_in].op else { continue };
+        let Op::Linear(ops::Linear { n: inner, .. }) = g.dag[fc_in].op else { continue };
         let Some(act) = single_user(g, fc_in).filter(|a| matches!(g.dag[*a].op, Op::Gelu)) else { continue };
         let Some(fc_out) = single_user(g, act) else { continue };
-        if matches!(g.dag[fc_out].op, Op::Linear { k, .. } if k == inner) {
+        if matches!(g.dag[fc_out].op, Op::Linear(ops::Linear { k, .. }) if k == inner) {
             out.push(Block { fc_in, act, fc_out });
         }
     }
@@ -94,7 +95,7 @@ fn blocks(g: &Graph) -> Result<Vec<Block>, PassError> {
 
 fn names(g: &Graph, b: &Block) -> (String, String) {
     let name = |n: NodeIndex| match &g.dag[n].op {
-        Op::Linear { w, .. } => w.clone(),
+        Op::Linear(ops::Linear { w, .. }) => w.clone(),
         _ => unreachable!("blocks() only returns linears here"),
     };
     (name(b.fc_in), name(b.fc_out))
@@ -118,7 +119,9 @@ impl Ffn {
 
     fn keep_block(&self, g: &Graph, b: &Block) -> Result<Vec<bool>, PassError> {
         let (w_in, w_out) = names(g, b);
-        let Op::Linear { n: inner, .. } = g.dag[b.fc_in].op else { unreachable!("blocks() returns linears") };
+        let Op::Linear(ops::Linear { n: inner, .. }) = g.dag[b.fc_in].op else {
+            unreachable!("blocks() returns linears")
+        };
         let remove = round_kept(inner, self.remove.of(inner, inner), self.multiple);
         Ok(match remove {
             0 => vec![true; inner],
@@ -142,7 +145,7 @@ impl Pass for Ffn {
         for (layer, b) in blocks(g)?.into_iter().enumerate() {
             let keep = self.keep_block(g, &b)?;
             let (w_in, w_out) = names(g, &b);
-            let Op::Linear { k: d, n: inner, .. } = g.dag[b.fc_in].op else { continue };
+            let Op::Linear(ops::Linear { k: d, n: inner, .. }) = g.dag[b.fc_in].op else { continue };
             let new = keep.iter().filter(|k| **k).count();
             if new == inner {
                 continue;
@@ -161,9 +164,9 @@ impl Pass for Ffn {
             set_weight(g, &format!("{w_in}.weight"), wi);
             set_weight(g, &format!("{w_in}.bias"), bi);
             set_weight(g, &format!("{w_out}.weight"), wo);
-            g.dag[b.fc_in].op = Op::Linear { w: w_in, k: d, n: new };
-            if let Op::Linear { w, n, .. } = g.dag[b.fc_out].op.clone() {
-                g.dag[b.fc_out].op = Op::Linear { w, k: new, n };
+            g.dag[b.fc_in].op = Op::Linear(ops::Linear { w: w_in, k: d, n: new });
+            if let Op::Linear(ops::Linear { w, n, .. }) = g.dag[b.fc_out].op.clone() {
+                g.dag[b.fc_out].op = Op::Linear(ops::Linear { w, k: new, n });
             }
             for node in [b.fc_in, b.act] {
                 if let Some(last) = g.dag[node].ty.shape.last_mut() {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use bertopt_ir::ops;
 use bertopt_ir::{interp, Graph, Op, Weight};
 
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
@@ -27,14 +28,14 @@ impl Pass for Fold {
         let order = g.topo_order().map_err(|p| failed(INFO.name, p))?;
         let mut folded = 0;
         for n in order {
-            if matches!(g.dag[n].op, Op::Input { .. } | Op::Const { .. }) {
+            if matches!(g.dag[n].op, Op::Input(_) | Op::Const(_)) {
                 continue;
             }
             let operands = g.operands(n);
             let consts: Option<Vec<candle_core::Tensor>> = operands
                 .iter()
                 .map(|&o| match &g.dag[o].op {
-                    Op::Const { weight } => g.weights.tensor(weight).cloned(),
+                    Op::Const(ops::Const { weight }) => g.weights.tensor(weight).cloned(),
                     _ => None,
                 })
                 .collect();
@@ -50,7 +51,7 @@ impl Pass for Fold {
             for e in operands.iter().filter_map(|&o| g.dag.find_edge(o, n)).collect::<Vec<_>>() {
                 g.dag.remove_edge(e);
             }
-            g.dag[n].op = Op::Const { weight: name };
+            g.dag[n].op = Op::Const(ops::Const { weight: name });
             folded += 1;
         }
         *changed.entry("values folded".into()).or_default() += folded;

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use bertopt_ir::ops;
 use bertopt_ir::{Graph, Op};
 use candle_core::{Device, Tensor};
 
@@ -50,7 +51,9 @@ impl HeadSize {
 
 /// Importance of dimension `j` of the heads: Q/K/V columns `h·d + j` and O rows `h·d + j`, summed over heads.
 fn dim_scores(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassError> {
-    let Op::Attention { heads, head_dim, query, key, value, output } = op else { unreachable!("attention only") };
+    let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = op else {
+        unreachable!("attention only")
+    };
     let mut score = vec![0f32; *head_dim];
     let mut add = |per_unit: Tensor| -> Result<(), PassError> {
         let per_dim = per_unit.reshape((*heads, *head_dim)).map_err(c)?.sum(0).map_err(c)?;
@@ -73,7 +76,7 @@ impl HeadSize {
         let mut out = vec![];
         for n in crate::rewrite::attention_nodes(g, "head-size")? {
             let op = &g.dag[n].op;
-            let Op::Attention { head_dim, query, key, value, output, .. } = op else { continue };
+            let Op::Attention(ops::Attention { head_dim, query, key, value, output, .. }) = op else { continue };
             for p in [query, key, value, output] {
                 crate::rewrite::require_dense(g, "head-size", p)?;
             }
@@ -97,7 +100,10 @@ impl Pass for HeadSize {
         let keeps = self.keep(g)?;
         let mut removed = 0;
         for (n, keep) in attns.into_iter().zip(keeps) {
-            let Op::Attention { heads, head_dim, query, key, value, output } = g.dag[n].op.clone() else { continue };
+            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = g.dag[n].op.clone()
+            else {
+                continue;
+            };
             let remove = keep.iter().filter(|k| !**k).count();
             if remove == 0 {
                 continue;
@@ -120,7 +126,7 @@ impl Pass for HeadSize {
             let w = weight(g, "head-size", &format!("{output}.weight"))?.index_select(&idx, 0).map_err(c)?;
             set_weight(g, &format!("{output}.weight"), w);
             removed += remove;
-            g.dag[n].op = Op::Attention { heads, head_dim: kept.len(), query, key, value, output };
+            g.dag[n].op = Op::Attention(ops::Attention { heads, head_dim: kept.len(), query, key, value, output });
         }
         changed.insert("head dimensions removed".into(), removed);
         Ok(())

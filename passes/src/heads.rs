@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use bertopt_ir::ops;
 use bertopt_ir::{Graph, NodeIndex, Op};
 use candle_core::{Device, Tensor};
 
@@ -74,7 +75,9 @@ impl Heads {
 /// Importance of each head: the summed element importance (W², or Taylor scores) of its slices of Q, K, V
 /// (columns) and O (rows).
 fn importance(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassError> {
-    let Op::Attention { heads, head_dim, query, key, value, output } = op else { unreachable!("attention only") };
+    let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = op else {
+        unreachable!("attention only")
+    };
     let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
     let mut score = vec![0f32; *heads];
     for p in [query, key, value] {
@@ -103,7 +106,7 @@ impl Heads {
             }
         }
         let heads_of = |g: &Graph, n: NodeIndex| match g.dag[n].op {
-            Op::Attention { heads, .. } => heads,
+            Op::Attention(ops::Attention { heads, .. }) => heads,
             _ => 0,
         };
         Ok(match &self.select {
@@ -150,7 +153,10 @@ impl Pass for Heads {
         let keep = self.keep(g)?;
         let (mut removed, mut blocks) = (0, 0);
         for (layer, (&n, keep)) in attns.iter().zip(&keep).enumerate() {
-            let Op::Attention { heads, head_dim, query, key, value, output } = g.dag[n].op.clone() else { continue };
+            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = g.dag[n].op.clone()
+            else {
+                continue;
+            };
             let kept: Vec<usize> = (0..heads).filter(|&h| keep[h]).collect();
             removed += heads - kept.len();
             if kept.len() == heads {
@@ -175,7 +181,7 @@ impl Pass for Heads {
             let w =
                 crate::rewrite::weight(g, "heads", &format!("{output}.weight"))?.index_select(&idx, 0).map_err(c)?;
             set_weight(g, &format!("{output}.weight"), w);
-            g.dag[n].op = Op::Attention { heads: kept.len(), head_dim, query, key, value, output };
+            g.dag[n].op = Op::Attention(ops::Attention { heads: kept.len(), head_dim, query, key, value, output });
         }
         changed.insert("heads removed".into(), removed);
         changed.insert("attention blocks removed".into(), blocks);

@@ -26,6 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use bertopt_ir::ops;
 use bertopt_ir::{DType, Graph, NodeIndex, Op};
 use candle_core::Tensor;
 use petgraph::Direction;
@@ -94,14 +95,13 @@ fn sites(g: &Graph) -> Result<Sites, PassError> {
     };
     let mut readers = vec![];
     let mut writers = vec![];
-    let feeds_norm = |n: NodeIndex| {
-        g.dag.neighbors_directed(n, Direction::Outgoing).any(|u| matches!(g.dag[u].op, Op::AddNorm { .. }))
-    };
+    let feeds_norm =
+        |n: NodeIndex| g.dag.neighbors_directed(n, Direction::Outgoing).any(|u| matches!(g.dag[u].op, Op::AddNorm(_)));
     for n in order {
         let ops = g.operands(n);
         let reads = ops.iter().any(|o| stream.contains(o));
         match &g.dag[n].op {
-            Op::Embed { word, position, token_type, ln, .. } => {
+            Op::Embed(ops::Embed { word, position, token_type, ln, .. }) => {
                 for t in [word, position, token_type] {
                     w(t.clone(), Axis::Cols);
                 }
@@ -109,7 +109,7 @@ fn sites(g: &Graph) -> Result<Sites, PassError> {
                 w(format!("{ln}.bias"), Axis::Rows);
                 stream.insert(n);
             }
-            Op::Attention { query, key, value, output, .. } => {
+            Op::Attention(ops::Attention { query, key, value, output, .. }) => {
                 for p in [query, key, value, output] {
                     crate::rewrite::require_dense(g, INFO.name, p)?;
                 }
@@ -120,19 +120,19 @@ fn sites(g: &Graph) -> Result<Sites, PassError> {
                 w(format!("{output}.bias"), Axis::Rows);
                 stream.insert(n);
             }
-            Op::AddNorm { ln, .. } | Op::LayerNorm { ln, .. } if reads => {
+            Op::AddNorm(ops::AddNorm { ln, .. }) | Op::LayerNorm(ops::LayerNorm { ln, .. }) if reads => {
                 w(format!("{ln}.weight"), Axis::Rows);
                 w(format!("{ln}.bias"), Axis::Rows);
                 stream.insert(n);
             }
-            Op::AddBias { bias } if reads => {
+            Op::AddBias(ops::AddBias { bias }) if reads => {
                 w(bias.clone(), Axis::Rows);
                 stream.insert(n);
             }
             Op::TakeCls | Op::MaskedMean | Op::Add if reads => {
                 stream.insert(n);
             }
-            Op::Linear { w: p, .. } => {
+            Op::Linear(ops::Linear { w: p, .. }) => {
                 if reads {
                     w(format!("{p}.weight"), Axis::Rows);
                     readers.push(n);
@@ -144,13 +144,13 @@ fn sites(g: &Graph) -> Result<Sites, PassError> {
                     stream.insert(n);
                 }
             }
-            Op::TiledLinear { .. } if reads || feeds_norm(n) => {
+            Op::TiledLinear(_) if reads || feeds_norm(n) => {
                 return Err(fail(format!(
                     "%{} is tiled and touches the hidden stream: run `hidden` before `tile`, `type0` or `qkv`",
                     n.index()
                 )))
             }
-            Op::DynAttention { .. } | Op::DynFfn { .. } => {
+            Op::DynAttention(_) | Op::DynFfn(_) => {
                 return Err(fail("the graph has EBERT's per-input ops, whose predictors read the hidden stream".into()))
             }
             op if reads => {
@@ -169,7 +169,7 @@ fn sites(g: &Graph) -> Result<Sites, PassError> {
             return Err(fail(format!("@{name} is {}: run `hidden` before `quant`", t.ty)));
         }
     }
-    let embed = g.dag.node_indices().find(|&n| matches!(g.dag[n].op, Op::Embed { .. }));
+    let embed = g.dag.node_indices().find(|&n| matches!(g.dag[n].op, Op::Embed(_)));
     let width = embed
         .and_then(|e| g.dag[e].ty.last().and_then(|d| d.known()))
         .ok_or_else(|| fail("the graph has no embeddings of known width".into()))?;
@@ -278,12 +278,12 @@ impl Pass for Hidden {
             set_weight(g, name, sliced);
         }
         for &n in &s.readers {
-            if let Op::Linear { k, .. } = &mut g.dag[n].op {
+            if let Op::Linear(ops::Linear { k, .. }) = &mut g.dag[n].op {
                 *k = new;
             }
         }
         for &n in &s.writers {
-            if let Op::Linear { n: out, .. } = &mut g.dag[n].op {
+            if let Op::Linear(ops::Linear { n: out, .. }) = &mut g.dag[n].op {
                 *out = new;
             }
         }
@@ -295,13 +295,15 @@ impl Pass for Hidden {
 /// Infer every node's type again, in order, from its operands and weights (every width on the stream changed).
 fn retype(g: &mut Graph) -> Result<(), PassError> {
     for n in g.topo_order().map_err(|e| failed(INFO.name, e))? {
-        if matches!(g.dag[n].op, Op::Input { .. }) {
+        if matches!(g.dag[n].op, Op::Input(_)) {
             continue;
         }
         let operands = g.operands(n);
         let types: Vec<_> = operands.iter().map(|&o| g.dag[o].ty.clone()).collect();
         let refs: Vec<_> = types.iter().collect();
-        let ty = bertopt_ir::infer::infer(&g.dag[n].op, &refs, &g.weights)
+        let ty = g.dag[n]
+            .op
+            .infer(&refs, &g.weights)
             .map_err(|e| failed(INFO.name, format!("after the cut, %{}: {e}", n.index())))?;
         g.dag[n].ty = ty;
     }

@@ -137,7 +137,7 @@ fn layer_score(g: &Graph, importance: &Importance, l: usize) -> Result<f64, Pass
 
 /// The hidden state that enters layer 0: the embeddings' output.
 fn embeddings(g: &Graph) -> Option<NodeIndex> {
-    g.dag.node_indices().find(|&n| matches!(g.dag[n].op, Op::Embed { .. }))
+    g.dag.node_indices().find(|&n| matches!(g.dag[n].op, Op::Embed(_)))
 }
 
 impl Pass for Layers {
@@ -151,10 +151,10 @@ impl Pass for Layers {
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let fail = |p: &str| failed(INFO.name, p);
-        if g.dag.node_weights().any(|n| matches!(n.op, Op::EarlyExit { .. })) {
+        if g.dag.node_weights().any(|n| matches!(n.op, Op::EarlyExit(_))) {
             return Err(fail("the graph has early exits: drop layers before `exit`, not after"));
         }
-        if g.dag.node_weights().any(|n| matches!(n.op, Op::DynAttention { .. } | Op::DynFfn { .. })) {
+        if g.dag.node_weights().any(|n| matches!(n.op, Op::DynAttention(_) | Op::DynFfn(_))) {
             return Err(fail("the graph has EBERT's per-input ops, whose predictors read every layer"));
         }
         let keep = Layers::keep(self, g)?;

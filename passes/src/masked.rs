@@ -3,6 +3,7 @@
 //! A dense runtime (tract, ONNX Runtime) gains nothing from them; they exist to measure accuracy and to feed
 //! runtimes with sparse kernels.
 
+use bertopt_ir::ops;
 use bertopt_ir::{Graph, Op};
 
 /// Every prunable encoder matrix, by weight name (`P.weight`, K×N): the per-token linears and the attention
@@ -11,8 +12,8 @@ pub fn encoder_matrices(g: &Graph) -> Vec<String> {
     let mut out = vec![];
     for n in g.dag.node_weights() {
         match &n.op {
-            Op::Linear { w, .. } if n.ty.rank() == 3 => out.push(format!("{w}.weight")),
-            Op::Attention { query, key, value, output, .. } => {
+            Op::Linear(ops::Linear { w, .. }) if n.ty.rank() == 3 => out.push(format!("{w}.weight")),
+            Op::Attention(ops::Attention { query, key, value, output, .. }) => {
                 out.extend([query, key, value, output].iter().map(|p| format!("{p}.weight")))
             }
             _ => {}

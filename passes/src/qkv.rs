@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use bertopt_ir::ops;
 use bertopt_ir::{Graph, Op};
 
 use crate::args::Args;
@@ -56,7 +57,7 @@ impl Pass for Qkv {
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let mut removed = 0;
         for n in attention_nodes(g, "qkv")? {
-            let Op::Attention { query, key, value, .. } = g.dag[n].op.clone() else { continue };
+            let Op::Attention(ops::Attention { query, key, value, .. }) = g.dag[n].op.clone() else { continue };
             for p in [&query, &key, &value] {
                 require_dense(g, "qkv", p)?;
             }

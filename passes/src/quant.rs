@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use bertopt_ir::ops;
 use bertopt_ir::{quant, Graph, Op};
 
 use crate::args::Args;
@@ -97,11 +98,11 @@ impl Pass for Quant {
         let mut tables = vec![];
         for n in g.dag.node_weights() {
             match &n.op {
-                Op::Embed { word, .. } => tables.push(word.clone()),
-                Op::Linear { w, .. } => groups.push((w.clone(), linear_kind(w))),
-                Op::Attention { query, key, value, output, .. } => {
+                Op::Embed(ops::Embed { word, .. }) => tables.push(word.clone()),
+                Op::Linear(ops::Linear { w, .. }) => groups.push((w.clone(), linear_kind(w))),
+                Op::Attention(ops::Attention { query, key, value, output, .. }) => {
                     for p in [query, key, value, output] {
-                        if bertopt_ir::op::tile_count(|x| has(g, x), p) > 0 {
+                        if bertopt_ir::ops::tile_count(|x| has(g, x), p) > 0 {
                             return Err(failed(
                                 INFO.name,
                                 format!(
@@ -113,13 +114,13 @@ impl Pass for Quant {
                         groups.push((p.clone(), "attention"));
                     }
                 }
-                Op::TiledLinear { w, .. } => {
+                Op::TiledLinear(ops::TiledLinear { w, .. }) => {
                     return Err(failed(
                         INFO.name,
                         format!("{w} is tiled: int8 tiles are not supported; leave `tile` or `quant` out"),
                     ))
                 }
-                Op::DynAttention { .. } | Op::DynFfn { .. } => {
+                Op::DynAttention(_) | Op::DynFfn(_) => {
                     return Err(failed(
                         INFO.name,
                         "the graph is EBERT's (`ebert` ran): it gathers each input's weights in f32 at run time, \

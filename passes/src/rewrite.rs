@@ -1,5 +1,6 @@
 //! Graph rewrites shared by the structured pruning passes.
 
+use bertopt_ir::ops;
 use bertopt_ir::{Graph, NodeIndex, Op, Weight};
 use candle_core::Tensor;
 use petgraph::Direction;
@@ -14,7 +15,7 @@ pub fn residual_only(g: &mut Graph, block: NodeIndex, bias: &str, what: &str) ->
     let [user] = users.as_slice() else {
         return Err(format!("{what}: every unit is removed, but its output has {} users", users.len()));
     };
-    let Op::AddNorm { ln, eps } = g.dag[*user].op.clone() else {
+    let Op::AddNorm(ops::AddNorm { ln, eps }) = g.dag[*user].op.clone() else {
         return Err(format!("{what}: every unit is removed, but its output feeds `{}`", g.dag[*user].op.mnemonic()));
     };
     let ops = g.operands(*user);
@@ -23,8 +24,8 @@ pub fn residual_only(g: &mut Graph, block: NodeIndex, bias: &str, what: &str) ->
     }
     let residual = ops[1];
     let ty = g.dag[residual].ty.clone();
-    let biased = g.add_node(Op::AddBias { bias: bias.to_string() }, ty.clone(), &[residual]);
-    let normed = g.add_node(Op::LayerNorm { ln, eps }, ty, &[biased]);
+    let biased = g.add_node(Op::AddBias(ops::AddBias { bias: bias.to_string() }), ty.clone(), &[residual]);
+    let normed = g.add_node(Op::LayerNorm(ops::LayerNorm { ln, eps }), ty, &[biased]);
     g.replace_uses(*user, normed);
     Ok(())
 }
@@ -59,7 +60,7 @@ pub fn keep_top(score: &[f32], remove: usize) -> Vec<bool> {
 
 /// Refuse to reshape projection group `p` that an earlier pass already tiled: its `P.weight` is gone.
 pub fn require_dense(g: &Graph, pass: &str, p: &str) -> Result<(), PassError> {
-    if bertopt_ir::op::tile_count(|n| g.weights.0.contains_key(n), p) > 0 {
+    if bertopt_ir::ops::tile_count(|n| g.weights.0.contains_key(n), p) > 0 {
         return Err(failed(
             pass,
             format!("@{p} is already tiled (by `tile`, `type0` or `qkv`); run `{pass}` before the pass that tiled it"),
@@ -79,7 +80,7 @@ pub fn keep_input_rows(g: &mut Graph, pass: &str, p: &str, keep: &[bool]) -> Res
     let w = weight(g, pass, &format!("{p}.weight"))?;
     let rows: Vec<i64> = keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as i64).collect();
     let sub = w.index_select(&kept_index(keep).map_err(c)?, 0).map_err(c)?.contiguous().map_err(c)?;
-    let (rows_name, weight_name) = bertopt_ir::op::tile_names(p, 0);
+    let (rows_name, weight_name) = bertopt_ir::ops::tile_names(p, 0);
     set_weight(g, &rows_name, Tensor::new(rows.as_slice(), &candle_core::Device::Cpu).map_err(c)?);
     set_weight(g, &weight_name, sub);
     g.weights.0.remove(&format!("{p}.weight"));
@@ -89,5 +90,5 @@ pub fn keep_input_rows(g: &mut Graph, pass: &str, p: &str, keep: &[bool]) -> Res
 /// The attention nodes in layer order.
 pub fn attention_nodes(g: &Graph, pass: &str) -> Result<Vec<NodeIndex>, PassError> {
     let order = g.topo_order().map_err(|problem| PassError::Failed { pass: pass.into(), problem })?;
-    Ok(order.into_iter().filter(|n| matches!(g.dag[*n].op, Op::Attention { .. })).collect())
+    Ok(order.into_iter().filter(|n| matches!(g.dag[*n].op, Op::Attention(_))).collect())
 }

@@ -20,8 +20,9 @@
 
 use std::collections::BTreeMap;
 
+use bertopt_ir::ops;
 use bertopt_ir::{
-    op::{cols_name, tile_names},
+    ops::{cols_name, tile_names},
     Graph, NodeIndex, Op,
 };
 use candle_core::{Device, Tensor};
@@ -132,8 +133,10 @@ fn targets(g: &Graph, imp: &Importance, attention: bool) -> Result<Vec<Target>, 
     for node in g.topo_order().map_err(|e| failed(INFO.name, e))? {
         match &g.dag[node].op {
             // The pooler and classifier run once per sequence: nothing to gain.
-            Op::Linear { w, k, n } if g.dag[node].ty.rank() == 3 => out.push(target(Some(node), w, *k, *n)?),
-            Op::Attention { query, key, value, output, .. } if attention => {
+            Op::Linear(ops::Linear { w, k, n }) if g.dag[node].ty.rank() == 3 => {
+                out.push(target(Some(node), w, *k, *n)?)
+            }
+            Op::Attention(ops::Attention { query, key, value, output, .. }) if attention => {
                 for p in [query, key, value, output] {
                     let Some(w) = g.weights.get(&format!("{p}.weight")) else { continue }; // already cut
                     if let Some([k, n]) = w.ty.known_dims().as_deref() {
@@ -279,7 +282,8 @@ impl Pass for TilePass {
             }
             g.weights.0.remove(&format!("{}.weight", tg.w)); // the tiles replace it
             if let Some(node) = tg.node {
-                g.dag[node].op = Op::TiledLinear { w: tg.w.clone(), k: tg.k, n: tg.n, tiles: tiles.len() };
+                g.dag[node].op =
+                    Op::TiledLinear(ops::TiledLinear { w: tg.w.clone(), k: tg.k, n: tg.n, tiles: tiles.len() });
             }
         }
         changed.insert("row segments removed".into(), segments);

@@ -42,7 +42,7 @@ impl Pass for Truncate {
         let Some(oi) = g.outputs.iter().position(|(name, _)| name == "logits") else {
             return Err(fail("truncation needs a classifier: the graph has no `logits` output"));
         };
-        if g.dag.node_weights().any(|n| matches!(n.op, bertopt_ir::Op::EarlyExit { .. })) {
+        if g.dag.node_weights().any(|n| matches!(n.op, bertopt_ir::Op::EarlyExit(_))) {
             return Err(fail("the graph has early exits: truncate before `exit`, not after"));
         }
         let labels = g.dag[g.outputs[oi].1].ty.last().and_then(|d| d.known()).unwrap_or(0);

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use bertopt_ir::ops;
 use bertopt_ir::{Graph, Op};
 
 use crate::amount::removed;
@@ -63,7 +64,9 @@ impl Pass for Type0 {
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let (mut blocks_removed, mut rows_removed) = (0, 0);
         for n in attention_nodes(g, "type0")? {
-            let Op::Attention { head_dim, query, key, value, .. } = g.dag[n].op.clone() else { continue };
+            let Op::Attention(ops::Attention { head_dim, query, key, value, .. }) = g.dag[n].op.clone() else {
+                continue;
+            };
             let block = self.block.unwrap_or(head_dim);
             for p in [&query, &key, &value] {
                 require_dense(g, "type0", p)?;

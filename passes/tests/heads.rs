@@ -3,6 +3,7 @@
 
 mod common;
 
+use bertopt_ir::ops;
 use bertopt_ir::{interp, parse, print, verify, Graph, Op};
 use bertopt_passes::{PassContext, Pipeline};
 use common::*;
@@ -65,7 +66,7 @@ fn ratio_removes_the_lowest_magnitude_heads_per_layer() {
     let r = Pipeline::parse("heads(ratio=0.5)").unwrap().run(&mut g, &mut PassContext::default()).unwrap();
     assert_eq!(r[0].changed["heads removed"], 4);
     for n in g.dag.node_weights() {
-        if let Op::Attention { heads, .. } = n.op {
+        if let Op::Attention(ops::Attention { heads, .. }) = n.op {
             assert_eq!(heads, 2);
         }
     }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use bertopt_ir::ops;
 use bertopt_ir::{parse, Graph, Op};
 use bertopt_passes::{registry, Keep, PassContext, Pipeline, Recovery};
 use common::with_data;
@@ -56,7 +57,7 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
                 let attns: Vec<_> = ops
                     .iter()
                     .filter_map(|o| {
-                        if let Op::Attention { head_dim, value, .. } = o {
+                        if let Op::Attention(ops::Attention { head_dim, value, .. }) = o {
                             Some((*head_dim, value.clone()))
                         } else {
                             None
@@ -76,7 +77,9 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
             Keep::Neurons(k) => {
                 let ins: Vec<String> = ops
                     .iter()
-                    .filter_map(|o| if let Op::Linear { w, n: 16, .. } = o { Some(w.clone()) } else { None })
+                    .filter_map(
+                        |o| if let Op::Linear(ops::Linear { w, n: 16, .. }) = o { Some(w.clone()) } else { None },
+                    )
                     .collect();
                 assert_eq!(k.len(), ins.len(), "{pipeline}: one row per FFN block");
                 for (w, k) in ins.iter().zip(&k) {
@@ -129,7 +132,7 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
                 let attns: Vec<_> = ops
                     .iter()
                     .filter_map(|o| {
-                        if let Op::Attention { heads, head_dim, value, .. } = o {
+                        if let Op::Attention(ops::Attention { heads, head_dim, value, .. }) = o {
                             Some((*heads, *head_dim, value.clone()))
                         } else {
                             None

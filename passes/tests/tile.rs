@@ -5,6 +5,7 @@
 
 mod common;
 
+use bertopt_ir::ops;
 use bertopt_ir::{interp, parse, print, verify, Graph, Op};
 use bertopt_passes::{PassContext, Pipeline};
 use candle_core::{Device, Tensor};
@@ -22,7 +23,7 @@ fn linears(g: &Graph) -> Vec<(String, usize, usize)> {
         .unwrap()
         .into_iter()
         .filter_map(|n| match &g.dag[n].op {
-            Op::Linear { w, k, n: nn } if g.dag[n].ty.rank() == 3 => Some((w.clone(), *k, *nn)),
+            Op::Linear(ops::Linear { w, k, n: nn }) if g.dag[n].ty.rank() == 3 => Some((w.clone(), *k, *nn)),
             _ => None,
         })
         .collect()

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use bertopt_ir::ops;
 use bertopt_ir::{interp::MASK_NEG, DType, Dim, ExitRule, Graph, NodeIndex, Op};
 use candle_core::Tensor;
 
@@ -101,7 +102,7 @@ impl<'g> Emitter<'g> {
     /// Whether node `n`'s value is a hidden state emitted as rows: `[batch·seq, D]` for the IR's `[batch, seq, D]`.
     fn is_rows(&self, n: NodeIndex) -> bool {
         let node = &self.g.dag[n];
-        self.rows && node.ty.rank() == 3 && !matches!(node.op, Op::Input { .. } | Op::Const { .. })
+        self.rows && node.ty.rank() == 3 && !matches!(node.op, Op::Input(_) | Op::Const(_))
     }
 
     /// `[batch, seq, tail..]` as a shape tensor (rows mode), one per tail and subgraph.
@@ -171,7 +172,7 @@ impl<'g> Emitter<'g> {
         let xt = self.feature_major(x, rank);
         let mut parts = vec![];
         for t in 0..tiles {
-            let (rows, weight) = bertopt_ir::op::tile_names(p, t);
+            let (rows, weight) = bertopt_ir::ops::tile_names(p, t);
             let gathered = self.gather_rows(&xt, &rows)?;
             let w = self.weight(&weight)?;
             let wt = w
@@ -191,7 +192,7 @@ impl<'g> Emitter<'g> {
             [one] => one.to_string(),
             _ => self.b.node("Concat", &format!("{p}/Concat"), &refs, &[("axis", Attr::Int(0))]),
         };
-        if let Some(cols) = self.g.weights.tensor(&bertopt_ir::op::cols_name(p)) {
+        if let Some(cols) = self.g.weights.tensor(&bertopt_ir::ops::cols_name(p)) {
             cat = self.scatter_columns(&cat, p, cols, 2, 0)?;
         }
         let back = self.b.node("Transpose", &format!("{p}/TokenMajor"), &[&cat], &[("perm", Attr::Ints(vec![1, 0]))]);
@@ -221,7 +222,7 @@ impl<'g> Emitter<'g> {
         rank: usize,
         axis: usize,
     ) -> Result<String, EmitError> {
-        let name = bertopt_ir::op::cols_name(p);
+        let name = bertopt_ir::ops::cols_name(p);
         let cols = cols.to_vec1::<i64>().map_err(|source| EmitError::Tensor { name: name.clone(), source })?;
         let n = self.weight(&format!("{p}.bias"))?.dim(0).map_err(|source| EmitError::Tensor { name, source })?;
         let zero_at = cols.len() as i64;
@@ -319,7 +320,7 @@ impl<'g> Emitter<'g> {
     /// `x·W + b` for parameter group `p` (optionally with W and b pre-scaled), dense or tiled: attention
     /// projections, the only groups that are tiled by weight presence, read rank-3 hidden states.
     fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
-        let tiles = bertopt_ir::op::tile_count(|n| self.g.weights.0.contains_key(n), p);
+        let tiles = bertopt_ir::ops::tile_count(|n| self.g.weights.0.contains_key(n), p);
         if tiles > 0 {
             // Attention projections read the hidden states: rank 3, or 2 as rows.
             let rank = if self.rows { 2 } else { 3 };
@@ -425,9 +426,9 @@ impl<'g> Emitter<'g> {
         let args: Vec<String> = self.g.operands(n).iter().map(|o| self.vals[o].clone()).collect();
         let a = |i: usize| args[i].as_str();
         Ok(match &node.op {
-            Op::Input { name } => name.clone(),
-            Op::Const { weight } => self.init(weight)?,
-            Op::Embed { word, position, token_type, ln, eps, position_offset } => {
+            Op::Input(ops::Input { name }) => name.clone(),
+            Op::Const(ops::Const { weight }) => self.init(weight)?,
+            Op::Embed(ops::Embed { word, position, token_type, ln, eps, position_offset }) => {
                 let scope = ln.trim_end_matches(".LayerNorm");
                 let tt_table = self.init(token_type)?;
                 let pos_table = self.init(position)?;
@@ -463,7 +464,7 @@ impl<'g> Emitter<'g> {
                 }
                 self.layer_norm(&x, ln, *eps)?
             }
-            Op::Attention { heads, head_dim, query, key, value, output } => {
+            Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) => {
                 let scope = query.trim_end_matches(".self.query").to_string();
                 let mask_node = self.g.operands(n)[1];
                 let mask = self.additive_mask(mask_node);
@@ -475,17 +476,17 @@ impl<'g> Emitter<'g> {
                 let c = self.multi_head(&scope, names, [&q, &k, &v], &mask, *heads as i64, *head_dim as i64)?;
                 self.linear(&c, output, None)?
             }
-            Op::AddNorm { ln, eps } => {
+            Op::AddNorm(ops::AddNorm { ln, eps }) => {
                 let x = self.b.node("Add", &format!("{ln}/AddResidual"), &[a(0), a(1)], &[]);
                 self.layer_norm(&x, ln, *eps)?
             }
-            Op::LayerNorm { ln, eps } => self.layer_norm(a(0), ln, *eps)?,
-            Op::AddBias { bias } => {
+            Op::LayerNorm(ops::LayerNorm { ln, eps }) => self.layer_norm(a(0), ln, *eps)?,
+            Op::AddBias(ops::AddBias { bias }) => {
                 let b = self.init(bias)?;
                 self.b.node("Add", &format!("{bias}/Add"), &[a(0), &b], &[])
             }
-            Op::Linear { w, .. } => self.linear(a(0), w, None)?,
-            Op::TiledLinear { w, tiles, .. } => {
+            Op::Linear(ops::Linear { w, .. }) => self.linear(a(0), w, None)?,
+            Op::TiledLinear(ops::TiledLinear { w, tiles, .. }) => {
                 let rank = if self.is_rows(n) { 2 } else { node.ty.rank() };
                 self.tiled_linear(a(0), w, *tiles, rank, None)?
             }
@@ -505,12 +506,12 @@ impl<'g> Emitter<'g> {
                 let count = self.b.node("Max", "masked_mean/AtLeastOne", &[&count, &one], &[]);
                 self.b.node("Div", "masked_mean/Div", &[&sum, &count], &[])
             }
-            Op::TopK { k } => {
+            Op::TopK(ops::TopK { k }) => {
                 let k = self.const_i64(&[*k as i64]);
                 let attrs = [("axis", Attr::Int(-1)), ("largest", Attr::Int(1)), ("sorted", Attr::Int(1))];
                 self.b.node_multi("TopK", "top_k", &[a(0), &k], 2, &attrs).swap_remove(1)
             }
-            Op::DynAttention { heads, head_dim, keep, query, key, value, output } => {
+            Op::DynAttention(ops::DynAttention { heads, head_dim, keep, query, key, value, output }) => {
                 let scope = query.trim_end_matches(".self.query").to_string();
                 let mask = self.additive_mask(self.g.operands(n)[1]);
                 let (h, d, k) = (*heads, *head_dim, *keep as i64);
@@ -538,7 +539,7 @@ impl<'g> Emitter<'g> {
                 let bias = self.init(&format!("{output}.bias"))?;
                 self.b.node("Add", &format!("{output}/Add"), &[&y, &bias], &[])
             }
-            Op::DynFfn { inter, out, groups, keep } => {
+            Op::DynFfn(ops::DynFfn { inter, out, groups, keep }) => {
                 let (g, k) = (*groups, *keep as i64);
                 let idx = a(1);
                 let (dd, f) = self
@@ -580,7 +581,7 @@ impl<'g> Emitter<'g> {
                 let zero = self.const_scalar_i64(0);
                 self.b.node("Gather", "take_cls", &[&x, &zero], &[("axis", Attr::Int(1))])
             }
-            Op::EarlyExit { .. } | Op::ExitLayer => {
+            Op::EarlyExit(_) | Op::ExitLayer => {
                 return Err(EmitError::Graph("early_exit is lowered as a whole by `emit_exits`".into()))
             }
         })
@@ -826,7 +827,7 @@ pub(super) struct ExitPlan {
 impl ExitPlan {
     /// Split `order` for the early exit `e`; the rest (what reads the exit's results) is returned in order.
     pub(super) fn new(g: &Graph, e: NodeIndex, order: &[NodeIndex]) -> Result<(Self, Vec<NodeIndex>), EmitError> {
-        let Op::EarlyExit { rule, layers } = &g.dag[e].op else {
+        let Op::EarlyExit(ops::EarlyExit { rule, layers }) = &g.dag[e].op else {
             return Err(EmitError::Graph("not an early_exit".into()));
         };
         let exits = g.operands(e);
@@ -868,15 +869,15 @@ pub fn emit(g: &Graph, opts: &EmitOptions) -> Result<onnx_protobuf::ModelProto, 
     let order = g.topo_order().map_err(EmitError::Graph)?;
     let mut e = Emitter::new(g, &g.name);
     // Per-row weight gathers (`ebert`) multiply batched hidden states: such graphs stay batched.
-    let per_row = g.dag.node_weights().any(|n| matches!(n.op, Op::DynAttention { .. } | Op::DynFfn { .. }));
+    let per_row = g.dag.node_weights().any(|n| matches!(n.op, Op::DynAttention(_) | Op::DynFfn(_)));
     e.rows = opts.stream == Stream::Rows && !per_row;
     for &i in &g.inputs {
         let node = &g.dag[i];
-        if let Op::Input { name } = &node.op {
+        if let Op::Input(ops::Input { name }) = &node.op {
             e.b.input(name, elem(node.ty.dtype), &dims(&node.ty.shape));
         }
     }
-    let exit = order.iter().copied().find(|&n| matches!(g.dag[n].op, Op::EarlyExit { .. }));
+    let exit = order.iter().copied().find(|&n| matches!(g.dag[n].op, Op::EarlyExit(_)));
     match exit {
         None => e.emit_nodes(&order)?,
         Some(x) => {

@@ -8,6 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
+use bertopt_ir::ops;
 use bertopt_ir::{ExitRule, Graph, NodeIndex, Op};
 
 use super::emit::{dims, elem, EmitError, EmitOptions, Emitter, ExitPlan};
@@ -28,7 +29,7 @@ fn carry_name(n: NodeIndex) -> String {
 pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitError> {
     let order = g.topo_order().map_err(EmitError::Graph)?;
     let e =
-        order.iter().copied().find(|&n| matches!(g.dag[n].op, Op::EarlyExit { .. })).ok_or_else(|| {
+        order.iter().copied().find(|&n| matches!(g.dag[n].op, Op::EarlyExit(_))).ok_or_else(|| {
             EmitError::Graph("a segmented export needs an early exit: add `exit` to the pipeline".into())
         })?;
     let (plan, rest) = ExitPlan::new(g, e, &order)?;
@@ -38,8 +39,8 @@ pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitErr
             g.dag[n].op.mnemonic()
         )));
     }
-    let is_const = |n: NodeIndex| matches!(g.dag[n].op, Op::Const { .. });
-    let is_input = |n: NodeIndex| matches!(g.dag[n].op, Op::Input { .. });
+    let is_const = |n: NodeIndex| matches!(g.dag[n].op, Op::Const(_));
+    let is_input = |n: NodeIndex| matches!(g.dag[n].op, Op::Input(_));
     let stage_of = |n: NodeIndex| plan.stage_of.get(&n).copied();
     // Values each stage reads from outside itself, and values each stage must hand on.
     let k = plan.stages.len();
@@ -71,7 +72,7 @@ pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitErr
         for &n in &reads[j] {
             let node = &g.dag[n];
             let name = match &node.op {
-                Op::Input { name } => name.clone(),
+                Op::Input(ops::Input { name }) => name.clone(),
                 _ => carry_name(n),
             };
             em.b.input(&name, elem(node.ty.dtype), &dims(&node.ty.shape));

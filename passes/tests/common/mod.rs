@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use bertopt_ir::ops;
 use bertopt_ir::{Graph, Op};
 use candle_core::{Device, Tensor};
 
@@ -31,9 +32,9 @@ pub fn mask_heads_dense(g: &Graph, keep: &[Vec<bool>]) -> Graph {
     let mut g = g.clone();
     let order = g.topo_order().unwrap();
     let attns: Vec<Op> =
-        order.iter().map(|n| g.dag[*n].op.clone()).filter(|op| matches!(op, Op::Attention { .. })).collect();
+        order.iter().map(|n| g.dag[*n].op.clone()).filter(|op| matches!(op, Op::Attention(_))).collect();
     for (op, keep) in attns.iter().zip(keep) {
-        let Op::Attention { head_dim, value, .. } = op else { unreachable!() };
+        let Op::Attention(ops::Attention { head_dim, value, .. }) = op else { unreachable!() };
         let cols: Vec<f32> =
             keep.iter().flat_map(|&k| std::iter::repeat_n(if k { 1.0 } else { 0.0 }, *head_dim)).collect();
         let m = Tensor::new(cols.as_slice(), &Device::Cpu).unwrap();
