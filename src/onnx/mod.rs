@@ -1,7 +1,9 @@
-//! ONNX emission: `builder` wraps the protobuf crate, `emit` lowers the IR.
+//! ONNX emission: `builder` wraps the protobuf crate, `emit` lowers a graph through `lower` (one file per op
+//! family), `segments` writes an early-exit graph as one model per exit point.
 
 pub mod builder;
 pub mod emit;
+pub(crate) mod lower;
 pub mod segments;
 pub mod validate;
 

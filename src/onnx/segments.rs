@@ -11,7 +11,9 @@ use std::path::Path;
 use bertopt_ir::ops;
 use bertopt_ir::{ExitRule, Graph, NodeIndex, Op};
 
-use super::emit::{dims, elem, EmitError, EmitOptions, Emitter, ExitPlan};
+use super::emit::EmitOptions;
+use super::lower::emitter::{dims, elem, EmitError, Emitter};
+use super::lower::exit::ExitPlan;
 
 pub use bertopt_schema::manifest::{folder, Manifest, StageSpec, MANIFEST};
 
@@ -88,7 +90,7 @@ pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitErr
             .into_iter()
             .collect();
         nodes.extend(plan.stages[j].iter().copied().filter(|&n| !is_input(n)));
-        em.emit_nodes(&nodes)?;
+        super::lower::nodes(&mut em, &nodes)?;
         let logits = plan.exits[j];
         let ty = &g.dag[logits].ty;
         let v = em.vals[&logits].clone();

@@ -1,0 +1,146 @@
+//! `attention` and `dyn_attention`: projections (the score scale folded into the query's), a head split by
+//! `Reshape` + `Transpose`, `MatMul`, the additive mask (built once per mask), `Softmax`, `MatMul`, the merge and
+//! the output projection; `dyn_attention` gathers each row's heads' slices of the weights first.
+
+use bertopt_ir::{interp::MASK_NEG, ops, NodeIndex};
+
+use super::emitter::{EmitError, Emitter};
+use crate::onnx::builder::Attr;
+
+impl Emitter<'_> {
+    pub(crate) fn lower_attention(
+        &mut self,
+        n: NodeIndex,
+        op: &ops::Attention,
+        a: &[&str],
+    ) -> Result<String, EmitError> {
+        let ops::Attention { heads, head_dim, query, key, value, output } = op;
+        let scope = query.trim_end_matches(".self.query").to_string();
+        let mask_node = self.g.operands(n)[1];
+        let mask = self.additive_mask(mask_node);
+        // The 1/sqrt(d) score scale is folded into the query projection.
+        let q = self.linear(a[0], query, Some(1.0 / (*head_dim as f32).sqrt()))?;
+        let k = self.linear(a[0], key, None)?;
+        let v = self.linear(a[0], value, None)?;
+        let names = [query.as_str(), key.as_str(), value.as_str()];
+        let c = self.multi_head(&scope, names, [&q, &k, &v], &mask, *heads as i64, *head_dim as i64)?;
+        self.linear(&c, output, None)
+    }
+
+    pub(crate) fn lower_dyn_attention(
+        &mut self,
+        n: NodeIndex,
+        op: &ops::DynAttention,
+        a: &[&str],
+    ) -> Result<String, EmitError> {
+        let ops::DynAttention { heads, head_dim, keep, query, key, value, output } = op;
+        let scope = query.trim_end_matches(".self.query").to_string();
+        let mask = self.additive_mask(self.g.operands(n)[1]);
+        let (h, d, k) = (*heads, *head_dim, *keep as i64);
+        let idx = a[2];
+        // Each projection: the row's chosen heads' columns as one [b, D, k*d] matrix, one matmul; then
+        // the same head split and attention as the dense lowering, over k heads.
+        let scale = 1.0 / (d as f32).sqrt();
+        let q = self.head_projection(a[0], idx, query, h, d, k, scale)?;
+        let kk = self.head_projection(a[0], idx, key, h, d, k, 1.0)?;
+        let v = self.head_projection(a[0], idx, value, h, d, k, 1.0)?;
+        let names = [query.as_str(), key.as_str(), value.as_str()];
+        let c = self.multi_head(&scope, names, [&q, &kk, &v], &mask, k, d as i64)?;
+        // The output projection: the chosen heads' rows, [b, k*d, D].
+        let wo = self.derived(&format!("{output}.weight"), "by_head", |t| t.reshape((h, d, t.dim(1)?)))?;
+        let wo = self.b.node("Gather", &format!("{output}/GatherHeads"), &[&wo, idx], &[("axis", Attr::Int(0))]);
+        let dd = self
+            .weight(&format!("{output}.weight"))?
+            .dim(1)
+            .map_err(|source| EmitError::Tensor { name: output.clone(), source })? as i64;
+        let rows = self.const_i64(&[0, k * d as i64, dd]);
+        let wo = self.b.node("Reshape", &format!("{output}/Reshape"), &[&wo, &rows], &[]);
+        let y = self.b.node("MatMul", &format!("{output}/MatMul"), &[&c, &wo], &[]);
+        let bias = self.init(&format!("{output}.bias"))?;
+        Ok(self.b.node("Add", &format!("{output}/Add"), &[&y, &bias], &[]))
+    }
+
+    /// `(1 - mask) * MASK_NEG` shaped `[batch, 1, 1, seq]`.
+    pub(crate) fn additive_mask(&mut self, mask_node: NodeIndex) -> String {
+        if let Some(m) = self.masks.get(&mask_node) {
+            return m.clone();
+        }
+        let mask = self.vals[&mask_node].clone();
+        let f = self.b.node("Cast", "attention_mask/Cast", &[&mask], &[("to", Attr::Int(1))]);
+        let one = self.const_f32(1.0);
+        let inv = self.b.node("Sub", "attention_mask/Sub", &[&one, &f], &[]);
+        let neg = self.const_f32(MASK_NEG);
+        let add = self.b.node("Mul", "attention_mask/Mul", &[&inv, &neg], &[]);
+        let axes = self.const_i64(&[1, 2]);
+        let out = self.b.node("Unsqueeze", "attention_mask/Unsqueeze", &[&add, &axes], &[]);
+        self.masks.insert(mask_node, out.clone());
+        out
+    }
+
+    /// Scaled dot-product attention over `heads` heads of size `d`, from projected `q`, `k`, `v` (`[b, s, heads*d]`,
+    /// the score scale already in `q`) to the merged context `[b, s, heads*d]`.
+    /// As rows (`Stream::Rows`), the projections are `[b·s, heads*d]` and so is the context.
+    pub(crate) fn multi_head(
+        &mut self,
+        scope: &str,
+        names: [&str; 3],
+        qkv: [&str; 3],
+        mask: &str,
+        heads: i64,
+        d: i64,
+    ) -> Result<String, EmitError> {
+        let (split, merge) = if self.rows {
+            (self.tokens_shape(&[heads, d])?, self.const_i64(&[-1, heads * d]))
+        } else {
+            (self.const_i64(&[0, 0, heads, d]), self.const_i64(&[0, 0, heads * d]))
+        };
+        let perms = [vec![0, 2, 1, 3], vec![0, 2, 3, 1], vec![0, 2, 1, 3]];
+        let mut parts = vec![];
+        for ((name, x), perm) in names.iter().zip(qkv).zip(perms) {
+            let x = self.b.node("Reshape", &format!("{name}/Reshape"), &[x, &split], &[]);
+            parts.push(self.b.node("Transpose", &format!("{name}/Transpose"), &[&x], &[("perm", Attr::Ints(perm))]));
+        }
+        let s = self.b.node("MatMul", &format!("{scope}.scores/MatMul"), &[&parts[0], &parts[1]], &[]);
+        let s = self.b.node("Add", &format!("{scope}.scores/AddMask"), &[&s, mask], &[]);
+        let p = self.b.node("Softmax", &format!("{scope}.probs/Softmax"), &[&s], &[("axis", Attr::Int(-1))]);
+        let c = self.b.node("MatMul", &format!("{scope}.context/MatMul"), &[&p, &parts[2]], &[]);
+        let c = self.b.node(
+            "Transpose",
+            &format!("{scope}.context/Transpose"),
+            &[&c],
+            &[("perm", Attr::Ints(vec![0, 2, 1, 3]))],
+        );
+        Ok(self.b.node("Reshape", &format!("{scope}.context/Reshape"), &[&c, &merge], &[]))
+    }
+
+    /// One projection of `dyn_attention`: `x` `[b, s, D]` times each row's chosen heads' columns (`[D, H, d]`
+    /// gathered along H to `[D, b, k, d]`, moved to `[b, D, k*d]`) plus their biases: `[b, s, k*d]`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn head_projection(
+        &mut self,
+        x: &str,
+        idx: &str,
+        p: &str,
+        h: usize,
+        d: usize,
+        k: i64,
+        scale: f32,
+    ) -> Result<String, EmitError> {
+        let tag = if scale == 1.0 { "by_head".to_string() } else { format!("by_head_scaled_{scale}") };
+        let dd = self
+            .weight(&format!("{p}.weight"))?
+            .dim(0)
+            .map_err(|source| EmitError::Tensor { name: p.into(), source })?;
+        let w = self.derived(&format!("{p}.weight"), &tag, |t| t.reshape((dd, h, d))? * scale as f64)?;
+        let b = self.derived(&format!("{p}.bias"), &tag, |t| t.reshape((h, d))? * scale as f64)?;
+        let w = self.b.node("Gather", &format!("{p}/GatherHeads"), &[&w, idx], &[("axis", Attr::Int(1))]);
+        let w = self.b.node("Transpose", &format!("{p}/BatchFirst"), &[&w], &[("perm", Attr::Ints(vec![1, 0, 2, 3]))]);
+        let cols = self.const_i64(&[0, dd as i64, k * d as i64]);
+        let w = self.b.node("Reshape", &format!("{p}/Reshape"), &[&w, &cols], &[]);
+        let b = self.b.node("Gather", &format!("{p}/GatherBias"), &[&b, idx], &[("axis", Attr::Int(0))]);
+        let flat = self.const_i64(&[0, 1, k * d as i64]);
+        let b = self.b.node("Reshape", &format!("{p}/ReshapeBias"), &[&b, &flat], &[]);
+        let y = self.b.node("MatMul", &format!("{p}/MatMul"), &[x, &w], &[]);
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &b], &[]))
+    }
+}

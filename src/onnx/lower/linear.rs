@@ -1,0 +1,204 @@
+//! `linear`, `tiled_linear`, `add_bias`, and every parameter group's lowering: dense (`MatMul` + `Add`, or one
+//! `Gemm` as rows), int8 (`DynamicQuantizeLinear` + `MatMulInteger` + rescale) or tiled (feature-major
+//! `Gather` + `MatMul` per tile).
+
+use bertopt_ir::{ops, NodeIndex};
+use candle_core::Tensor;
+
+use super::emitter::{data, EmitError, Emitter};
+use crate::onnx::builder::Attr;
+
+impl Emitter<'_> {
+    /// `linear`: the group on its operand.
+    pub(crate) fn lower_linear(&mut self, op: &ops::Linear, x: &[&str]) -> Result<String, EmitError> {
+        self.linear(x[0], &op.w, None)
+    }
+
+    /// `tiled_linear`: the tiles on the operand, as rows or at the node's rank.
+    pub(crate) fn lower_tiled_linear(
+        &mut self,
+        n: NodeIndex,
+        op: &ops::TiledLinear,
+        x: &[&str],
+    ) -> Result<String, EmitError> {
+        let rank = if self.is_rows(n) { 2 } else { self.g.dag[n].ty.rank() };
+        self.tiled_linear(x[0], &op.w, op.tiles, rank, None)
+    }
+
+    /// `add_bias`: one `Add` of the bias initializer.
+    pub(crate) fn lower_add_bias(&mut self, op: &ops::AddBias, x: &[&str]) -> Result<String, EmitError> {
+        let b = self.init(&op.bias)?;
+        Ok(self.b.node("Add", &format!("{}/Add", op.bias), &[x[0], &b], &[]))
+    }
+
+    /// `x·W + b` for parameter group `p` (optionally with W and b pre-scaled), dense or tiled: attention
+    /// projections, the only groups that are tiled by weight presence, read rank-3 hidden states.
+    pub(crate) fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
+        let tiles = bertopt_ir::ops::tile_count(|n| self.g.weights.0.contains_key(n), p);
+        if tiles > 0 {
+            // Attention projections read the hidden states: rank 3, or 2 as rows.
+            let rank = if self.rows { 2 } else { 3 };
+            return self.tiled_linear(x, p, tiles, rank, scale);
+        }
+        if bertopt_ir::quant::is_quantized(|n| self.g.weights.0.contains_key(n), p) {
+            return self.quantized_linear(x, p, scale.unwrap_or(1.0));
+        }
+        let w = self.scaled_init(&format!("{p}.weight"), scale)?;
+        let bias = self.scaled_init(&format!("{p}.bias"), scale)?;
+        if self.rows {
+            // Every value a linear reads is two-dimensional here: rows of hidden states or `[batch, D]`.
+            return Ok(self.b.node("Gemm", &format!("{p}/Gemm"), &[x, &w, &bias], &[]));
+        }
+        let mm = self.b.node("MatMul", &format!("{p}/MatMul"), &[x, &w], &[]);
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&mm, &bias], &[]))
+    }
+
+    /// A tiled linear, computed feature-major: `x` as `[K, tokens]` (one Transpose and Reshape per value, shared
+    /// by every projection reading it), so that each tile's Gather copies whole contiguous rows instead of
+    /// picking features out of every token; per tile `W_tᵀ · x[rows]` gives `[w_t, tokens]`, the tiles are
+    /// concatenated along axis 0, and one Transpose and Reshape restore `[.., N]`. Measured on MiniLM (tile 50 %,
+    /// seq 128): against per-tile Gathers along the last axis, 10 % faster in tract at batch 1 and 1.85x faster
+    /// in ONNX Runtime at batch 8 (where the token-major form was slower than dense).
+    pub(crate) fn tiled_linear(
+        &mut self,
+        x: &str,
+        p: &str,
+        tiles: usize,
+        rank: usize,
+        scale: Option<f32>,
+    ) -> Result<String, EmitError> {
+        let xt = self.feature_major(x, rank);
+        let mut parts = vec![];
+        for t in 0..tiles {
+            let (rows, weight) = bertopt_ir::ops::tile_names(p, t);
+            let gathered = self.gather_rows(&xt, &rows)?;
+            let w = self.weight(&weight)?;
+            let wt = w
+                .t()
+                .and_then(|t| t.contiguous())
+                .map_err(|source| EmitError::Tensor { name: weight.clone(), source })?;
+            let mut v = data(&wt, &weight)?;
+            if let Some(s) = scale {
+                v.iter_mut().for_each(|x| *x *= s);
+            }
+            let wt_name = format!("{weight}_T");
+            self.b.initializer_f32(&wt_name, wt.dims(), &v);
+            parts.push(self.b.node("MatMul", &format!("{p}/tile{t}/MatMul"), &[&wt_name, &gathered], &[]));
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let mut cat = match refs.as_slice() {
+            [one] => one.to_string(),
+            _ => self.b.node("Concat", &format!("{p}/Concat"), &refs, &[("axis", Attr::Int(0))]),
+        };
+        if let Some(cols) = self.g.weights.tensor(&bertopt_ir::ops::cols_name(p)) {
+            cat = self.scatter_columns(&cat, p, cols, 2, 0)?;
+        }
+        let back = self.b.node("Transpose", &format!("{p}/TokenMajor"), &[&cat], &[("perm", Attr::Ints(vec![1, 0]))]);
+        let n =
+            self.weight(&format!("{p}.bias"))?.dim(0).map_err(|source| EmitError::Tensor { name: p.into(), source })?;
+        let lead = self.b.node(
+            "Shape",
+            &format!("{p}/LeadingDims"),
+            &[x],
+            &[("start", Attr::Int(0)), ("end", Attr::Int(rank as i64 - 1))],
+        );
+        let n = self.const_i64(&[n as i64]);
+        let shape = self.b.node("Concat", &format!("{p}/Shape"), &[&lead, &n], &[("axis", Attr::Int(0))]);
+        let y = self.b.node("Reshape", &format!("{p}/Reshape"), &[&back, &shape], &[]);
+        let bias = self.scaled_init(&format!("{p}.bias"), scale)?;
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
+    }
+
+    /// Type 8: the tiles computed only the columns `cols` lists (along `axis`); put them at their places among
+    /// N and zeros elsewhere. One zero is padded on along `axis`, and a Gather picks, for each output column,
+    /// its computed column or that zero.
+    pub(crate) fn scatter_columns(
+        &mut self,
+        y: &str,
+        p: &str,
+        cols: &Tensor,
+        rank: usize,
+        axis: usize,
+    ) -> Result<String, EmitError> {
+        let name = bertopt_ir::ops::cols_name(p);
+        let cols = cols.to_vec1::<i64>().map_err(|source| EmitError::Tensor { name: name.clone(), source })?;
+        let n = self.weight(&format!("{p}.bias"))?.dim(0).map_err(|source| EmitError::Tensor { name, source })?;
+        let zero_at = cols.len() as i64;
+        let mut map = vec![zero_at; n];
+        for (i, &c) in cols.iter().enumerate() {
+            match usize::try_from(c).ok().filter(|&c| c < n) {
+                Some(c) => map[c] = i as i64,
+                None => return Err(EmitError::Graph(format!("@{p}.cols lists column {c} of {n}"))),
+            }
+        }
+        let mut pads = vec![0i64; 2 * rank];
+        pads[rank + axis] = 1; // one zero after the last along `axis`
+        let pads = self.const_i64(&pads);
+        let padded = self.b.node("Pad", &format!("{p}/PadZeroColumn"), &[y, &pads], &[]);
+        let map_name = format!("{p}.column_map");
+        self.b.initializer_i64(&map_name, &[n], &map);
+        let axis = ("axis", Attr::Int(axis as i64));
+        Ok(self.b.node("Gather", &format!("{p}/ScatterColumns"), &[&padded, &map_name], &[axis]))
+    }
+
+    /// `x` (`[.., K]`) as `[K, tokens]`, once per value.
+    pub(crate) fn feature_major(&mut self, x: &str, rank: usize) -> String {
+        if let Some(done) = self.feature_major.get(x) {
+            return done.clone();
+        }
+        // Features first, then the token dims merged ([K, b, s] -> [K, b·s]; 0 keeps K): tract infers this with
+        // symbolic b and s, where a Flatten before the Transpose fails.
+        let mut perm = vec![rank as i64 - 1];
+        perm.extend(0..rank as i64 - 1);
+        let t = self.b.node("Transpose", &format!("{x}/FeatureMajor"), &[x], &[("perm", Attr::Ints(perm))]);
+        let t = match rank {
+            2 => t,
+            _ => {
+                let shape = self.const_i64(&[0, -1]);
+                self.b.node("Reshape", &format!("{x}/FeatureMajor/Merge"), &[&t, &shape], &[])
+            }
+        };
+        self.feature_major.insert(x.to_string(), t.clone());
+        t
+    }
+
+    /// Rows `rows` of a feature-major value; identical selections share one Gather.
+    pub(crate) fn gather_rows(&mut self, xt: &str, rows: &str) -> Result<String, EmitError> {
+        let t = self.weight(rows)?;
+        let idx: Vec<i64> = t.to_vec1::<i64>().map_err(|source| EmitError::Tensor { name: rows.into(), source })?;
+        let key = (xt.to_string(), idx);
+        if let Some(done) = self.gathers.get(&key) {
+            return Ok(done.clone());
+        }
+        let rows_init = self.init_i64(rows)?;
+        let p = rows.trim_end_matches(".rows");
+        let out = self.b.node("Gather", &format!("{p}/Gather"), &[xt, &rows_init], &[("axis", Attr::Int(0))]);
+        self.gathers.insert(key, out.clone());
+        Ok(out)
+    }
+
+    /// An int8 group (see `bertopt_ir::quant`): `DynamicQuantizeLinear` of x (one per value and subgraph, shared
+    /// by the projections that read it), `MatMulInteger` with the int8 weight, then the f32 rescale and bias;
+    /// `extra` scales the output (the attention score scale, folded into the weight scales and the bias).
+    pub(crate) fn quantized_linear(&mut self, x: &str, p: &str, extra: f32) -> Result<String, EmitError> {
+        let key = (x.to_string(), self.b.current_scope());
+        let (xq, xs, xz) = match self.quantized_inputs.get(&key) {
+            Some(q) => q.clone(),
+            None => {
+                let o = self.b.node_multi("DynamicQuantizeLinear", &format!("{p}/QuantizeInput"), &[x], 3, &[]);
+                let q = (o[0].clone(), o[1].clone(), o[2].clone());
+                self.quantized_inputs.insert(key, q.clone());
+                q
+            }
+        };
+        let wname = self.init_i8(&format!("{p}.weight"))?;
+        let extra = (extra != 1.0).then_some(extra);
+        let ws = self.scaled_init(&bertopt_ir::quant::scale_name(p), extra)?;
+        let bias = self.scaled_init(&format!("{p}.bias"), extra)?;
+        let acc = self.b.node("MatMulInteger", &format!("{p}/MatMulInteger"), &[&xq, &wname, &xz], &[]);
+        let acc = self.b.node("Cast", &format!("{p}/Cast"), &[&acc], &[("to", Attr::Int(1))]);
+        let s = self.b.node("Mul", &format!("{p}/Scale"), &[&xs, &ws], &[]);
+        let y = self.b.node("Mul", &format!("{p}/Rescale"), &[&acc, &s], &[]);
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
+    }
+}
