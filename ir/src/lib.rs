@@ -24,5 +24,5 @@ pub use petgraph::stable_graph::NodeIndex;
 pub use print::print;
 pub use read::{read_capped, read_capped_text};
 pub use types::{DType, Dim, ValueType};
-pub use verify::{verify, VerifyError};
+pub use verify::{verify, Location, Problem, VerifyError};
 pub use weights::{Weight, Weights};

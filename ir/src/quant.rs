@@ -25,7 +25,7 @@ pub fn row_scale_name(table: &str) -> String {
     format!("{table}_row_scale")
 }
 
-/// Whether group `p` is quantized (by the presence of its scale, as `op::tile_count` tells tiles).
+/// Whether group `p` is quantized (by the presence of its scale, as `ops::tile_count` tells tiles).
 pub fn is_quantized(has: impl Fn(&str) -> bool, p: &str) -> bool {
     has(&scale_name(p))
 }

@@ -1,5 +1,6 @@
 //! The verifier: runs after lowering and after every pass. It re-infers every node's type from its operands and
-//! the weights, and checks the graph's shape as a whole (acyclic, arity, inputs, outputs, weight data).
+//! the weights, and checks the graph's shape as a whole (acyclic, arity, inputs, outputs, weight data). It reports
+//! every problem it finds, each with where it is (a value, an input, an output, a weight, or the whole graph).
 
 use std::collections::BTreeSet;
 
@@ -9,16 +10,54 @@ use crate::print::ValueNames;
 use crate::quant::{row_scale_name, scale_name, QMAX};
 use crate::types::{DType, ValueType};
 
+/// Where a problem is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Location {
+    /// The graph as a whole (a cycle, no outputs).
+    Graph,
+    /// A node, by its value's name in the text form (`%3`, `%logits`), as printed with the graph.
+    Value(String),
+    /// A graph input, by name.
+    Input(String),
+    /// A graph output, by name.
+    Output(String),
+    /// A weight, by full tensor name.
+    Weight(String),
+}
+
+/// One thing wrong with a graph, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub at: Location,
+    /// What is wrong, naming the place as the text form does.
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Every problem the verifier found in one graph.
 #[derive(Debug, thiserror::Error)]
-#[error("IR verification failed in graph `{graph}`: {problems}")]
+#[error("IR verification failed in graph `{graph}`: {}", join(problems))]
 pub struct VerifyError {
     pub graph: String,
-    pub problems: String,
+    pub problems: Vec<Problem>,
+}
+
+fn join(problems: &[Problem]) -> String {
+    problems.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("; ")
+}
+
+fn problem(at: Location, message: String) -> Problem {
+    Problem { at, message }
 }
 
 pub fn verify(g: &Graph) -> Result<(), VerifyError> {
-    let fail = |p: String| VerifyError { graph: g.name.clone(), problems: p };
-    let order = g.topo_order().map_err(fail)?;
+    let fail = |p: Vec<Problem>| VerifyError { graph: g.name.clone(), problems: p };
+    let order = g.topo_order().map_err(|e| fail(vec![problem(Location::Graph, e)]))?;
     let names = ValueNames::new(g, &order);
     let mut problems = vec![];
 
@@ -26,16 +65,19 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
     for &i in &g.inputs {
         match g.dag.node_weight(i).map(|n| &n.op) {
             Some(Op::Input(crate::ops::Input { name })) if seen_inputs.insert(name.clone()) => {}
-            Some(Op::Input(crate::ops::Input { name })) => problems.push(format!("input %{name} declared twice")),
-            _ => problems.push("a graph input is not an input node".into()),
+            Some(Op::Input(crate::ops::Input { name })) => {
+                problems.push(problem(Location::Input(name.clone()), format!("input %{name} declared twice")))
+            }
+            _ => problems.push(problem(Location::Value(names.get(i)), "a graph input is not an input node".into())),
         }
     }
     for n in g.dag.node_indices() {
         let node = &g.dag[n];
         let here = names.get(n);
+        let at = || Location::Value(here.clone());
         if let Op::Input(_) = node.op {
             if !g.inputs.contains(&n) {
-                problems.push(format!("{here} is an input node that is not a graph input"));
+                problems.push(problem(at(), format!("{here} is an input node that is not a graph input")));
             }
             continue;
         }
@@ -47,35 +89,39 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             p
         };
         if positions != (0..ops.len()).collect::<Vec<_>>() {
-            problems.push(format!("{here}: operand positions {positions:?} are not 0..{}", ops.len()));
+            problems.push(problem(at(), format!("{here}: operand positions {positions:?} are not 0..{}", ops.len())));
             continue;
         }
         if matches!(node.op, Op::ExitLayer) && !matches!(g.dag[ops[0]].op, Op::EarlyExit(_)) {
-            problems.push(format!("{here} = exit_layer: its operand {} is not an early_exit", names.get(ops[0])));
+            let message = format!("{here} = exit_layer: its operand {} is not an early_exit", names.get(ops[0]));
+            problems.push(problem(at(), message));
         }
         let tys: Vec<&ValueType> = ops.iter().map(|&o| &g.dag[o].ty).collect();
-        match node.op.infer(&tys, &g.weights) {
-            Ok(t) if t == node.ty => {}
-            Ok(t) => problems.push(format!("{here} = {}: declared {} but inferred {t}", node.op.mnemonic(), node.ty)),
-            Err(e) => problems.push(format!("{here} = {}: {e}", node.op.mnemonic())),
-        }
+        let message = match node.op.infer(&tys, &g.weights) {
+            Ok(t) if t == node.ty => continue,
+            Ok(t) => format!("{here} = {}: declared {} but inferred {t}", node.op.mnemonic(), node.ty),
+            Err(e) => format!("{here} = {}: {e}", node.op.mnemonic()),
+        };
+        problems.push(problem(at(), message));
     }
     let mut seen_out = BTreeSet::new();
     for (name, o) in &g.outputs {
+        let at = || Location::Output(name.clone());
         if !seen_out.insert(name) {
-            problems.push(format!("output `{name}` declared twice"));
+            problems.push(problem(at(), format!("output `{name}` declared twice")));
         }
         if g.dag.node_weight(*o).is_none() {
-            problems.push(format!("output `{name}` refers to a removed value"));
+            problems.push(problem(at(), format!("output `{name}` refers to a removed value")));
         }
     }
     if g.outputs.is_empty() {
-        problems.push("graph has no outputs".into());
+        problems.push(problem(Location::Graph, "graph has no outputs".into()));
     }
     for (name, w) in &g.weights.0 {
         if let Some(t) = &w.data {
             if t.dims() != w.ty.known_dims().unwrap_or_default().as_slice() {
-                problems.push(format!("weight @{name} is declared {} but holds {:?}", w.ty, t.dims()));
+                let message = format!("weight @{name} is declared {} but holds {:?}", w.ty, t.dims());
+                problems.push(problem(Location::Weight(name.clone()), message));
             }
         }
     }
@@ -83,15 +129,16 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(fail(problems.join("; ")))
+        Err(fail(problems))
     }
 }
 
 /// Problems with the int8 weights of a graph: every i8 weight has its scales (per column for a linear, per row
 /// for an embedding table) of the right shape, and holds whole numbers in [-127, 127].
-fn quant_problems(weights: &crate::graph::Weights) -> Vec<String> {
+fn quant_problems(weights: &crate::weights::Weights) -> Vec<Problem> {
     let mut problems = vec![];
     for (name, w) in &weights.0 {
+        let mut push = |message: String| problems.push(problem(Location::Weight(name.clone()), message));
         let (columns, rows) = (scale_name(name.trim_end_matches(".weight")), row_scale_name(name));
         let scale = match (weights.get(&columns), weights.get(&rows)) {
             (Some(s), _) => Some((s, &columns, 1)),
@@ -100,24 +147,22 @@ fn quant_problems(weights: &crate::graph::Weights) -> Vec<String> {
         };
         let Some((s, sname, axis)) = scale else {
             if w.ty.dtype == DType::I8 {
-                problems.push(format!("weight @{name} is i8 but has no scale @{columns} or @{rows}"));
+                push(format!("weight @{name} is i8 but has no scale @{columns} or @{rows}"));
             }
             continue;
         };
         let (wd, sd) = (w.ty.known_dims().unwrap_or_default(), s.ty.known_dims().unwrap_or_default());
         if w.ty.dtype != DType::I8 || wd.len() != 2 || sd != [wd[axis]] {
             let per = if axis == 1 { "column" } else { "row" };
-            problems
-                .push(format!("@{sname} is {} but @{name} is {}: want an i8 matrix, one scale per {per}", s.ty, w.ty));
+            push(format!("@{sname} is {} but @{name} is {}: want an i8 matrix, one scale per {per}", s.ty, w.ty));
         }
         if let Some(t) = &w.data {
             match t.flatten_all().and_then(|t| t.to_vec1::<f32>()) {
                 Ok(v) => match v.iter().filter(|x| x.fract() != 0.0 || x.abs() > QMAX).count() {
                     0 => {}
-                    n => problems
-                        .push(format!("@{name} is quantized but {n} values are not whole numbers in [-127, 127]")),
+                    n => push(format!("@{name} is quantized but {n} values are not whole numbers in [-127, 127]")),
                 },
-                Err(e) => problems.push(format!("@{name}: {e}")),
+                Err(e) => push(format!("@{name}: {e}")),
             }
         }
     }

@@ -124,3 +124,31 @@ fn bad_weight_data_is_located() {
         assert!(e.contains(needle), "{text}: {e}");
     }
 }
+
+#[test]
+fn verifier_lists_every_problem_with_its_place() {
+    use bertopt_ir::verify::Location;
+    let bad = SMALL
+        .replace("%5: f32[batch, 16] = take_cls", "%5: f32[batch, 15] = take_cls")
+        .replace("  @ln2.bias: f32[8]\n", "")
+        .replace("pooled = %6", "pooled = %6, pooled = %6");
+    let e = verify(&parse(&bad).unwrap()).unwrap_err();
+    let at: Vec<&Location> = e.problems.iter().map(|p| &p.at).collect();
+    assert_eq!(
+        at,
+        [
+            &Location::Value("%2".into()),
+            &Location::Value("%5".into()),
+            &Location::Value("%6".into()),
+            &Location::Output("pooled".into())
+        ],
+        "{e}"
+    );
+    assert!(e.problems[0].message.contains("@ln2.bias does not exist"), "{e}");
+    // %6 = tanh(%5) inherits the wrong width: a problem of its own.
+    assert!(e.problems[2].message.contains("%6 = tanh: declared f32[batch, 16] but inferred f32[batch, 15]"), "{e}");
+    assert!(e.problems[3].message.contains("output `pooled` declared twice"), "{e}");
+    // The message names the graph and joins the problems in that order.
+    let text = e.to_string();
+    assert!(text.starts_with("IR verification failed in graph `small`: %2 = add_norm"), "{text}");
+}
