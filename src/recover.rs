@@ -18,7 +18,7 @@ use bertopt_ir::Graph;
 use candle_core::{Device, Tensor};
 
 use bertopt_passes::pipeline::parse_pipeline;
-use bertopt_passes::{registry, Keep, Recovery};
+use bertopt_passes::{registry, Keep, Recovery, Unit};
 
 /// Keep-masks (True = keep) for heads `[layer][head]` and FFN neurons `[layer][neuron]`; None where the
 /// pipeline does not prune that kind of unit.
@@ -52,21 +52,21 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     for (s, pass) in specs.iter().zip(built) {
         passes.push((s.name.as_str(), registry::info(&s.name)?.recovery, pass));
     }
-    let quoted = |kind| registry::with_recovery(kind).iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
+    let quoted = |names: Vec<&str>| names.iter().map(|p| format!("`{p}`")).collect::<Vec<_>>().join(", ");
     if let Some((other, ..)) = passes.iter().find(|p| p.1 == Recovery::Unsupported) {
         anyhow::bail!(
             "recover can train under {}, {}; `{other}` is not supported",
-            quoted(Recovery::Units),
-            quoted(Recovery::Entries)
+            quoted(registry::unit_cuts()),
+            quoted(registry::with_recovery(Recovery::Entries))
         );
     }
     let entry = passes.iter().find(|p| p.1 == Recovery::Entries).map(|p| p.0);
-    let unit = passes.iter().find(|p| p.1 == Recovery::Units).map(|p| p.0);
+    let unit = passes.iter().find(|p| p.1.unit().is_some()).map(|p| p.0);
     if let (Some(e), Some(u)) = (entry, unit) {
         anyhow::bail!(
             "recover trains under unit passes ({}) or entry passes ({}) but not both in one run: `{e}` would cut \
              the index space `{u}` leaves; recover in two runs",
-            registry::with_recovery(Recovery::Units).join(", "),
+            registry::unit_cuts().join(", "),
             registry::with_recovery(Recovery::Entries).join(", "),
         );
     }
@@ -76,21 +76,22 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
     let mut layers_cut: Option<&str> = None;
     // The graph as the pipeline leaves it so far, kept only when `hidden` needs it: `hidden` ranks the features on
     // what the earlier cuts leave (its sums run over the matrices they shrank), as the recovered model's export will.
-    let mut so_far = passes.iter().any(|p| p.0 == "hidden").then(|| g.clone());
-    for (name, _, pass) in passes.iter().filter(|p| p.1 == Recovery::Units) {
+    let mut so_far = passes.iter().any(|p| p.1.unit() == Some(Unit::Hidden)).then(|| g.clone());
+    for (name, unit, pass) in passes.iter().filter_map(|p| Some((p.0, p.1.unit()?, &p.2))) {
         if let Some(l) = layers_cut {
             anyhow::bail!(
                 "`{name}` comes after `{l}` in --pass: every unit is chosen on the whole model, so the layer cut \
                  must come last among the unit cuts, and once (e.g. heads(...),ffn(...),{l}(...))"
             );
         }
-        if m.hidden.is_some() && *name != "layers" {
+        if m.hidden.is_some() && unit != Unit::Layers {
+            let (hidden, layers) = (registry::cut_of(Unit::Hidden), registry::cut_of(Unit::Layers));
             anyhow::bail!(
-                "`{name}` comes after `hidden` in --pass: it would rank its units on the narrowed stream, which \
-                 recovery does not model; put `hidden` after the other unit cuts (only `layers` may follow it)"
+                "`{name}` comes after `{hidden}` in --pass: it would rank its units on the narrowed stream, which \
+                 recovery does not model; put `{hidden}` after the other unit cuts (only `{layers}` may follow it)"
             );
         }
-        let keep = match (&mut so_far, *name == "hidden") {
+        let keep = match (&mut so_far, unit == Unit::Hidden) {
             (Some(pruned), true) => pass.keep(pruned)?,
             _ => pass.keep(&g)?,
         };

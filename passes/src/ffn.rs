@@ -14,7 +14,7 @@ use petgraph::Direction;
 
 use crate::amount::{round_kept, Amount};
 use crate::args::Args;
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
 use crate::rewrite::{keep_top, kept_index, residual_only, set_weight, weight};
 use crate::scores::Importance;
 
@@ -28,7 +28,7 @@ pub const INFO: PassInfo = PassInfo {
         ("multiple", "round the neurons kept up to a multiple of this (default 1)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
-    recovery: Recovery::Units,
+    recovery: Recovery::Units(Unit::Neurons),
     search: Some(Search { arg: "ratio", values: &[0.25, 0.5, 0.75] }),
     build: |a| Ok(Box::new(Ffn::from_args(a)?)),
 };

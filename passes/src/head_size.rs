@@ -16,7 +16,7 @@ use candle_core::{Device, Tensor};
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
 use crate::rewrite::{keep_top, set_weight, weight};
 use crate::scores::Importance;
 
@@ -28,7 +28,7 @@ pub const INFO: PassInfo = PassInfo {
         ("sparsity", "fraction of each layer's head dimensions removed (default 0.5)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
-    recovery: Recovery::Units,
+    recovery: Recovery::Units(Unit::HeadDims),
     search: Some(Search { arg: "sparsity", values: &[] }),
     build: |a| Ok(Box::new(HeadSize::from_args(a)?)),
 };

@@ -18,7 +18,7 @@ use candle_core::{Device, Tensor};
 use crate::amount::Amount;
 use crate::args::Args;
 use crate::mask::HeadMask;
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
 use crate::rewrite::{keep_top, residual_only, set_weight};
 use crate::scores::Importance;
 
@@ -32,7 +32,7 @@ pub const INFO: PassInfo = PassInfo {
         ("count", "number of heads removed per layer, lowest weight magnitude first"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
-    recovery: Recovery::Units,
+    recovery: Recovery::Units(Unit::Heads),
     search: Some(Search { arg: "ratio", values: &[0.25, 0.5] }),
     build: |a| Ok(Box::new(Heads::from_args(a)?)),
 };

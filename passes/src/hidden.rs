@@ -33,7 +33,7 @@ use petgraph::Direction;
 
 use crate::amount::{round_kept, Amount};
 use crate::args::Args;
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
 use crate::rewrite::{keep_top, kept_index, set_weight, weight};
 use crate::scores::Importance;
 
@@ -48,7 +48,7 @@ pub const INFO: PassInfo = PassInfo {
         ("multiple", "round the features kept up to a multiple of this (default 1)"),
         ("scores", "rank by saved Taylor scores (optimize score) instead of magnitude"),
     ],
-    recovery: Recovery::Units,
+    recovery: Recovery::Units(Unit::Hidden),
     search: Some(Search { arg: "ratio", values: &[] }),
     build: |a| Ok(Box::new(Hidden::from_args(a)?)),
 };

@@ -23,7 +23,7 @@ use bertopt_ir::{Graph, NodeIndex, Op};
 
 use crate::args::Args;
 use crate::exit::layer_outputs;
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Unit};
 use crate::scores::Importance;
 
 /// `layers` as the registry lists it.
@@ -35,7 +35,7 @@ pub const INFO: PassInfo = PassInfo {
         ("keep", "layers kept; without scores the first K stay (top-layer dropping)"),
         ("scores", "with keep: drop the layers of lowest summed Taylor score (optimize score)"),
     ],
-    recovery: Recovery::Units,
+    recovery: Recovery::Units(Unit::Layers),
     search: None,
     build: |a| Ok(Box::new(Layers::from_args(a)?)),
 };

@@ -35,7 +35,7 @@ use std::collections::BTreeMap;
 use bertopt_ir::Graph;
 
 pub use cost::{cost, Cost};
-pub use pass::{Keep, Pass, PassContext, PassError, PassInfo, PassReport, Recovery, Search};
+pub use pass::{Keep, Pass, PassContext, PassError, PassInfo, PassReport, Recovery, Search, Unit};
 pub use pipeline::{parse_pipeline, PassSpec};
 
 /// A parsed, built pipeline, ready to run.

@@ -51,13 +51,34 @@ pub trait Pass {
 pub enum Recovery {
     /// Removes nothing a model trains (cleanup).
     Nothing,
-    /// Removes whole units that `Pass::keep` names on the unpruned graph; training gates them off.
-    Units,
+    /// Removes whole units of this kind, which `Pass::keep` names on the unpruned graph; training gates them off.
+    Units(Unit),
     /// Removes entries of matrices that keep their index space; training masks exactly the entries the pruned
     /// graph no longer reads.
     Entries,
     /// Has no training-time form (branches, fused predictors, int8): recover refuses it.
     Unsupported,
+}
+
+impl Recovery {
+    /// The unit a unit cut removes; `None` for the other kinds.
+    pub fn unit(self) -> Option<Unit> {
+        match self {
+            Recovery::Units(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
+/// What a unit cut removes. Recovery composes unit cuts by it: the masks each one gives, which cut must see the
+/// graph the earlier ones leave (`Hidden`), and which must come last (`Layers`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Heads,
+    Neurons,
+    HeadDims,
+    Layers,
+    Hidden,
 }
 
 /// The units a `Recovery::Units` pass keeps (true = keep), per layer in layer order.
@@ -73,6 +94,19 @@ pub enum Keep {
     Layers(Vec<bool>),
     /// Features of the hidden stream, `[feature]` (one set for the whole model).
     Hidden(Vec<bool>),
+}
+
+impl Keep {
+    /// The kind of unit this names.
+    pub fn unit(&self) -> Unit {
+        match self {
+            Keep::Heads(_) => Unit::Heads,
+            Keep::Neurons(_) => Unit::Neurons,
+            Keep::HeadDims(_) => Unit::HeadDims,
+            Keep::Layers(_) => Unit::Layers,
+            Keep::Hidden(_) => Unit::Hidden,
+        }
+    }
 }
 
 /// How budget search (`optimize --latency-budget`) varies a cut.

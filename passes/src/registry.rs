@@ -42,6 +42,16 @@ pub fn with_recovery(kind: crate::pass::Recovery) -> Vec<&'static str> {
     passes().iter().filter(|p| p.recovery == kind).map(|p| p.name).collect()
 }
 
+/// The names of the unit cuts (`Recovery::Units` of any unit), in registry order.
+pub fn unit_cuts() -> Vec<&'static str> {
+    passes().iter().filter(|p| p.recovery.unit().is_some()).map(|p| p.name).collect()
+}
+
+/// The name of the cut that removes `unit`.
+pub fn cut_of(unit: crate::pass::Unit) -> &'static str {
+    passes().iter().find(|p| p.recovery.unit() == Some(unit)).map_or("?", |p| p.name)
+}
+
 /// The passes budget search can vary (those with a `Search`), in registry order: the order they run in.
 pub fn searchable() -> impl Iterator<Item = (&'static PassInfo, crate::pass::Search)> {
     passes().iter().filter_map(|p| Some((p, p.search?)))

@@ -34,7 +34,7 @@ const CASES: &[(&str, &str)] = &[
 
 #[test]
 fn keep_names_exactly_the_units_each_unit_cut_removes() {
-    let units = registry::with_recovery(Recovery::Units);
+    let units = registry::unit_cuts();
     for u in &units {
         assert!(CASES.iter().any(|(p, _)| p.starts_with(&format!("{u}("))), "no keep() case for unit cut `{u}`");
     }
@@ -49,6 +49,8 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
         let dense = with_data(parse(&text).unwrap());
         let spec = &bertopt_passes::parse_pipeline(pipeline).unwrap()[0];
         let keep = registry::build(spec).unwrap().keep(&dense).unwrap().expect("a unit cut names what it keeps");
+        let declared = registry::info(&spec.name).unwrap().recovery;
+        assert_eq!(Recovery::Units(keep.unit()), declared, "{pipeline}: keep() names other units than INFO declares");
         let mut pruned = dense.clone();
         Pipeline::parse(pipeline).unwrap().run(&mut pruned, &mut PassContext::default()).unwrap();
         let ops: Vec<Op> = dense.topo_order().unwrap().iter().map(|n| dense.dag[*n].op.clone()).collect();
@@ -161,6 +163,6 @@ fn only_unit_cuts_name_units() {
         let pass = (p.build)(&bertopt_passes::args::Args::bare(p.name, Default::default()));
         let Ok(pass) = pass else { continue }; // passes whose arguments have no default (truncate)
         let named = pass.keep(&dense).map(|k| k.is_some()).unwrap_or(true);
-        assert_eq!(named, p.recovery == Recovery::Units, "`{}`: keep() and the recovery kind disagree", p.name);
+        assert_eq!(named, p.recovery.unit().is_some(), "`{}`: keep() and the recovery kind disagree", p.name);
     }
 }
