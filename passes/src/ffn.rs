@@ -15,7 +15,7 @@ use petgraph::Direction;
 use crate::amount::{round_kept, Amount};
 use crate::args::Args;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
-use crate::rewrite::{keep_top, kept_index, residual_only, set_weight, weight};
+use crate::rewrite::{keep_top, kept, residual_only, shrink};
 use crate::scores::Importance;
 
 /// `ffn` as the registry lists it.
@@ -140,7 +140,6 @@ impl Pass for Ffn {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
         let (mut removed, mut gone) = (0, 0);
         for (layer, b) in blocks(g)?.into_iter().enumerate() {
             let keep = self.keep_block(g, &b)?;
@@ -157,13 +156,7 @@ impl Pass for Ffn {
                 gone += 1;
                 continue;
             }
-            let idx = kept_index(&keep).map_err(c)?;
-            let wi = weight(g, "ffn", &format!("{w_in}.weight"))?.index_select(&idx, 1).map_err(c)?;
-            let bi = weight(g, "ffn", &format!("{w_in}.bias"))?.index_select(&idx, 0).map_err(c)?;
-            let wo = weight(g, "ffn", &format!("{w_out}.weight"))?.index_select(&idx, 0).map_err(c)?;
-            set_weight(g, &format!("{w_in}.weight"), wi);
-            set_weight(g, &format!("{w_in}.bias"), bi);
-            set_weight(g, &format!("{w_out}.weight"), wo);
+            shrink(g, INFO.name, &[&w_in], &[&w_out], &kept(&keep))?;
             g.dag[b.fc_in].op = Op::Linear(ops::Linear { w: w_in, k: d, n: new });
             if let Op::Linear(ops::Linear { w, n, .. }) = g.dag[b.fc_out].op.clone() {
                 g.dag[b.fc_out].op = Op::Linear(ops::Linear { w, k: new, n });

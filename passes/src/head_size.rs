@@ -12,12 +12,12 @@ use std::collections::BTreeMap;
 
 use bertopt_ir::ops;
 use bertopt_ir::{Graph, Op};
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
 use crate::amount::removed;
 use crate::args::Args;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
-use crate::rewrite::{keep_top, set_weight, weight};
+use crate::rewrite::{keep_top, set_weight, shrink, weight};
 use crate::scores::Importance;
 
 /// `head-size` as the registry lists it.
@@ -110,21 +110,13 @@ impl Pass for HeadSize {
             }
             let kept: Vec<usize> = (0..head_dim).filter(|&j| keep[j]).collect();
             let idx: Vec<u32> = (0..heads).flat_map(|h| kept.iter().map(move |&j| (h * head_dim + j) as u32)).collect();
-            let idx = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(c)?;
+            shrink(g, INFO.name, &[&query, &key, &value], &[&output], &idx)?;
             // The lowering scales scores by 1/sqrt(d'); the model was trained with 1/sqrt(d).
             let rescale = (kept.len() as f64 / head_dim as f64).sqrt();
-            for p in [&query, &key, &value] {
-                let mut w = weight(g, "head-size", &format!("{p}.weight"))?.index_select(&idx, 1).map_err(c)?;
-                let mut b = weight(g, "head-size", &format!("{p}.bias"))?.index_select(&idx, 0).map_err(c)?;
-                if p == &query {
-                    w = (w * rescale).map_err(c)?;
-                    b = (b * rescale).map_err(c)?;
-                }
-                set_weight(g, &format!("{p}.weight"), w);
-                set_weight(g, &format!("{p}.bias"), b);
+            for name in [format!("{query}.weight"), format!("{query}.bias")] {
+                let t = (weight(g, INFO.name, &name)? * rescale).map_err(c)?;
+                set_weight(g, &name, t);
             }
-            let w = weight(g, "head-size", &format!("{output}.weight"))?.index_select(&idx, 0).map_err(c)?;
-            set_weight(g, &format!("{output}.weight"), w);
             removed += remove;
             g.dag[n].op = Op::Attention(ops::Attention { heads, head_dim: kept.len(), query, key, value, output });
         }

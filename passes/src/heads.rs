@@ -13,13 +13,12 @@ use std::sync::Arc;
 
 use bertopt_ir::ops;
 use bertopt_ir::{Graph, NodeIndex, Op};
-use candle_core::{Device, Tensor};
 
 use crate::amount::Amount;
 use crate::args::Args;
 use crate::mask::HeadMask;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
-use crate::rewrite::{keep_top, residual_only, set_weight};
+use crate::rewrite::{keep_top, residual_only, shrink};
 use crate::scores::Importance;
 
 /// `heads` as the registry lists it.
@@ -170,17 +169,7 @@ impl Pass for Heads {
             }
             let idx: Vec<u32> =
                 kept.iter().flat_map(|&h| (h * head_dim..(h + 1) * head_dim).map(|i| i as u32)).collect();
-            let idx = Tensor::new(idx.as_slice(), &Device::Cpu).map_err(|e| failed(INFO.name, e.to_string()))?;
-            let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
-            for p in [&query, &key, &value] {
-                let w = crate::rewrite::weight(g, "heads", &format!("{p}.weight"))?.index_select(&idx, 1).map_err(c)?;
-                let b = crate::rewrite::weight(g, "heads", &format!("{p}.bias"))?.index_select(&idx, 0).map_err(c)?;
-                set_weight(g, &format!("{p}.weight"), w);
-                set_weight(g, &format!("{p}.bias"), b);
-            }
-            let w =
-                crate::rewrite::weight(g, "heads", &format!("{output}.weight"))?.index_select(&idx, 0).map_err(c)?;
-            set_weight(g, &format!("{output}.weight"), w);
+            shrink(g, INFO.name, &[&query, &key, &value], &[&output], &idx)?;
             g.dag[n].op = Op::Attention(ops::Attention { heads: kept.len(), head_dim, query, key, value, output });
         }
         changed.insert("heads removed".into(), removed);

@@ -40,6 +40,31 @@ pub fn weight<'g>(g: &'g Graph, pass: &str, name: &str) -> Result<&'g Tensor, Pa
     g.weights.tensor(name).ok_or_else(|| failed(pass, format!("weight @{name} has no data")))
 }
 
+/// The shrink every unit cut of a block applies: keep only the units `idx` lists (indices into the block's
+/// inner width, ascending) in the output columns and bias entries of each producer group (`P.weight: [K, n]`,
+/// `P.bias: [n]`) and the input rows of each consumer group (`C.weight: [n, N]`; its bias stays). `heads`,
+/// `head-size` and `ffn` cut Q/K/V -> output and FFN-in -> FFN-out with it.
+pub fn shrink(g: &mut Graph, pass: &str, producers: &[&str], consumers: &[&str], idx: &[u32]) -> Result<(), PassError> {
+    let c = |e: candle_core::Error| failed(pass, e.to_string());
+    let idx = Tensor::new(idx, &candle_core::Device::Cpu).map_err(c)?;
+    for p in producers {
+        let w = weight(g, pass, &format!("{p}.weight"))?.index_select(&idx, 1).map_err(c)?;
+        let b = weight(g, pass, &format!("{p}.bias"))?.index_select(&idx, 0).map_err(c)?;
+        set_weight(g, &format!("{p}.weight"), w);
+        set_weight(g, &format!("{p}.bias"), b);
+    }
+    for p in consumers {
+        let w = weight(g, pass, &format!("{p}.weight"))?.index_select(&idx, 0).map_err(c)?;
+        set_weight(g, &format!("{p}.weight"), w);
+    }
+    Ok(())
+}
+
+/// Indices `0..n` whose `keep` is true.
+pub fn kept(keep: &[bool]) -> Vec<u32> {
+    keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as u32).collect()
+}
+
 /// Indices `0..n` whose `keep` is true, as a u32 tensor for `index_select`.
 pub fn kept_index(keep: &[bool]) -> Result<Tensor, candle_core::Error> {
     let idx: Vec<u32> = keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as u32).collect();
