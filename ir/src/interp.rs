@@ -6,12 +6,12 @@ use std::collections::HashMap;
 
 use candle_core::{DType as CDType, Device, Tensor};
 
-use crate::graph::Graph;
+use crate::graph::{Graph, Value};
 pub use crate::ops::attention::{softmax, MASK_NEG};
 pub use crate::ops::exit::exit_point;
 pub use crate::ops::linear::linear;
 pub use crate::ops::norm::layer_norm;
-use crate::ops::{EarlyExit, EvalError, Input, Op};
+use crate::ops::{EvalError, Input, Op};
 use crate::types::{DType, Dim};
 
 #[derive(Debug, thiserror::Error)]
@@ -31,34 +31,24 @@ pub enum InterpError {
 /// Run the graph on named inputs (i64 tensors for ids and masks). Returns the outputs in declaration order.
 pub fn run(g: &Graph, inputs: &HashMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, InterpError> {
     let order = g.topo_order().map_err(InterpError::Graph)?;
-    let mut vals: HashMap<petgraph::stable_graph::NodeIndex, Tensor> = HashMap::new();
+    let mut vals: HashMap<Value, Tensor> = HashMap::new();
     let mut syms: HashMap<String, usize> = HashMap::new();
     for n in order {
         let node = &g.dag[n];
-        let args: Vec<&Tensor> = g.operands(n).iter().map(|o| &vals[o]).collect();
-        let out = match &node.op {
+        let args: Vec<&Tensor> = g.operand_values(n).iter().map(|o| &vals[o]).collect();
+        let results = match &node.op {
             Op::Input(Input { name }) => {
                 let t = inputs.get(name).ok_or_else(|| InterpError::MissingInput(name.clone()))?;
                 check_input(name, t, &node.ty, &mut syms)?;
-                t.clone()
+                vec![t.clone()]
             }
-            Op::ExitLayer => {
-                let e = g.operands(n)[0];
-                let Op::EarlyExit(EarlyExit { rule, layers }) = &g.dag[e].op else {
-                    return Err(InterpError::Graph("exit_layer's operand is not an early_exit".into()));
-                };
-                let exits: Vec<&Tensor> = g.operands(e).iter().map(|o| &vals[o]).collect();
-                let j = exit_point(*rule, &exits)
-                    .map_err(|source| InterpError::Candle { op: "exit_layer".into(), source })?;
-                let rows = exits[0].dim(0).map_err(|source| InterpError::Candle { op: "exit_layer".into(), source })?;
-                Tensor::from_vec(vec![layers[j] as i64; rows], rows, &Device::Cpu)
-                    .map_err(|source| InterpError::Candle { op: "exit_layer".into(), source })?
-            }
-            op => eval_op(g, op, &args)?,
+            op => op.eval_results(&g.weights, &args).map_err(|e| located(op, e))?,
         };
-        vals.insert(n, out);
+        for (result, t) in results.into_iter().enumerate() {
+            vals.insert(Value { node: n, result }, t);
+        }
     }
-    Ok(g.outputs.iter().map(|(name, n)| (name.clone(), vals[n].clone())).collect())
+    Ok(g.outputs.iter().map(|(name, v)| (name.clone(), vals[v].clone())).collect())
 }
 
 fn check_input(
@@ -91,13 +81,18 @@ fn check_input(
     Ok(())
 }
 
-/// Evaluate one op on operand values (used by constant folding).
+/// Evaluate one op's result 0 on operand values (used by constant folding).
 pub fn eval_op(g: &Graph, op: &Op, a: &[&Tensor]) -> Result<Tensor, InterpError> {
-    op.eval(&g.weights, a).map_err(|e| match e {
+    op.eval(&g.weights, a).map_err(|e| located(op, e))
+}
+
+/// An op's evaluation error, naming the op.
+fn located(op: &Op, e: EvalError) -> InterpError {
+    match e {
         EvalError::Candle(source) => InterpError::Candle { op: op.mnemonic().into(), source },
         EvalError::NoData(name) => InterpError::NoData(name),
         EvalError::Graph(msg) => InterpError::Graph(msg),
-    })
+    }
 }
 
 /// The CPU device the interpreter uses.

@@ -17,7 +17,7 @@ pub mod verify;
 pub mod weights;
 
 pub use exit::ExitRule;
-pub use graph::{Graph, Node};
+pub use graph::{Graph, Node, Value};
 pub use ops::{Attr, Op};
 pub use parse::{parse, ParseError};
 pub use petgraph::stable_graph::NodeIndex;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use candle_core::{Device, Tensor};
 
-use crate::graph::{Graph, Weight};
+use crate::graph::{Graph, Value, Weight};
 use crate::ops::{Attr, Op};
 use crate::types::{DType, Dim, ValueType};
 
@@ -288,7 +288,7 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
     p.bump()?;
     p.keyword("graph")?;
     let mut g = Graph::new(p.ident()?);
-    let mut env: HashMap<String, petgraph::stable_graph::NodeIndex> = HashMap::new();
+    let mut env: HashMap<String, Value> = HashMap::new();
     p.punct('(')?;
     if !p.eat(')')? {
         loop {
@@ -299,7 +299,7 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                 return p.err(format!("input %{name} declared twice"));
             }
             let n = g.add_input(&name, ty);
-            env.insert(name, n);
+            env.insert(name, n.into());
             if p.eat(')')? {
                 break;
             }
@@ -327,12 +327,19 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                 break;
             }
         }
-        let name = p.value()?;
-        if env.contains_key(&name) {
-            return p.err(format!("value %{name} defined twice"));
+        // `%a: T = op(...)`, or for an op with several results `%a: T, %b: U = op(...)`.
+        let mut results = vec![];
+        loop {
+            let name = p.value()?;
+            if env.contains_key(&name) || results.iter().any(|(r, _)| *r == name) {
+                return p.err(format!("value %{name} defined twice"));
+            }
+            p.punct(':')?;
+            results.push((name, p.ty()?));
+            if !p.eat(',')? {
+                break;
+            }
         }
-        p.punct(':')?;
-        let ty = p.ty()?;
         p.punct('=')?;
         let (mline, mcol) = (p.line, p.col);
         let mnemonic = p.ident()?;
@@ -371,8 +378,14 @@ pub fn parse(src: &str) -> Result<Graph, ParseError> {
                 msg: format!("`{mnemonic}` takes {} operand(s), got {}", op.arity(), args.len()),
             });
         }
-        let n = g.add_node(op, ty, &args);
-        env.insert(name, n);
+        let mut results = results.into_iter();
+        let (name, ty) = results.next().expect("at least one result");
+        let (names, more): (Vec<String>, Vec<_>) = results.unzip();
+        let n = g.add_node_results(op, ty, more, &args);
+        env.insert(name, n.into());
+        for (i, name) in names.into_iter().enumerate() {
+            env.insert(name, Value { node: n, result: i + 1 });
+        }
     }
     for (block, spare) in [("weights", false), ("spare", true)] {
         if matches!(&p.tok, Tok::Ident(k) if k == block) {

@@ -10,7 +10,8 @@
 //! }
 //! ```
 //! Weights held aside (`Graph::spare`: off-ramps, EBERT predictors) follow in a `spare { }` block of the same form.
-//! Values are numbered in topological order, so the text does not depend on how the graph was built.
+//! Values are numbered in topological order, so the text does not depend on how the graph was built. An op with
+//! several results names each: `%7: f32[batch, 2], %8: i64[batch] = early_exit(%3, %6) {...}`.
 //! `parse::parse` is this printer's exact inverse; it also reads weight data (`= seeded(N)`, `= [v, ...]`), which
 //! file tests write by hand and the printer never writes.
 
@@ -19,30 +20,34 @@ use std::fmt::Write;
 
 use petgraph::stable_graph::NodeIndex;
 
-use crate::graph::Graph;
+use crate::graph::{Graph, Value};
 use crate::ops::{Attr, Op};
 
-/// The printed name of every value: `%name` for inputs, `%N` for the rest.
-pub struct ValueNames(HashMap<NodeIndex, String>);
+/// The printed name of every value: `%name` for inputs, `%N` for the rest, one number per result.
+pub struct ValueNames(HashMap<Value, String>);
 
 impl ValueNames {
     pub fn new(g: &Graph, order: &[NodeIndex]) -> Self {
         let mut m = HashMap::new();
         let mut next = 0;
         for &n in order {
-            let name = match &g.dag[n].op {
-                Op::Input(crate::ops::Input { name }) => format!("%{name}"),
-                _ => {
-                    next += 1;
-                    format!("%{}", next - 1)
-                }
-            };
-            m.insert(n, name);
+            if let Op::Input(crate::ops::Input { name }) = &g.dag[n].op {
+                m.insert(n.into(), format!("%{name}"));
+                continue;
+            }
+            for result in 0..g.dag[n].results() {
+                m.insert(Value { node: n, result }, format!("%{next}"));
+                next += 1;
+            }
         }
         ValueNames(m)
     }
-    pub fn get(&self, n: NodeIndex) -> String {
-        self.0.get(&n).cloned().unwrap_or_else(|| format!("%<{}>", n.index()))
+    pub fn get(&self, v: impl Into<Value>) -> String {
+        let v = v.into();
+        self.0.get(&v).cloned().unwrap_or_else(|| match v.result {
+            0 => format!("%<{}>", v.node.index()),
+            r => format!("%<{}#{r}>", v.node.index()),
+        })
     }
 }
 
@@ -68,8 +73,11 @@ pub fn print(g: &Graph) -> String {
         if let Op::Input(_) = node.op {
             continue;
         }
-        let args: Vec<String> = g.operands(n).into_iter().map(|o| names.get(o)).collect();
-        let _ = write!(s, "  {}: {} = {}({})", names.get(n), node.ty, node.op.mnemonic(), args.join(", "));
+        let args: Vec<String> = g.operand_values(n).into_iter().map(|o| names.get(o)).collect();
+        let types = std::iter::once(&node.ty).chain(&node.more);
+        let results: Vec<String> =
+            types.enumerate().map(|(result, t)| format!("{}: {t}", names.get(Value { node: n, result }))).collect();
+        let _ = write!(s, "  {} = {}({})", results.join(", "), node.op.mnemonic(), args.join(", "));
         let attrs = node.op.attrs();
         if !attrs.is_empty() {
             let a: Vec<String> = attrs.iter().map(|(k, v)| format!("{k}: {}", format_attr(v))).collect();

@@ -81,10 +81,10 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             }
             continue;
         }
-        let ops = g.operands(n);
+        let ops = g.operand_values(n);
         let positions: Vec<usize> = {
             let mut p: Vec<usize> =
-                g.dag.edges_directed(n, petgraph::Direction::Incoming).map(|e| *e.weight()).collect();
+                g.dag.edges_directed(n, petgraph::Direction::Incoming).map(|e| e.weight().operand).collect();
             p.sort();
             p
         };
@@ -92,14 +92,19 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
             problems.push(problem(at(), format!("{here}: operand positions {positions:?} are not 0..{}", ops.len())));
             continue;
         }
-        if matches!(node.op, Op::ExitLayer) && !matches!(g.dag[ops[0]].op, Op::EarlyExit(_)) {
-            let message = format!("{here} = exit_layer: its operand {} is not an early_exit", names.get(ops[0]));
-            problems.push(problem(at(), message));
-        }
-        let tys: Vec<&ValueType> = ops.iter().map(|&o| &g.dag[o].ty).collect();
-        let message = match node.op.infer(&tys, &g.weights) {
-            Ok(t) if t == node.ty => continue,
-            Ok(t) => format!("{here} = {}: declared {} but inferred {t}", node.op.mnemonic(), node.ty),
+        let Some(tys) = ops.iter().map(|&o| g.value_type(o)).collect::<Option<Vec<&ValueType>>>() else {
+            problems.push(problem(at(), format!("{here}: an operand reads a result its node does not have")));
+            continue;
+        };
+        let message = match node.op.infer_results(&tys, &g.weights) {
+            Ok((t, more)) if t == node.ty && more == node.more => continue,
+            Ok((t, more)) => {
+                let show = |first: &ValueType, rest: &[ValueType]| {
+                    std::iter::once(first).chain(rest).map(ValueType::to_string).collect::<Vec<_>>().join(", ")
+                };
+                let (declared, inferred) = (show(&node.ty, &node.more), show(&t, &more));
+                format!("{here} = {}: declared {declared} but inferred {inferred}", node.op.mnemonic())
+            }
             Err(e) => format!("{here} = {}: {e}", node.op.mnemonic()),
         };
         problems.push(problem(at(), message));
@@ -110,7 +115,7 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
         if !seen_out.insert(name) {
             problems.push(problem(at(), format!("output `{name}` declared twice")));
         }
-        if g.dag.node_weight(*o).is_none() {
+        if g.value_type(*o).is_none() {
             problems.push(problem(at(), format!("output `{name}` refers to a removed value")));
         }
     }

@@ -152,3 +152,39 @@ fn verifier_lists_every_problem_with_its_place() {
     let text = e.to_string();
     assert!(text.starts_with("IR verification failed in graph `small`: %2 = add_norm"), "{text}");
 }
+
+const EXIT: &str = "graph e(%x: f32[batch, 3]) {
+  %0: f32[batch, 2] = linear(%x) {w: @a, k: 3, n: 2}
+  %1: f32[batch, 2] = linear(%x) {w: @b, k: 3, n: 2}
+  %2: f32[batch, 2], %3: i64[batch] = early_exit(%0, %1) {entropy: 0.5, layers: [1, 2]}
+  return logits = %2, exit_layer = %3
+}
+weights {
+  @a.bias: f32[2] = [0, 0]
+  @a.weight: f32[3, 2] = [10, -10, 10, -10, 10, -10]
+  @b.bias: f32[2] = [1, 2]
+  @b.weight: f32[3, 2] = [0, 0, 0, 0, 0, 0]
+}
+";
+
+/// `early_exit` has two results, named on one line; they print, parse, verify and evaluate as two values.
+#[test]
+fn an_op_with_two_results_round_trips_and_evaluates_both() {
+    let g = parse(EXIT).unwrap();
+    verify(&g).unwrap();
+    assert_eq!(parse(&print(&g)).map(|g| print(&g)).unwrap(), print(&g));
+    assert!(print(&g).contains("%2: f32[batch, 2], %3: i64[batch] = early_exit(%0, %1)"), "{}", print(&g));
+    let x = candle_core::Tensor::new(&[[1f32, 1., 1.], [2., 0., 1.]], &candle_core::Device::Cpu).unwrap();
+    let run = |g: &bertopt_ir::Graph| {
+        let out = bertopt_ir::interp::run(g, &[("x".to_string(), x.clone())].into()).unwrap();
+        (out[0].1.to_vec2::<f32>().unwrap(), out[1].1.to_vec1::<i64>().unwrap())
+    };
+    // Exit 0's logits are (30, -30) and (30, -30): entropy ~0 < 0.5, the batch leaves after layer 1.
+    assert_eq!(run(&g), (vec![vec![30., -30.]; 2], vec![1, 1]));
+    // With threshold 0 nothing leaves early: the final logits (the bias of @b) after layer 2.
+    let g0 = parse(&EXIT.replace("entropy: 0.5", "entropy: 0")).unwrap();
+    assert_eq!(run(&g0), (vec![vec![1., 2.]; 2], vec![2, 2]));
+    // A wrong declared type of the second result is caught, with both results shown.
+    let e = verify(&parse(&EXIT.replace("%3: i64[batch]", "%3: f32[batch]")).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("declared f32[batch, 2], f32[batch] but inferred f32[batch, 2], i64[batch]"), "{e}");
+}

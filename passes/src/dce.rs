@@ -26,7 +26,7 @@ impl Pass for Dce {
     }
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let mut live = std::collections::HashSet::new();
-        let mut stack: Vec<NodeIndex> = g.outputs.iter().map(|(_, n)| *n).collect();
+        let mut stack: Vec<NodeIndex> = g.outputs.iter().map(|(_, v)| v.node).collect();
         while let Some(n) = stack.pop() {
             if live.insert(n) {
                 stack.extend(g.dag.neighbors_directed(n, Direction::Incoming));

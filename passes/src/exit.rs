@@ -1,6 +1,7 @@
 //! `exit`: DeeBERT / ElasticBERT early exit. Wires the checkpoint's off-ramps (pooler + classifier on [CLS] after
 //! chosen layers, held in `Graph::spare` until now) into the graph and ends it in one `early_exit` over their
-//! logits and the model's own final logits, plus an `exit_layer` output saying how many layers ran. The final
+//! logits and the model's own final logits; its two results are the `logits` and `exit_layer` outputs (how many
+//! layers ran). The final
 //! layer always uses the trained final classifier, never an off-ramp. Lowering turns `early_exit` into nested
 //! ONNX `If`s, so the layers after an exit really do not run.
 
@@ -8,7 +9,7 @@ use std::collections::BTreeMap;
 
 use bertopt_ir::names::EXITS;
 use bertopt_ir::ops;
-use bertopt_ir::{ExitRule, Graph, NodeIndex, Op};
+use bertopt_ir::{ExitRule, Graph, NodeIndex, Op, Value};
 
 use crate::args::Args;
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery};
@@ -210,7 +211,7 @@ impl Pass for Exit {
         let Some(oi) = g.outputs.iter().position(|(name, _)| name == "logits") else {
             return Err(failed(INFO.name, "early exit needs a classifier: the graph has no `logits` output"));
         };
-        let final_logits = g.outputs[oi].1;
+        let final_logits = g.outputs[oi].1.node;
         let ramps = available_ramps(g);
         if ramps.is_empty() {
             return Err(failed(INFO.name, NO_RAMPS));
@@ -239,9 +240,8 @@ impl Pass for Exit {
         let e = g
             .add_inferred(Op::EarlyExit(ops::EarlyExit { rule: self.rule, layers }), &exits)
             .map_err(|e| failed(INFO.name, e))?;
-        let x = g.add_inferred(Op::ExitLayer, &[e]).map_err(|e| failed(INFO.name, e))?;
-        g.outputs[oi].1 = e;
-        g.add_output("exit_layer", x);
+        g.outputs[oi].1 = e.into();
+        g.add_output("exit_layer", Value { node: e, result: 1 });
         changed.insert("exits".into(), counts.len());
         Ok(())
     }

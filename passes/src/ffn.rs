@@ -61,7 +61,7 @@ struct Block {
 
 fn single_user(g: &Graph, n: NodeIndex) -> Option<NodeIndex> {
     let users: Vec<NodeIndex> = g.dag.neighbors_directed(n, Direction::Outgoing).collect();
-    let outputs = g.outputs.iter().any(|(_, o)| *o == n);
+    let outputs = g.outputs.iter().any(|(_, o)| o.node == n);
     match users.as_slice() {
         [u] if !outputs => Some(*u),
         _ => None,

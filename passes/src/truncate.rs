@@ -45,13 +45,13 @@ impl Pass for Truncate {
         if g.dag.node_weights().any(|n| matches!(n.op, bertopt_ir::Op::EarlyExit(_))) {
             return Err(fail("the graph has early exits: truncate before `exit`, not after"));
         }
-        let labels = g.dag[g.outputs[oi].1].ty.last().and_then(|d| d.known()).unwrap_or(0);
+        let labels = g.dag[g.outputs[oi].1.node].ty.last().and_then(|d| d.known()).unwrap_or(0);
         let h = ramp_site(g, self.layers).map_err(|e| match e {
             PassError::Failed { problem, .. } => fail(&problem),
             e => e,
         })?;
         let logits = wire_ramp(g, self.layers - 1, h, labels)?;
-        g.outputs[oi].1 = logits;
+        g.outputs[oi].1 = logits.into();
         changed.insert("layers kept".into(), self.layers);
         Ok(())
     }

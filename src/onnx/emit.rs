@@ -1,7 +1,7 @@
 //! Lowering a whole IR graph to one ONNX model: inputs, every node through `lower` (one file per op family), an
 //! early exit as nested `If`s, outputs. Hidden states travel batched or as rows (`Stream`).
 
-use bertopt_ir::{ops, Graph, Op};
+use bertopt_ir::{ops, Graph, Op, Value};
 
 pub use super::lower::emitter::EmitError;
 use super::lower::emitter::{dims, elem, Emitter};
@@ -45,20 +45,15 @@ pub fn emit(g: &Graph, opts: &EmitOptions) -> Result<onnx_protobuf::ModelProto, 
         Some(x) => {
             let (plan, rest) = ExitPlan::new(g, x, &order)?;
             let (logits, layer) = e.emit_exits(&plan, 0, None)?;
-            e.vals.insert(x, logits);
-            for n in rest {
-                if matches!(g.dag[n].op, Op::ExitLayer) {
-                    e.vals.insert(n, layer.clone());
-                } else {
-                    super::lower::nodes(&mut e, &[n])?;
-                }
-            }
+            e.vals.insert(Value { node: x, result: 0 }, logits);
+            e.vals.insert(Value { node: x, result: 1 }, layer);
+            super::lower::nodes(&mut e, &rest)?;
         }
     }
-    for (name, n) in &g.outputs {
-        let ty = &g.dag[*n].ty;
-        let v = e.vals[n].clone();
-        let v = e.batched(&v, *n)?;
+    for (name, out) in &g.outputs {
+        let ty = g.value_type(*out).ok_or_else(|| EmitError::Graph(format!("output `{name}` has no value")))?;
+        let v = e.vals[out].clone();
+        let v = if out.result == 0 { e.batched(&v, out.node)? } else { v };
         e.b.node_into("Identity", name, &[&v], name, &[]);
         e.b.output(name, elem(ty.dtype), &dims(&ty.shape));
     }

@@ -27,7 +27,7 @@ fn carry_name(n: NodeIndex) -> String {
     format!("carry.{}", n.index())
 }
 
-/// Lower a graph whose outputs are an `early_exit` (and its `exit_layer`) to one ONNX model per exit point.
+/// Lower a graph whose outputs are an `early_exit`'s results (logits, exit layer) to one ONNX model per exit point.
 pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitError> {
     let order = g.topo_order().map_err(EmitError::Graph)?;
     let e =
@@ -35,7 +35,7 @@ pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitErr
             EmitError::Graph("a segmented export needs an early exit: add `exit` to the pipeline".into())
         })?;
     let (plan, rest) = ExitPlan::new(g, e, &order)?;
-    if let Some(&n) = rest.iter().find(|&&n| !matches!(g.dag[n].op, Op::ExitLayer)) {
+    if let Some(&n) = rest.first() {
         return Err(EmitError::Graph(format!(
             "a segmented export needs the early exit's logits as the model output, but `{}` reads them",
             g.dag[n].op.mnemonic()
@@ -78,7 +78,7 @@ pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitErr
                 _ => carry_name(n),
             };
             em.b.input(&name, elem(node.ty.dtype), &dims(&node.ty.shape));
-            em.vals.insert(n, name.clone());
+            em.vals.insert(n.into(), name.clone());
             inputs.push(name);
         }
         // Constants an earlier stage owns are emitted again here (as initializers, they cost nothing to share).
@@ -93,7 +93,7 @@ pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitErr
         super::lower::nodes(&mut em, &nodes)?;
         let logits = plan.exits[j];
         let ty = &g.dag[logits].ty;
-        let v = em.vals[&logits].clone();
+        let v = em.vals[&logits.into()].clone();
         em.b.node_into("Identity", "logits", &[&v], "logits", &[]);
         em.b.output("logits", elem(ty.dtype), &dims(&ty.shape));
         let mut carries = vec![];
@@ -101,7 +101,7 @@ pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitErr
             for &n in &handed[j] {
                 let name = carry_name(n);
                 let ty = &g.dag[n].ty;
-                let v = em.vals[&n].clone();
+                let v = em.vals[&n.into()].clone();
                 em.b.node_into("Identity", &name, &[&v], &name, &[]);
                 em.b.output(&name, elem(ty.dtype), &dims(&ty.shape));
                 carries.push(name);

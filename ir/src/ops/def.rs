@@ -23,10 +23,18 @@ pub trait OpDef: Sized {
     fn weight_refs(&self) -> Vec<&str> {
         vec![]
     }
-    /// The result type from the operand types (their number is checked before), checking every weight read.
+    /// The type of result 0 from the operand types (their number is checked before), checking every weight read.
     fn infer(&self, operands: &[&ValueType], weights: &Weights) -> Result<ValueType, String>;
-    /// What the op computes: the reference interpreter's meaning, which the ONNX lowering must match.
+    /// The types of the results after the first, given the first's (most ops have no other).
+    fn more_results(&self, _first: &ValueType) -> Vec<ValueType> {
+        vec![]
+    }
+    /// What the op computes (result 0): the reference interpreter's meaning, which the ONNX lowering must match.
     fn eval(&self, weights: &Weights, operands: &[&Tensor]) -> Result<Tensor, EvalError>;
+    /// Every result's value, in order.
+    fn eval_results(&self, weights: &Weights, operands: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
+        Ok(vec![self.eval(weights, operands)?])
+    }
     /// Arithmetic for one sequence of `seq` tokens, given the node's result type.
     fn flops(&self, _weights: &Weights, _ty: &ValueType, _seq: u64) -> Flops {
         Flops::default()

@@ -1,5 +1,6 @@
-//! `early_exit` (the logits of the first exit point whose rule every row meets) and `exit_layer` (how many
-//! encoder layers it ran). The rules themselves are `crate::exit`'s, shared with training and the runners.
+//! `early_exit`: the logits of the first exit point whose rule every row meets (result 0) and how many encoder
+//! layers ran before it (result 1). The rules themselves are `crate::exit`'s, shared with training and the
+//! runners.
 
 use candle_core::Tensor;
 
@@ -13,15 +14,12 @@ use crate::weights::Weights;
 /// `layers[j]` is how many encoder layers run before exit point j. The result is the logits of the first
 /// exit point at which every row of the batch meets `rule` (else the last): a whole batch leaves together,
 /// which is what one `If` per exit point computes. Lowered to nested `If`s, so later layers do not run.
+/// Result 1 is `layers[j]` for that exit point j, as `i64[batch]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EarlyExit {
     pub rule: ExitRule,
     pub layers: Vec<usize>,
 }
-
-/// The number of layers an `early_exit` (its only operand) ran, as `i64[batch]`. Its value depends on the
-/// early_exit's operands, not on its result, so the interpreter evaluates it from them (`interp::run`).
-pub struct ExitLayer;
 
 /// The exit point a batch leaves at, from each exit point's logits `[batch, labels]`.
 pub fn exit_point(rule: ExitRule, exits: &[&Tensor]) -> candle_core::Result<usize> {
@@ -63,27 +61,16 @@ impl OpDef for EarlyExit {
         }
         Ok(first.clone())
     }
+    fn more_results(&self, first: &ValueType) -> Vec<ValueType> {
+        vec![ValueType::new(DType::I64, vec![first.shape[0].clone()])]
+    }
     fn eval(&self, _: &Weights, x: &[&Tensor]) -> Result<Tensor, EvalError> {
         Ok(x[exit_point(self.rule, x)?].clone())
     }
-}
-
-impl OpDef for ExitLayer {
-    const MNEMONIC: &'static str = "exit_layer";
-    fn arity(&self) -> usize {
-        1
-    }
-    fn parse(_: &mut AttrReader) -> Result<Self, String> {
-        Ok(ExitLayer)
-    }
-    fn infer(&self, x: &[&ValueType], _: &Weights) -> Result<ValueType, String> {
-        let x = x[0];
-        if x.dtype != DType::F32 || x.rank() != 2 {
-            return Err(format!("exit_layer takes the logits of an early_exit, got {x}"));
-        }
-        Ok(ValueType::new(DType::I64, vec![x.shape[0].clone()]))
-    }
-    fn eval(&self, _: &Weights, _: &[&Tensor]) -> Result<Tensor, EvalError> {
-        Err(EvalError::Graph("exit_layer is evaluated by `run`".into()))
+    fn eval_results(&self, _: &Weights, x: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
+        let j = exit_point(self.rule, x)?;
+        let rows = x[0].dim(0)?;
+        let layer = Tensor::from_vec(vec![self.layers[j] as i64; rows], rows, x[0].device())?;
+        Ok(vec![x[j].clone(), layer])
     }
 }

@@ -33,7 +33,7 @@ pub use attr::{Attr, AttrReader};
 pub use def::{EvalError, Flops, OpDef};
 pub use elementwise::{Add, Gelu, Relu, Tanh};
 pub use embed::Embed;
-pub use exit::{EarlyExit, ExitLayer};
+pub use exit::EarlyExit;
 pub use linear::{cols_name, tile_count, tile_names, AddBias, Linear, TiledLinear};
 pub use norm::{AddNorm, LayerNorm};
 pub use pool::{MaskedMean, TakeCls};
@@ -60,7 +60,6 @@ pub enum Op {
     Add,
     TakeCls,
     EarlyExit(EarlyExit),
-    ExitLayer,
     Relu,
     MaskedMean,
     TopK(TopK),
@@ -98,10 +97,6 @@ macro_rules! each_op {
                 $body
             }
             Op::EarlyExit($d) => $body,
-            Op::ExitLayer => {
-                let $d = &ExitLayer;
-                $body
-            }
             Op::Relu => {
                 let $d = &Relu;
                 $body
@@ -133,7 +128,6 @@ const PARSE: &[(&str, Parse)] = &[
     (Add::MNEMONIC, |a| Add::parse(a).map(|_| Op::Add)),
     (TakeCls::MNEMONIC, |a| TakeCls::parse(a).map(|_| Op::TakeCls)),
     (EarlyExit::MNEMONIC, |a| EarlyExit::parse(a).map(Op::EarlyExit)),
-    (ExitLayer::MNEMONIC, |a| ExitLayer::parse(a).map(|_| Op::ExitLayer)),
     (Relu::MNEMONIC, |a| Relu::parse(a).map(|_| Op::Relu)),
     (MaskedMean::MNEMONIC, |a| MaskedMean::parse(a).map(|_| Op::MaskedMean)),
     (TopK::MNEMONIC, |a| TopK::parse(a).map(Op::TopK)),
@@ -180,8 +174,7 @@ impl Op {
         Ok(op)
     }
 
-    /// The type of the op's result on `operands`, checking their number and every weight the op reads; the
-    /// verifier compares it with every node's declared type.
+    /// The type of the op's result 0 on `operands`, checking their number and every weight the op reads.
     pub fn infer(&self, operands: &[&ValueType], weights: &Weights) -> Result<ValueType, String> {
         if operands.len() != self.arity() {
             return Err(format!("`{}` takes {} operand(s), got {}", self.mnemonic(), self.arity(), operands.len()));
@@ -189,9 +182,26 @@ impl Op {
         each_op!(self, d => d.infer(operands, weights))
     }
 
-    /// What the op computes on operand values (the reference interpreter's meaning).
+    /// The types of all the op's results on `operands` (result 0, then the others); the verifier compares them
+    /// with every node's declared types.
+    pub fn infer_results(
+        &self,
+        operands: &[&ValueType],
+        weights: &Weights,
+    ) -> Result<(ValueType, Vec<ValueType>), String> {
+        let first = self.infer(operands, weights)?;
+        let more = each_op!(self, d => d.more_results(&first));
+        Ok((first, more))
+    }
+
+    /// What the op computes on operand values (its result 0, the reference interpreter's meaning).
     pub fn eval(&self, weights: &Weights, operands: &[&Tensor]) -> Result<Tensor, EvalError> {
         each_op!(self, d => d.eval(weights, operands))
+    }
+
+    /// Every result the op computes on operand values.
+    pub fn eval_results(&self, weights: &Weights, operands: &[&Tensor]) -> Result<Vec<Tensor>, EvalError> {
+        each_op!(self, d => d.eval_results(weights, operands))
     }
 
     /// The arithmetic of a node of this op with result type `ty`, for one sequence of `seq` tokens.

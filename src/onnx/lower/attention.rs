@@ -65,7 +65,7 @@ impl Emitter<'_> {
         if let Some(m) = self.masks.get(&mask_node) {
             return m.clone();
         }
-        let mask = self.vals[&mask_node].clone();
+        let mask = self.vals[&mask_node.into()].clone();
         let f = self.b.node("Cast", "attention_mask/Cast", &[&mask], &[("to", Attr::Int(1))]);
         let one = self.const_f32(1.0);
         let inv = self.b.node("Sub", "attention_mask/Sub", &[&one, &f], &[]);

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use bertopt_ir::{DType, Dim, Graph, NodeIndex, Op};
+use bertopt_ir::{DType, Dim, Graph, NodeIndex, Op, Value};
 use candle_core::Tensor;
 
 use crate::onnx::builder::{Attr, DimSpec, Elem, OnnxBuilder};
@@ -21,7 +21,8 @@ pub enum EmitError {
 pub(crate) struct Emitter<'g> {
     pub(crate) g: &'g Graph,
     pub(crate) b: OnnxBuilder,
-    pub(crate) vals: HashMap<NodeIndex, String>,
+    /// The ONNX name of each IR value.
+    pub(crate) vals: HashMap<Value, String>,
     /// Additive attention mask per IR mask value, computed once and shared by every layer.
     pub(crate) masks: HashMap<NodeIndex, String>,
     consts: HashMap<String, String>,

@@ -20,7 +20,7 @@ impl Emitter<'_> {
         state: ExitState,
     ) -> Result<(String, String), EmitError> {
         super::nodes(self, &x.stages[j])?;
-        let logits = self.vals[&x.exits[j]].clone();
+        let logits = self.vals[&x.exits[j].into()].clone();
         let last = j + 1 == x.exits.len();
         let (cond, state) = if last { (None, state) } else { self.exit_condition(x.rule, &logits, j, state) };
         let Some(cond) = cond else {

@@ -21,7 +21,7 @@ use emitter::{EmitError, Emitter};
 /// The ONNX value of IR node `n`, its operands already lowered.
 pub(crate) fn lower(e: &mut Emitter, n: NodeIndex) -> Result<String, EmitError> {
     let g = e.g;
-    let args: Vec<String> = g.operands(n).iter().map(|o| e.vals[o].clone()).collect();
+    let args: Vec<String> = g.operand_values(n).iter().map(|o| e.vals[o].clone()).collect();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     Ok(match &g.dag[n].op {
         Op::Input(op) => op.name.clone(),
@@ -42,9 +42,7 @@ pub(crate) fn lower(e: &mut Emitter, n: NodeIndex) -> Result<String, EmitError> 
         Op::Tanh => e.lower_unary("Tanh", "tanh", &a),
         Op::Add => e.lower_add(&a),
         Op::TakeCls => e.lower_take_cls(n, &a)?,
-        Op::EarlyExit(_) | Op::ExitLayer => {
-            return Err(EmitError::Graph("early_exit is lowered as a whole by `emit_exits`".into()))
-        }
+        Op::EarlyExit(_) => return Err(EmitError::Graph("early_exit is lowered as a whole by `emit_exits`".into())),
     })
 }
 
@@ -52,7 +50,7 @@ pub(crate) fn lower(e: &mut Emitter, n: NodeIndex) -> Result<String, EmitError> 
 pub(crate) fn nodes(e: &mut Emitter, nodes: &[NodeIndex]) -> Result<(), EmitError> {
     for &n in nodes {
         let v = lower(e, n)?;
-        e.vals.insert(n, v);
+        e.vals.insert(n.into(), v);
     }
     Ok(())
 }
