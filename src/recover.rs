@@ -133,7 +133,7 @@ fn head_size_masks(g: &Graph, keep: &[Vec<bool>]) -> anyhow::Result<BTreeMap<Str
     let mut out = BTreeMap::new();
     let attns = bertopt_passes::rewrite::attention_nodes(g, "head-size")?;
     for (n, keep) in attns.into_iter().zip(keep) {
-        let bertopt_ir::Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = &g.dag[n].op
+        let bertopt_ir::Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, .. }) = &g.dag[n].op
         else {
             continue;
         };

@@ -188,3 +188,23 @@ fn an_op_with_two_results_round_trips_and_evaluates_both() {
     let e = verify(&parse(&EXIT.replace("%3: i64[batch]", "%3: f32[batch]")).unwrap()).unwrap_err().to_string();
     assert!(e.contains("declared f32[batch, 2], f32[batch] but inferred f32[batch, 2], i64[batch]"), "{e}");
 }
+
+/// An attention's projection forms are part of the op: the verifier holds them against the weights, and the
+/// parser wants one count per projection.
+#[test]
+fn attention_declares_its_projection_forms() {
+    let tiled = SMALL.replace("output: @o}", "output: @o, tiles: [1, 0, 0, 0]}");
+    let e = verify(&parse(&tiled).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("@q is declared 1 tile(s) but its weights hold dense"), "{e}");
+    // Stored as one tile (the rows it keeps), declared dense: caught the other way round.
+    let rows = SMALL.replace("  @q.weight: f32[8, 8]\n", "  @q.tile0.rows: i64[5]\n  @q.tile0.weight: f32[5, 8]\n");
+    let e = verify(&parse(&rows).unwrap()).unwrap_err().to_string();
+    assert!(e.contains("@q is declared dense but its weights hold 1 tile(s)"), "{e}");
+    // Declared as it is stored: verifies, and prints the counts.
+    let both = rows.replace("output: @o}", "output: @o, tiles: [1, 0, 0, 0]}");
+    let g = parse(&both).unwrap();
+    verify(&g).unwrap();
+    assert!(print(&g).contains("output: @o, tiles: [1, 0, 0, 0]}"), "{}", print(&g));
+    let e = parse(&SMALL.replace("output: @o}", "output: @o, tiles: [1, 0]}")).unwrap_err().to_string();
+    assert!(e.contains("4 counts, got [1, 0]"), "{e}");
+}

@@ -64,14 +64,11 @@ pub fn lower(ck: Checkpoint) -> Result<Graph, LowerError> {
         let p = format!("encoder.layer.{l}");
         let a = add(
             &mut g,
-            Op::Attention(ops::Attention {
-                heads: c.num_attention_heads,
-                head_dim: c.head_dim(),
-                query: format!("{p}.attention.self.query"),
-                key: format!("{p}.attention.self.key"),
-                value: format!("{p}.attention.self.value"),
-                output: format!("{p}.attention.output.dense"),
-            }),
+            Op::Attention(ops::Attention::dense(
+                c.num_attention_heads,
+                c.head_dim(),
+                ["self.query", "self.key", "self.value", "output.dense"].map(|s| format!("{p}.attention.{s}")),
+            )),
             &[h, mask],
             &p,
         )?;

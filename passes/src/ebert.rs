@@ -178,7 +178,8 @@ impl Pass for Ebert {
         }
         let (mut heads_kept, mut groups_kept) = (0, 0);
         for (l, att) in layers {
-            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = g.dag[att].op.clone()
+            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, .. }) =
+                g.dag[att].op.clone()
             else {
                 unreachable!("filtered to attention nodes")
             };

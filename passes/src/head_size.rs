@@ -51,7 +51,7 @@ impl HeadSize {
 
 /// Importance of dimension `j` of the heads: Q/K/V columns `h·d + j` and O rows `h·d + j`, summed over heads.
 fn dim_scores(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassError> {
-    let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = op else {
+    let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, .. }) = op else {
         unreachable!("attention only")
     };
     let mut score = vec![0f32; *head_dim];
@@ -100,7 +100,8 @@ impl Pass for HeadSize {
         let keeps = self.keep(g)?;
         let mut removed = 0;
         for (n, keep) in attns.into_iter().zip(keeps) {
-            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = g.dag[n].op.clone()
+            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, tiles }) =
+                g.dag[n].op.clone()
             else {
                 continue;
             };
@@ -118,7 +119,8 @@ impl Pass for HeadSize {
                 set_weight(g, &name, t);
             }
             removed += remove;
-            g.dag[n].op = Op::Attention(ops::Attention { heads, head_dim: kept.len(), query, key, value, output });
+            g.dag[n].op =
+                Op::Attention(ops::Attention { heads, head_dim: kept.len(), query, key, value, output, tiles });
         }
         changed.insert("head dimensions removed".into(), removed);
         Ok(())

@@ -74,7 +74,7 @@ impl Heads {
 /// Importance of each head: the summed element importance (W², or Taylor scores) of its slices of Q, K, V
 /// (columns) and O (rows).
 fn importance(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassError> {
-    let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = op else {
+    let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, .. }) = op else {
         unreachable!("attention only")
     };
     let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
@@ -152,7 +152,8 @@ impl Pass for Heads {
         let keep = self.keep(g)?;
         let (mut removed, mut blocks) = (0, 0);
         for (layer, (&n, keep)) in attns.iter().zip(&keep).enumerate() {
-            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output }) = g.dag[n].op.clone()
+            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, tiles }) =
+                g.dag[n].op.clone()
             else {
                 continue;
             };
@@ -170,7 +171,8 @@ impl Pass for Heads {
             let idx: Vec<u32> =
                 kept.iter().flat_map(|&h| (h * head_dim..(h + 1) * head_dim).map(|i| i as u32)).collect();
             shrink(g, INFO.name, &[&query, &key, &value], &[&output], &idx)?;
-            g.dag[n].op = Op::Attention(ops::Attention { heads: kept.len(), head_dim, query, key, value, output });
+            g.dag[n].op =
+                Op::Attention(ops::Attention { heads: kept.len(), head_dim, query, key, value, output, tiles });
         }
         changed.insert("heads removed".into(), removed);
         changed.insert("attention blocks removed".into(), blocks);

@@ -69,6 +69,7 @@ impl Pass for Qkv {
             }
             removed += remove;
         }
+        crate::rewrite::declare_tiles(g);
         changed.insert("input features removed".into(), removed);
         Ok(())
     }

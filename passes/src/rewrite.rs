@@ -112,6 +112,21 @@ pub fn keep_input_rows(g: &mut Graph, pass: &str, p: &str, keep: &[bool]) -> Res
     Ok(removed)
 }
 
+/// After a pass stored some attention projections as tiles (`keep_input_rows`, `tile`), write each attention
+/// op's declared form (`Attention::tiles`) from what its groups now hold; the verifier checks the two agree.
+pub fn declare_tiles(g: &mut Graph) {
+    let nodes: Vec<NodeIndex> = g.dag.node_indices().collect();
+    for n in nodes {
+        let tiles = match &g.dag[n].op {
+            Op::Attention(a) => a.projections().map(|(p, _)| bertopt_ir::ops::tile_count(|x| g.weights.has(x), p)),
+            _ => continue,
+        };
+        if let Op::Attention(a) = &mut g.dag[n].op {
+            a.tiles = tiles;
+        }
+    }
+}
+
 /// The attention nodes in layer order.
 pub fn attention_nodes(g: &Graph, pass: &str) -> Result<Vec<NodeIndex>, PassError> {
     let order = g.topo_order().map_err(|problem| PassError::Failed { pass: pass.into(), problem })?;

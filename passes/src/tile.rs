@@ -30,7 +30,7 @@ use candle_core::{Device, Tensor};
 use crate::amount::removed;
 use crate::args::Args;
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
-use crate::rewrite::{set_weight, weight};
+use crate::rewrite::{declare_tiles, set_weight, weight};
 use crate::scores::Importance;
 
 /// `tile` as the registry lists it.
@@ -286,6 +286,7 @@ impl Pass for TilePass {
                     Op::TiledLinear(ops::TiledLinear { w: tg.w.clone(), k: tg.k, n: tg.n, tiles: tiles.len() });
             }
         }
+        declare_tiles(g);
         changed.insert("row segments removed".into(), segments);
         changed.insert("matrices tiled".into(), matrices);
         if self.n {

@@ -80,6 +80,7 @@ impl Pass for Type0 {
                 blocks_removed += remove;
             }
         }
+        crate::rewrite::declare_tiles(g);
         changed.insert("row blocks removed".into(), blocks_removed);
         changed.insert("input rows removed".into(), rows_removed);
         Ok(())

@@ -11,9 +11,10 @@ use crate::weights::Weights;
 
 /// Multi-head self-attention including its output projection (not the residual).
 /// Operands: hidden states `f32[b, s, D]`, attention mask `i64[b, s]` (1 = attend).
-/// Each projection is dense (`P.weight`) or tiled (`P.tile{t}.*`, see `linear::tile_count`); a single tile that
-/// keeps some input rows is a projection reading only those input features (TileSparsity types 0 and 3).
-/// Scores are scaled by `1/sqrt(head_dim)`.
+/// Each projection's physical form is part of the op (`tiles`, printed when not all dense, checked by the
+/// verifier against the weights): dense (`P.weight`, f32 or int8) or tiled (`P.tile{t}.*`, as a `tiled_linear`'s);
+/// a single tile that keeps some input rows is a projection reading only those input features (TileSparsity
+/// types 0 and 3). Scores are scaled by `1/sqrt(head_dim)`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attention {
     pub heads: usize,
@@ -22,6 +23,22 @@ pub struct Attention {
     pub key: String,
     pub value: String,
     pub output: String,
+    /// Tiles of the query, key, value and output projections: 0 = dense, 1 = one tile (the projection reads
+    /// only the input rows it keeps), T = T tiles.
+    pub tiles: [usize; 4],
+}
+
+impl Attention {
+    /// A dense attention (every projection `P.weight`), as lowering from a checkpoint makes it.
+    pub fn dense(heads: usize, head_dim: usize, [query, key, value, output]: [String; 4]) -> Self {
+        Attention { heads, head_dim, query, key, value, output, tiles: [0; 4] }
+    }
+
+    /// The four projection groups with their tile counts, in order: query, key, value, output.
+    pub fn projections(&self) -> [(&str, usize); 4] {
+        let t = self.tiles;
+        [(&self.query, t[0]), (&self.key, t[1]), (&self.value, t[2]), (&self.output, t[3])]
+    }
 }
 
 /// `attention` that runs, for each row, only the `keep` heads its third operand names (`i64[b, keep]`): the
@@ -53,16 +70,26 @@ impl OpDef for Attention {
         2
     }
     fn attrs(&self) -> Vec<(&'static str, Attr)> {
-        vec![
+        let mut a = vec![
             ("heads", int(self.heads)),
             ("head_dim", int(self.head_dim)),
             ("query", weight(&self.query)),
             ("key", weight(&self.key)),
             ("value", weight(&self.value)),
             ("output", weight(&self.output)),
-        ]
+        ];
+        if self.tiles != [0; 4] {
+            a.push(("tiles", Attr::Ints(self.tiles.iter().map(|&t| t as i64).collect())));
+        }
+        a
     }
     fn parse(a: &mut AttrReader) -> Result<Self, String> {
+        let tiles = match a.has("tiles") {
+            false => [0; 4],
+            true => a.usizes("tiles")?.try_into().map_err(|t: Vec<usize>| {
+                format!("attribute `tiles` lists the query, key, value and output projections: 4 counts, got {t:?}")
+            })?,
+        };
         Ok(Attention {
             heads: a.usize("heads")?,
             head_dim: a.usize("head_dim")?,
@@ -70,6 +97,7 @@ impl OpDef for Attention {
             key: a.weight("key")?,
             value: a.weight("value")?,
             output: a.weight("output")?,
+            tiles,
         })
     }
     fn weight_refs(&self) -> Vec<&str> {
@@ -77,22 +105,24 @@ impl OpDef for Attention {
     }
     fn infer(&self, x: &[&ValueType], w: &Weights) -> Result<ValueType, String> {
         let groups = [&self.query, &self.key, &self.value, &self.output];
-        check(x[0], x[1], self.heads, self.head_dim, groups, "attention", &|p, k, n| check_projection(w, p, k, n))?;
+        let tiles = |p: &str| self.projections().iter().find(|(q, _)| *q == p).map_or(0, |(_, t)| *t);
+        let projection = |p: &str, k: usize, n: usize| check_projection(w, p, tiles(p), k, n);
+        check(x[0], x[1], self.heads, self.head_dim, groups, "attention", &projection)?;
         Ok(x[0].clone())
     }
     fn eval(&self, w: &Weights, x: &[&Tensor]) -> Result<Tensor, EvalError> {
-        let names = [&self.query, &self.key, &self.value, &self.output];
-        attend(x[0], x[1], &|i, x| eval_projection(w, x, names[i]), self.heads, self.head_dim)
+        let groups = self.projections();
+        let project = |i: usize, x: &Tensor| eval_projection(w, x, groups[i].0, groups[i].1);
+        attend(x[0], x[1], &project, self.heads, self.head_dim)
     }
     /// Q, K, V and output projections (dense or tiled), then scores and context.
     fn flops(&self, w: &Weights, ty: &ValueType, seq: u64) -> Flops {
         let d = width(ty) as usize;
         let inner = self.heads * self.head_dim;
-        let shapes =
-            [(&self.query, d, inner), (&self.key, d, inner), (&self.value, d, inner), (&self.output, inner, d)];
+        let shapes = [(d, inner), (d, inner), (d, inner), (inner, d)];
         let (mut total, mut int8) = (2 * seq * seq * inner as u64 * 2, 0);
-        for (p, k, n) in shapes {
-            let (macs, q) = projection_macs(w, p, k, n);
+        for ((p, tiles), (k, n)) in self.projections().into_iter().zip(shapes) {
+            let (macs, q) = projection_macs(w, p, tiles, k, n);
             total += 2 * seq * macs;
             int8 += if q { 2 * seq * macs } else { 0 };
         }

@@ -48,9 +48,9 @@ pub fn cols_name(p: &str) -> String {
     format!("{p}.cols")
 }
 
-/// How many tiles projection group `p` is stored as: 0 when dense (`P.weight`), else T (`P.tile{0..T}.rows`
-/// and `.weight`, as a `tiled_linear`'s). The projections of an `attention` are tiled by weight presence (the op
-/// names only the group), so tile-wise and input-row pruning reach Q/K/V/O without a second attention op.
+/// How many tiles group `p`'s weights hold: 0 when dense (`P.weight`), else T (`P.tile{0..T}.rows` and
+/// `.weight`, as a `tiled_linear`'s). An `attention` declares each projection's count (`Attention::tiles`); the
+/// verifier checks it against this.
 pub fn tile_count(has: impl Fn(&str) -> bool, p: &str) -> usize {
     (0..).take_while(|&t| has(&tile_names(p, t).1)).count()
 }
@@ -204,9 +204,15 @@ fn check_tiled(w: &Weights, p: &str, k: usize, n: usize, tiles: usize) -> Result
     Ok(())
 }
 
-/// An attention projection group `p`, `k -> n`: dense (f32 or int8) or tiled, by weight presence.
-pub fn check_projection(w: &Weights, p: &str, k: usize, n: usize) -> Result<(), String> {
-    match tile_count(|x| w.has(x), p) {
+/// An attention projection group `p`, `k -> n`, in the form its op declares: dense (f32 or int8) when `tiles` is
+/// 0, else exactly `tiles` tiles.
+pub fn check_projection(w: &Weights, p: &str, tiles: usize, k: usize, n: usize) -> Result<(), String> {
+    let stored = tile_count(|x| w.has(x), p);
+    if stored != tiles {
+        let form = |t: usize| if t == 0 { "dense".to_string() } else { format!("{t} tile(s)") };
+        return Err(format!("@{p} is declared {} but its weights hold {}", form(tiles), form(stored)));
+    }
+    match tiles {
         0 => check_dense(w, p, k, n),
         tiles => {
             if w.has(&format!("{p}.weight")) {
@@ -253,9 +259,9 @@ fn eval_tiled(w: &Weights, x: &Tensor, p: &str, tiles: usize) -> Result<Tensor, 
     Ok(y.broadcast_add(bias)?)
 }
 
-/// An attention projection group applied to `x`: dense or tiled, by weight presence.
-pub fn eval_projection(w: &Weights, x: &Tensor, p: &str) -> Result<Tensor, EvalError> {
-    match tile_count(|n| w.has(n), p) {
+/// An attention projection group applied to `x`: dense, or its `tiles` tiles.
+pub fn eval_projection(w: &Weights, x: &Tensor, p: &str, tiles: usize) -> Result<Tensor, EvalError> {
+    match tiles {
         0 => eval_dense(w, x, p),
         tiles => eval_tiled(w, x, p, tiles),
     }
@@ -266,10 +272,10 @@ fn tiled_macs(w: &Weights, p: &str, tiles: usize) -> u64 {
     (0..tiles).filter_map(|t| w.get(&tile_names(p, t).1)?.ty.known_dims()).map(|d| (d[0] * d[1]) as u64).sum()
 }
 
-/// Multiply-accumulates per token of an attention projection `k -> n`, dense or tiled, and whether they run
-/// as int8.
-pub fn projection_macs(w: &Weights, p: &str, k: usize, n: usize) -> (u64, bool) {
-    match tile_count(|x| w.has(x), p) {
+/// Multiply-accumulates per token of an attention projection `k -> n`, dense or in `tiles` tiles, and whether
+/// they run as int8.
+pub fn projection_macs(w: &Weights, p: &str, tiles: usize, k: usize, n: usize) -> (u64, bool) {
+    match tiles {
         0 => ((k * n) as u64, quantized(w, p)),
         tiles => (tiled_macs(w, p, tiles), false),
     }

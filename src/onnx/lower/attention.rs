@@ -14,17 +14,17 @@ impl Emitter<'_> {
         op: &ops::Attention,
         a: &[&str],
     ) -> Result<String, EmitError> {
-        let ops::Attention { heads, head_dim, query, key, value, output } = op;
+        let ops::Attention { heads, head_dim, query, key, value, output, tiles } = op;
         let scope = query.trim_end_matches(".self.query").to_string();
         let mask_node = self.g.operands(n)[1];
         let mask = self.additive_mask(mask_node);
         // The 1/sqrt(d) score scale is folded into the query projection.
-        let q = self.linear(a[0], query, Some(1.0 / (*head_dim as f32).sqrt()))?;
-        let k = self.linear(a[0], key, None)?;
-        let v = self.linear(a[0], value, None)?;
+        let q = self.projection(a[0], query, tiles[0], Some(1.0 / (*head_dim as f32).sqrt()))?;
+        let k = self.projection(a[0], key, tiles[1], None)?;
+        let v = self.projection(a[0], value, tiles[2], None)?;
         let names = [query.as_str(), key.as_str(), value.as_str()];
         let c = self.multi_head(&scope, names, [&q, &k, &v], &mask, *heads as i64, *head_dim as i64)?;
-        self.linear(&c, output, None)
+        self.projection(&c, output, tiles[3], None)
     }
 
     pub(crate) fn lower_dyn_attention(

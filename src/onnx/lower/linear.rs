@@ -31,15 +31,24 @@ impl Emitter<'_> {
         Ok(self.b.node("Add", &format!("{}/Add", op.bias), &[x[0], &b], &[]))
     }
 
-    /// `x·W + b` for parameter group `p` (optionally with W and b pre-scaled), dense or tiled: attention
-    /// projections, the only groups that are tiled by weight presence, read rank-3 hidden states.
-    pub(crate) fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
-        let tiles = bertopt_ir::ops::tile_count(|n| self.g.weights.0.contains_key(n), p);
+    /// An attention projection in the form its op declares: `tiles` tiles, or dense when 0. Attention
+    /// projections read the hidden states: rank 3, or 2 as rows.
+    pub(crate) fn projection(
+        &mut self,
+        x: &str,
+        p: &str,
+        tiles: usize,
+        scale: Option<f32>,
+    ) -> Result<String, EmitError> {
         if tiles > 0 {
-            // Attention projections read the hidden states: rank 3, or 2 as rows.
             let rank = if self.rows { 2 } else { 3 };
             return self.tiled_linear(x, p, tiles, rank, scale);
         }
+        self.linear(x, p, scale)
+    }
+
+    /// `x·W + b` for a dense parameter group `p` (optionally with W and b pre-scaled), f32 or int8.
+    pub(crate) fn linear(&mut self, x: &str, p: &str, scale: Option<f32>) -> Result<String, EmitError> {
         if bertopt_ir::quant::is_quantized(|n| self.g.weights.0.contains_key(n), p) {
             return self.quantized_linear(x, p, scale.unwrap_or(1.0));
         }
