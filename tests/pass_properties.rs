@@ -326,8 +326,10 @@ type Matrix = Vec<Vec<f32>>;
 
 /// The matrices the zeros-only passes touch, as (name, dense K x N, pruned K x N).
 fn zeroed_matrices(dense: &Graph, pruned: &Graph) -> Vec<(String, Matrix, Matrix)> {
-    bertopt_passes::masked::encoder_matrices(dense)
+    bertopt_passes::sites::encoder_matrices(dense, "test", true)
+        .unwrap()
         .into_iter()
+        .map(|m| format!("{}.weight", m.group))
         .map(|n| (n.clone(), weight(dense, &n).to_vec2().unwrap(), weight(pruned, &n).to_vec2().unwrap()))
         .collect()
 }

@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::masked::{encoder_matrices, NO_DENSE_SPEEDUP};
+use crate::masked::NO_DENSE_SPEEDUP;
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
@@ -54,7 +54,8 @@ impl Pass for Bw {
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
         let (mut blocks_zeroed, mut zeroed) = (0, 0);
-        for name in encoder_matrices(g) {
+        for m in crate::sites::encoder_matrices(g, INFO.name, true)? {
+            let name = format!("{}.weight", m.group);
             crate::rewrite::require_dense(g, INFO.name, name.trim_end_matches(".weight"))?;
             let w = weight(g, "bw", &name)?;
             let dims = w.dims().to_vec();

@@ -8,9 +8,9 @@
 
 use std::collections::BTreeMap;
 
+use crate::sites::FfnBlock;
 use bertopt_ir::ops;
 use bertopt_ir::{Dim, Graph, NodeIndex, Op};
-use petgraph::Direction;
 
 use crate::amount::{round_kept, Amount};
 use crate::args::Args;
@@ -52,23 +52,7 @@ impl Ffn {
     }
 }
 
-/// One FFN block: `linear(in) -> gelu -> linear(out)`, each feeding only the next.
-struct Block {
-    fc_in: NodeIndex,
-    act: NodeIndex,
-    fc_out: NodeIndex,
-}
-
-fn single_user(g: &Graph, n: NodeIndex) -> Option<NodeIndex> {
-    let users: Vec<NodeIndex> = g.dag.neighbors_directed(n, Direction::Outgoing).collect();
-    let outputs = g.outputs.iter().any(|(_, o)| o.node == n);
-    match users.as_slice() {
-        [u] if !outputs => Some(*u),
-        _ => None,
-    }
-}
-
-fn blocks(g: &Graph) -> Result<Vec<Block>, PassError> {
+fn blocks(g: &Graph) -> Result<Vec<FfnBlock>, PassError> {
     // An FFN whose matrices `tile` already replaced has no neuron structure left to remove: the order is wrong.
     let tiled_ffn = g
         .dag
@@ -81,19 +65,10 @@ fn blocks(g: &Graph) -> Result<Vec<Block>, PassError> {
             "the FFN matrices are already tiled: run `ffn` before `tile` (e.g. `ffn(ratio=0.5),tile`)",
         ));
     }
-    let mut out = vec![];
-    for fc_in in g.topo_order().map_err(|e| failed(INFO.name, e))? {
-        let Op::Linear(ops::Linear { n: inner, .. }) = g.dag[fc_in].op else { continue };
-        let Some(act) = single_user(g, fc_in).filter(|a| matches!(g.dag[*a].op, Op::Gelu)) else { continue };
-        let Some(fc_out) = single_user(g, act) else { continue };
-        if matches!(g.dag[fc_out].op, Op::Linear(ops::Linear { k, .. }) if k == inner) {
-            out.push(Block { fc_in, act, fc_out });
-        }
-    }
-    Ok(out)
+    crate::sites::ffn_blocks(g, INFO.name)
 }
 
-fn names(g: &Graph, b: &Block) -> (String, String) {
+fn names(g: &Graph, b: &FfnBlock) -> (String, String) {
     let name = |n: NodeIndex| match &g.dag[n].op {
         Op::Linear(ops::Linear { w, .. }) => w.clone(),
         _ => unreachable!("blocks() only returns linears here"),
@@ -117,7 +92,7 @@ impl Ffn {
         blocks(g)?.iter().map(|b| self.keep_block(g, b)).collect()
     }
 
-    fn keep_block(&self, g: &Graph, b: &Block) -> Result<Vec<bool>, PassError> {
+    fn keep_block(&self, g: &Graph, b: &FfnBlock) -> Result<Vec<bool>, PassError> {
         let (w_in, w_out) = names(g, b);
         let Op::Linear(ops::Linear { n: inner, .. }) = g.dag[b.fc_in].op else {
             unreachable!("blocks() returns linears")

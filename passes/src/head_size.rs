@@ -74,7 +74,7 @@ impl HeadSize {
     /// (recovery training masks exactly these).
     pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
         let mut out = vec![];
-        for n in crate::rewrite::attention_nodes(g, "head-size")? {
+        for n in crate::sites::attentions(g, "head-size")? {
             let op = &g.dag[n].op;
             let Op::Attention(ops::Attention { head_dim, query, key, value, output, .. }) = op else { continue };
             for p in [query, key, value, output] {
@@ -96,7 +96,7 @@ impl Pass for HeadSize {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let attns = crate::rewrite::attention_nodes(g, "head-size")?;
+        let attns = crate::sites::attentions(g, "head-size")?;
         let keeps = self.keep(g)?;
         let mut removed = 0;
         for (n, keep) in attns.into_iter().zip(keeps) {

@@ -98,7 +98,7 @@ impl Heads {
     /// Which heads this pass keeps, `[layer][head]` in layer order, without changing the graph (recovery
     /// training gates exactly these).
     pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
-        let attns = crate::rewrite::attention_nodes(g, "heads")?;
+        let attns = crate::sites::attentions(g, "heads")?;
         for &n in &attns {
             for p in g.dag[n].op.weight_refs() {
                 crate::rewrite::require_dense(g, "heads", p)?;
@@ -148,7 +148,7 @@ impl Pass for Heads {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let attns = crate::rewrite::attention_nodes(g, "heads")?;
+        let attns = crate::sites::attentions(g, "heads")?;
         let keep = self.keep(g)?;
         let (mut removed, mut blocks) = (0, 0);
         for (layer, (&n, keep)) in attns.iter().zip(&keep).enumerate() {

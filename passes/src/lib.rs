@@ -25,6 +25,7 @@ pub mod quant;
 pub mod registry;
 pub mod rewrite;
 pub mod scores;
+pub mod sites;
 pub mod tile;
 pub mod truncate;
 pub mod type0;

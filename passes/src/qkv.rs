@@ -10,8 +10,9 @@ use bertopt_ir::{Graph, Op};
 
 use crate::args::Args;
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
-use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
+use crate::rewrite::{keep_input_rows, keep_top, require_dense};
 use crate::scores::Importance;
+use crate::sites::attentions;
 
 /// `qkv` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -56,7 +57,7 @@ impl Pass for Qkv {
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let mut removed = 0;
-        for n in attention_nodes(g, "qkv")? {
+        for n in attentions(g, "qkv")? {
             let Op::Attention(ops::Attention { query, key, value, .. }) = g.dag[n].op.clone() else { continue };
             for p in [&query, &key, &value] {
                 require_dense(g, "qkv", p)?;

@@ -126,9 +126,3 @@ pub fn declare_tiles(g: &mut Graph) {
         }
     }
 }
-
-/// The attention nodes in layer order.
-pub fn attention_nodes(g: &Graph, pass: &str) -> Result<Vec<NodeIndex>, PassError> {
-    let order = g.topo_order().map_err(|problem| PassError::Failed { pass: pass.into(), problem })?;
-    Ok(order.into_iter().filter(|n| matches!(g.dag[*n].op, Op::Attention(_))).collect())
-}

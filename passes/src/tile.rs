@@ -130,21 +130,11 @@ fn targets(g: &Graph, imp: &Importance, attention: bool) -> Result<Vec<Target>, 
         let importance = imp.of(g, "tile", &format!("{w}.weight"))?;
         Ok(Target { node, w: w.to_string(), k, n, importance })
     };
-    for node in g.topo_order().map_err(|e| failed(INFO.name, e))? {
-        match &g.dag[node].op {
-            // The pooler and classifier run once per sequence: nothing to gain.
-            Op::Linear(ops::Linear { w, k, n }) if g.dag[node].ty.rank() == 3 => {
-                out.push(target(Some(node), w, *k, *n)?)
-            }
-            Op::Attention(ops::Attention { query, key, value, output, .. }) if attention => {
-                for p in [query, key, value, output] {
-                    let Some(w) = g.weights.get(&format!("{p}.weight")) else { continue }; // already cut
-                    if let Some([k, n]) = w.ty.known_dims().as_deref() {
-                        out.push(target(None, p, *k, *n)?);
-                    }
-                }
-            }
-            _ => {}
+    for m in crate::sites::encoder_matrices(g, INFO.name, attention)? {
+        // The shape of the dense weight; a projection without one was already cut.
+        let Some(w) = g.weights.get(&format!("{}.weight", m.group)) else { continue };
+        if let Some([k, n]) = w.ty.known_dims().as_deref() {
+            out.push(target(m.node, &m.group, *k, *n)?);
         }
     }
     Ok(out)

@@ -15,8 +15,9 @@ use bertopt_ir::{Graph, Op};
 use crate::amount::removed;
 use crate::args::Args;
 use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery, Search};
-use crate::rewrite::{attention_nodes, keep_input_rows, keep_top, require_dense};
+use crate::rewrite::{keep_input_rows, keep_top, require_dense};
 use crate::scores::Importance;
+use crate::sites::attentions;
 
 /// `type0` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -63,7 +64,7 @@ impl Pass for Type0 {
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let (mut blocks_removed, mut rows_removed) = (0, 0);
-        for n in attention_nodes(g, "type0")? {
+        for n in attentions(g, "type0")? {
             let Op::Attention(ops::Attention { head_dim, query, key, value, .. }) = g.dag[n].op.clone() else {
                 continue;
             };

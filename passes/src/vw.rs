@@ -8,7 +8,7 @@ use bertopt_ir::Graph;
 use candle_core::Tensor;
 
 use crate::args::Args;
-use crate::masked::{encoder_matrices, NO_DENSE_SPEEDUP};
+use crate::masked::NO_DENSE_SPEEDUP;
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
@@ -74,7 +74,8 @@ impl Pass for Vw {
         let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
         let keep = ((1.0 - self.sparsity) * self.v as f64) as usize;
         let mut zeroed = 0;
-        for name in encoder_matrices(g) {
+        for m in crate::sites::encoder_matrices(g, INFO.name, true)? {
+            let name = format!("{}.weight", m.group);
             crate::rewrite::require_dense(g, INFO.name, name.trim_end_matches(".weight"))?;
             let w = weight(g, "vw", &name)?;
             let dims = w.dims().to_vec();
