@@ -15,8 +15,9 @@ use bertopt_ir::{Dim, Graph, NodeIndex, Op};
 use crate::amount::{round_kept, Amount};
 use crate::args::Args;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
-use crate::rewrite::{keep_top, kept, residual_only, shrink};
+use crate::rewrite::{kept, residual_only, shrink};
 use crate::scores::Importance;
+use crate::unit_cut::{count, UnitCut};
 
 /// `ffn` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -85,24 +86,64 @@ fn importance(g: &Graph, imp: &Importance, w_in: &str, w_out: &str) -> Result<Ve
     (a + b).map_err(c)?.to_vec1::<f32>().map_err(c)
 }
 
+impl UnitCut for Ffn {
+    type Site = FfnBlock;
+    const COUNTS: &'static [&'static str] = &["neurons removed", "ffn blocks removed"];
+
+    fn sites(&self, g: &Graph) -> Result<Vec<FfnBlock>, PassError> {
+        blocks(g)
+    }
+
+    fn units(&self, g: &Graph, b: &FfnBlock) -> (usize, usize) {
+        let Op::Linear(ops::Linear { n: inner, .. }) = g.dag[b.fc_in].op else { return (0, 0) };
+        (inner, round_kept(inner, self.remove.of(inner, inner), self.multiple))
+    }
+
+    fn importance(&self, g: &Graph, b: &FfnBlock) -> Result<Vec<f32>, PassError> {
+        let (w_in, w_out) = names(g, b);
+        importance(g, &self.importance, &w_in, &w_out)
+    }
+
+    fn apply(
+        &self,
+        g: &mut Graph,
+        b: FfnBlock,
+        layer: usize,
+        keep: &[bool],
+        counts: &mut BTreeMap<String, usize>,
+    ) -> Result<(), PassError> {
+        let (w_in, w_out) = names(g, &b);
+        let Op::Linear(ops::Linear { k: d, n: inner, .. }) = g.dag[b.fc_in].op else { return Ok(()) };
+        let new = keep.iter().filter(|k| **k).count();
+        if new == inner {
+            return Ok(());
+        }
+        count(counts, "neurons removed", inner - new);
+        if new == 0 {
+            residual_only(g, b.fc_out, &format!("{w_out}.bias"), &format!("ffn: layer {layer}"))
+                .map_err(|e| failed(INFO.name, e))?;
+            count(counts, "ffn blocks removed", 1);
+            return Ok(());
+        }
+        shrink(g, INFO.name, &[&w_in], &[&w_out], &kept(keep))?;
+        g.dag[b.fc_in].op = Op::Linear(ops::Linear { w: w_in, k: d, n: new });
+        if let Op::Linear(ops::Linear { w, n, .. }) = g.dag[b.fc_out].op.clone() {
+            g.dag[b.fc_out].op = Op::Linear(ops::Linear { w, k: new, n });
+        }
+        for node in [b.fc_in, b.act] {
+            if let Some(last) = g.dag[node].ty.shape.last_mut() {
+                *last = Dim::Known(new);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Ffn {
     /// Which neurons this pass keeps, `[block][neuron]` in layer order, without changing the graph (recovery
     /// training gates exactly these).
     pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
-        blocks(g)?.iter().map(|b| self.keep_block(g, b)).collect()
-    }
-
-    fn keep_block(&self, g: &Graph, b: &FfnBlock) -> Result<Vec<bool>, PassError> {
-        let (w_in, w_out) = names(g, b);
-        let Op::Linear(ops::Linear { n: inner, .. }) = g.dag[b.fc_in].op else {
-            unreachable!("blocks() returns linears")
-        };
-        let remove = round_kept(inner, self.remove.of(inner, inner), self.multiple);
-        Ok(match remove {
-            0 => vec![true; inner],
-            r if r == inner => vec![false; inner],
-            r => keep_top(&importance(g, &self.importance, &w_in, &w_out)?, r),
-        })
+        crate::unit_cut::keep(self, g)
     }
 }
 
@@ -115,35 +156,6 @@ impl Pass for Ffn {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let (mut removed, mut gone) = (0, 0);
-        for (layer, b) in blocks(g)?.into_iter().enumerate() {
-            let keep = self.keep_block(g, &b)?;
-            let (w_in, w_out) = names(g, &b);
-            let Op::Linear(ops::Linear { k: d, n: inner, .. }) = g.dag[b.fc_in].op else { continue };
-            let new = keep.iter().filter(|k| **k).count();
-            if new == inner {
-                continue;
-            }
-            removed += inner - new;
-            if new == 0 {
-                residual_only(g, b.fc_out, &format!("{w_out}.bias"), &format!("ffn: layer {layer}"))
-                    .map_err(|e| failed(INFO.name, e))?;
-                gone += 1;
-                continue;
-            }
-            shrink(g, INFO.name, &[&w_in], &[&w_out], &kept(&keep))?;
-            g.dag[b.fc_in].op = Op::Linear(ops::Linear { w: w_in, k: d, n: new });
-            if let Op::Linear(ops::Linear { w, n, .. }) = g.dag[b.fc_out].op.clone() {
-                g.dag[b.fc_out].op = Op::Linear(ops::Linear { w, k: new, n });
-            }
-            for node in [b.fc_in, b.act] {
-                if let Some(last) = g.dag[node].ty.shape.last_mut() {
-                    *last = Dim::Known(new);
-                }
-            }
-        }
-        changed.insert("neurons removed".into(), removed);
-        changed.insert("ffn blocks removed".into(), gone);
-        Ok(())
+        crate::unit_cut::run(self, g, changed)
     }
 }

@@ -11,14 +11,15 @@
 use std::collections::BTreeMap;
 
 use bertopt_ir::ops;
-use bertopt_ir::{Graph, Op};
+use bertopt_ir::{Graph, NodeIndex, Op};
 use candle_core::Tensor;
 
 use crate::amount::removed;
 use crate::args::Args;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
-use crate::rewrite::{keep_top, set_weight, shrink, weight};
+use crate::rewrite::{set_weight, shrink, weight};
 use crate::scores::Importance;
+use crate::unit_cut::{count, UnitCut};
 
 /// `head-size` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -69,21 +70,65 @@ fn dim_scores(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassErro
     Ok(score)
 }
 
+impl UnitCut for HeadSize {
+    type Site = NodeIndex;
+    const COUNTS: &'static [&'static str] = &["head dimensions removed"];
+
+    fn sites(&self, g: &Graph) -> Result<Vec<NodeIndex>, PassError> {
+        let attns = crate::sites::attentions(g, INFO.name)?;
+        for &n in &attns {
+            for p in g.dag[n].op.weight_refs() {
+                crate::rewrite::require_dense(g, INFO.name, p)?;
+            }
+        }
+        Ok(attns)
+    }
+
+    fn units(&self, g: &Graph, &n: &NodeIndex) -> (usize, usize) {
+        let Op::Attention(ops::Attention { head_dim, .. }) = g.dag[n].op else { return (0, 0) };
+        (head_dim, removed(head_dim, self.sparsity, head_dim.saturating_sub(1)))
+    }
+
+    fn importance(&self, g: &Graph, &n: &NodeIndex) -> Result<Vec<f32>, PassError> {
+        dim_scores(g, &self.importance, &g.dag[n].op)
+    }
+
+    fn apply(
+        &self,
+        g: &mut Graph,
+        n: NodeIndex,
+        _layer: usize,
+        keep: &[bool],
+        counts: &mut BTreeMap<String, usize>,
+    ) -> Result<(), PassError> {
+        let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, tiles }) = g.dag[n].op.clone()
+        else {
+            return Ok(());
+        };
+        let remove = keep.iter().filter(|k| !**k).count();
+        if remove == 0 {
+            return Ok(());
+        }
+        let kept: Vec<usize> = (0..head_dim).filter(|&j| keep[j]).collect();
+        let idx: Vec<u32> = (0..heads).flat_map(|h| kept.iter().map(move |&j| (h * head_dim + j) as u32)).collect();
+        shrink(g, INFO.name, &[&query, &key, &value], &[&output], &idx)?;
+        // The lowering scales scores by 1/sqrt(d'); the model was trained with 1/sqrt(d).
+        let rescale = (kept.len() as f64 / head_dim as f64).sqrt();
+        for name in [format!("{query}.weight"), format!("{query}.bias")] {
+            let t = (weight(g, INFO.name, &name)? * rescale).map_err(c)?;
+            set_weight(g, &name, t);
+        }
+        count(counts, "head dimensions removed", remove);
+        g.dag[n].op = Op::Attention(ops::Attention { heads, head_dim: kept.len(), query, key, value, output, tiles });
+        Ok(())
+    }
+}
+
 impl HeadSize {
     /// The head dimensions each attention keeps, `[layer][dim]` in layer order, without changing the graph
     /// (recovery training masks exactly these).
     pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
-        let mut out = vec![];
-        for n in crate::sites::attentions(g, "head-size")? {
-            let op = &g.dag[n].op;
-            let Op::Attention(ops::Attention { head_dim, query, key, value, output, .. }) = op else { continue };
-            for p in [query, key, value, output] {
-                crate::rewrite::require_dense(g, "head-size", p)?;
-            }
-            let remove = removed(*head_dim, self.sparsity, head_dim.saturating_sub(1));
-            out.push(keep_top(&dim_scores(g, &self.importance, op)?, remove));
-        }
-        Ok(out)
+        crate::unit_cut::keep(self, g)
     }
 }
 
@@ -96,33 +141,6 @@ impl Pass for HeadSize {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let attns = crate::sites::attentions(g, "head-size")?;
-        let keeps = self.keep(g)?;
-        let mut removed = 0;
-        for (n, keep) in attns.into_iter().zip(keeps) {
-            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, tiles }) =
-                g.dag[n].op.clone()
-            else {
-                continue;
-            };
-            let remove = keep.iter().filter(|k| !**k).count();
-            if remove == 0 {
-                continue;
-            }
-            let kept: Vec<usize> = (0..head_dim).filter(|&j| keep[j]).collect();
-            let idx: Vec<u32> = (0..heads).flat_map(|h| kept.iter().map(move |&j| (h * head_dim + j) as u32)).collect();
-            shrink(g, INFO.name, &[&query, &key, &value], &[&output], &idx)?;
-            // The lowering scales scores by 1/sqrt(d'); the model was trained with 1/sqrt(d).
-            let rescale = (kept.len() as f64 / head_dim as f64).sqrt();
-            for name in [format!("{query}.weight"), format!("{query}.bias")] {
-                let t = (weight(g, INFO.name, &name)? * rescale).map_err(c)?;
-                set_weight(g, &name, t);
-            }
-            removed += remove;
-            g.dag[n].op =
-                Op::Attention(ops::Attention { heads, head_dim: kept.len(), query, key, value, output, tiles });
-        }
-        changed.insert("head dimensions removed".into(), removed);
-        Ok(())
+        crate::unit_cut::run(self, g, changed)
     }
 }

@@ -18,8 +18,9 @@ use crate::amount::Amount;
 use crate::args::Args;
 use crate::mask::HeadMask;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
-use crate::rewrite::{keep_top, residual_only, shrink};
+use crate::rewrite::{residual_only, shrink};
 use crate::scores::Importance;
+use crate::unit_cut::{count, UnitCut};
 
 /// `heads` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -94,48 +95,95 @@ fn importance(g: &Graph, imp: &Importance, op: &Op) -> Result<Vec<f32>, PassErro
     Ok(score)
 }
 
+fn heads_of(g: &Graph, n: NodeIndex) -> usize {
+    match g.dag[n].op {
+        Op::Attention(ops::Attention { heads, .. }) => heads,
+        _ => 0,
+    }
+}
+
+impl UnitCut for Heads {
+    type Site = NodeIndex;
+    const COUNTS: &'static [&'static str] = &["heads removed", "attention blocks removed"];
+
+    fn sites(&self, g: &Graph) -> Result<Vec<NodeIndex>, PassError> {
+        let attns = crate::sites::attentions(g, INFO.name)?;
+        for &n in &attns {
+            for p in g.dag[n].op.weight_refs() {
+                crate::rewrite::require_dense(g, INFO.name, p)?;
+            }
+        }
+        Ok(attns)
+    }
+
+    fn given(&self, g: &Graph, attns: &[NodeIndex]) -> Result<Option<Vec<Vec<bool>>>, PassError> {
+        let Select::Mask(path, mask) = &self.select else { return Ok(None) };
+        let model_heads: Vec<usize> = attns.iter().map(|&n| heads_of(g, n)).collect();
+        if mask.layers() != attns.len() || model_heads.iter().any(|&h| h != mask.heads()) {
+            let shape = match model_heads.iter().all(|&h| Some(&h) == model_heads.first()) {
+                true => format!("[{}, {}]", attns.len(), model_heads.first().copied().unwrap_or(0)),
+                false => format!("{} layers with heads {model_heads:?}", attns.len()),
+            };
+            return Err(failed(
+                INFO.name,
+                format!(
+                    "head mask {} is [{}, {}] (layers x heads) but the model is {shape}",
+                    path.display(),
+                    mask.layers(),
+                    mask.heads()
+                ),
+            ));
+        }
+        Ok(Some(mask.keep.clone()))
+    }
+
+    fn units(&self, g: &Graph, &n: &NodeIndex) -> (usize, usize) {
+        let h = heads_of(g, n);
+        match &self.select {
+            Select::Amount(amount) => (h, amount.of(h, h)),
+            Select::Mask(..) => (h, 0),
+        }
+    }
+
+    fn importance(&self, g: &Graph, &n: &NodeIndex) -> Result<Vec<f32>, PassError> {
+        importance(g, &self.importance, &g.dag[n].op)
+    }
+
+    fn apply(
+        &self,
+        g: &mut Graph,
+        n: NodeIndex,
+        layer: usize,
+        keep: &[bool],
+        counts: &mut BTreeMap<String, usize>,
+    ) -> Result<(), PassError> {
+        let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, tiles }) = g.dag[n].op.clone()
+        else {
+            return Ok(());
+        };
+        let kept: Vec<usize> = (0..heads).filter(|&h| keep[h]).collect();
+        count(counts, "heads removed", heads - kept.len());
+        if kept.len() == heads {
+            return Ok(());
+        }
+        if kept.is_empty() {
+            residual_only(g, n, &format!("{output}.bias"), &format!("heads: layer {layer}"))
+                .map_err(|e| failed(INFO.name, e))?;
+            count(counts, "attention blocks removed", 1);
+            return Ok(());
+        }
+        let idx: Vec<u32> = kept.iter().flat_map(|&h| (h * head_dim..(h + 1) * head_dim).map(|i| i as u32)).collect();
+        shrink(g, INFO.name, &[&query, &key, &value], &[&output], &idx)?;
+        g.dag[n].op = Op::Attention(ops::Attention { heads: kept.len(), head_dim, query, key, value, output, tiles });
+        Ok(())
+    }
+}
+
 impl Heads {
     /// Which heads this pass keeps, `[layer][head]` in layer order, without changing the graph (recovery
     /// training gates exactly these).
     pub fn keep(&self, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
-        let attns = crate::sites::attentions(g, "heads")?;
-        for &n in &attns {
-            for p in g.dag[n].op.weight_refs() {
-                crate::rewrite::require_dense(g, "heads", p)?;
-            }
-        }
-        let heads_of = |g: &Graph, n: NodeIndex| match g.dag[n].op {
-            Op::Attention(ops::Attention { heads, .. }) => heads,
-            _ => 0,
-        };
-        Ok(match &self.select {
-            Select::Mask(path, mask) => {
-                let model_heads: Vec<usize> = attns.iter().map(|&n| heads_of(g, n)).collect();
-                if mask.layers() != attns.len() || model_heads.iter().any(|&h| h != mask.heads()) {
-                    let shape = match model_heads.iter().all(|&h| Some(&h) == model_heads.first()) {
-                        true => format!("[{}, {}]", attns.len(), model_heads.first().copied().unwrap_or(0)),
-                        false => format!("{} layers with heads {model_heads:?}", attns.len()),
-                    };
-                    return Err(failed(
-                        INFO.name,
-                        format!(
-                            "head mask {} is [{}, {}] (layers x heads) but the model is {shape}",
-                            path.display(),
-                            mask.layers(),
-                            mask.heads()
-                        ),
-                    ));
-                }
-                mask.keep.clone()
-            }
-            Select::Amount(amount) => attns
-                .iter()
-                .map(|&n| {
-                    let h = heads_of(g, n);
-                    Ok(keep_top(&importance(g, &self.importance, &g.dag[n].op)?, amount.of(h, h)))
-                })
-                .collect::<Result<_, PassError>>()?,
-        })
+        crate::unit_cut::keep(self, g)
     }
 }
 
@@ -148,34 +196,6 @@ impl Pass for Heads {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let attns = crate::sites::attentions(g, "heads")?;
-        let keep = self.keep(g)?;
-        let (mut removed, mut blocks) = (0, 0);
-        for (layer, (&n, keep)) in attns.iter().zip(&keep).enumerate() {
-            let Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, tiles }) =
-                g.dag[n].op.clone()
-            else {
-                continue;
-            };
-            let kept: Vec<usize> = (0..heads).filter(|&h| keep[h]).collect();
-            removed += heads - kept.len();
-            if kept.len() == heads {
-                continue;
-            }
-            if kept.is_empty() {
-                residual_only(g, n, &format!("{output}.bias"), &format!("heads: layer {layer}"))
-                    .map_err(|e| failed(INFO.name, e))?;
-                blocks += 1;
-                continue;
-            }
-            let idx: Vec<u32> =
-                kept.iter().flat_map(|&h| (h * head_dim..(h + 1) * head_dim).map(|i| i as u32)).collect();
-            shrink(g, INFO.name, &[&query, &key, &value], &[&output], &idx)?;
-            g.dag[n].op =
-                Op::Attention(ops::Attention { heads: kept.len(), head_dim, query, key, value, output, tiles });
-        }
-        changed.insert("heads removed".into(), removed);
-        changed.insert("attention blocks removed".into(), blocks);
-        Ok(())
+        crate::unit_cut::run(self, g, changed)
     }
 }

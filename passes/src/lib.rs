@@ -29,6 +29,7 @@ pub mod sites;
 pub mod tile;
 pub mod truncate;
 pub mod type0;
+pub mod unit_cut;
 pub mod vw;
 
 use std::collections::BTreeMap;
