@@ -34,8 +34,9 @@ use petgraph::Direction;
 use crate::amount::{round_kept, Amount};
 use crate::args::Args;
 use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search, Unit};
-use crate::rewrite::{keep_top, kept_index, set_weight, weight};
+use crate::rewrite::{kept_index, set_weight, weight};
 use crate::scores::Importance;
+use crate::unit_cut::{count, UnitCut};
 
 /// `hidden` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
@@ -78,7 +79,7 @@ enum Axis {
 
 /// Every weight in which the hidden features appear, with the axis they run along, and the nodes whose op
 /// attributes name the width (`linear` k or n).
-struct Sites {
+pub struct Sites {
     weights: BTreeSet<(String, Axis)>,
     readers: Vec<NodeIndex>,
     writers: Vec<NodeIndex>,
@@ -176,19 +177,64 @@ fn sites(g: &Graph) -> Result<Sites, PassError> {
     Ok(Sites { weights, readers, writers, width })
 }
 
+impl UnitCut for Hidden {
+    type Site = Sites;
+    const COUNTS: &'static [&'static str] = &["hidden features removed"];
+
+    /// One site: every appearance of the stream's features.
+    fn sites(&self, g: &Graph) -> Result<Vec<Sites>, PassError> {
+        Ok(vec![sites(g)?])
+    }
+
+    fn units(&self, _: &Graph, s: &Sites) -> (usize, usize) {
+        let d = s.width;
+        (d, round_kept(d, self.remove.of(d, d - 1), self.multiple))
+    }
+
+    fn importance(&self, g: &Graph, s: &Sites) -> Result<Vec<f32>, PassError> {
+        self.score(g, s)
+    }
+
+    fn apply(
+        &self,
+        g: &mut Graph,
+        s: Sites,
+        _layer: usize,
+        keep: &[bool],
+        counts: &mut BTreeMap<String, usize>,
+    ) -> Result<(), PassError> {
+        let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
+        let new = keep.iter().filter(|k| **k).count();
+        count(counts, "hidden features removed", keep.len() - new);
+        if new == keep.len() {
+            return Ok(());
+        }
+        let idx = kept_index(keep).map_err(c)?;
+        // A matrix can hold the features along both axes (none in BERT, but slice each axis once regardless).
+        for (name, axis) in &s.weights {
+            let t = weight(g, INFO.name, name)?;
+            let dim = if t.rank() == 1 || *axis == Axis::Rows { 0 } else { 1 };
+            let sliced = t.index_select(&idx, dim).map_err(c)?.contiguous().map_err(c)?;
+            set_weight(g, name, sliced);
+        }
+        for &n in &s.readers {
+            if let Op::Linear(ops::Linear { k, .. }) = &mut g.dag[n].op {
+                *k = new;
+            }
+        }
+        for &n in &s.writers {
+            if let Op::Linear(ops::Linear { n: out, .. }) = &mut g.dag[n].op {
+                *out = new;
+            }
+        }
+        retype(g)
+    }
+}
+
 impl Hidden {
     /// Which hidden features this pass keeps on `g`, without changing it.
     pub fn keep(&self, g: &Graph) -> Result<Vec<bool>, PassError> {
-        self.keep_at(g, &sites(g)?)
-    }
-
-    fn keep_at(&self, g: &Graph, s: &Sites) -> Result<Vec<bool>, PassError> {
-        let d = s.width;
-        let remove = round_kept(d, self.remove.of(d, d - 1), self.multiple);
-        if remove == 0 {
-            return Ok(vec![true; d]);
-        }
-        Ok(keep_top(&self.score(g, s)?, remove))
+        Ok(crate::unit_cut::keep(self, g)?.remove(0))
     }
 
     /// Importance of each hidden feature, summed over its appearances.
@@ -261,34 +307,7 @@ impl Pass for Hidden {
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
-        let s = sites(g)?;
-        let keep = self.keep_at(g, &s)?;
-        let new = keep.iter().filter(|k| **k).count();
-        changed.insert("hidden features removed".into(), keep.len() - new);
-        if new == keep.len() {
-            return Ok(());
-        }
-        let idx = kept_index(&keep).map_err(c)?;
-        // A matrix can hold the features along both axes (none in BERT, but slice each axis once regardless).
-        for (name, axis) in &s.weights {
-            let t = weight(g, INFO.name, name)?;
-            let dim = if t.rank() == 1 || *axis == Axis::Rows { 0 } else { 1 };
-            let sliced = t.index_select(&idx, dim).map_err(c)?.contiguous().map_err(c)?;
-            set_weight(g, name, sliced);
-        }
-        for &n in &s.readers {
-            if let Op::Linear(ops::Linear { k, .. }) = &mut g.dag[n].op {
-                *k = new;
-            }
-        }
-        for &n in &s.writers {
-            if let Op::Linear(ops::Linear { n: out, .. }) = &mut g.dag[n].op {
-                *out = new;
-            }
-        }
-        retype(g)?;
-        Ok(())
+        crate::unit_cut::run(self, g, changed)
     }
 }
 

@@ -1,5 +1,5 @@
-//! The unit cuts that shrink a block (`heads`, `head-size`, `ffn`) share one shape: at each site (a layer's
-//! attention, a layer's FFN block) rank the units, keep all but the `removed` lowest, shrink the site to the kept
+//! The unit cuts (`heads`, `head-size`, `ffn`, `hidden`) share one shape: at each site (a layer's attention, a
+//! layer's FFN block, the whole residual stream) rank the units, keep all but the `removed` lowest, shrink the site to the kept
 //! ones. `UnitCut` is what such a cut says about its own units; `keep` and `run` here are the rest, the same for
 //! each, so what recovery trains under (`Pass::keep`) and what the export removes come from one computation.
 
@@ -38,8 +38,11 @@ pub trait UnitCut {
 
 /// The units each site keeps, in layer order, without changing the graph.
 pub fn keep<C: UnitCut>(cut: &C, g: &Graph) -> Result<Vec<Vec<bool>>, PassError> {
-    let sites = cut.sites(g)?;
-    if let Some(given) = cut.given(g, &sites)? {
+    keep_at(cut, g, &cut.sites(g)?)
+}
+
+fn keep_at<C: UnitCut>(cut: &C, g: &Graph, sites: &[C::Site]) -> Result<Vec<Vec<bool>>, PassError> {
+    if let Some(given) = cut.given(g, sites)? {
         return Ok(given);
     }
     sites
@@ -57,8 +60,8 @@ pub fn keep<C: UnitCut>(cut: &C, g: &Graph) -> Result<Vec<Vec<bool>>, PassError>
 
 /// Apply the cut: every site shrunk to the units `keep` names.
 pub fn run<C: UnitCut>(cut: &C, g: &mut Graph, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-    let keep = keep(cut, g)?;
     let sites = cut.sites(g)?;
+    let keep = keep_at(cut, g, &sites)?;
     for name in C::COUNTS {
         changed.insert(name.to_string(), 0);
     }
