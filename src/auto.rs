@@ -313,7 +313,7 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
         names.push("exits".into());
     }
     if !a.no_quant {
-        names.push("quant".into());
+        names.push(bertopt_passes::quant::INFO.name.into());
     }
     names.extend(["measure".into(), "report".into()]);
     let mut prog = Progress { start, total: names.len(), done: 0, quiet: a.json };
@@ -542,11 +542,12 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
 
     if !a.no_quant {
         let base: Vec<Candidate> = cands.clone();
-        let rec = stage!("quant".to_string(), "an int8 twin of every candidate", false, {
+        let quant = bertopt_passes::quant::INFO.name;
+        let rec = stage!(quant.to_string(), "an int8 twin of every candidate", false, {
             let mut made = vec![];
             for c in &base {
                 let pipeline =
-                    if c.pipeline.is_empty() { "quant".to_string() } else { format!("{},quant", c.pipeline) };
+                    if c.pipeline.is_empty() { quant.to_string() } else { format!("{},{quant}", c.pipeline) };
                 let segmented = c.file.is_dir();
                 let file = out.join(if segmented {
                     format!("{}-int8.segments", c.name)

@@ -131,7 +131,7 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
 /// All four are zeroed so that the re-export ranks those dimensions lowest again.
 fn head_size_masks(g: &Graph, keep: &[Vec<bool>]) -> anyhow::Result<BTreeMap<String, Tensor>> {
     let mut out = BTreeMap::new();
-    let attns = bertopt_passes::sites::attentions(g, "head-size")?;
+    let attns = bertopt_passes::sites::attentions(g, bertopt_passes::head_size::INFO.name)?;
     for (n, keep) in attns.into_iter().zip(keep) {
         let bertopt_ir::Op::Attention(ops::Attention { heads, head_dim, query, key, value, output, .. }) = &g.dag[n].op
         else {

@@ -75,13 +75,7 @@ impl UnitCut for HeadSize {
     const COUNTS: &'static [&'static str] = &["head dimensions removed"];
 
     fn sites(&self, g: &Graph) -> Result<Vec<NodeIndex>, PassError> {
-        let attns = crate::sites::attentions(g, INFO.name)?;
-        for &n in &attns {
-            for p in g.dag[n].op.weight_refs() {
-                crate::rewrite::require_dense(g, INFO.name, p)?;
-            }
-        }
-        Ok(attns)
+        crate::sites::dense_attentions(g, INFO.name)
     }
 
     fn units(&self, g: &Graph, &n: &NodeIndex) -> (usize, usize) {

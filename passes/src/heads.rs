@@ -107,13 +107,7 @@ impl UnitCut for Heads {
     const COUNTS: &'static [&'static str] = &["heads removed", "attention blocks removed"];
 
     fn sites(&self, g: &Graph) -> Result<Vec<NodeIndex>, PassError> {
-        let attns = crate::sites::attentions(g, INFO.name)?;
-        for &n in &attns {
-            for p in g.dag[n].op.weight_refs() {
-                crate::rewrite::require_dense(g, INFO.name, p)?;
-            }
-        }
-        Ok(attns)
+        crate::sites::dense_attentions(g, INFO.name)
     }
 
     fn given(&self, g: &Graph, attns: &[NodeIndex]) -> Result<Option<Vec<Vec<bool>>>, PassError> {

@@ -12,6 +12,18 @@ pub fn attentions(g: &Graph, pass: &str) -> Result<Vec<NodeIndex>, PassError> {
     Ok(order.into_iter().filter(|n| matches!(g.dag[*n].op, Op::Attention(_))).collect())
 }
 
+/// The attention nodes in layer order, each with all four projections still dense (`pass` reshapes them by
+/// output columns, which a tiled projection no longer has).
+pub fn dense_attentions(g: &Graph, pass: &str) -> Result<Vec<NodeIndex>, PassError> {
+    let attns = attentions(g, pass)?;
+    for &n in &attns {
+        for p in g.dag[n].op.weight_refs() {
+            crate::rewrite::require_dense(g, pass, p)?;
+        }
+    }
+    Ok(attns)
+}
+
 /// One FFN block: `linear(in) -> gelu -> linear(out)`, each feeding only the next.
 pub struct FfnBlock {
     pub fc_in: NodeIndex,
