@@ -9,7 +9,6 @@ use candle_core::Tensor;
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::masked::NO_DENSE_SPEEDUP;
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
@@ -25,6 +24,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Entries,
     search: Some(Search { arg: "sparsity", values: &[] }),
+    note: Some(crate::masked::NO_DENSE_SPEEDUP),
     build: |a| Ok(Box::new(Bw::from_args(a)?)),
 };
 
@@ -48,7 +48,7 @@ impl Pass for Bw {
     }
 
     fn note(&self) -> Option<&'static str> {
-        Some(NO_DENSE_SPEEDUP)
+        INFO.note
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {

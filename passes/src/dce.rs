@@ -15,6 +15,7 @@ pub const INFO: PassInfo = PassInfo {
     args: &[],
     recovery: Recovery::Nothing,
     search: None,
+    note: None,
     build: |_| Ok(Box::new(Dce)),
 };
 

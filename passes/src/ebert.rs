@@ -29,6 +29,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Unsupported,
     search: None,
+    note: Some(CROSSOVER_NOTE),
     build: |a| Ok(Box::new(Ebert::from_args(a)?)),
 };
 
@@ -154,7 +155,7 @@ impl Pass for Ebert {
     }
 
     fn note(&self) -> Option<&'static str> {
-        Some(CROSSOVER_NOTE)
+        INFO.note
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {

@@ -26,6 +26,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Unsupported,
     search: None,
+    note: None,
     build: |a| Ok(Box::new(Exit::from_args(a)?)),
 };
 

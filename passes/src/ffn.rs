@@ -31,6 +31,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Units(Unit::Neurons),
     search: Some(Search { arg: "ratio", values: &[0.25, 0.5, 0.75] }),
+    note: None,
     build: |a| Ok(Box::new(Ffn::from_args(a)?)),
 };
 

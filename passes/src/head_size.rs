@@ -31,6 +31,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Units(Unit::HeadDims),
     search: Some(Search { arg: "sparsity", values: &[] }),
+    note: None,
     build: |a| Ok(Box::new(HeadSize::from_args(a)?)),
 };
 

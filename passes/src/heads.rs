@@ -34,6 +34,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Units(Unit::Heads),
     search: Some(Search { arg: "ratio", values: &[0.25, 0.5] }),
+    note: None,
     build: |a| Ok(Box::new(Heads::from_args(a)?)),
 };
 

@@ -51,6 +51,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Units(Unit::Hidden),
     search: Some(Search { arg: "ratio", values: &[] }),
+    note: None,
     build: |a| Ok(Box::new(Hidden::from_args(a)?)),
 };
 

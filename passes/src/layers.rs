@@ -37,6 +37,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Units(Unit::Layers),
     search: None,
+    note: None,
     build: |a| Ok(Box::new(Layers::from_args(a)?)),
 };
 

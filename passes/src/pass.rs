@@ -128,5 +128,8 @@ pub struct PassInfo {
     pub recovery: Recovery,
     /// How budget search varies the pass, for a cut that removes a fraction of its units.
     pub search: Option<Search>,
+    /// What a reader of a report or a benchmark of the pass's output must know (e.g. that zeros bring no dense
+    /// speedup); the pass's report prints it too (`Pass::note`).
+    pub note: Option<&'static str>,
     pub build: fn(&crate::args::Args) -> Result<Box<dyn Pass>, PassError>,
 }

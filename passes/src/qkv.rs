@@ -24,6 +24,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Entries,
     search: Some(Search { arg: "sparsity", values: &[] }),
+    note: None,
     build: |a| Ok(Box::new(Qkv::from_args(a)?)),
 };
 

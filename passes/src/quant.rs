@@ -24,6 +24,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Unsupported,
     search: None,
+    note: None,
     build: |a| Ok(Box::new(Quant::from_args(a)?)),
 };
 

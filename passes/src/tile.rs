@@ -47,6 +47,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Entries,
     search: Some(Search { arg: "sparsity", values: &[0.5] }),
+    note: None,
     build: |a| Ok(Box::new(TilePass::from_args(a)?)),
 };
 
@@ -62,6 +63,7 @@ pub const KGRAN_INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Entries,
     search: Some(Search { arg: "sparsity", values: &[] }),
+    note: None,
     build: |a| Ok(Box::new(TilePass::kgran(a)?)),
 };
 

@@ -16,6 +16,7 @@ pub const INFO: PassInfo = PassInfo {
     args: &[("layers", "layers kept (an off-ramp must stand after the last of them)")],
     recovery: Recovery::Unsupported,
     search: None,
+    note: None,
     build: |a| Ok(Box::new(Truncate::from_args(a)?)),
 };
 

@@ -30,6 +30,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Entries,
     search: Some(Search { arg: "sparsity", values: &[] }),
+    note: None,
     build: |a| Ok(Box::new(Type0::from_args(a)?)),
 };
 

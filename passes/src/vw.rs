@@ -8,7 +8,6 @@ use bertopt_ir::Graph;
 use candle_core::Tensor;
 
 use crate::args::Args;
-use crate::masked::NO_DENSE_SPEEDUP;
 use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{set_weight, weight};
 use crate::scores::Importance;
@@ -24,6 +23,7 @@ pub const INFO: PassInfo = PassInfo {
     ],
     recovery: Recovery::Entries,
     search: Some(Search { arg: "sparsity", values: &[] }),
+    note: Some(crate::masked::NO_DENSE_SPEEDUP),
     build: |a| Ok(Box::new(Vw::from_args(a)?)),
 };
 
@@ -67,7 +67,7 @@ impl Pass for Vw {
     }
 
     fn note(&self) -> Option<&'static str> {
-        Some(NO_DENSE_SPEEDUP)
+        INFO.note
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {

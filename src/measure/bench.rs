@@ -249,13 +249,9 @@ pub(crate) fn recorded(path: &Path) -> anyhow::Result<Recorded> {
     let notes = bertopt_passes::parse_pipeline(&pipeline)
         .unwrap_or_default()
         .iter()
-        .filter_map(|s| match s.name.as_str() {
-            "vw" | "bw" => Some(format!(
-                "`{}` only zeroes weights: shapes are unchanged, so a dense runtime runs no faster",
-                s.name
-            )),
-            "ebert" => Some(bertopt_passes::ebert::CROSSOVER_NOTE.to_string()),
-            _ => None,
+        .filter_map(|s| {
+            let note = bertopt_passes::registry::info(&s.name).ok()?.note?;
+            Some(format!("`{}`: {note}", s.name))
         })
         .collect();
     Ok(Recorded {
