@@ -67,8 +67,7 @@ pub fn kept(keep: &[bool]) -> Vec<u32> {
 
 /// Indices `0..n` whose `keep` is true, as a u32 tensor for `index_select`.
 pub fn kept_index(keep: &[bool]) -> Result<Tensor, candle_core::Error> {
-    let idx: Vec<u32> = keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as u32).collect();
-    Tensor::new(idx.as_slice(), &candle_core::Device::Cpu)
+    Tensor::new(kept(keep).as_slice(), &candle_core::Device::Cpu)
 }
 
 /// Keep all but the `remove` lowest-scoring units (ties: the higher index goes first, so the result is

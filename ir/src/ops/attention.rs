@@ -104,10 +104,9 @@ impl OpDef for Attention {
         vec![&self.query, &self.key, &self.value, &self.output]
     }
     fn infer(&self, x: &[&ValueType], w: &Weights) -> Result<ValueType, String> {
-        let groups = [&self.query, &self.key, &self.value, &self.output];
-        let tiles = |p: &str| self.projections().iter().find(|(q, _)| *q == p).map_or(0, |(_, t)| *t);
-        let projection = |p: &str, k: usize, n: usize| check_projection(w, p, tiles(p), k, n);
-        check(x[0], x[1], self.heads, self.head_dim, groups, "attention", &projection)?;
+        let p = self.projections();
+        let projection = |i: usize, k: usize, n: usize| check_projection(w, p[i].0, p[i].1, k, n);
+        check(x[0], x[1], self.heads, self.head_dim, "attention", &projection)?;
         Ok(x[0].clone())
     }
     fn eval(&self, w: &Weights, x: &[&Tensor]) -> Result<Tensor, EvalError> {
@@ -161,8 +160,8 @@ impl OpDef for DynAttention {
         vec![&self.query, &self.key, &self.value, &self.output]
     }
     fn infer(&self, x: &[&ValueType], w: &Weights) -> Result<ValueType, String> {
-        let groups = [&self.query, &self.key, &self.value, &self.output];
-        check(x[0], x[1], self.heads, self.head_dim, groups, "dyn_attention", &|p, k, n| check_dense(w, p, k, n))?;
+        let p = [&self.query, &self.key, &self.value, &self.output];
+        check(x[0], x[1], self.heads, self.head_dim, "dyn_attention", &|i, k, n| check_dense(w, p[i], k, n))?;
         select(x[2], x[0], self.keep, self.heads, "dyn_attention heads")?;
         Ok(x[0].clone())
     }
@@ -200,15 +199,14 @@ impl OpDef for DynAttention {
 }
 
 /// What `attention` and `dyn_attention` share: the input, the mask and the four projections' weights, checked
-/// by `projection(group, k, n)`.
+/// by `projection(i, k, n)` for projection i (query, key, value, output) of shape k -> n.
 fn check(
     x: &ValueType,
     mask: &ValueType,
     heads: usize,
     head_dim: usize,
-    [query, key, value, output]: [&String; 4],
     what: &str,
-    projection: &dyn Fn(&str, usize, usize) -> Result<(), String>,
+    projection: &dyn Fn(usize, usize, usize) -> Result<(), String>,
 ) -> Result<(), String> {
     let d = hidden(x, &format!("{what} input"))?;
     if mask.dtype != DType::I64 || mask.rank() != 2 || mask.shape[..] != x.shape[..2] {
@@ -218,10 +216,10 @@ fn check(
         return Err(format!("{what} needs heads >= 1 and head_dim >= 1 (got {heads} x {head_dim})"));
     }
     let inner = heads * head_dim;
-    projection(query, d, inner)?;
-    projection(key, d, inner)?;
-    projection(value, d, inner)?;
-    projection(output, inner, d)
+    projection(0, d, inner)?;
+    projection(1, d, inner)?;
+    projection(2, d, inner)?;
+    projection(3, inner, d)
 }
 
 /// Projection `i` (0..4: query, key, value, output) of an attention applied to a value.
