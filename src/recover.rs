@@ -2,9 +2,8 @@
 //! (`bertopt_passes::Recovery`) in the registry:
 //! - unit passes name what they keep on the unpruned graph (`Pass::keep`): heads and FFN neurons become gates,
 //!   head dimensions become masks on the Q/K/V rows and biases and the output columns of the removed ones;
-//! - entry passes keep every matrix's index space and become 0/1 masks on single weights, read off the graph
-//!   the pipeline leaves: a tiled matrix keeps exactly the entries its tiles read, a zeroed one its non-zero
-//!   entries.
+//! - entry passes keep every matrix's index space and name the entries they keep (`Pass::keep`, from the same
+//!   plan their run stores); those become 0/1 masks on single weights.
 //!
 //! The two kinds are not mixed in one run (an entry pass after `heads` works in the pruned index space), and a
 //! pass with no such form (`ebert`, `exit`, ...) is an error that says so, rather than a recovery that silently
@@ -107,7 +106,7 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
                 m.layers = Some(k);
                 layers_cut = Some(name);
             }
-            None => anyhow::bail!("pass `{name}` is a unit cut but names no units it keeps"),
+            None | Some(Keep::Entries(_)) => anyhow::bail!("pass `{name}` is a unit cut but names no units it keeps"),
         }
     }
     if let Some(keep) = head_dims {
@@ -119,9 +118,25 @@ pub fn masks(model: &Path, pipeline: &str) -> anyhow::Result<Masks> {
         m.weights.extend(head_size_masks(&g, &keep)?);
     }
     if entry.is_some() {
+        // Each entry cut names its entries on the graph the earlier passes leave (`tile` skips what `qkv` cut);
+        // index spaces stay, so the masks of cuts that meet on one matrix multiply.
         let mut pruned = g.clone();
-        bertopt_passes::Pipeline::parse(pipeline)?.run(&mut pruned, &mut Default::default())?;
-        m.weights = entry_masks(&g, &pruned)?;
+        for (_, _, pass) in &passes {
+            if let Some(Keep::Entries(matrices)) = pass.keep(&pruned)? {
+                for e in matrices.iter().filter(|e| e.removed() > 0) {
+                    let keep: Vec<f32> = e.keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+                    // The checkpoint stores the matrix transposed, under `bert.` + the IR name.
+                    let mask = Tensor::from_vec(keep, (e.k, e.n), &Device::Cpu)?.t()?.contiguous()?;
+                    let name = format!("bert.{}.weight", e.group);
+                    let mask = match m.weights.remove(&name) {
+                        Some(before) => (before * mask)?,
+                        None => mask,
+                    };
+                    m.weights.insert(name, mask);
+                }
+            }
+            bertopt_passes::run_pass(pass.as_ref(), &mut pruned, &mut Default::default())?;
+        }
     }
     Ok(m)
 }
@@ -158,54 +173,6 @@ fn head_size_masks(g: &Graph, keep: &[Vec<bool>]) -> anyhow::Result<BTreeMap<Str
         );
     }
     Ok(out)
-}
-
-/// For every matrix `P.weight` of `dense` that `pruned` cut: a 0/1 mask of the entries `pruned` still reads,
-/// transposed to the checkpoint's layout and named as the checkpoint names it (`bert.` + the IR name).
-fn entry_masks(dense: &Graph, pruned: &Graph) -> anyhow::Result<BTreeMap<String, Tensor>> {
-    let mut out = BTreeMap::new();
-    for (name, w) in &dense.weights.0 {
-        let Some(p) = name.strip_suffix(".weight") else { continue };
-        let (Some(dw), Some(&[k, n])) = (w.data.as_ref(), w.ty.known_dims().as_deref()) else { continue };
-        let keep: Vec<f32> = if let Some(pw) = pruned.weights.tensor(name) {
-            // Same shape: the zeros-only passes. Kept = what they did not zero.
-            let (a, b) = (dw.flatten_all()?.to_vec1::<f32>()?, pw.flatten_all()?.to_vec1::<f32>()?);
-            if a == b {
-                continue;
-            }
-            a.iter().zip(&b).map(|(x, y)| if *y == 0.0 && *x != 0.0 { 0.0 } else { 1.0 }).collect()
-        } else if pruned.weights.0.contains_key(&bertopt_ir::ops::tile_names(p, 0).0) {
-            tiled_mask(pruned, p, k, n)?
-        } else {
-            continue; // used by nothing any more, or reshaped by a unit pass
-        };
-        let mask = Tensor::from_vec(keep, (k, n), &Device::Cpu)?.t()?.contiguous()?;
-        out.insert(format!("bert.{name}"), mask);
-    }
-    Ok(out)
-}
-
-/// The K×N entries a tiled group `p` reads: tile t covers the next `width_t` of its computed columns (`P.cols`,
-/// or all N) and reads its kept rows.
-fn tiled_mask(pruned: &Graph, p: &str, k: usize, n: usize) -> anyhow::Result<Vec<f32>> {
-    let cols: Vec<usize> = match pruned.weights.tensor(&bertopt_ir::ops::cols_name(p)) {
-        Some(c) => c.to_vec1::<i64>()?.into_iter().map(|c| c as usize).collect(),
-        None => (0..n).collect(),
-    };
-    let mut keep = vec![0f32; k * n];
-    let mut next = 0;
-    for t in 0..bertopt_ir::ops::tile_count(|x| pruned.weights.0.contains_key(x), p) {
-        let (rows, weight) = bertopt_ir::ops::tile_names(p, t);
-        let rows = pruned.weights.tensor(&rows).map(|r| r.to_vec1::<i64>()).transpose()?.unwrap_or_default();
-        let width = pruned.weights.get(&weight).and_then(|w| w.ty.known_dims()).map_or(0, |d| d[1]);
-        for &c in cols.get(next..next + width).unwrap_or_default() {
-            for &r in &rows {
-                keep[r as usize * n + c] = 1.0;
-            }
-        }
-        next += width;
-    }
-    Ok(keep)
 }
 
 /// The stage pipelines of `optimize recover`: `pipeline` itself, or with `--schedule`, `pipeline` with `{s}`

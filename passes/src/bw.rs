@@ -5,12 +5,11 @@
 use std::collections::BTreeMap;
 
 use bertopt_ir::Graph;
-use candle_core::Tensor;
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
-use crate::rewrite::{set_weight, weight};
+use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::scores::Importance;
 
 /// `bw` as the registry lists it.
@@ -42,25 +41,20 @@ impl Bw {
     }
 }
 
-impl Pass for Bw {
-    fn name(&self) -> &'static str {
-        "bw"
+impl EntryCut for Bw {
+    const NAME: &'static str = INFO.name;
+
+    fn form(&self) -> Form {
+        Form::Zeros
     }
 
-    fn note(&self) -> Option<&'static str> {
-        INFO.note
-    }
-
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+    fn plan(&self, g: &Graph) -> Result<Plan, PassError> {
         let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
-        let (mut blocks_zeroed, mut zeroed) = (0, 0);
+        let (mut matrices, mut blocks_zeroed) = (vec![], 0);
         for m in crate::sites::encoder_matrices(g, INFO.name, true)? {
-            let name = format!("{}.weight", m.group);
-            crate::rewrite::require_dense(g, INFO.name, name.trim_end_matches(".weight"))?;
-            let w = weight(g, "bw", &name)?;
-            let dims = w.dims().to_vec();
-            let (k, n) = (dims[0], dims[1]);
-            let s = self.importance.of(g, "bw", &name)?.to_vec2::<f32>().map_err(c)?;
+            crate::rewrite::require_dense(g, INFO.name, &m.group)?;
+            let s = self.importance.of(g, INFO.name, &format!("{}.weight", m.group))?.to_vec2::<f32>().map_err(c)?;
+            let (k, n) = (s.len(), s.first().map_or(0, Vec::len));
             let mut blocks = vec![];
             for r0 in (0..k).step_by(self.g) {
                 for c0 in (0..n).step_by(self.g) {
@@ -71,20 +65,35 @@ impl Pass for Bw {
             }
             let remove = removed(blocks.len(), self.sparsity, blocks.len());
             blocks.sort_by(|a, b| a.0.total_cmp(&b.0).then((a.1, a.3).cmp(&(b.1, b.3))));
-            let mut data: Vec<f32> = w.flatten_all().map_err(c)?.to_vec1::<f32>().map_err(c)?;
+            let mut e = Entries::all(&m.group, k, n);
             for &(_, r0, r1, c0, c1) in &blocks[..remove] {
                 for r in r0..r1 {
-                    for cc in c0..c1 {
-                        data[r * n + cc] = 0.0;
-                        zeroed += 1;
-                    }
+                    e.keep[r * n + c0..r * n + c1].fill(false);
                 }
             }
             blocks_zeroed += remove;
-            set_weight(g, &name, Tensor::from_vec(data, dims, w.device()).map_err(c)?);
+            matrices.push(e);
         }
-        changed.insert("blocks zeroed".into(), blocks_zeroed);
-        changed.insert("weights zeroed".into(), zeroed);
-        Ok(())
+        let zeroed = matrices.iter().map(Entries::removed).sum();
+        let counts = [("blocks zeroed", blocks_zeroed), ("weights zeroed", zeroed)];
+        Ok(Plan { matrices, counts: counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect() })
+    }
+}
+
+impl Pass for Bw {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn note(&self) -> Option<&'static str> {
+        INFO.note
+    }
+
+    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        entry_cut::run(self, g, changed)
     }
 }

@@ -23,8 +23,13 @@ pub struct Dce;
 
 impl Pass for Dce {
     fn name(&self) -> &'static str {
-        "dce"
+        INFO.name
     }
+
+    fn cleanup(&self) -> bool {
+        true
+    }
+
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let mut live = std::collections::HashSet::new();
         let mut stack: Vec<NodeIndex> = g.outputs.iter().map(|(_, v)| v.node).collect();

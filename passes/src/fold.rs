@@ -23,8 +23,13 @@ pub struct Fold;
 
 impl Pass for Fold {
     fn name(&self) -> &'static str {
-        "fold"
+        INFO.name
     }
+
+    fn cleanup(&self) -> bool {
+        true
+    }
+
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let order = g.topo_order().map_err(|p| failed(INFO.name, p))?;
         let mut folded = 0;

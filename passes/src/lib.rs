@@ -7,6 +7,7 @@ pub mod bw;
 pub mod cost;
 pub mod dce;
 pub mod ebert;
+pub mod entry_cut;
 pub mod error;
 pub mod exit;
 pub mod ffn;
@@ -67,20 +68,18 @@ impl Pipeline {
 /// then cleanup (dce, fold) after a user pass; returns its report.
 pub fn run_pass(p: &dyn Pass, g: &mut Graph, ctx: &mut PassContext) -> Result<PassReport, PassError> {
     let seq = if ctx.flops_seq == 0 { 128 } else { ctx.flops_seq };
-    if !matches!(p.name(), "dce" | "fold" | "quant")
-        && g.weights.0.values().any(|w| w.ty.dtype == bertopt_ir::DType::I8)
-    {
-        return Err(PassError::Failed {
-            pass: p.name().into(),
-            problem: "the graph is already quantized: structural passes read f32 weights, so `quant` must \
-                      come after every other pass"
-                .into(),
-        });
+    if !p.reads_int8() && g.weights.0.values().any(|w| w.ty.dtype == bertopt_ir::DType::I8) {
+        let problem = format!(
+            "the graph is already quantized: structural passes read f32 weights, so `{}` must come after every \
+             other pass",
+            quant::INFO.name
+        );
+        return Err(PassError::Failed { pass: p.name().into(), problem });
     }
     let before = cost(g, seq);
     let mut changed = BTreeMap::new();
     run_verified(p, g, ctx, &mut changed)?;
-    if !matches!(p.name(), "dce" | "fold") {
+    if !p.cleanup() {
         run_verified(&fold::Fold, g, ctx, &mut changed)?;
         run_verified(&dce::Dce, g, ctx, &mut changed)?;
     }

@@ -29,11 +29,20 @@ pub struct PassReport {
 
 pub trait Pass {
     fn name(&self) -> &'static str;
+    /// Cleanup (`dce`, `fold`): the pipeline runs it after every other pass, and nothing after it.
+    fn cleanup(&self) -> bool {
+        false
+    }
+    /// Whether the pass works on int8 weights (cleanup and `quant` itself); every other pass reads f32 weights
+    /// and is refused on a quantized graph.
+    fn reads_int8(&self) -> bool {
+        self.cleanup()
+    }
     /// A caveat printed with the pass's report.
     fn note(&self) -> Option<&'static str> {
         None
     }
-    /// For a pass whose recovery is `Recovery::Units`: which units of `graph` it keeps, without changing it.
+    /// For a cut (recovery `Units` or `Entries`): which units or entries of `graph` it keeps, without changing it.
     fn keep(&self, _graph: &Graph) -> Result<Option<Keep>, PassError> {
         Ok(None)
     }
@@ -53,8 +62,8 @@ pub enum Recovery {
     Nothing,
     /// Removes whole units of this kind, which `Pass::keep` names on the unpruned graph; training gates them off.
     Units(Unit),
-    /// Removes entries of matrices that keep their index space; training masks exactly the entries the pruned
-    /// graph no longer reads.
+    /// Removes entries of matrices that keep their index space, which `Pass::keep` names on the graph it is given;
+    /// training masks them.
     Entries,
     /// Has no training-time form (branches, fused predictors, int8): recover refuses it.
     Unsupported,
@@ -81,7 +90,8 @@ pub enum Unit {
     Hidden,
 }
 
-/// The units a `Recovery::Units` pass keeps (true = keep), per layer in layer order.
+/// What a cut keeps (true = keep): a `Recovery::Units` pass's units per layer in layer order, or a
+/// `Recovery::Entries` pass's entries per matrix.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Keep {
     /// Attention heads, `[layer][head]`.
@@ -94,18 +104,21 @@ pub enum Keep {
     Layers(Vec<bool>),
     /// Features of the hidden stream, `[feature]` (one set for the whole model).
     Hidden(Vec<bool>),
+    /// Entries of each matrix an entry cut changes, in the index space of the graph it was given.
+    Entries(Vec<crate::entry_cut::Entries>),
 }
 
 impl Keep {
-    /// The kind of unit this names.
-    pub fn unit(&self) -> Unit {
-        match self {
+    /// The recovery kind this belongs to (the unit a unit cut names, or entries).
+    pub fn recovery(&self) -> Recovery {
+        Recovery::Units(match self {
             Keep::Heads(_) => Unit::Heads,
             Keep::Neurons(_) => Unit::Neurons,
             Keep::HeadDims(_) => Unit::HeadDims,
             Keep::Layers(_) => Unit::Layers,
             Keep::Hidden(_) => Unit::Hidden,
-        }
+            Keep::Entries(_) => return Recovery::Entries,
+        })
     }
 }
 

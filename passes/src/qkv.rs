@@ -9,8 +9,9 @@ use bertopt_ir::ops;
 use bertopt_ir::{Graph, Op};
 
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
-use crate::rewrite::{keep_input_rows, keep_top, require_dense};
+use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::rewrite::{keep_top, require_dense, weight};
 use crate::scores::Importance;
 use crate::sites::attentions;
 
@@ -44,35 +45,50 @@ fn row_scores(g: &Graph, imp: &Importance, ps: [&String; 3]) -> Result<Vec<f32>,
     let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
     let mut total: Vec<f32> = vec![];
     for p in ps {
-        let rows = imp.of(g, "qkv", &format!("{p}.weight"))?.sum(1).map_err(c)?.to_vec1::<f32>().map_err(c)?;
+        let rows = imp.of(g, INFO.name, &format!("{p}.weight"))?.sum(1).map_err(c)?.to_vec1::<f32>().map_err(c)?;
         total.resize(rows.len(), 0.0);
         total.iter_mut().zip(rows).for_each(|(t, r)| *t += r);
     }
     Ok(total)
 }
 
-impl Pass for Qkv {
-    fn name(&self) -> &'static str {
-        "qkv"
+impl EntryCut for Qkv {
+    const NAME: &'static str = INFO.name;
+
+    fn form(&self) -> Form {
+        Form::Tiles { width: usize::MAX }
     }
 
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let mut removed = 0;
-        for n in attentions(g, "qkv")? {
-            let Op::Attention(ops::Attention { query, key, value, .. }) = g.dag[n].op.clone() else { continue };
-            for p in [&query, &key, &value] {
-                require_dense(g, "qkv", p)?;
+    fn plan(&self, g: &Graph) -> Result<Plan, PassError> {
+        let (mut matrices, mut removed) = (vec![], 0);
+        for n in attentions(g, INFO.name)? {
+            let Op::Attention(ops::Attention { query, key, value, .. }) = &g.dag[n].op else { continue };
+            for p in [query, key, value] {
+                require_dense(g, INFO.name, p)?;
             }
-            let scores = row_scores(g, &self.importance, [&query, &key, &value])?;
+            let scores = row_scores(g, &self.importance, [query, key, value])?;
             let remove = crate::amount::removed(scores.len(), self.sparsity, scores.len().saturating_sub(1));
             let keep = keep_top(&scores, remove);
-            for p in [&query, &key, &value] {
-                keep_input_rows(g, "qkv", p, &keep)?;
+            for p in [query, key, value] {
+                let n = weight(g, INFO.name, &format!("{p}.weight"))?.dims()[1];
+                matrices.push(Entries::rows(p, n, &keep));
             }
             removed += remove;
         }
-        crate::rewrite::declare_tiles(g);
-        changed.insert("input features removed".into(), removed);
-        Ok(())
+        Ok(Plan { matrices, counts: [("input features removed".to_string(), removed)].into() })
+    }
+}
+
+impl Pass for Qkv {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        entry_cut::run(self, g, changed)
     }
 }

@@ -90,7 +90,11 @@ fn linear_kind(p: &str) -> &'static str {
 
 impl Pass for Quant {
     fn name(&self) -> &'static str {
-        "quant"
+        INFO.name
+    }
+
+    fn reads_int8(&self) -> bool {
+        true
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {

@@ -93,25 +93,7 @@ pub fn require_dense(g: &Graph, pass: &str, p: &str) -> Result<(), PassError> {
     Ok(())
 }
 
-/// Make projection group `p` (dense, K×N) read only the input features `keep` marks: one tile holding the kept
-/// rows of `P.weight` (`P.tile0.rows`, `P.tile0.weight`); the bias stays. Returns how many rows went.
-pub fn keep_input_rows(g: &mut Graph, pass: &str, p: &str, keep: &[bool]) -> Result<usize, PassError> {
-    let removed = keep.iter().filter(|k| !**k).count();
-    if removed == 0 {
-        return Ok(0);
-    }
-    let c = |e: candle_core::Error| failed(pass, e.to_string());
-    let w = weight(g, pass, &format!("{p}.weight"))?;
-    let rows: Vec<i64> = keep.iter().enumerate().filter(|(_, k)| **k).map(|(i, _)| i as i64).collect();
-    let sub = w.index_select(&kept_index(keep).map_err(c)?, 0).map_err(c)?.contiguous().map_err(c)?;
-    let (rows_name, weight_name) = bertopt_ir::ops::tile_names(p, 0);
-    set_weight(g, &rows_name, Tensor::new(rows.as_slice(), &candle_core::Device::Cpu).map_err(c)?);
-    set_weight(g, &weight_name, sub);
-    g.weights.0.remove(&format!("{p}.weight"));
-    Ok(removed)
-}
-
-/// After a pass stored some attention projections as tiles (`keep_input_rows`, `tile`), write each attention
+/// After a pass stored some attention projections as tiles (`entry_cut`'s tiles), write each attention
 /// op's declared form (`Attention::tiles`) from what its groups now hold; the verifier checks the two agree.
 pub fn declare_tiles(g: &mut Graph) {
     let nodes: Vec<NodeIndex> = g.dag.node_indices().collect();

@@ -20,17 +20,13 @@
 
 use std::collections::BTreeMap;
 
-use bertopt_ir::ops;
-use bertopt_ir::{
-    ops::{cols_name, tile_names},
-    Graph, NodeIndex, Op,
-};
+use bertopt_ir::Graph;
 use candle_core::{Device, Tensor};
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
-use crate::rewrite::{declare_tiles, set_weight, weight};
+use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::scores::Importance;
 
 /// `tile` as the registry lists it.
@@ -116,10 +112,8 @@ impl TilePass {
     }
 }
 
-/// One matrix to tile: its node (a `linear`, which becomes a `tiled_linear`; `None` for an attention
-/// projection, whose op stays), parameter group, and the importance of each of its K×N entries.
+/// One matrix to tile: its parameter group and the importance of each of its K×N entries.
 struct Target {
-    node: Option<NodeIndex>,
     w: String,
     k: usize,
     n: usize,
@@ -128,15 +122,15 @@ struct Target {
 
 fn targets(g: &Graph, imp: &Importance, attention: bool) -> Result<Vec<Target>, PassError> {
     let mut out = vec![];
-    let target = |node: Option<NodeIndex>, w: &str, k: usize, n: usize| -> Result<Target, PassError> {
-        let importance = imp.of(g, "tile", &format!("{w}.weight"))?;
-        Ok(Target { node, w: w.to_string(), k, n, importance })
+    let target = |w: &str, k: usize, n: usize| -> Result<Target, PassError> {
+        let importance = imp.of(g, INFO.name, &format!("{w}.weight"))?;
+        Ok(Target { w: w.to_string(), k, n, importance })
     };
     for m in crate::sites::encoder_matrices(g, INFO.name, attention)? {
         // The shape of the dense weight; a projection without one was already cut.
         let Some(w) = g.weights.get(&format!("{}.weight", m.group)) else { continue };
         if let Some([k, n]) = w.ty.known_dims().as_deref() {
-            out.push(target(m.node, &m.group, *k, *n)?);
+            out.push(target(&m.group, *k, *n)?);
         }
     }
     Ok(out)
@@ -227,63 +221,54 @@ impl TilePass {
     }
 }
 
-fn index(v: &[usize]) -> Result<Tensor, PassError> {
-    let v: Vec<u32> = v.iter().map(|&i| i as u32).collect();
-    Tensor::new(v.as_slice(), &Device::Cpu).map_err(c)
-}
+impl EntryCut for TilePass {
+    const NAME: &'static str = INFO.name;
 
-impl Pass for TilePass {
-    fn name(&self) -> &'static str {
-        "tile"
+    fn form(&self) -> Form {
+        Form::Tiles { width: self.g }
     }
 
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+    fn plan(&self, g: &Graph) -> Result<Plan, PassError> {
         let targets = targets(g, &self.importance, self.attention)?;
         let columns = self.columns(&targets)?;
         let tiles: Vec<Vec<Tile>> =
             targets.iter().zip(&columns).map(|(t, cols)| tiles(t, cols, self.g)).collect::<Result<_, _>>()?;
         let keep = self.keep(&tiles);
-        let (mut segments, mut matrices, mut dropped_cols) = (0, 0, 0);
+        let (mut matrices, mut segments, mut tiled, mut dropped_cols) = (vec![], 0, 0, 0);
         for ((tg, cols), (tiles, keep)) in targets.iter().zip(&columns).zip(tiles.iter().zip(&keep)) {
             let removed: usize = keep.iter().map(|rows| rows.iter().filter(|k| !**k).count()).sum();
-            if removed == 0 && cols.len() == tg.n {
-                continue;
+            if removed > 0 || cols.len() < tg.n {
+                segments += removed;
+                dropped_cols += tg.n - cols.len();
+                tiled += 1;
             }
-            segments += removed;
-            dropped_cols += tg.n - cols.len();
-            matrices += 1;
-            let w = weight(g, "tile", &format!("{}.weight", tg.w))?.clone();
-            for (t, (tile, rows)) in tiles.iter().zip(keep).enumerate() {
-                let kept: Vec<usize> = (0..rows.len()).filter(|&r| rows[r]).collect();
-                let sub = w
-                    .index_select(&index(&tile.cols)?, 1)
-                    .map_err(c)?
-                    .index_select(&index(&kept)?, 0)
-                    .map_err(c)?
-                    .contiguous()
-                    .map_err(c)?;
-                let rows_t: Vec<i64> = kept.iter().map(|&r| r as i64).collect();
-                let (rows_name, weight_name) = tile_names(&tg.w, t);
-                set_weight(g, &rows_name, Tensor::new(rows_t.as_slice(), &Device::Cpu).map_err(c)?);
-                set_weight(g, &weight_name, sub);
+            let mut e = Entries { group: tg.w.clone(), k: tg.k, n: tg.n, keep: vec![false; tg.k * tg.n] };
+            for (tile, rows) in tiles.iter().zip(keep) {
+                for r in (0..rows.len()).filter(|&r| rows[r]) {
+                    tile.cols.iter().for_each(|&col| e.keep[r * tg.n + col] = true);
+                }
             }
-            if cols.len() < tg.n {
-                let cols: Vec<i64> = cols.iter().map(|&j| j as i64).collect();
-                let cols = Tensor::new(cols.as_slice(), &Device::Cpu).map_err(c)?;
-                set_weight(g, &cols_name(&tg.w), cols);
-            }
-            g.weights.0.remove(&format!("{}.weight", tg.w)); // the tiles replace it
-            if let Some(node) = tg.node {
-                g.dag[node].op =
-                    Op::TiledLinear(ops::TiledLinear { w: tg.w.clone(), k: tg.k, n: tg.n, tiles: tiles.len() });
-            }
+            matrices.push(e);
         }
-        declare_tiles(g);
-        changed.insert("row segments removed".into(), segments);
-        changed.insert("matrices tiled".into(), matrices);
+        let mut counts: BTreeMap<String, usize> =
+            [("row segments removed".to_string(), segments), ("matrices tiled".to_string(), tiled)].into();
         if self.n {
-            changed.insert("output columns removed".into(), dropped_cols);
+            counts.insert("output columns removed".into(), dropped_cols);
         }
-        Ok(())
+        Ok(Plan { matrices, counts })
+    }
+}
+
+impl Pass for TilePass {
+    fn name(&self) -> &'static str {
+        INFO.name
+    }
+
+    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        entry_cut::run(self, g, changed)
     }
 }

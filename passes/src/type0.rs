@@ -14,8 +14,9 @@ use bertopt_ir::{Graph, Op};
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::pass::{Pass, PassContext, PassError, PassInfo, Recovery, Search};
-use crate::rewrite::{keep_input_rows, keep_top, require_dense};
+use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
+use crate::pass::{Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::rewrite::{keep_top, require_dense, weight};
 use crate::scores::Importance;
 use crate::sites::attentions;
 
@@ -53,38 +54,50 @@ impl Type0 {
 
 /// Score of each block of `block` rows of weight `p.weight` (the last block may be shorter).
 fn block_scores(g: &Graph, imp: &Importance, p: &str, block: usize) -> Result<Vec<f32>, PassError> {
-    let c = |e: candle_core::Error| PassError::Failed { pass: "type0".into(), problem: e.to_string() };
-    let rows = imp.of(g, "type0", &format!("{p}.weight"))?.sum(1).map_err(c)?.to_vec1::<f32>().map_err(c)?;
+    let c = |e: candle_core::Error| PassError::Failed { pass: INFO.name.into(), problem: e.to_string() };
+    let rows = imp.of(g, INFO.name, &format!("{p}.weight"))?.sum(1).map_err(c)?.to_vec1::<f32>().map_err(c)?;
     Ok(rows.chunks(block).map(|b| b.iter().sum()).collect())
+}
+
+impl EntryCut for Type0 {
+    const NAME: &'static str = INFO.name;
+
+    fn form(&self) -> Form {
+        Form::Tiles { width: usize::MAX }
+    }
+
+    fn plan(&self, g: &Graph) -> Result<Plan, PassError> {
+        let (mut matrices, mut blocks_removed, mut rows_removed) = (vec![], 0, 0);
+        for n in attentions(g, INFO.name)? {
+            let Op::Attention(ops::Attention { head_dim, query, key, value, .. }) = &g.dag[n].op else { continue };
+            let block = self.block.unwrap_or(*head_dim);
+            for p in [query, key, value] {
+                require_dense(g, INFO.name, p)?;
+                let scores = block_scores(g, &self.importance, p, block)?;
+                let remove = removed(scores.len(), self.sparsity, scores.len() - 1);
+                let keep_block = keep_top(&scores, remove);
+                let dims = weight(g, INFO.name, &format!("{p}.weight"))?.dims().to_vec();
+                let keep: Vec<bool> = (0..dims[0]).map(|r| keep_block[r / block]).collect();
+                rows_removed += keep.iter().filter(|k| !**k).count();
+                blocks_removed += remove;
+                matrices.push(Entries::rows(p, dims[1], &keep));
+            }
+        }
+        let counts = [("row blocks removed", blocks_removed), ("input rows removed", rows_removed)];
+        Ok(Plan { matrices, counts: counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect() })
+    }
 }
 
 impl Pass for Type0 {
     fn name(&self) -> &'static str {
-        "type0"
+        INFO.name
+    }
+
+    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
     }
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let (mut blocks_removed, mut rows_removed) = (0, 0);
-        for n in attentions(g, "type0")? {
-            let Op::Attention(ops::Attention { head_dim, query, key, value, .. }) = g.dag[n].op.clone() else {
-                continue;
-            };
-            let block = self.block.unwrap_or(head_dim);
-            for p in [&query, &key, &value] {
-                require_dense(g, "type0", p)?;
-                let scores = block_scores(g, &self.importance, p, block)?;
-                let remove = removed(scores.len(), self.sparsity, scores.len() - 1);
-                let keep_block = keep_top(&scores, remove);
-                let k = scores.len() * block; // rows, rounded up to whole blocks
-                let keep: Vec<bool> = (0..k).map(|r| keep_block[r / block]).collect();
-                let d = crate::rewrite::weight(g, "type0", &format!("{p}.weight"))?.dim(0).unwrap_or(0);
-                rows_removed += keep_input_rows(g, "type0", p, &keep[..d])?;
-                blocks_removed += remove;
-            }
-        }
-        crate::rewrite::declare_tiles(g);
-        changed.insert("row blocks removed".into(), blocks_removed);
-        changed.insert("input rows removed".into(), rows_removed);
-        Ok(())
+        entry_cut::run(self, g, changed)
     }
 }

@@ -5,11 +5,10 @@
 use std::collections::BTreeMap;
 
 use bertopt_ir::Graph;
-use candle_core::Tensor;
 
 use crate::args::Args;
-use crate::pass::{failed, Pass, PassContext, PassError, PassInfo, Recovery, Search};
-use crate::rewrite::{set_weight, weight};
+use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
+use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
 use crate::scores::Importance;
 
 /// `vw` as the registry lists it.
@@ -41,11 +40,11 @@ impl Vw {
     }
 }
 
-/// Zero all but the `keep` most important of each run of `v` entries along K (ties: the lower index stays).
-fn mask_runs(w: &[Vec<f32>], s: &[Vec<f32>], v: usize, keep: usize) -> (Vec<f32>, usize) {
-    let (k, n) = (w.len(), w.first().map_or(0, Vec::len));
-    let mut out: Vec<f32> = w.iter().flatten().copied().collect();
-    let mut zeroed = 0;
+/// Keep the `keep` most important of each run of `v` entries along K of `[K, N]` scores `s` (ties: the lower
+/// index stays); row-major.
+fn keep_runs(s: &[Vec<f32>], v: usize, keep: usize) -> Vec<bool> {
+    let (k, n) = (s.len(), s.first().map_or(0, Vec::len));
+    let mut out = vec![true; k * n];
     for col in 0..n {
         for start in (0..k).step_by(v) {
             let end = (start + v).min(k);
@@ -53,38 +52,49 @@ fn mask_runs(w: &[Vec<f32>], s: &[Vec<f32>], v: usize, keep: usize) -> (Vec<f32>
             let mut rows: Vec<usize> = (start..end).collect();
             rows.sort_by(|&a, &b| s[b][col].total_cmp(&s[a][col]).then(a.cmp(&b)));
             for &r in &rows[keep_here..] {
-                out[r * n + col] = 0.0;
-                zeroed += 1;
+                out[r * n + col] = false;
             }
         }
     }
-    (out, zeroed)
+    out
+}
+
+impl EntryCut for Vw {
+    const NAME: &'static str = INFO.name;
+
+    fn form(&self) -> Form {
+        Form::Zeros
+    }
+
+    fn plan(&self, g: &Graph) -> Result<Plan, PassError> {
+        let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
+        let keep = ((1.0 - self.sparsity) * self.v as f64) as usize;
+        let mut matrices = vec![];
+        for m in crate::sites::encoder_matrices(g, INFO.name, true)? {
+            crate::rewrite::require_dense(g, INFO.name, &m.group)?;
+            let s = self.importance.of(g, INFO.name, &format!("{}.weight", m.group))?.to_vec2::<f32>().map_err(c)?;
+            let (k, n) = (s.len(), s.first().map_or(0, Vec::len));
+            matrices.push(Entries { group: m.group, k, n, keep: keep_runs(&s, self.v, keep) });
+        }
+        let zeroed = matrices.iter().map(Entries::removed).sum();
+        Ok(Plan { matrices, counts: [("weights zeroed".to_string(), zeroed)].into() })
+    }
 }
 
 impl Pass for Vw {
     fn name(&self) -> &'static str {
-        "vw"
+        INFO.name
     }
 
     fn note(&self) -> Option<&'static str> {
         INFO.note
     }
 
+    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
+    }
+
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        let c = |e: candle_core::Error| failed(INFO.name, e.to_string());
-        let keep = ((1.0 - self.sparsity) * self.v as f64) as usize;
-        let mut zeroed = 0;
-        for m in crate::sites::encoder_matrices(g, INFO.name, true)? {
-            let name = format!("{}.weight", m.group);
-            crate::rewrite::require_dense(g, INFO.name, name.trim_end_matches(".weight"))?;
-            let w = weight(g, "vw", &name)?;
-            let dims = w.dims().to_vec();
-            let s = self.importance.of(g, "vw", &name)?.to_vec2::<f32>().map_err(c)?;
-            let (masked, z) = mask_runs(&w.to_vec2::<f32>().map_err(c)?, &s, self.v, keep);
-            zeroed += z;
-            set_weight(g, &name, Tensor::from_vec(masked, dims, w.device()).map_err(c)?);
-        }
-        changed.insert("weights zeroed".into(), zeroed);
-        Ok(())
+        entry_cut::run(self, g, changed)
     }
 }

@@ -50,7 +50,7 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
         let spec = &bertopt_passes::parse_pipeline(pipeline).unwrap()[0];
         let keep = registry::build(spec).unwrap().keep(&dense).unwrap().expect("a unit cut names what it keeps");
         let declared = registry::info(&spec.name).unwrap().recovery;
-        assert_eq!(Recovery::Units(keep.unit()), declared, "{pipeline}: keep() names other units than INFO declares");
+        assert_eq!(keep.recovery(), declared, "{pipeline}: keep() names other units than INFO declares");
         let mut pruned = dense.clone();
         Pipeline::parse(pipeline).unwrap().run(&mut pruned, &mut PassContext::default()).unwrap();
         let ops: Vec<Op> = dense.topo_order().unwrap().iter().map(|n| dense.dag[*n].op.clone()).collect();
@@ -130,6 +130,7 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
                 let a = a.to_vec1::<f32>().unwrap();
                 assert_eq!(b.to_vec1::<f32>().unwrap(), k.iter().map(|&i| a[i]).collect::<Vec<_>>(), "{pipeline}");
             }
+            Keep::Entries(_) => panic!("{pipeline}: a unit cut named entries"),
             Keep::HeadDims(k) => {
                 let attns: Vec<_> = ops
                     .iter()
@@ -157,12 +158,87 @@ fn keep_names_exactly_the_units_each_unit_cut_removes() {
 }
 
 #[test]
-fn only_unit_cuts_name_units() {
+fn only_cuts_name_what_they_keep() {
     let dense = with_data(parse(include_str!("fixtures/two_ffns.ir")).unwrap());
     for p in registry::passes() {
         let pass = (p.build)(&bertopt_passes::args::Args::bare(p.name, Default::default()));
         let Ok(pass) = pass else { continue }; // passes whose arguments have no default (truncate)
-        let named = pass.keep(&dense).map(|k| k.is_some()).unwrap_or(true);
-        assert_eq!(named, p.recovery.unit().is_some(), "`{}`: keep() and the recovery kind disagree", p.name);
+        let named = pass.keep(&dense).map(|k| k.map(|k| k.recovery())).unwrap_or(Some(p.recovery));
+        let cut = matches!(p.recovery, Recovery::Units(_) | Recovery::Entries);
+        assert_eq!(named, cut.then_some(p.recovery), "`{}`: keep() and the recovery kind disagree", p.name);
+    }
+}
+
+/// (pipeline, fixture) for every entry cut, with small tiles, runs and blocks so the 8- and 16-wide fixtures
+/// have several of each.
+const ENTRY_CASES: &[(&str, &str)] = &[
+    ("type0(sparsity=0.5)", "two_attention_layers.ir"),
+    ("qkv(sparsity=0.25)", "two_attention_layers.ir"),
+    ("tile(sparsity=0.5,g=4,n=true)", "two_attention_layers.ir"),
+    ("tile(sparsity=0.5,g=4)", "two_ffns.ir"),
+    ("kgran(sparsity=0.5,g=4)", "two_ffns.ir"),
+    ("vw(sparsity=0.5,v=4)", "two_ffns.ir"),
+    ("bw(sparsity=0.5,g=4)", "two_ffns.ir"),
+];
+
+/// The entries of dense group `p` ([k, n]) the pruned graph still reads, with the value it reads for each: the
+/// non-zero entries of a same-shape matrix, or the tiles' (tile t holds the next columns of `P.cols`, or of all
+/// n, and its `rows`).
+fn read(pruned: &Graph, p: &str, k: usize, n: usize) -> Vec<Option<f32>> {
+    let mut out = vec![None; k * n];
+    if let Some(w) = pruned.weights.tensor(&format!("{p}.weight")) {
+        for (i, x) in w.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().enumerate() {
+            out[i] = (x != 0.0).then_some(x);
+        }
+        return out;
+    }
+    let cols: Vec<usize> = match pruned.weights.tensor(&format!("{p}.cols")) {
+        Some(c) => c.to_vec1::<i64>().unwrap().into_iter().map(|c| c as usize).collect(),
+        None => (0..n).collect(),
+    };
+    let mut next = 0;
+    for t in 0.. {
+        let Some(w) = pruned.weights.tensor(&format!("{p}.tile{t}.weight")) else { break };
+        let rows = pruned.weights.tensor(&format!("{p}.tile{t}.rows")).unwrap().to_vec1::<i64>().unwrap();
+        let w = w.to_vec2::<f32>().unwrap();
+        let width = w[0].len();
+        for (i, &r) in rows.iter().enumerate() {
+            for (j, &col) in cols[next..next + width].iter().enumerate() {
+                out[r as usize * n + col] = Some(w[i][j]);
+            }
+        }
+        next += width;
+    }
+    out
+}
+
+#[test]
+fn keep_names_exactly_the_entries_each_entry_cut_removes() {
+    for e in registry::with_recovery(Recovery::Entries) {
+        assert!(ENTRY_CASES.iter().any(|(p, _)| p.starts_with(&format!("{e}("))), "no keep() case for entry cut `{e}`");
+    }
+    for (pipeline, fixture) in ENTRY_CASES {
+        let text = std::fs::read_to_string(format!("{}/tests/fixtures/{fixture}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let dense = with_data(parse(&text).unwrap());
+        let spec = &bertopt_passes::parse_pipeline(pipeline).unwrap()[0];
+        let Some(Keep::Entries(matrices)) = registry::build(spec).unwrap().keep(&dense).unwrap() else {
+            panic!("{pipeline}: an entry cut names the entries it keeps");
+        };
+        let mut pruned = dense.clone();
+        Pipeline::parse(pipeline).unwrap().run(&mut pruned, &mut PassContext::default()).unwrap();
+        assert!(matrices.iter().any(|m| m.keep.contains(&false)), "{pipeline}: the case removes nothing");
+        for m in &matrices {
+            let w = all(&dense, &format!("{}.weight", m.group)).concat();
+            let want: Vec<Option<f32>> = m.keep.iter().zip(&w).map(|(k, x)| k.then_some(*x)).collect();
+            assert_eq!(read(&pruned, &m.group, m.k, m.n), want, "{pipeline}: @{}", m.group);
+        }
+        // Nothing else changed: every other matrix is still there, as it was.
+        for (name, w) in &dense.weights.0 {
+            let Some(p) = name.strip_suffix(".weight") else { continue };
+            if matrices.iter().any(|m| m.group == p && m.keep.contains(&false)) || w.ty.rank() != 2 {
+                continue;
+            }
+            assert_eq!(all(&pruned, name), all(&dense, name), "{pipeline}: {name} changed but keep() does not name it");
+        }
     }
 }
