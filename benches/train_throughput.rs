@@ -8,8 +8,8 @@
 
 use std::time::Instant;
 
+use bertopt_models::arch::classifier::{device_from_name, BertClassifier};
 use bertopt_models::batch::Batch;
-use bertopt_models::classifier::{device_from_name, BertClassifier};
 use bertopt_models::rng::Rng;
 use bertopt_models::train::{optimizer, train_step, TrainConfig};
 

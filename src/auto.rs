@@ -68,7 +68,7 @@ pub struct AutoArgs {
     pub max_len: usize,
     /// Off-ramp pooling: `mean` (over real tokens; right for mean-pooled backbones such as MiniLM) or `cls`.
     #[arg(long, default_value = "mean")]
-    pub exit_pooling: bertopt_models::classifier::ExitPooling,
+    pub exit_pooling: bertopt_models::arch::classifier::ExitPooling,
     /// Do not try early exits.
     #[arg(long)]
     pub no_exits: bool,
@@ -480,7 +480,7 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
                 let dir = out.join("stages").join("exits");
                 let mut t = train_args(dir.clone(), 2, 5e-4, None);
                 t.start = crate::train_cmd::Start::Pretrained(base.checkpoint.clone());
-                crate::exit_cmd::run(&t, bertopt_models::exit_train::ExitMethod::Deebert, Some(a.exit_pooling))?;
+                crate::exit_cmd::run(&t, bertopt_models::train::exits::ExitMethod::Deebert, Some(a.exit_pooling))?;
                 let cal = crate::calibrate::run(
                     &crate::calibrate::CalibrateArgs {
                         model: dir.clone(),
@@ -846,8 +846,8 @@ fn commands(a: &AutoArgs, chosen: &Candidate, state: &State) -> Vec<String> {
     }
     if chosen.pipeline.contains("exit(") {
         let pooling = match a.exit_pooling {
-            bertopt_models::classifier::ExitPooling::Mean => "mean",
-            bertopt_models::classifier::ExitPooling::Cls => "cls",
+            bertopt_models::arch::classifier::ExitPooling::Mean => "mean",
+            bertopt_models::arch::classifier::ExitPooling::Cls => "cls",
         };
         cmds.push(format!(
             "optimize train-exits {from} --method deebert --pooling {pooling}{data} --epochs 2 --lr 5e-4 --batch {} --max-len {} -o exits",

@@ -14,10 +14,10 @@ use plotters::prelude::*;
 
 use crate::measure::plot::Panel;
 use bertopt_ir::exit::{row_exits, ExitRule};
-use bertopt_models::classifier::BertClassifier;
+use bertopt_models::arch::classifier::BertClassifier;
+use bertopt_models::data::tokenize::TextEncoder;
 use bertopt_models::data::Example;
-use bertopt_models::exit_train::{exit_logits, exit_points};
-use bertopt_models::tokenize::TextEncoder;
+use bertopt_models::train::exits::{exit_logits, exit_points};
 
 use crate::run::{self, RunnerOptions, Runtime};
 use crate::split::Part;

@@ -1,7 +1,7 @@
 //! `optimize train-ebert`: add EBERT predictors to a fine-tuned classifier, train them with the model toward a
 //! target FLOPs ratio, and write the folder (predictors as `ebert.{layer}.*` tensors) plus `ebert.json`.
 
-use bertopt_models::ebert_train::{self, EbertConfig, EbertReport};
+use bertopt_models::train::ebert::{self, EbertConfig, EbertReport};
 
 use crate::train_cmd::TrainArgs;
 
@@ -53,7 +53,7 @@ pub fn run(args: &TrainArgs, e: &EbertArgs) -> anyhow::Result<EbertReport> {
         teacher,
     };
     let job = bertopt_models::train::TrainJob { teacher: soft.as_ref(), ..s.data.job(args) };
-    let report = ebert_train::train_ebert(&mut s.model, &mut s.enc, &job, &cfg)?;
+    let report = ebert::train_ebert(&mut s.model, &mut s.enc, &job, &cfg)?;
     let json = serde_json::to_string_pretty(&report)?;
     bertopt_models::atomic::write_atomic(&args.out.join("ebert.json"), |w| w.write_all(json.as_bytes()))?;
     Ok(report)

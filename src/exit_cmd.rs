@@ -1,8 +1,8 @@
 //! `optimize train-exits`: train off-ramps for early exit on a fine-tuned classifier (DeeBERT's second stage,
 //! or ElasticBERT's joint training) and write the folder with `exits.{layer}.*` tensors beside the model's own.
 
-use bertopt_models::classifier::ExitPooling;
-use bertopt_models::exit_train::{self, ExitMethod, ExitTrainReport};
+use bertopt_models::arch::classifier::ExitPooling;
+use bertopt_models::train::exits::{self, ExitMethod, ExitTrainReport};
 
 use crate::train_cmd::TrainArgs;
 
@@ -14,7 +14,7 @@ pub fn run(args: &TrainArgs, method: ExitMethod, pooling: Option<ExitPooling>) -
         None
     };
     let mut s = crate::train_cmd::Session::open(args, need, "off-ramps trained on")?;
-    let report = exit_train::train_exits(&mut s.model, &mut s.enc, &s.data.job(args), &args.cfg, method, pooling)?;
+    let report = exits::train_exits(&mut s.model, &mut s.enc, &s.data.job(args), &args.cfg, method, pooling)?;
     let json = serde_json::to_string_pretty(&report)?;
     bertopt_models::atomic::write_atomic(&args.out.join("exits.json"), |w| w.write_all(json.as_bytes()))?;
     Ok(report)

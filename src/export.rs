@@ -96,11 +96,11 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
         let json = bertopt_ir::read_capped_text(tok, bertopt_models::limits::MAX_TOKENIZER_BYTES)
             .with_context(|| format!("reading {}", tok.display()))?;
         // Embedding a tokenizer that does not parse would make a file that `run` fails on later: refuse it now.
-        bertopt_models::tokenize::TextEncoder::from_json(&json)
+        bertopt_models::data::tokenize::TextEncoder::from_json(&json)
             .with_context(|| format!("{} is not a tokenizer that can be embedded", tok.display()))?;
         metadata.push((META_TOKENIZER, json));
     }
-    let recorded = bertopt_models::checkpoint::read_safetensors_metadata(&info.files.weights)?;
+    let recorded = bertopt_models::load::checkpoint::read_safetensors_metadata(&info.files.weights)?;
     if let Some(splits) = recorded.get(crate::split::META_SPLITS) {
         crate::split::parse_recorded(Some(splits)).with_context(|| format!("{}", info.files.weights.display()))?;
         metadata.push((META_SPLITS, splits.clone()));

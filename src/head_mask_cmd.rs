@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bertopt_models::classifier::BertClassifier;
-use bertopt_models::head_importance::{self, Scope};
-use bertopt_models::tokenize::TextEncoder;
+use bertopt_models::arch::classifier::BertClassifier;
+use bertopt_models::data::tokenize::TextEncoder;
+use bertopt_models::train::head_importance::{self, Scope};
 use bertopt_models::{Checkpoint, Head, ModelInfo};
 use bertopt_passes::mask::HeadMask;
 

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use bertopt_models::classifier::BertClassifier;
-use bertopt_models::tokenize::TextEncoder;
+use bertopt_models::arch::classifier::BertClassifier;
+use bertopt_models::data::tokenize::TextEncoder;
 use bertopt_models::{Checkpoint, Head, ModelInfo};
 
 /// Arguments of `optimize score`.
@@ -60,9 +60,10 @@ pub fn run(a: &ScoreArgs) -> anyhow::Result<ScoreReport> {
     let mut enc = TextEncoder::from_file(&tokenizer)?;
     let batches = a.batches.min(train.examples.len().div_ceil(a.batch.max(1)));
     let bar = bertopt_models::progress::bar(batches, "taylor scores", a.progress);
-    let scores = bertopt_models::taylor::taylor_scores(&model, &mut enc, &train, a.max_len, a.batch, batches, |n| {
-        bar.set_position(n as u64)
-    })?;
+    let scores =
+        bertopt_models::train::taylor::taylor_scores(&model, &mut enc, &train, a.max_len, a.batch, batches, |n| {
+            bar.set_position(n as u64)
+        })?;
     bar.finish_and_clear();
     // Hugging Face name and [out, in] layout -> IR name and [in, out] (K x N) layout.
     let mut owned = vec![];

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-pub use bertopt_models::tokenize::TextEncoder;
+pub use bertopt_models::data::tokenize::TextEncoder;
 
 /// Load the tokenizer for an ONNX file: `explicit` if given, else the copy bertopt embedded in the model.
 pub fn for_model(onnx: &Path, explicit: Option<&Path>) -> anyhow::Result<TextEncoder> {

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use bertopt_models::classifier::BertClassifier;
+use bertopt_models::arch::classifier::BertClassifier;
+use bertopt_models::data::tokenize::TextEncoder;
 use bertopt_models::data::Dataset;
-use bertopt_models::tokenize::TextEncoder;
 use bertopt_models::train::{self, TrainConfig, TrainReport};
 use bertopt_models::BertConfig;
 
@@ -51,7 +51,7 @@ pub struct TrainArgs {
 /// training run in its history. Empty for a folder bertopt did not train.
 pub fn recorded_splits(dir: &Path) -> anyhow::Result<Vec<SplitRecord>> {
     let files = bertopt_models::ModelFiles::locate(dir)?;
-    let meta = bertopt_models::checkpoint::read_safetensors_metadata(&files.weights)?;
+    let meta = bertopt_models::load::checkpoint::read_safetensors_metadata(&files.weights)?;
     crate::split::parse_recorded(meta.get(crate::split::META_SPLITS).map(String::as_str))
         .with_context(|| format!("{}", files.weights.display()))
 }
@@ -85,7 +85,7 @@ pub fn run(a: &TrainArgs) -> anyhow::Result<TrainReport> {
             (BertClassifier::random(cfg, labels, a.cfg.seed)?, tokenizer.clone())
         }
     };
-    model.to_device(&bertopt_models::classifier::device_from_name(&a.device)?)?;
+    model.to_device(&bertopt_models::arch::classifier::device_from_name(&a.device)?)?;
     let mut enc = TextEncoder::from_file(&tokenizer)?;
     let mut meta = BTreeMap::new();
     meta.insert("device".to_string(), a.device.clone());
@@ -250,8 +250,8 @@ pub fn align_labels(mut data: Dataset, model_labels: &[String], model: &Path) ->
 
 /// What a training command on a fine-tuned model needs: the split, the model on its device, the tokenizer.
 pub struct Session {
-    pub model: bertopt_models::classifier::BertClassifier,
-    pub enc: bertopt_models::tokenize::TextEncoder,
+    pub model: bertopt_models::arch::classifier::BertClassifier,
+    pub enc: bertopt_models::data::tokenize::TextEncoder,
     pub data: SessionData,
 }
 
@@ -282,9 +282,9 @@ impl Session {
         let labels = if fine_tuned { bertopt_models::ModelInfo::of(&ck).labels } else { train.labels.clone() };
         let train = align_labels(train, &labels, dir)?;
         let val = align_labels(val, &labels, dir)?;
-        let mut model = bertopt_models::classifier::BertClassifier::from_checkpoint(ck, labels, args.cfg.seed)?;
-        model.to_device(&bertopt_models::classifier::device_from_name(&args.device)?)?;
-        let enc = bertopt_models::tokenize::TextEncoder::from_file(&tokenizer)?;
+        let mut model = bertopt_models::arch::classifier::BertClassifier::from_checkpoint(ck, labels, args.cfg.seed)?;
+        model.to_device(&bertopt_models::arch::classifier::device_from_name(&args.device)?)?;
+        let enc = bertopt_models::data::tokenize::TextEncoder::from_file(&tokenizer)?;
         let mut metadata = std::collections::BTreeMap::new();
         metadata.insert("start".to_string(), format!("{what} {}", dir.display()));
         metadata.insert("seed".into(), args.cfg.seed.to_string());

@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
         tokenizer: None,
     };
     let Ok(ck) = bertopt_models::Checkpoint::from_bytes(files, config, weights) else { return };
-    if let Ok(g) = bertopt_models::lower::lower(ck) {
+    if let Ok(g) = bertopt_models::load::lower::lower(ck) {
         bertopt_ir::verify(&g).expect("a lowered checkpoint verifies");
     }
 });

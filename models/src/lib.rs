@@ -1,31 +1,24 @@
-//! bertopt's model side: Hugging Face config and safetensors loading (checked against each other), and
-//! lowering to the IR.
+//! bertopt's model side, in the order a model goes through it: `schema` (the models' naming conventions),
+//! `load` (a Hugging Face folder's config and safetensors, checked against each other, lowered to the IR),
+//! `data` (labelled text and tokenizers), `arch` (the trainable candle models) and `train` (fine-tuning,
+//! off-ramps, EBERT's predictors, importance scores). `load` depends on neither `arch` nor `train`.
 
+pub mod arch;
 pub mod atomic;
 pub use bertopt_schema::batch;
-pub mod checkpoint;
-pub mod classifier;
-pub mod config;
 pub mod data;
-pub mod ebert;
-pub mod ebert_train;
-pub mod error;
-pub mod exit_train;
-pub mod head_importance;
 pub use bertopt_schema::limits;
-pub mod lower;
+pub mod load;
 pub mod progress;
 pub mod schema;
 pub use bertopt_schema::rng;
-pub mod taylor;
 pub mod testing;
-pub mod tokenize;
 pub mod train;
 
-pub use checkpoint::{Checkpoint, Head, ModelFiles, Scheme};
-pub use config::BertConfig;
-pub use error::LoadError;
-pub use lower::{load_graph, lower, LowerError};
+pub use load::checkpoint::{Checkpoint, Head, ModelFiles, Scheme};
+pub use load::config::BertConfig;
+pub use load::error::LoadError;
+pub use load::lower::{load_graph, lower, LowerError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -2,7 +2,7 @@
 //! EBERT predictors (`ebert.*`, their shapes). The checkpoint loader, the lowering and the trainable model all
 //! read them from here, so none of them depends on another for a name.
 
-use crate::config::BertConfig;
+use crate::load::config::BertConfig;
 
 pub use bertopt_schema::names::{EBERT, EXITS};
 

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 
-use crate::checkpoint::Scheme;
+use crate::load::checkpoint::Scheme;
 use crate::rng::Rng;
 
 /// Shape and naming of a generated model.

@@ -29,7 +29,7 @@ impl Tokenizer {
             all = all.split(n, self.seed).0;
         }
         let texts: Vec<String> = all.examples.into_iter().map(|e| e.text).collect();
-        let n = bertopt_models::tokenize::train_wordpiece(&texts, self.vocab_size, &self.out)?;
+        let n = bertopt_models::data::tokenize::train_wordpiece(&texts, self.vocab_size, &self.out)?;
         println!("wrote {} ({n} tokens, trained on {} texts)", self.out.display(), texts.len());
         Ok(())
     }

@@ -18,7 +18,7 @@ pub struct TrainEbert {
     opts: TrainOpts,
 }
 
-impl Report for bertopt_models::ebert_train::EbertReport {
+impl Report for bertopt_models::train::ebert::EbertReport {
     fn print_text(&self) {
         crate::ebert_cmd::print(self);
     }

@@ -14,17 +14,17 @@ pub struct TrainExits {
     /// Fine-tuned model folder.
     model: PathBuf,
     #[arg(long, default_value = "deebert")]
-    method: bertopt_models::exit_train::ExitMethod,
+    method: bertopt_models::train::exits::ExitMethod,
     /// What new off-ramps read: `cls` (DeeBERT, ElasticBERT) or `mean`, the mean over the real tokens, for
     /// backbones trained for mean pooling (sentence-transformers' MiniLM), whose early [CLS] carries little.
     /// Off-ramps the model already has keep theirs. Default: cls.
     #[arg(long)]
-    pooling: Option<bertopt_models::classifier::ExitPooling>,
+    pooling: Option<bertopt_models::arch::classifier::ExitPooling>,
     #[command(flatten)]
     opts: TrainOpts,
 }
 
-impl Report for bertopt_models::exit_train::ExitTrainReport {
+impl Report for bertopt_models::train::exits::ExitTrainReport {
     fn print_text(&self) {
         crate::exit_cmd::print(self);
     }

@@ -254,15 +254,15 @@ pub fn exit_model(dir: &Path) -> PathBuf {
         &bertopt_models::testing::TinySpec { layers: 4, labels: 3, ..Default::default() },
     )
     .unwrap();
-    let mut m = bertopt_models::classifier::BertClassifier::from_pretrained(
+    let mut m = bertopt_models::arch::classifier::BertClassifier::from_pretrained(
         &base,
         (0..3).map(|i| format!("LABEL_{i}")).collect(),
         1,
     )
     .unwrap();
     // The middle off-ramp pools the token mean, the others [CLS]: every test of exits covers both.
-    m.add_exits(&[0, 2], 3, bertopt_models::classifier::ExitPooling::Cls).unwrap();
-    m.add_exits(&[1], 3, bertopt_models::classifier::ExitPooling::Mean).unwrap();
+    m.add_exits(&[0, 2], 3, bertopt_models::arch::classifier::ExitPooling::Cls).unwrap();
+    m.add_exits(&[1], 3, bertopt_models::arch::classifier::ExitPooling::Mean).unwrap();
     for l in 0..3 {
         let v = &m.params[&format!("exits.{l}.classifier.weight")];
         v.set(&(v.as_tensor() * 150.0).unwrap()).unwrap();
@@ -298,7 +298,7 @@ pub fn export_json(model: &Path, pipeline: &str, out: &Path) -> serde_json::Valu
 pub fn interpreted(
     model: &Path,
     pipeline: &str,
-    enc: &mut bertopt_models::tokenize::TextEncoder,
+    enc: &mut bertopt_models::data::tokenize::TextEncoder,
 ) -> Vec<HashMap<String, Vec<f32>>> {
     let (mut ir, _) = bertopt_models::load_graph(model).unwrap();
     bertopt_passes::Pipeline::parse(pipeline).unwrap().run(&mut ir, &mut Default::default()).unwrap();
@@ -321,10 +321,10 @@ pub fn all_outputs(
     model: &Path,
     pipeline: &str,
     onnx: &Path,
-    enc: &mut bertopt_models::tokenize::TextEncoder,
+    enc: &mut bertopt_models::data::tokenize::TextEncoder,
 ) -> [Vec<HashMap<String, Vec<f32>>>; 3] {
     use bertopt::run::{self, Runtime};
-    let ran = |rt: Runtime, enc: &mut bertopt_models::tokenize::TextEncoder| {
+    let ran = |rt: Runtime, enc: &mut bertopt_models::data::tokenize::TextEncoder| {
         let r = run::load(rt, onnx, Default::default()).unwrap();
         SENTENCES
             .iter()
@@ -341,7 +341,7 @@ pub fn all_outputs(
 /// dense, and computes in tract and ONNX Runtime the interpreter's logits within the tolerance (and the same exit
 /// layer where the graph exits early). Files go to `dir`.
 pub fn composes_in_both_runtimes(model: &Path, dir: &Path, cases: &[(&str, f32)]) {
-    let mut enc = bertopt_models::tokenize::TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
+    let mut enc = bertopt_models::data::tokenize::TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
     let dense_params = export_json(model, "dce", &dir.join("dense.onnx"))["params"].as_u64().unwrap();
     for &(pipeline, tolerance) in cases {
         let onnx = dir.join("c.onnx");
@@ -369,11 +369,11 @@ pub fn equals_candle_in_all_runners(
     model: &Path,
     pipeline: &str,
     onnx: &Path,
-    reference: &bertopt_models::classifier::BertClassifier,
-    enc: &mut bertopt_models::tokenize::TextEncoder,
+    reference: &bertopt_models::arch::classifier::BertClassifier,
+    enc: &mut bertopt_models::data::tokenize::TextEncoder,
 ) {
     let dense =
-        bertopt_models::classifier::BertClassifier::from_pretrained(model, reference.labels.clone(), 0).unwrap();
+        bertopt_models::arch::classifier::BertClassifier::from_pretrained(model, reference.labels.clone(), 0).unwrap();
     let outs = all_outputs(model, pipeline, onnx, enc);
     for (t, text) in SENTENCES.iter().enumerate() {
         let b = enc.encode(&[text], 16, None).unwrap();
