@@ -205,7 +205,7 @@ fn teacher_logits(
     );
     let mut teacher = BertClassifier::from_checkpoint(ck, labels, cfg.seed)?;
     teacher.to_device(&student.device)?;
-    train::teacher_logits(&teacher, enc, train_set, cfg.max_len, cfg.batch_size)
+    Ok(train::teacher_logits(&teacher, enc, train_set, cfg.max_len, cfg.batch_size)?)
 }
 
 fn display_name(p: &Path) -> String {

@@ -7,6 +7,7 @@ pub mod arch;
 pub mod atomic;
 pub use bertopt_schema::batch;
 pub mod data;
+pub mod error;
 pub use bertopt_schema::limits;
 pub mod load;
 pub mod progress;
@@ -15,18 +16,11 @@ pub use bertopt_schema::rng;
 pub mod testing;
 pub mod train;
 
+pub use error::{Error, Result};
 pub use load::checkpoint::{Checkpoint, Head, ModelFiles, Scheme};
 pub use load::config::BertConfig;
 pub use load::error::LoadError;
 pub use load::lower::{load_graph, lower, LowerError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Load(#[from] LoadError),
-    #[error(transparent)]
-    Lower(#[from] LowerError),
-}
 
 /// What the rest of the tool needs to know about a model besides its graph.
 #[derive(Clone, Debug)]

@@ -15,7 +15,7 @@ use crate::load::config::BertConfig;
 use crate::rng::Rng;
 pub use crate::schema::ExitPooling;
 
-pub type Result<T> = anyhow::Result<T>;
+pub use crate::error::Result;
 
 /// The trainable model: config, label names and every parameter by its Hugging Face name.
 pub struct BertClassifier {
@@ -90,7 +90,7 @@ fn parameter_shapes(c: &BertConfig, labels: usize) -> Vec<(String, Vec<usize>)> 
 impl BertClassifier {
     /// A freshly initialised model (weights N(0, 0.02), biases 0, norms 1), as BERT initialises.
     pub fn random(config: BertConfig, labels: Vec<String>, seed: u64) -> Result<Self> {
-        anyhow::ensure!(labels.len() >= 2, "a classifier needs at least two labels");
+        crate::error::ensure!(labels.len() >= 2, "a classifier needs at least two labels");
         let mut rng = Rng::new(seed);
         let mut params = BTreeMap::new();
         for (name, dims) in parameter_shapes(&config, labels.len()) {
@@ -125,9 +125,9 @@ impl BertClassifier {
 
     /// `from_pretrained` for a checkpoint already loaded (and inspected) by the caller.
     pub fn from_checkpoint(ck: Checkpoint, labels: Vec<String>, seed: u64) -> Result<Self> {
-        anyhow::ensure!(ck.scheme != Scheme::Roberta, "fine-tuning RoBERTa checkpoints is not supported yet");
+        crate::error::ensure!(ck.scheme != Scheme::Roberta, "fine-tuning RoBERTa checkpoints is not supported yet");
         if let Head::BertClassifier { labels: n } = ck.head {
-            anyhow::ensure!(
+            crate::error::ensure!(
                 n == labels.len(),
                 "{} has a classifier with {n} labels but the data has {}",
                 ck.files.weights.display(),
@@ -150,8 +150,8 @@ impl BertClassifier {
             } else {
                 format!("bert.{name}")
             };
-            let var = model.params.get(&full).ok_or_else(|| anyhow::anyhow!("unexpected tensor {full}"))?;
-            anyhow::ensure!(var.dims() == t.dims(), "{full}: shape {:?} vs {:?}", var.dims(), t.dims());
+            let var = model.params.get(&full).ok_or_else(|| crate::error::invalid!("unexpected tensor {full}"))?;
+            crate::error::ensure!(var.dims() == t.dims(), "{full}: shape {:?} vs {:?}", var.dims(), t.dims());
             var.set(&t)?;
         }
         Ok(model)
@@ -171,8 +171,8 @@ impl BertClassifier {
     pub fn set_weight_masks(&mut self, masks: BTreeMap<String, Tensor>) -> Result<()> {
         let mut moved = BTreeMap::new();
         for (name, m) in masks {
-            let v = self.params.get(&name).ok_or_else(|| anyhow::anyhow!("no parameter {name} to mask"))?;
-            anyhow::ensure!(
+            let v = self.params.get(&name).ok_or_else(|| crate::error::invalid!("no parameter {name} to mask"))?;
+            crate::error::ensure!(
                 v.dims() == m.dims(),
                 "mask for {name} is {:?} but the parameter is {:?}",
                 m.dims(),
@@ -252,26 +252,26 @@ impl BertClassifier {
 
     /// Set which encoder layers run (false = skipped) after checking the count against the model.
     pub fn set_layer_gate(&mut self, keep: Vec<bool>) -> Result<()> {
-        anyhow::ensure!(
+        crate::error::ensure!(
             keep.len() == self.config.num_hidden_layers,
             "the layer mask has {} entries but the model has {} layers",
             keep.len(),
             self.config.num_hidden_layers
         );
-        anyhow::ensure!(keep.contains(&true), "the layer mask drops every layer");
+        crate::error::ensure!(keep.contains(&true), "the layer mask drops every layer");
         self.layer_gate = Some(keep);
         Ok(())
     }
 
     /// Set which features of the hidden stream stay (false = removed), after checking the count.
     pub fn set_hidden_gate(&mut self, keep: Vec<bool>) -> Result<()> {
-        anyhow::ensure!(
+        crate::error::ensure!(
             keep.len() == self.config.hidden_size,
             "the hidden mask has {} entries but the model's hidden size is {}",
             keep.len(),
             self.config.hidden_size
         );
-        anyhow::ensure!(keep.contains(&true), "the hidden mask removes every feature");
+        crate::error::ensure!(keep.contains(&true), "the hidden mask removes every feature");
         self.hidden_gate = Some(keep);
         Ok(())
     }
@@ -392,7 +392,7 @@ impl BertClassifier {
         let (d, n, total) = (self.config.hidden_size, self.labels.len(), self.config.num_hidden_layers);
         let mut rng = Rng::new(seed ^ 0x0ff_4a3f);
         for &l in layers {
-            anyhow::ensure!(
+            crate::error::ensure!(
                 l + 1 < total,
                 "an off-ramp after layer {} of {total}: the last layer has the model's own classifier",
                 l + 1
@@ -462,7 +462,7 @@ impl BertClassifier {
     /// with standard names and `metadata` in its `__metadata__`, and the tokenizer. Each file is written
     /// atomically.
     pub fn save(&self, dir: &Path, tokenizer: &Path, metadata: &BTreeMap<String, String>) -> Result<()> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).map_err(|e| crate::Error::io(dir, e))?;
         let c = &self.config;
         let id2label: BTreeMap<String, String> =
             self.labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect();
@@ -490,7 +490,8 @@ impl BertClassifier {
             "problem_type": "single_label_classification",
         });
         let json = serde_json::to_string_pretty(&cfg)?;
-        crate::atomic::write_atomic(&dir.join("config.json"), |w| w.write_all(json.as_bytes()))?;
+        let path = dir.join("config.json");
+        crate::atomic::write_atomic(&path, |w| w.write_all(json.as_bytes())).map_err(|e| crate::Error::io(&path, e))?;
         let mut owned: Vec<(String, Vec<usize>, Vec<u8>)> = vec![];
         let gated = self.gated_slices();
         for (n, v) in &self.params {
@@ -508,9 +509,11 @@ impl BertClassifier {
         }
         let meta: std::collections::HashMap<String, String> = metadata.clone().into_iter().collect();
         let data = safetensors::serialize(views, Some(meta))?;
-        crate::atomic::write_atomic(&dir.join("model.safetensors"), |w| w.write_all(&data))?;
-        let tok = std::fs::read(tokenizer)?;
-        crate::atomic::write_atomic(&dir.join("tokenizer.json"), |w| w.write_all(&tok))?;
+        let path = dir.join("model.safetensors");
+        crate::atomic::write_atomic(&path, |w| w.write_all(&data)).map_err(|e| crate::Error::io(&path, e))?;
+        let tok = std::fs::read(tokenizer).map_err(|e| crate::Error::io(tokenizer, e))?;
+        let path = dir.join("tokenizer.json");
+        crate::atomic::write_atomic(&path, |w| w.write_all(&tok)).map_err(|e| crate::Error::io(&path, e))?;
         Ok(())
     }
 }
@@ -596,7 +599,7 @@ fn scale_gradient(x: &Tensor, s: f64) -> Result<Tensor> {
 
 /// A gate must be `[layers, units]`; the error gives both shapes.
 fn check_gate(keep: &[Vec<bool>], what: &str, layers: usize, units: usize, unit: &str) -> Result<()> {
-    anyhow::ensure!(
+    crate::error::ensure!(
         keep.len() == layers && keep.iter().all(|r| r.len() == units),
         "the {what} mask has shape [{}, {}] but the model has {layers} layers of {units} {unit}",
         keep.len(),
@@ -679,11 +682,11 @@ pub fn device_from_name(name: &str) -> Result<Device> {
         "cuda" => 0,
         _ => match name.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
             Some(n) => n,
-            None => anyhow::bail!("unknown device {name:?}: use cpu, cuda or cuda:N"),
+            None => crate::error::bail!("unknown device {name:?}: use cpu, cuda or cuda:N"),
         },
     };
     if !candle_core::utils::cuda_is_available() {
-        anyhow::bail!(
+        crate::error::bail!(
             "--device {name}: this optimize was built without CUDA; rebuild with `cargo build --release --features \
              cuda` (needs the CUDA toolkit's nvcc)"
         );

@@ -33,9 +33,12 @@ impl BertClassifier {
     /// has none.
     pub fn add_predictors(&mut self, groups: usize, seed: u64) -> Result<()> {
         let f = self.config.intermediate_size;
-        anyhow::ensure!(groups >= 1 && f.is_multiple_of(groups), "{groups} FFN groups do not divide {f} neurons");
+        crate::error::ensure!(groups >= 1 && f.is_multiple_of(groups), "{groups} FFN groups do not divide {f} neurons");
         if let Some(have) = self.predictor_groups() {
-            anyhow::ensure!(have == groups, "the model already has predictors with {have} FFN groups, not {groups}");
+            crate::error::ensure!(
+                have == groups,
+                "the model already has predictors with {have} FFN groups, not {groups}"
+            );
             return Ok(());
         }
         let mut rng = Rng::new(seed ^ 0xeb_e27);
@@ -76,7 +79,7 @@ impl BertClassifier {
     }
 
     fn param(&self, name: &str) -> Result<&Tensor> {
-        Ok(self.params.get(name).ok_or_else(|| anyhow::anyhow!("the model has no tensor {name}"))?.as_tensor())
+        Ok(self.params.get(name).ok_or_else(|| crate::error::invalid!("the model has no tensor {name}"))?.as_tensor())
     }
 }
 
@@ -111,7 +114,7 @@ pub struct EbertGates<'a> {
 
 impl<'a> EbertGates<'a> {
     pub fn new(model: &'a BertClassifier, mode: GateMode, rng: Option<&'a mut Rng>) -> Result<Self> {
-        anyhow::ensure!(model.predictor_groups().is_some(), "the model has no EBERT predictors");
+        crate::error::ensure!(model.predictor_groups().is_some(), "the model has no EBERT predictors");
         Ok(EbertGates {
             model,
             mode,
@@ -153,7 +156,8 @@ impl<'a> EbertGates<'a> {
     fn gate(&mut self, z: &Tensor, k: usize) -> Result<Tensor> {
         Ok(match self.mode {
             GateMode::Train { temperature } => {
-                let rng = self.rng.as_deref_mut().ok_or_else(|| anyhow::anyhow!("training gates need a generator"))?;
+                let rng =
+                    self.rng.as_deref_mut().ok_or_else(|| crate::error::invalid!("training gates need a generator"))?;
                 // Logistic noise (the difference of two Gumbels): sigmoid((z + L) / t) > 0.5  <=>  z + L > 0.
                 let noise: Vec<f32> = (0..z.elem_count())
                     .map(|_| {

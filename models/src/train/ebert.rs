@@ -87,7 +87,7 @@ struct BestEpoch {
 
 /// Heads and groups kept per layer by the fused graph (`ebert(ratio=..)`) for a keep fraction.
 pub fn keep_for_ratio(model: &BertClassifier, ratio: f64) -> Result<(usize, usize)> {
-    let groups = model.predictor_groups().ok_or_else(|| anyhow::anyhow!("the model has no EBERT predictors"))?;
+    let groups = model.predictor_groups().ok_or_else(|| crate::error::invalid!("the model has no EBERT predictors"))?;
     let kept = bertopt_ir::ops::kept_units;
     Ok((kept(ratio, model.config.num_attention_heads), kept(ratio, groups)))
 }
@@ -100,7 +100,7 @@ pub fn ebert_eval(
     max_len: usize,
     mode: GateMode,
 ) -> Result<EbertEval> {
-    let groups = model.predictor_groups().ok_or_else(|| anyhow::anyhow!("the model has no EBERT predictors"))?;
+    let groups = model.predictor_groups().ok_or_else(|| crate::error::invalid!("the model has no EBERT predictors"))?;
     let (mut correct, mut heads, mut kept_groups) = (0usize, 0f64, 0f64);
     for chunk in data.examples.chunks(32) {
         let refs: Vec<&Example> = chunk.iter().collect();
@@ -134,7 +134,7 @@ pub fn ebert_eval(
 /// The sparsity term of the loss for one batch's gates, and the expected FLOPs ratio.
 fn sparsity_loss(gates: &EbertGates, fm: &FlopModel, target: f64) -> Result<(Tensor, f64)> {
     let layers = gates.head_probs.len();
-    anyhow::ensure!(layers > 0 && gates.ffn_probs.len() == layers, "the predictors did not run on every layer");
+    crate::error::ensure!(layers > 0 && gates.ffn_probs.len() == layers, "the predictors did not run on every layer");
     // Expected units kept per layer: sum over units of the keep probability, averaged over the batch.
     let mut expected = Tensor::new(((fm.fixed + fm.predictors) / fm.dense) as f32, gates.head_probs[0].device())?;
     let (mut head_term, mut ffn_term) = (vec![], vec![]);
@@ -161,13 +161,13 @@ pub fn train_ebert(
 ) -> Result<EbertReport> {
     let TrainJob { train, val: eval, tokenizer, out, metadata, progress, .. } = *job;
     let tc = &cfg.train;
-    anyhow::ensure!(
+    crate::error::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
         "training and validation sets must not be empty"
     );
-    anyhow::ensure!(cfg.target > 0.0 && cfg.target <= 1.0, "target FLOPs ratio {} is not in (0, 1]", cfg.target);
+    crate::error::ensure!(cfg.target > 0.0 && cfg.target <= 1.0, "target FLOPs ratio {} is not in (0, 1]", cfg.target);
     let f = model.config.intermediate_size;
-    anyhow::ensure!(
+    crate::error::ensure!(
         cfg.group_size >= 1 && f.is_multiple_of(cfg.group_size),
         "group size {} does not divide the {f} FFN neurons",
         cfg.group_size

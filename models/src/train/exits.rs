@@ -94,7 +94,7 @@ pub fn train_exits(
     pooling: Option<ExitPooling>,
 ) -> Result<ExitTrainReport> {
     let TrainJob { train, val: eval, tokenizer, out, metadata, progress, .. } = *job;
-    anyhow::ensure!(
+    crate::error::ensure!(
         !train.examples.is_empty() && !eval.examples.is_empty(),
         "training and validation sets must not be empty"
     );
@@ -104,7 +104,7 @@ pub fn train_exits(
     } else if let Some(want) = pooling {
         for l in model.exit_layers() {
             let has = model.exit_pooling(l);
-            anyhow::ensure!(
+            crate::error::ensure!(
                 has == want,
                 "the model's off-ramp after layer {} has `{has}` pooling, not `{want}`: train from a model \
                  without off-ramps to change it",

@@ -29,7 +29,7 @@ pub fn head_importance(
     batch: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<Vec<Vec<f32>>> {
-    anyhow::ensure!(!data.examples.is_empty(), "head importance needs at least one labelled example");
+    crate::error::ensure!(!data.examples.is_empty(), "head importance needs at least one labelled example");
     let (l, h) = (model.config.num_hidden_layers, model.config.num_attention_heads);
     let dev = &model.device;
     let gate = Var::ones((l, h), candle_core::DType::F32, dev)?;
@@ -44,7 +44,8 @@ pub fn head_importance(
         let logits = model.forward_gated(&b, None, Some(gate.as_tensor()))?;
         let loss = candle_nn::loss::cross_entropy(&logits, &targets)?;
         let grads = loss.backward()?;
-        let g = grads.get(gate.as_tensor()).ok_or_else(|| anyhow::anyhow!("the head gate received no gradient"))?;
+        let g =
+            grads.get(gate.as_tensor()).ok_or_else(|| crate::error::invalid!("the head gate received no gradient"))?;
         // The loss is a batch mean; weigh each batch by its size so that the result is a mean over examples.
         total = (total + (g.abs()? * chunk.len() as f64)?)?;
         done += chunk.len();
@@ -64,7 +65,7 @@ fn normalise(row: Vec<f32>) -> Vec<f32> {
 /// layer with `Scope::Layer`; `int(L·H·ratio)` heads over the whole model with `Scope::Global`). The lowest
 /// scores go; ties go to the lower head index first, so the result is deterministic.
 pub fn select(scores: &[Vec<f32>], ratio: f64, scope: Scope) -> Result<Vec<Vec<bool>>> {
-    anyhow::ensure!(
+    crate::error::ensure!(
         (0.0..1.0).contains(&ratio),
         "--ratio {ratio} must be in [0, 1): it is the fraction of heads removed"
     );

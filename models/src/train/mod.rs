@@ -198,7 +198,7 @@ impl TrainJob<'_> {
     /// Check that the teacher's logits, if any, have a row per training example and a column per label.
     pub fn check_teacher(&self, labels: usize) -> Result<()> {
         if let Some(t) = self.teacher {
-            anyhow::ensure!(
+            crate::error::ensure!(
                 t.dims() == [self.train.examples.len(), labels],
                 "teacher logits {:?} do not match {} training examples × {labels} labels",
                 t.dims(),
@@ -244,7 +244,7 @@ pub fn train(
 ) -> Result<TrainReport> {
     let TrainJob { train, val, tokenizer, out, metadata, progress, .. } = *job;
     job.check_teacher(model.labels.len())?;
-    anyhow::ensure!(
+    crate::error::ensure!(
         !train.examples.is_empty() && !val.examples.is_empty(),
         "training and validation sets must not be empty"
     );

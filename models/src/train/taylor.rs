@@ -27,7 +27,7 @@ pub fn taylor_scores(
     max_batches: usize,
     mut progress: impl FnMut(usize),
 ) -> Result<BTreeMap<String, Tensor>> {
-    anyhow::ensure!(!data.examples.is_empty(), "Taylor scores need at least one labelled example");
+    crate::error::ensure!(!data.examples.is_empty(), "Taylor scores need at least one labelled example");
     let mut acc: BTreeMap<String, Tensor> = BTreeMap::new();
     for (i, chunk) in data.examples.chunks(batch.max(1)).take(max_batches.max(1)).enumerate() {
         let refs: Vec<&Example> = chunk.iter().collect();
