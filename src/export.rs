@@ -65,6 +65,8 @@ pub struct ExportOptions {
     pub segmented: bool,
     /// The layout of hidden states in the ONNX graph (`--stream`).
     pub stream: crate::onnx::Stream,
+    /// How int8 tiled groups are written (`--int8-tiles`).
+    pub int8_tiles: crate::onnx::Int8Tiles,
 }
 
 /// Load, lower, run the pipeline and write the ONNX model atomically. The pipeline is parsed before any
@@ -111,7 +113,7 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
             metadata.push((META_FLOPS, serde_json::to_string(&poly)?));
         }
     }
-    let emit_opts = crate::onnx::EmitOptions { metadata, stream: opts.stream };
+    let emit_opts = crate::onnx::EmitOptions { metadata, stream: opts.stream, int8_tiles: opts.int8_tiles };
     let cost = bertopt_passes::cost(&graph, 128);
     let ir = opts.keep_ir.then(|| bertopt_ir::print(&graph));
     let onnx_bytes = if opts.segmented {

@@ -191,7 +191,7 @@ impl Graph {
     }
 
     /// Full tensor names read by some node (a group reference `P` covers `P.weight` and `P.bias`, and for a
-    /// tiled linear its `P.tile{t}.rows` / `P.tile{t}.weight`).
+    /// tiled linear its `P.tile{t}.rows` / `P.tile{t}.weight` / int8 `P.tile{t}.weight_scale`).
     pub fn used_weight_names(&self) -> std::collections::BTreeSet<String> {
         let mut used = std::collections::BTreeSet::new();
         for n in self.dag.node_weights() {
@@ -211,7 +211,8 @@ impl Graph {
                 }
                 for t in 0..crate::ops::tile_count(|x| self.weights.0.contains_key(x), r) {
                     let (rows, weight) = crate::ops::tile_names(r, t);
-                    used.extend([rows, weight].into_iter().filter(|x| self.weights.0.contains_key(x)));
+                    let scale = crate::quant::scale_name(&crate::ops::tile_group(r, t));
+                    used.extend([rows, weight, scale].into_iter().filter(|x| self.weights.0.contains_key(x)));
                 }
             }
         }

@@ -12,6 +12,10 @@
 //!
 //! The integer sum is exact (i64 here, int32 in ONNX Runtime and tract), so the interpreter and the runtimes
 //! differ only by f32 rounding in the rescale and by activations that sit on a rounding boundary.
+//!
+//! A tiled group is quantized tile by tile: tile `t` is the group `P.tile{t}` (its `weight: [r, n_t]` int8, its
+//! `weight_scale: [n_t]`), and x is quantized once for all tiles, before any tile gathers its rows (`qtiles`), so
+//! every tile's integers share one activation scale and zero point.
 
 use candle_core::{Device, Tensor};
 
@@ -110,6 +114,39 @@ pub fn qlinear(x: &Tensor, wq: &Tensor, scale: &Tensor, b: &Tensor, extra: f32) 
     Tensor::from_vec(y, out, &Device::Cpu)
 }
 
+/// The pre-bias outputs `[.., n_t]` of the int8 tiles `(rows, weight, scale)` of one group on `x: [.., K]`: x
+/// quantized once, then per tile `f32(Σ_{k in rows} (xq[.., k] - xz) · W_t[k, c]) * (xs * scale_t[c])`.
+pub fn qtiles(x: &Tensor, tiles: &[(&Tensor, &Tensor, &Tensor)]) -> candle_core::Result<Vec<Tensor>> {
+    let dims = x.dims().to_vec();
+    let k = *dims.last().unwrap_or(&1);
+    let xv = x.flatten_all()?.to_vec1::<f32>()?;
+    let (xq, xs, xz) = dynamic_quantize(&xv);
+    let tokens = xv.len() / k.max(1);
+    let mut out = vec![];
+    for (rows, wq, scale) in tiles {
+        let rows: Vec<usize> = rows.to_vec1::<i64>()?.iter().map(|&r| r as usize).collect();
+        let (r, n) = wq.dims2()?;
+        if r != rows.len() {
+            candle_core::bail!("a tile keeps {} rows but its weight has {r}", rows.len());
+        }
+        let w: Vec<i64> = wq.flatten_all()?.to_vec1::<f32>()?.iter().map(|&v| v as i64).collect();
+        let s: Vec<f32> = scale.to_vec1::<f32>()?.iter().map(|&v| xs * v).collect();
+        let mut y = vec![0f32; tokens * n];
+        for t in 0..tokens {
+            let a = &xq[t * k..(t + 1) * k];
+            for (c, o) in y[t * n..(t + 1) * n].iter_mut().enumerate() {
+                let acc: i64 =
+                    rows.iter().enumerate().map(|(i, &row)| (a[row] as i64 - xz as i64) * w[i * n + c]).sum();
+                *o = acc as f32 * s[c];
+            }
+        }
+        let mut d = dims.clone();
+        *d.last_mut().expect("rank >= 1") = n;
+        out.push(Tensor::from_vec(y, d, &Device::Cpu)?);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +194,40 @@ mod tests {
         let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         // Activation step ~2/255, weight step ~1/127 of each column's max: a few hundredths at K = 3.
         assert!(d < 0.03, "{d}");
+    }
+
+    #[test]
+    fn int8_tiles_equal_qlinear_on_the_rows_they_keep() {
+        // Two tiles of a [4, 3] matrix: tile 0 (columns 0-1) keeps rows 0, 2, 3; tile 1 (column 2) all four. With
+        // the rows a tile drops zeroed, each tile is the whole-matrix int8 linear restricted to its columns, since
+        // both quantize the same x once.
+        let x = Tensor::from_vec((0..8).map(|i| (i as f32 * 0.53).sin()).collect(), (2, 4), &Device::Cpu).unwrap();
+        let w: Vec<f32> = (0..12).map(|i| (i as f32 * 0.29).cos()).collect();
+        let full = Tensor::from_vec(w.clone(), (4, 3), &Device::Cpu).unwrap();
+        let (q, s) = quantize_weight(&full, true).unwrap();
+        let qv = q.to_vec2::<f32>().unwrap();
+        let rows0 = Tensor::new(&[0i64, 2, 3], &Device::Cpu).unwrap();
+        let w0: Vec<f32> = [0, 2, 3].iter().flat_map(|&r| qv[r][..2].to_vec()).collect();
+        let w0 = Tensor::from_vec(w0, (3, 2), &Device::Cpu).unwrap();
+        let rows1 = Tensor::new(&[0i64, 1, 2, 3], &Device::Cpu).unwrap();
+        let w1 = Tensor::from_vec(qv.iter().map(|r| r[2]).collect::<Vec<_>>(), (4, 1), &Device::Cpu).unwrap();
+        let sv = s.to_vec1::<f32>().unwrap();
+        let (s0, s1) = (Tensor::new(&sv[..2], &Device::Cpu).unwrap(), Tensor::new(&sv[2..], &Device::Cpu).unwrap());
+        let got = qtiles(&x, &[(&rows0, &w0, &s0), (&rows1, &w1, &s1)]).unwrap();
+        let mut masked = qv.clone();
+        masked[1][0] = 0.0;
+        masked[1][1] = 0.0;
+        let masked = Tensor::from_vec(masked.concat(), (4, 3), &Device::Cpu).unwrap();
+        let want = qlinear(&x, &masked, &s, &Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(), 1.0)
+            .unwrap()
+            .to_vec2::<f32>()
+            .unwrap();
+        let got: Vec<Vec<f32>> = (0..2)
+            .map(|t| {
+                let (a, b) = (got[0].to_vec2::<f32>().unwrap(), got[1].to_vec2::<f32>().unwrap());
+                vec![a[t][0], a[t][1], b[t][0]]
+            })
+            .collect();
+        assert_eq!(got, want);
     }
 }

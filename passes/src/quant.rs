@@ -1,7 +1,9 @@
 //! `quant`: int8 weights for every linear and attention projection (see `bertopt_ir::quant` for what a
 //! quantized group computes). Symmetric weights, one scale per output column (`granularity=channel`, the
-//! default) or per matrix; activations quantized per tensor at run time (`activations=dynamic`). Runs after the
-//! structural passes: the pipeline refuses a structural pass after it.
+//! default) or per matrix; activations quantized per tensor at run time (`activations=dynamic`). A tiled linear or
+//! projection (`tile`, `kgran`, `type0`, `qkv`) is quantized tile by tile, each tile with its own scales (per
+//! column, or one per tile with `granularity=tensor`). Runs after the structural passes: the pipeline refuses a
+//! structural pass after it.
 
 use std::collections::BTreeMap;
 
@@ -99,31 +101,16 @@ impl Pass for Quant {
 
     fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
         let has = |g: &Graph, n: &str| g.weights.0.contains_key(n);
+        // (group, kind, tiles: 0 when dense)
         let mut groups = vec![];
         let mut tables = vec![];
         for n in g.dag.node_weights() {
             match &n.op {
                 Op::Embed(ops::Embed { word, .. }) => tables.push(word.clone()),
-                Op::Linear(ops::Linear { w, .. }) => groups.push((w.clone(), linear_kind(w))),
-                Op::Attention(ops::Attention { query, key, value, output, .. }) => {
-                    for p in [query, key, value, output] {
-                        if bertopt_ir::ops::tile_count(|x| has(g, x), p) > 0 {
-                            return Err(failed(
-                                INFO.name,
-                                format!(
-                                "{p} is tiled: int8 tiles are not supported; quantize before `tile` is not possible \
-                                 either (structural passes read f32 weights), so leave `tile` out or `quant` out"
-                            ),
-                            ));
-                        }
-                        groups.push((p.clone(), "attention"));
-                    }
-                }
-                Op::TiledLinear(ops::TiledLinear { w, .. }) => {
-                    return Err(failed(
-                        INFO.name,
-                        format!("{w} is tiled: int8 tiles are not supported; leave `tile` or `quant` out"),
-                    ))
+                Op::Linear(ops::Linear { w, .. }) => groups.push((w.clone(), linear_kind(w), 0)),
+                Op::TiledLinear(ops::TiledLinear { w, tiles, .. }) => groups.push((w.clone(), linear_kind(w), *tiles)),
+                Op::Attention(a) => {
+                    groups.extend(a.projections().map(|(p, tiles)| (p.to_string(), "attention", tiles)))
                 }
                 Op::DynAttention(_) | Op::DynFfn(_) => {
                     return Err(failed(
@@ -135,18 +122,26 @@ impl Pass for Quant {
                 _ => {}
             }
         }
-        let (mut done, mut skipped) = (0, 0);
-        for (p, kind) in groups {
-            if self.skip.iter().any(|k| k == kind) || quant::is_quantized(|x| has(g, x), &p) {
+        let (mut done, mut tiled, mut skipped) = (0, 0, 0);
+        for (p, kind, tiles) in groups {
+            // A tiled group is quantized tile by tile: each tile is a group of its own (`P.tile{t}`).
+            let parts: Vec<String> = match tiles {
+                0 => vec![p.clone()],
+                t => (0..t).map(|t| ops::tile_group(&p, t)).collect(),
+            };
+            if self.skip.iter().any(|k| k == kind) || quant::is_quantized(|x| has(g, x), &parts[0]) {
                 skipped += 1;
                 continue;
             }
-            let w = weight(g, "quant", &format!("{p}.weight"))?;
-            let (q, s) =
-                quant::quantize_weight(w, self.per_channel).map_err(|e| failed(INFO.name, format!("{p}: {e}")))?;
-            set_i8(g, &format!("{p}.weight"), q);
-            set_weight(g, &quant::scale_name(&p), s);
+            for part in parts {
+                let w = weight(g, INFO.name, &format!("{part}.weight"))?;
+                let (q, s) = quant::quantize_weight(w, self.per_channel)
+                    .map_err(|e| failed(INFO.name, format!("{part}: {e}")))?;
+                set_i8(g, &format!("{part}.weight"), q);
+                set_weight(g, &quant::scale_name(&part), s);
+            }
             done += 1;
+            tiled += usize::from(tiles > 0);
         }
         let mut tables_done = 0;
         if !self.skip.iter().any(|k| k == "embeddings") {
@@ -163,6 +158,9 @@ impl Pass for Quant {
         }
         changed.insert("embedding tables quantized".into(), tables_done);
         changed.insert("linears quantized".into(), done);
+        if tiled > 0 {
+            changed.insert("tiled linears quantized".into(), tiled);
+        }
         changed.insert("linears left in f32".into(), skipped);
         Ok(())
     }

@@ -79,11 +79,50 @@ fn skip_all_is_the_identity_and_tensor_granularity_shares_one_scale() {
 }
 
 #[test]
+fn tiles_are_quantized_each_with_its_own_scales() {
+    // Type 8 on every matrix (attention projections and FFN): tiles of 8 columns, some columns dropped.
+    let mut tiled = dense();
+    run(&mut tiled, "tile(sparsity=0.5,g=8,n=true)").unwrap();
+    let mut g = tiled.clone();
+    let r = run(&mut g, "quant").unwrap();
+    assert_eq!(r[0].changed["tiled linears quantized"], 6, "q, k, v, o and the two FFN linears, all tiled");
+    assert_eq!(r[0].after.int8_flops, r[0].after.flops - 2 * 2 * 128 * 128 * 32, "every weight matmul is int8");
+    // Each tile of the FFN-in: a scale per tile column equal to that column's max / 127 and q = round(w / scale),
+    // computed here from the f32 tile.
+    let mut t = 0;
+    while let Some(wf) = tiled.weights.tensor(&format!("in.tile{t}.weight")) {
+        let n = wf.dim(1).unwrap();
+        let (w, q) = (values(&tiled, &format!("in.tile{t}.weight")), values(&g, &format!("in.tile{t}.weight")));
+        let s = values(&g, &format!("in.tile{t}.weight_scale"));
+        assert_eq!(s.len(), n, "tile {t}: one scale per column");
+        for (c, sc) in s.iter().enumerate() {
+            let max = w.iter().skip(c).step_by(n).fold(0f32, |m, x| m.max(x.abs()));
+            assert!((sc - max / 127.0).abs() <= 1e-9, "tile {t} column {c}");
+        }
+        for (i, (q, w)) in q.iter().zip(&w).enumerate() {
+            assert_eq!(*q, (w / s[i % n]).round().clamp(-127.0, 127.0), "tile {t} entry {i}");
+        }
+        t += 1;
+    }
+    assert!(t >= 2, "the FFN-in has several tiles");
+    // The int8 tiles compute nearly what the f32 tiles do (the same bound as dense int8 above).
+    let x = inputs(2, 5, 20);
+    let (a, b) = (interp::run(&tiled, &x).unwrap(), interp::run(&g, &x).unwrap());
+    let diff = max_abs_diff(&a[0].1, &b[0].1);
+    assert!(diff > 0.0 && diff < 0.1, "int8 tiles differ from f32 tiles by {diff}");
+    // A group with one tile int8 and another f32 is refused by the verifier.
+    let mut mixed = g.clone();
+    mixed.weights.0.remove("in.tile1.weight_scale");
+    let f = tiled.weights.0["in.tile1.weight"].clone();
+    mixed.weights.0.insert("in.tile1.weight".into(), f);
+    let e = verify(&mixed).unwrap_err().to_string();
+    assert!(e.contains("differ in being int8"), "{e}");
+}
+
+#[test]
 fn orders_and_arguments_it_cannot_use_are_refused() {
     let e = run(&mut dense(), "quant,ffn(ratio=0.5)").err().unwrap().to_string();
     assert!(e.contains("`quant` must come after every other pass"), "{e}");
-    let e = run(&mut dense(), "tile(sparsity=0.5,g=8),quant").err().unwrap().to_string();
-    assert!(e.contains("int8 tiles are not supported"), "{e}");
     for (p, want) in [
         ("quant(activations=static)", "not implemented"),
         ("quant(skip=layers)", "`layers`"),

@@ -33,6 +33,11 @@ pub struct Export {
     /// batched.
     #[arg(long, value_enum, default_value_t = crate::onnx::Stream::Batched)]
     stream: crate::onnx::Stream,
+    /// How int8 tiles (`tile`, `type0` or `qkv`, then `quant`) are written: `dense` (the tiles in one int8
+    /// matrix with zeros, one MatMulInteger: faster at real length in both runtimes) or `gather` (per tile a
+    /// Gather and a MatMulInteger on fewer MACs).
+    #[arg(long, value_enum, default_value_t = crate::onnx::Int8Tiles::Dense)]
+    int8_tiles: crate::onnx::Int8Tiles,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -101,8 +106,12 @@ impl Export {
             r.show(self.json)?;
             return Ok(());
         }
-        let opts =
-            crate::export::ExportOptions { keep_ir: self.print_ir, segmented: self.segmented, stream: self.stream };
+        let opts = crate::export::ExportOptions {
+            keep_ir: self.print_ir,
+            segmented: self.segmented,
+            stream: self.stream,
+            int8_tiles: self.int8_tiles,
+        };
         let report = crate::export::export_with(&model, &self.pipeline, &self.output, opts)?;
         if let Some(ir) = &report.ir {
             print!("{ir}");

@@ -9,9 +9,24 @@ use super::lower::exit::ExitPlan;
 
 /// Metadata stored in the model (tokenizer, labels) so that `optimize run` needs only the ONNX file, and the
 /// layout of the hidden states between ops.
+#[derive(Default)]
 pub struct EmitOptions<'a> {
     pub metadata: Vec<(&'a str, String)>,
     pub stream: Stream,
+    pub int8_tiles: Int8Tiles,
+}
+
+/// How an int8 tiled group (`tile`, `type0`, `qkv` followed by `quant`) is written. Both compute the same
+/// integers (a tile's dropped rows contribute nothing either way).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Int8Tiles {
+    /// The tiles placed in one K x N int8 matrix with zeros where they read nothing, and one `MatMulInteger`: as
+    /// fast as a dense int8 linear. The default: at real length it beat the per-tile form in both runtimes
+    /// (`scripts/int8-tiles-minilm`).
+    #[default]
+    Dense,
+    /// Per tile a `Gather` of its kept features and a `MatMulInteger` on fewer MACs, one rescale.
+    Gather,
 }
 
 /// How the encoder's hidden states (`[batch, seq, D]` in the IR) travel between ONNX ops.
@@ -33,6 +48,7 @@ pub fn emit(g: &Graph, opts: &EmitOptions) -> Result<onnx_protobuf::ModelProto, 
     // Per-row weight gathers (`ebert`) multiply batched hidden states: such graphs stay batched.
     let per_row = g.dag.node_weights().any(|n| matches!(n.op, Op::DynAttention(_) | Op::DynFfn(_)));
     e.rows = opts.stream == Stream::Rows && !per_row;
+    e.int8_tiles = opts.int8_tiles;
     for &i in &g.inputs {
         let node = &g.dag[i];
         if let Op::Input(ops::Input { name }) = &node.op {

@@ -70,6 +70,7 @@ pub fn emit_segments(g: &Graph, opts: &EmitOptions) -> Result<Segmented, EmitErr
     for j in 0..k {
         let at = plan.layers[j];
         let mut em = Emitter::new(g, &format!("{}.stage{j}", g.name));
+        em.int8_tiles = opts.int8_tiles;
         let mut inputs = vec![];
         for &n in &reads[j] {
             let node = &g.dag[n];

@@ -37,8 +37,7 @@ fn minilm_ffn_pruned_equals_masked_dense() {
         let t = g.weights.tensor(&name).unwrap().broadcast_mul(&m).unwrap();
         g.weights.insert(name, t);
     }
-    let proto =
-        bertopt::onnx::emit(&g, &bertopt::onnx::EmitOptions { metadata: vec![], stream: Default::default() }).unwrap();
+    let proto = bertopt::onnx::emit(&g, &bertopt::onnx::EmitOptions::default()).unwrap();
     let dense = d.path().join("masked_dense.onnx");
     bertopt::onnx::write_model(&proto, &dense).unwrap();
 

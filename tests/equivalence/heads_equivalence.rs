@@ -21,9 +21,7 @@ fn export_pair(model: &Path, mask: &Path, keep: &[Vec<bool>], dir: &Path) -> (Pa
     bertopt::export::export(model, &format!("heads(mask={})", mask.display()), &pruned).unwrap();
     let (g, _) = bertopt_models::load_graph(model).unwrap();
     let masked = pass_common::mask_heads_dense(&g, keep);
-    let proto =
-        bertopt::onnx::emit(&masked, &bertopt::onnx::EmitOptions { metadata: vec![], stream: Default::default() })
-            .unwrap();
+    let proto = bertopt::onnx::emit(&masked, &bertopt::onnx::EmitOptions::default()).unwrap();
     let dense = dir.join("masked_dense.onnx");
     bertopt::onnx::write_model(&proto, &dense).unwrap();
     (pruned, dense)

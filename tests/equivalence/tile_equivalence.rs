@@ -56,9 +56,7 @@ fn minilm_tiled_equals_masked_dense_in_both_runtimes() {
         let t = (dense.weights.tensor(&name).unwrap() * mask).unwrap();
         masked.weights.insert(name, t);
     }
-    let proto =
-        bertopt::onnx::emit(&masked, &bertopt::onnx::EmitOptions { metadata: vec![], stream: Default::default() })
-            .unwrap();
+    let proto = bertopt::onnx::emit(&masked, &bertopt::onnx::EmitOptions::default()).unwrap();
     let masked_path = d.path().join("masked.onnx");
     bertopt::onnx::write_model(&proto, &masked_path).unwrap();
 

@@ -41,11 +41,32 @@ fn int8_onnx_runs_alike_in_tract_ort_and_the_interpreter() {
     let mut enc = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
     let f32_file = d.path().join("f32.onnx");
     let f32_report = export(&model, "dce", &f32_file);
-    for pipeline in ["quant", "heads(ratio=0.5),ffn(ratio=0.5),quant", "quant(granularity=tensor,skip=classifier)"] {
+    for pipeline in [
+        "quant",
+        "heads(ratio=0.5),ffn(ratio=0.5),quant",
+        "quant(granularity=tensor,skip=classifier)",
+        // int8 tiles: type 8 (dropped columns scattered back) on every matrix, and tiles after qkv's row cut.
+        "tile(sparsity=0.5,g=16,n=true),quant",
+        "qkv(sparsity=0.25),tile(sparsity=0.5,g=16),quant(granularity=tensor)",
+    ] {
         let onnx = d.path().join("q.onnx");
         let report = export(&model, pipeline, &onnx);
         common::onnx_check(&onnx);
         assert_runtimes_match_interpreter(&model, pipeline, &onnx, &mut enc);
+        if pipeline.contains("tile") {
+            // The other form of int8 tiles computes the same integers: per tile a Gather and a MatMulInteger.
+            let gather = d.path().join("q-gather.onnx");
+            let o = common::optimize(&[s(&model), "--pass", pipeline, "--int8-tiles", "gather", "-o", s(&gather)]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            common::onnx_check(&gather);
+            assert_runtimes_match_interpreter(&model, pipeline, &gather, &mut enc);
+            let ops = |f: &Path| {
+                use protobuf::Message;
+                let m = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(f).unwrap()).unwrap();
+                m.graph.node.iter().filter(|n| n.op_type == "MatMulInteger").count()
+            };
+            assert!(ops(&gather) > ops(&onnx), "{pipeline}: per-tile MatMulIntegers in the gather form");
+        }
         if pipeline == "quant" {
             // Every weight the IR holds as i8 is one INT8 initializer of one byte per value, and nothing else.
             let quantized = report["passes"][0]["changed"]["linears quantized"].as_u64().unwrap();
@@ -94,6 +115,12 @@ fn int8_composes_with_early_exits() {
     assert_eq!(report["passes"][1]["changed"]["linears quantized"], 4 * 6 + 2 + 3 * 2, "{report}");
     common::onnx_check(&onnx);
     assert_runtimes_match_interpreter(&model, pipeline, &onnx, &mut enc);
+    // Int8 tiles inside the exit branches: the encoder's matrices tiled, then off-ramps, then int8.
+    let tiled = "tile(sparsity=0.5,g=16),exit(criterion=entropy,threshold=0.5),quant";
+    let report = export(&model, tiled, &onnx);
+    assert_eq!(report["passes"][2]["changed"]["tiled linears quantized"], 4 * 6, "{report}");
+    common::onnx_check(&onnx);
+    assert_runtimes_match_interpreter(&model, tiled, &onnx, &mut enc);
     // Structural passes cannot follow.
     let out = d.path().join("refused.onnx");
     let e = common::must_fail(&[s(&model), "--pass", "quant,exit", "-o", s(&out)], &out);

@@ -127,7 +127,8 @@ impl OpDef for TiledLinear {
         eval_tiled(w, x[0], &self.w, self.tiles)
     }
     fn flops(&self, w: &Weights, ty: &ValueType, seq: u64) -> Flops {
-        Flops { total: 2 * rows(ty, seq) * tiled_macs(w, &self.w, self.tiles), int8: 0 }
+        let total = 2 * rows(ty, seq) * tiled_macs(w, &self.w, self.tiles);
+        Flops { total, int8: if tiles_quantized(w, &self.w) { total } else { 0 } }
     }
 }
 
@@ -159,6 +160,17 @@ fn quantized(w: &Weights, p: &str) -> bool {
     crate::quant::is_quantized(|x| w.has(x), p)
 }
 
+/// The parameter group of tile `t` of group `p` (`P.tile{t}`: its `weight`, and `weight_scale` when int8).
+pub fn tile_group(p: &str, t: usize) -> String {
+    format!("{p}.tile{t}")
+}
+
+/// Whether the tiles of group `p` are int8 (`quant` quantizes all of a group's tiles or none; the verifier checks
+/// each tile's weight against its scale).
+pub fn tiles_quantized(w: &Weights, p: &str) -> bool {
+    quantized(w, &tile_group(p, 0))
+}
+
 /// A dense group `p`, `k -> n`: f32 or int8 weight (its scale is checked by the verifier), f32 bias.
 pub fn check_dense(w: &Weights, p: &str, k: usize, n: usize) -> Result<(), String> {
     let name = format!("{p}.weight");
@@ -187,6 +199,9 @@ fn check_tiled(w: &Weights, p: &str, k: usize, n: usize, tiles: usize) -> Result
         }
         if r > k {
             return Err(format!("tile {t} of @{p} keeps {r} rows of k = {k}"));
+        }
+        if quantized(w, &tile_group(p, t)) != tiles_quantized(w, p) {
+            return Err(format!("tile {t} of @{p} and tile 0 differ in being int8: quantize all of a group's tiles"));
         }
     }
     let cols = cols_name(p);
@@ -238,11 +253,21 @@ pub fn eval_dense(w: &Weights, x: &Tensor, p: &str) -> Result<Tensor, EvalError>
 fn eval_tiled(w: &Weights, x: &Tensor, p: &str, tiles: usize) -> Result<Tensor, EvalError> {
     let last = x.rank() - 1;
     let mut parts = vec![];
-    for t in 0..tiles {
-        let (rows, weight_name) = tile_names(p, t);
-        let idx = data(w, &rows)?.to_dtype(candle_core::DType::U32)?;
-        let xt = x.index_select(&idx, last)?.contiguous()?;
-        parts.push(xt.broadcast_matmul(data(w, &weight_name)?)?);
+    if tiles_quantized(w, p) {
+        let mut int8 = vec![];
+        for t in 0..tiles {
+            let (rows, weight_name) = tile_names(p, t);
+            let scale = crate::quant::scale_name(&tile_group(p, t));
+            int8.push((data(w, &rows)?, data(w, &weight_name)?, data(w, &scale)?));
+        }
+        parts = crate::quant::qtiles(x, &int8)?;
+    } else {
+        for t in 0..tiles {
+            let (rows, weight_name) = tile_names(p, t);
+            let idx = data(w, &rows)?.to_dtype(candle_core::DType::U32)?;
+            let xt = x.index_select(&idx, last)?.contiguous()?;
+            parts.push(xt.broadcast_matmul(data(w, &weight_name)?)?);
+        }
     }
     let bias = data(w, &format!("{p}.bias"))?;
     let y = Tensor::cat(&parts, last)?;
@@ -277,6 +302,6 @@ fn tiled_macs(w: &Weights, p: &str, tiles: usize) -> u64 {
 pub fn projection_macs(w: &Weights, p: &str, tiles: usize, k: usize, n: usize) -> (u64, bool) {
     match tiles {
         0 => ((k * n) as u64, quantized(w, p)),
-        tiles => (tiled_macs(w, p, tiles), false),
+        tiles => (tiled_macs(w, p, tiles), tiles_quantized(w, p)),
     }
 }

@@ -34,7 +34,7 @@ pub use def::{EvalError, Flops, OpDef};
 pub use elementwise::{Add, Gelu, Relu, Tanh};
 pub use embed::Embed;
 pub use exit::EarlyExit;
-pub use linear::{cols_name, tile_count, tile_names, AddBias, Linear, TiledLinear};
+pub use linear::{cols_name, tile_count, tile_group, tile_names, tiles_quantized, AddBias, Linear, TiledLinear};
 pub use norm::{AddNorm, LayerNorm};
 pub use pool::{MaskedMean, TakeCls};
 pub use select::{kept_units, DynFfn, TopK, PREDICTOR_BN_EPS};

@@ -18,13 +18,16 @@ impl Emitter<'_> {
         let scope = query.trim_end_matches(".self.query").to_string();
         let mask_node = self.g.operands(n)[1];
         let mask = self.additive_mask(mask_node);
+        // Q, K and V read the hidden states; the output projection the heads' contexts.
+        let d = bertopt_ir::ops::def::width(&self.g.dag[self.g.operands(n)[0]].ty) as usize;
+        let inner = heads * head_dim;
         // The 1/sqrt(d) score scale is folded into the query projection.
-        let q = self.projection(a[0], query, tiles[0], Some(1.0 / (*head_dim as f32).sqrt()))?;
-        let k = self.projection(a[0], key, tiles[1], None)?;
-        let v = self.projection(a[0], value, tiles[2], None)?;
+        let q = self.projection(a[0], query, tiles[0], d, Some(1.0 / (*head_dim as f32).sqrt()))?;
+        let k = self.projection(a[0], key, tiles[1], d, None)?;
+        let v = self.projection(a[0], value, tiles[2], d, None)?;
         let names = [query.as_str(), key.as_str(), value.as_str()];
         let c = self.multi_head(&scope, names, [&q, &k, &v], &mask, *heads as i64, *head_dim as i64)?;
-        self.projection(&c, output, tiles[3], None)
+        self.projection(&c, output, tiles[3], inner, None)
     }
 
     pub(crate) fn lower_dyn_attention(

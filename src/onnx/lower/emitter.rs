@@ -34,6 +34,8 @@ pub(crate) struct Emitter<'g> {
     pub(crate) feature_major: HashMap<String, String>,
     /// Hidden states as rows (`Stream::Rows`): then `tokens` is the `[batch, seq]` shape of the input ids.
     pub(crate) rows: bool,
+    /// How int8 tiled groups are written.
+    pub(crate) int8_tiles: crate::onnx::Int8Tiles,
     pub(crate) tokens: Option<String>,
     /// Shape tensors built from `tokens`, per (tail, subgraph).
     shapes: HashMap<(Vec<i64>, usize), String>,
@@ -74,6 +76,7 @@ impl<'g> Emitter<'g> {
             feature_major: HashMap::new(),
             quantized_inputs: HashMap::new(),
             rows: false,
+            int8_tiles: Default::default(),
             tokens: None,
             shapes: HashMap::new(),
         }
@@ -154,6 +157,24 @@ impl<'g> Emitter<'g> {
         let v: Vec<f32> = data(t, name)?.into_iter().map(|x| x * s).collect();
         self.b.initializer_f32(&scaled, t.dims(), &v);
         Ok(scaled)
+    }
+
+    /// An f32 initializer computed by the lowering (not an IR weight) under `name`, emitted once.
+    pub(crate) fn computed_f32(&mut self, name: &str, dims: &[usize], v: &[f32]) -> String {
+        if !self.consts.contains_key(name) {
+            self.b.initializer_f32(name, dims, v);
+            self.consts.insert(name.into(), name.into());
+        }
+        name.to_string()
+    }
+
+    /// An int8 initializer computed by the lowering under `name`, emitted once.
+    pub(crate) fn computed_i8(&mut self, name: &str, dims: &[usize], v: &[i8]) -> String {
+        if !self.consts.contains_key(name) {
+            self.b.initializer_i8(name, dims, v);
+            self.consts.insert(name.into(), name.into());
+        }
+        name.to_string()
     }
 
     /// A scalar or small constant, shared by value.

@@ -1,6 +1,6 @@
 //! `linear`, `tiled_linear`, `add_bias`, and every parameter group's lowering: dense (`MatMul` + `Add`, or one
-//! `Gemm` as rows), int8 (`DynamicQuantizeLinear` + `MatMulInteger` + rescale) or tiled (feature-major
-//! `Gather` + `MatMul` per tile).
+//! `Gemm` as rows), int8 (`DynamicQuantizeLinear` + `MatMulInteger` + rescale), tiled (feature-major
+//! `Gather` + `MatMul` per tile) or int8 tiled (token-major `Gather` + `MatMulInteger` per tile, one rescale).
 
 use bertopt_ir::{ops, NodeIndex};
 use candle_core::Tensor;
@@ -22,7 +22,7 @@ impl Emitter<'_> {
         x: &[&str],
     ) -> Result<String, EmitError> {
         let rank = if self.is_rows(n) { 2 } else { self.g.dag[n].ty.rank() };
-        self.tiled_linear(x[0], &op.w, op.tiles, rank, None)
+        self.tiled_linear(x[0], &op.w, op.tiles, op.k, rank, None)
     }
 
     /// `add_bias`: one `Add` of the bias initializer.
@@ -31,18 +31,19 @@ impl Emitter<'_> {
         Ok(self.b.node("Add", &format!("{}/Add", op.bias), &[x[0], &b], &[]))
     }
 
-    /// An attention projection in the form its op declares: `tiles` tiles, or dense when 0. Attention
-    /// projections read the hidden states: rank 3, or 2 as rows.
+    /// An attention projection (`k` inputs) in the form its op declares: `tiles` tiles, or dense when 0.
+    /// Attention projections read the hidden states: rank 3, or 2 as rows.
     pub(crate) fn projection(
         &mut self,
         x: &str,
         p: &str,
         tiles: usize,
+        k: usize,
         scale: Option<f32>,
     ) -> Result<String, EmitError> {
         if tiles > 0 {
             let rank = if self.rows { 2 } else { 3 };
-            return self.tiled_linear(x, p, tiles, rank, scale);
+            return self.tiled_linear(x, p, tiles, k, rank, scale);
         }
         self.linear(x, p, scale)
     }
@@ -73,9 +74,16 @@ impl Emitter<'_> {
         x: &str,
         p: &str,
         tiles: usize,
+        k: usize,
         rank: usize,
         scale: Option<f32>,
     ) -> Result<String, EmitError> {
+        if bertopt_ir::ops::tiles_quantized(&self.g.weights, p) {
+            return match self.int8_tiles {
+                crate::onnx::Int8Tiles::Dense => self.quantized_tiles_dense(x, p, tiles, k, scale.unwrap_or(1.0)),
+                crate::onnx::Int8Tiles::Gather => self.quantized_tiled_linear(x, p, tiles, rank, scale.unwrap_or(1.0)),
+            };
+        }
         let xt = self.feature_major(x, rank);
         let mut parts = vec![];
         for t in 0..tiles {
@@ -186,20 +194,130 @@ impl Emitter<'_> {
         Ok(out)
     }
 
+    /// An int8 tiled group (see `bertopt_ir::quant`), token-major: x quantized once (`DynamicQuantizeLinear`,
+    /// shared as for dense int8 groups), per tile a `Gather` of its kept features along the last axis and a
+    /// `MatMulInteger` with the tile's int8 weight; the int32 tiles are concatenated, then one `Cast` and one
+    /// `Mul` by activation scale x the tiles' concatenated weight scales, the type-8 column scatter, the bias.
+    /// `extra` scales the output as for `quantized_linear`.
+    pub(crate) fn quantized_tiled_linear(
+        &mut self,
+        x: &str,
+        p: &str,
+        tiles: usize,
+        rank: usize,
+        extra: f32,
+    ) -> Result<String, EmitError> {
+        let (xq, xs, xz) = self.quantized_input(x, p);
+        let mut parts = vec![];
+        let mut scales = vec![];
+        for t in 0..tiles {
+            let (rows, weight) = bertopt_ir::ops::tile_names(p, t);
+            let rows_init = self.init_i64(&rows)?;
+            let last = ("axis", Attr::Int(rank as i64 - 1));
+            let gathered = self.b.node("Gather", &format!("{p}/tile{t}/Gather"), &[&xq, &rows_init], &[last]);
+            let w = self.init_i8(&weight)?;
+            let mm = format!("{p}/tile{t}/MatMulInteger");
+            parts.push(self.b.node("MatMulInteger", &mm, &[&gathered, &w, &xz], &[]));
+            let scale = bertopt_ir::quant::scale_name(&bertopt_ir::ops::tile_group(p, t));
+            scales.extend(data(self.weight(&scale)?, &scale)?.into_iter().map(|s| s * extra));
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let last = ("axis", Attr::Int(rank as i64 - 1));
+        let acc = match refs.as_slice() {
+            [one] => one.to_string(),
+            _ => self.b.node("Concat", &format!("{p}/Concat"), &refs, &[last]),
+        };
+        let acc = self.b.node("Cast", &format!("{p}/Cast"), &[&acc], &[("to", Attr::Int(1))]);
+        // The tiles' scales side by side, in the order the accumulators are concatenated.
+        let ws = format!("{p}.tiles.weight_scale{}", if extra == 1.0 { "" } else { "_scaled" });
+        let ws = self.computed_f32(&ws, &[scales.len()], &scales);
+        let s = self.b.node("Mul", &format!("{p}/Scale"), &[&xs, &ws], &[]);
+        let mut y = self.b.node("Mul", &format!("{p}/Rescale"), &[&acc, &s], &[]);
+        if let Some(cols) = self.g.weights.tensor(&bertopt_ir::ops::cols_name(p)) {
+            y = self.scatter_columns(&y, p, cols, rank, rank - 1)?;
+        }
+        let bias = self.scaled_init(&format!("{p}.bias"), (extra != 1.0).then_some(extra))?;
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
+    }
+
+    /// An int8 tiled group as one dense int8 linear (`Int8Tiles::Dense`): tile t's weight `[r, n_t]` placed at its
+    /// kept rows and its columns (the next n_t of `P.cols`, or of all N) of a zero K x N int8 matrix, its scales
+    /// at the same columns (a column no tile computes is all zeros, scale 1), then what `quantized_linear` emits.
+    pub(crate) fn quantized_tiles_dense(
+        &mut self,
+        x: &str,
+        p: &str,
+        tiles: usize,
+        k: usize,
+        extra: f32,
+    ) -> Result<String, EmitError> {
+        let bias = self.weight(&format!("{p}.bias"))?;
+        let n = bias.dim(0).map_err(|source| EmitError::Tensor { name: p.into(), source })?;
+        let cols: Vec<usize> = match self.g.weights.tensor(&bertopt_ir::ops::cols_name(p)) {
+            Some(c) => c
+                .to_vec1::<i64>()
+                .map_err(|source| EmitError::Tensor { name: p.into(), source })?
+                .into_iter()
+                .map(|c| c as usize)
+                .collect(),
+            None => (0..n).collect(),
+        };
+        let mut parts = vec![];
+        for t in 0..tiles {
+            let (rows, weight) = bertopt_ir::ops::tile_names(p, t);
+            let rows =
+                self.weight(&rows)?.to_vec1::<i64>().map_err(|source| EmitError::Tensor { name: rows, source })?;
+            let w = self.weight(&weight)?;
+            let width = w.dim(1).map_err(|source| EmitError::Tensor { name: weight.clone(), source })?;
+            let scale = bertopt_ir::quant::scale_name(&bertopt_ir::ops::tile_group(p, t));
+            if let Some(&r) = rows.iter().find(|&&r| r < 0 || r as usize >= k) {
+                return Err(EmitError::Graph(format!("@{p}: tile {t} keeps row {r} of k = {k}")));
+            }
+            parts.push((rows, data(w, &weight)?, width, data(self.weight(&scale)?, &scale)?));
+        }
+        let (mut wq, mut scales) = (vec![0i8; k * n], vec![1f32; n]);
+        let mut next = 0;
+        for (rows, w, width, s) in parts {
+            let these = cols
+                .get(next..next + width)
+                .ok_or_else(|| EmitError::Graph(format!("@{p}: tiles wider than their columns")))?;
+            for (j, &c) in these.iter().enumerate() {
+                scales[c] = s[j] * extra;
+                for (i, &r) in rows.iter().enumerate() {
+                    wq[r as usize * n + c] = w[i * width + j] as i8;
+                }
+            }
+            next += width;
+        }
+        let (xq, xs, xz) = self.quantized_input(x, p);
+        let tag = if extra == 1.0 { "" } else { "_scaled" };
+        let wname = self.computed_i8(&format!("{p}.tiles.dense_weight"), &[k, n], &wq);
+        let ws = self.computed_f32(&format!("{p}.tiles.weight_scale{tag}"), &[n], &scales);
+        let bias = self.scaled_init(&format!("{p}.bias"), (extra != 1.0).then_some(extra))?;
+        let acc = self.b.node("MatMulInteger", &format!("{p}/MatMulInteger"), &[&xq, &wname, &xz], &[]);
+        let acc = self.b.node("Cast", &format!("{p}/Cast"), &[&acc], &[("to", Attr::Int(1))]);
+        let s = self.b.node("Mul", &format!("{p}/Scale"), &[&xs, &ws], &[]);
+        let y = self.b.node("Mul", &format!("{p}/Rescale"), &[&acc, &s], &[]);
+        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
+    }
+
+    /// `DynamicQuantizeLinear` of `x`: one per value and subgraph, shared by every int8 group that reads it.
+    fn quantized_input(&mut self, x: &str, p: &str) -> (String, String, String) {
+        let key = (x.to_string(), self.b.current_scope());
+        if let Some(q) = self.quantized_inputs.get(&key) {
+            return q.clone();
+        }
+        let o = self.b.node_multi("DynamicQuantizeLinear", &format!("{p}/QuantizeInput"), &[x], 3, &[]);
+        let q = (o[0].clone(), o[1].clone(), o[2].clone());
+        self.quantized_inputs.insert(key, q.clone());
+        q
+    }
+
     /// An int8 group (see `bertopt_ir::quant`): `DynamicQuantizeLinear` of x (one per value and subgraph, shared
     /// by the projections that read it), `MatMulInteger` with the int8 weight, then the f32 rescale and bias;
     /// `extra` scales the output (the attention score scale, folded into the weight scales and the bias).
     pub(crate) fn quantized_linear(&mut self, x: &str, p: &str, extra: f32) -> Result<String, EmitError> {
-        let key = (x.to_string(), self.b.current_scope());
-        let (xq, xs, xz) = match self.quantized_inputs.get(&key) {
-            Some(q) => q.clone(),
-            None => {
-                let o = self.b.node_multi("DynamicQuantizeLinear", &format!("{p}/QuantizeInput"), &[x], 3, &[]);
-                let q = (o[0].clone(), o[1].clone(), o[2].clone());
-                self.quantized_inputs.insert(key, q.clone());
-                q
-            }
-        };
+        let (xq, xs, xz) = self.quantized_input(x, p);
         let wname = self.init_i8(&format!("{p}.weight"))?;
         let extra = (extra != 1.0).then_some(extra);
         let ws = self.scaled_init(&bertopt_ir::quant::scale_name(p), extra)?;
