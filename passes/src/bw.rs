@@ -2,14 +2,12 @@
 //! default; edge blocks may be smaller); in each matrix the `int(sparsity * blocks)` blocks with the lowest
 //! Frobenius norm of their importance are zeroed. Zeros only: see `masked`.
 
-use std::collections::BTreeMap;
-
 use bertopt_ir::Graph;
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::entry_cut::{Entries, EntryCut, Form, Plan};
+use crate::pass::{failed, PassError, PassInfo, Recovery, Search};
 use crate::scores::Importance;
 
 /// `bw` as the registry lists it.
@@ -42,7 +40,7 @@ impl Bw {
 }
 
 impl EntryCut for Bw {
-    const NAME: &'static str = INFO.name;
+    const INFO: &'static PassInfo = &INFO;
 
     fn form(&self) -> Form {
         Form::Zeros
@@ -77,23 +75,5 @@ impl EntryCut for Bw {
         let zeroed = matrices.iter().map(Entries::removed).sum();
         let counts = [("blocks zeroed", blocks_zeroed), ("weights zeroed", zeroed)];
         Ok(Plan { matrices, counts: counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect() })
-    }
-}
-
-impl Pass for Bw {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-
-    fn note(&self) -> Option<&'static str> {
-        INFO.note
-    }
-
-    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
-        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
-    }
-
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        entry_cut::run(self, g, changed)
     }
 }

@@ -14,37 +14,10 @@ use bertopt_ir::ops::{self, cols_name, tile_names};
 use bertopt_ir::{Graph, Op};
 use candle_core::{Device, Tensor};
 
+pub use crate::entries::Entries;
 use crate::error::{failed, PassError};
+use crate::pass::{Keep, Pass, PassContext, PassInfo};
 use crate::rewrite::{declare_tiles, set_weight, weight};
-
-/// The entries a cut keeps of one matrix.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Entries {
-    /// The parameter group: the matrix is `P.weight`, `[k, n]`.
-    pub group: String,
-    pub k: usize,
-    pub n: usize,
-    /// Row-major `k × n`, true = kept.
-    pub keep: Vec<bool>,
-}
-
-impl Entries {
-    /// Every entry of `group`'s `[k, n]` matrix kept.
-    pub fn all(group: &str, k: usize, n: usize) -> Self {
-        Entries { group: group.to_string(), k, n, keep: vec![true; k * n] }
-    }
-
-    /// Entries kept where row `r` is kept in every column (a cut of input features).
-    pub fn rows(group: &str, n: usize, rows: &[bool]) -> Self {
-        let keep = rows.iter().flat_map(|&r| std::iter::repeat_n(r, n)).collect();
-        Entries { group: group.to_string(), k: rows.len(), n, keep }
-    }
-
-    /// How many entries go.
-    pub fn removed(&self) -> usize {
-        self.keep.iter().filter(|k| !**k).count()
-    }
-}
 
 /// How a cut stores what it keeps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,8 +38,8 @@ pub struct Plan {
 }
 
 pub trait EntryCut {
-    /// The pass's name, for errors.
-    const NAME: &'static str;
+    /// The pass's registry entry (its name for errors and reports, its note).
+    const INFO: &'static PassInfo;
     /// How the kept entries are stored.
     fn form(&self) -> Form;
     /// The entries each matrix keeps, ranked on `g` without changing it; refuses a graph the cut cannot apply to.
@@ -83,8 +56,8 @@ pub fn run<C: EntryCut>(cut: &C, g: &mut Graph, changed: &mut BTreeMap<String, u
     let plan = cut.plan(g)?;
     for e in plan.matrices.iter().filter(|e| e.removed() > 0) {
         match cut.form() {
-            Form::Zeros => zero(g, C::NAME, e)?,
-            Form::Tiles { width } => tile(g, C::NAME, e, width)?,
+            Form::Zeros => zero(g, C::INFO.name, e)?,
+            Form::Tiles { width } => tile(g, C::INFO.name, e, width)?,
         }
     }
     if matches!(cut.form(), Form::Tiles { .. }) {
@@ -92,6 +65,25 @@ pub fn run<C: EntryCut>(cut: &C, g: &mut Graph, changed: &mut BTreeMap<String, u
     }
     changed.extend(plan.counts);
     Ok(())
+}
+
+/// Every entry cut is a pass the same way: `keep` and `run` above.
+impl<C: EntryCut> Pass for C {
+    fn name(&self) -> &'static str {
+        C::INFO.name
+    }
+
+    fn note(&self) -> Option<&'static str> {
+        C::INFO.note
+    }
+
+    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
+        Ok(Some(Keep::Entries(keep(self, g)?)))
+    }
+
+    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+        run(self, g, changed)
+    }
 }
 
 fn c(pass: &str) -> impl Fn(candle_core::Error) -> PassError + '_ {

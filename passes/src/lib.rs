@@ -7,6 +7,7 @@ pub mod bw;
 pub mod cost;
 pub mod dce;
 pub mod ebert;
+pub mod entries;
 pub mod entry_cut;
 pub mod error;
 pub mod exit;

@@ -105,7 +105,7 @@ pub enum Keep {
     /// Features of the hidden stream, `[feature]` (one set for the whole model).
     Hidden(Vec<bool>),
     /// Entries of each matrix an entry cut changes, in the index space of the graph it was given.
-    Entries(Vec<crate::entry_cut::Entries>),
+    Entries(Vec<crate::entries::Entries>),
 }
 
 impl Keep {

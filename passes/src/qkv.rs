@@ -3,14 +3,12 @@
 //! Physically the three projections read the same kept features, so the ONNX graph gathers them once and runs
 //! three smaller MatMuls. Biases stay, which is what the masked matrices compute.
 
-use std::collections::BTreeMap;
-
 use bertopt_ir::ops;
 use bertopt_ir::{Graph, Op};
 
 use crate::args::Args;
-use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::entry_cut::{Entries, EntryCut, Form, Plan};
+use crate::pass::{failed, PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{keep_top, require_dense, weight};
 use crate::scores::Importance;
 use crate::sites::attentions;
@@ -53,7 +51,7 @@ fn row_scores(g: &Graph, imp: &Importance, ps: [&String; 3]) -> Result<Vec<f32>,
 }
 
 impl EntryCut for Qkv {
-    const NAME: &'static str = INFO.name;
+    const INFO: &'static PassInfo = &INFO;
 
     fn form(&self) -> Form {
         Form::Tiles { width: usize::MAX }
@@ -76,19 +74,5 @@ impl EntryCut for Qkv {
             removed += remove;
         }
         Ok(Plan { matrices, counts: [("input features removed".to_string(), removed)].into() })
-    }
-}
-
-impl Pass for Qkv {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-
-    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
-        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
-    }
-
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        entry_cut::run(self, g, changed)
     }
 }

@@ -25,8 +25,8 @@ use candle_core::{Device, Tensor};
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::entry_cut::{Entries, EntryCut, Form, Plan};
+use crate::pass::{failed, PassError, PassInfo, Recovery, Search};
 use crate::scores::Importance;
 
 /// `tile` as the registry lists it.
@@ -222,7 +222,7 @@ impl TilePass {
 }
 
 impl EntryCut for TilePass {
-    const NAME: &'static str = INFO.name;
+    const INFO: &'static PassInfo = &INFO;
 
     fn form(&self) -> Form {
         Form::Tiles { width: self.g }
@@ -256,19 +256,5 @@ impl EntryCut for TilePass {
             counts.insert("output columns removed".into(), dropped_cols);
         }
         Ok(Plan { matrices, counts })
-    }
-}
-
-impl Pass for TilePass {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-
-    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
-        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
-    }
-
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        entry_cut::run(self, g, changed)
     }
 }

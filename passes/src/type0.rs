@@ -7,15 +7,13 @@
 //! pruning is `heads`. Physically: each projection becomes one tile holding its kept rows (a Gather of the
 //! kept features and a smaller MatMul); the bias stays, which is what the masked matrix computes.
 
-use std::collections::BTreeMap;
-
 use bertopt_ir::ops;
 use bertopt_ir::{Graph, Op};
 
 use crate::amount::removed;
 use crate::args::Args;
-use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
-use crate::pass::{Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::entry_cut::{Entries, EntryCut, Form, Plan};
+use crate::pass::{PassError, PassInfo, Recovery, Search};
 use crate::rewrite::{keep_top, require_dense, weight};
 use crate::scores::Importance;
 use crate::sites::attentions;
@@ -60,7 +58,7 @@ fn block_scores(g: &Graph, imp: &Importance, p: &str, block: usize) -> Result<Ve
 }
 
 impl EntryCut for Type0 {
-    const NAME: &'static str = INFO.name;
+    const INFO: &'static PassInfo = &INFO;
 
     fn form(&self) -> Form {
         Form::Tiles { width: usize::MAX }
@@ -85,19 +83,5 @@ impl EntryCut for Type0 {
         }
         let counts = [("row blocks removed", blocks_removed), ("input rows removed", rows_removed)];
         Ok(Plan { matrices, counts: counts.into_iter().map(|(k, v)| (k.to_string(), v)).collect() })
-    }
-}
-
-impl Pass for Type0 {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-
-    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
-        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
-    }
-
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        entry_cut::run(self, g, changed)
     }
 }

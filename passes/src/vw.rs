@@ -2,13 +2,11 @@
 //! `v` consecutive K entries (16 by default) keeps its `int((1 - sparsity) * v)` most important entries (4 of 16
 //! at 75 %); the rest are zeroed. Zeros only: see `masked`.
 
-use std::collections::BTreeMap;
-
 use bertopt_ir::Graph;
 
 use crate::args::Args;
-use crate::entry_cut::{self, Entries, EntryCut, Form, Plan};
-use crate::pass::{failed, Keep, Pass, PassContext, PassError, PassInfo, Recovery, Search};
+use crate::entry_cut::{Entries, EntryCut, Form, Plan};
+use crate::pass::{failed, PassError, PassInfo, Recovery, Search};
 use crate::scores::Importance;
 
 /// `vw` as the registry lists it.
@@ -60,7 +58,7 @@ fn keep_runs(s: &[Vec<f32>], v: usize, keep: usize) -> Vec<bool> {
 }
 
 impl EntryCut for Vw {
-    const NAME: &'static str = INFO.name;
+    const INFO: &'static PassInfo = &INFO;
 
     fn form(&self) -> Form {
         Form::Zeros
@@ -78,23 +76,5 @@ impl EntryCut for Vw {
         }
         let zeroed = matrices.iter().map(Entries::removed).sum();
         Ok(Plan { matrices, counts: [("weights zeroed".to_string(), zeroed)].into() })
-    }
-}
-
-impl Pass for Vw {
-    fn name(&self) -> &'static str {
-        INFO.name
-    }
-
-    fn note(&self) -> Option<&'static str> {
-        INFO.note
-    }
-
-    fn keep(&self, g: &Graph) -> Result<Option<Keep>, PassError> {
-        Ok(Some(Keep::Entries(entry_cut::keep(self, g)?)))
-    }
-
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
-        entry_cut::run(self, g, changed)
     }
 }
