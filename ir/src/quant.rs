@@ -93,23 +93,41 @@ pub fn dequantize_rows(q: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor
 /// `x·W + b` of a quantized group, exactly as the ONNX lowering computes it (see the module doc); `extra`
 /// multiplies the scales and the bias (the attention score scale folded into the query projection).
 pub fn qlinear(x: &Tensor, wq: &Tensor, scale: &Tensor, b: &Tensor, extra: f32) -> candle_core::Result<Tensor> {
-    let dims = x.dims().to_vec();
-    let (k, n) = wq.dims2()?;
+    let k = wq.dim(0)?;
     let xv = x.flatten_all()?.to_vec1::<f32>()?;
-    let (xq, xs, xz) = dynamic_quantize(&xv);
+    let rows: Vec<usize> = (0..k).collect();
+    let y = int8_matmul(&dynamic_quantize(&xv), &xv, x.dims(), &rows, wq, scale, extra)?;
+    y.broadcast_add(&(b * extra as f64)?)
+}
+
+/// `f32(Σ_{k in rows} (xq[.., k] - xz) · W[i, c]) * (xs * (scale[c] * extra))` for the quantized `(xq, xs, xz)` of
+/// `x` (values `xv`, shape `dims`) and an int8 weight `wq: [rows.len(), n]` reading input features `rows`.
+fn int8_matmul(
+    (xq, xs, xz): &(Vec<u8>, f32, u8),
+    xv: &[f32],
+    dims: &[usize],
+    rows: &[usize],
+    wq: &Tensor,
+    scale: &Tensor,
+    extra: f32,
+) -> candle_core::Result<Tensor> {
+    let k = *dims.last().unwrap_or(&1);
+    let (r, n) = wq.dims2()?;
+    if r != rows.len() {
+        candle_core::bail!("an int8 weight has {r} rows but reads {} input features", rows.len());
+    }
     let w: Vec<i64> = wq.flatten_all()?.to_vec1::<f32>()?.iter().map(|&v| v as i64).collect();
     let s: Vec<f32> = scale.to_vec1::<f32>()?.iter().map(|&v| xs * (v * extra)).collect();
-    let bias: Vec<f32> = b.to_vec1::<f32>()?.iter().map(|&v| v * extra).collect();
-    let rows = xv.len() / k.max(1);
-    let mut y = vec![0f32; rows * n];
-    for r in 0..rows {
-        let a = &xq[r * k..(r + 1) * k];
-        for (c, out) in y[r * n..(r + 1) * n].iter_mut().enumerate() {
-            let acc: i64 = a.iter().enumerate().map(|(i, &q)| (q as i64 - xz as i64) * w[i * n + c]).sum();
-            *out = acc as f32 * s[c] + bias[c];
+    let tokens = xv.len() / k.max(1);
+    let mut y = vec![0f32; tokens * n];
+    for t in 0..tokens {
+        let a = &xq[t * k..(t + 1) * k];
+        for (c, o) in y[t * n..(t + 1) * n].iter_mut().enumerate() {
+            let acc: i64 = rows.iter().enumerate().map(|(i, &row)| (a[row] as i64 - *xz as i64) * w[i * n + c]).sum();
+            *o = acc as f32 * s[c];
         }
     }
-    let mut out = dims;
+    let mut out = dims.to_vec();
     *out.last_mut().expect("rank >= 1") = n;
     Tensor::from_vec(y, out, &Device::Cpu)
 }
@@ -117,32 +135,12 @@ pub fn qlinear(x: &Tensor, wq: &Tensor, scale: &Tensor, b: &Tensor, extra: f32) 
 /// The pre-bias outputs `[.., n_t]` of the int8 tiles `(rows, weight, scale)` of one group on `x: [.., K]`: x
 /// quantized once, then per tile `f32(Σ_{k in rows} (xq[.., k] - xz) · W_t[k, c]) * (xs * scale_t[c])`.
 pub fn qtiles(x: &Tensor, tiles: &[(&Tensor, &Tensor, &Tensor)]) -> candle_core::Result<Vec<Tensor>> {
-    let dims = x.dims().to_vec();
-    let k = *dims.last().unwrap_or(&1);
     let xv = x.flatten_all()?.to_vec1::<f32>()?;
-    let (xq, xs, xz) = dynamic_quantize(&xv);
-    let tokens = xv.len() / k.max(1);
+    let q = dynamic_quantize(&xv);
     let mut out = vec![];
     for (rows, wq, scale) in tiles {
         let rows: Vec<usize> = rows.to_vec1::<i64>()?.iter().map(|&r| r as usize).collect();
-        let (r, n) = wq.dims2()?;
-        if r != rows.len() {
-            candle_core::bail!("a tile keeps {} rows but its weight has {r}", rows.len());
-        }
-        let w: Vec<i64> = wq.flatten_all()?.to_vec1::<f32>()?.iter().map(|&v| v as i64).collect();
-        let s: Vec<f32> = scale.to_vec1::<f32>()?.iter().map(|&v| xs * v).collect();
-        let mut y = vec![0f32; tokens * n];
-        for t in 0..tokens {
-            let a = &xq[t * k..(t + 1) * k];
-            for (c, o) in y[t * n..(t + 1) * n].iter_mut().enumerate() {
-                let acc: i64 =
-                    rows.iter().enumerate().map(|(i, &row)| (a[row] as i64 - xz as i64) * w[i * n + c]).sum();
-                *o = acc as f32 * s[c];
-            }
-        }
-        let mut d = dims.clone();
-        *d.last_mut().expect("rank >= 1") = n;
-        out.push(Tensor::from_vec(y, d, &Device::Cpu)?);
+        out.push(int8_matmul(&q, &xv, x.dims(), &rows, wq, scale, 1.0)?);
     }
     Ok(out)
 }

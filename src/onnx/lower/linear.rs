@@ -289,16 +289,10 @@ impl Emitter<'_> {
             }
             next += width;
         }
-        let (xq, xs, xz) = self.quantized_input(x, p);
         let tag = if extra == 1.0 { "" } else { "_scaled" };
         let wname = self.computed_i8(&format!("{p}.tiles.dense_weight"), &[k, n], &wq);
         let ws = self.computed_f32(&format!("{p}.tiles.weight_scale{tag}"), &[n], &scales);
-        let bias = self.scaled_init(&format!("{p}.bias"), (extra != 1.0).then_some(extra))?;
-        let acc = self.b.node("MatMulInteger", &format!("{p}/MatMulInteger"), &[&xq, &wname, &xz], &[]);
-        let acc = self.b.node("Cast", &format!("{p}/Cast"), &[&acc], &[("to", Attr::Int(1))]);
-        let s = self.b.node("Mul", &format!("{p}/Scale"), &[&xs, &ws], &[]);
-        let y = self.b.node("Mul", &format!("{p}/Rescale"), &[&acc, &s], &[]);
-        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
+        self.int8_matmul(x, p, &wname, &ws, extra)
     }
 
     /// `DynamicQuantizeLinear` of `x`: one per value and subgraph, shared by every int8 group that reads it.
@@ -317,14 +311,19 @@ impl Emitter<'_> {
     /// by the projections that read it), `MatMulInteger` with the int8 weight, then the f32 rescale and bias;
     /// `extra` scales the output (the attention score scale, folded into the weight scales and the bias).
     pub(crate) fn quantized_linear(&mut self, x: &str, p: &str, extra: f32) -> Result<String, EmitError> {
-        let (xq, xs, xz) = self.quantized_input(x, p);
         let wname = self.init_i8(&format!("{p}.weight"))?;
-        let extra = (extra != 1.0).then_some(extra);
-        let ws = self.scaled_init(&bertopt_ir::quant::scale_name(p), extra)?;
-        let bias = self.scaled_init(&format!("{p}.bias"), extra)?;
-        let acc = self.b.node("MatMulInteger", &format!("{p}/MatMulInteger"), &[&xq, &wname, &xz], &[]);
+        let ws = self.scaled_init(&bertopt_ir::quant::scale_name(p), (extra != 1.0).then_some(extra))?;
+        self.int8_matmul(x, p, &wname, &ws, extra)
+    }
+
+    /// `x·W + b` of group `p` with the int8 initializer `w` and its per-column scales `ws` (already times `extra`):
+    /// x quantized (shared), `MatMulInteger`, `Cast`, one `Mul` by activation scale x `ws`, the bias times `extra`.
+    fn int8_matmul(&mut self, x: &str, p: &str, w: &str, ws: &str, extra: f32) -> Result<String, EmitError> {
+        let (xq, xs, xz) = self.quantized_input(x, p);
+        let bias = self.scaled_init(&format!("{p}.bias"), (extra != 1.0).then_some(extra))?;
+        let acc = self.b.node("MatMulInteger", &format!("{p}/MatMulInteger"), &[&xq, w, &xz], &[]);
         let acc = self.b.node("Cast", &format!("{p}/Cast"), &[&acc], &[("to", Attr::Int(1))]);
-        let s = self.b.node("Mul", &format!("{p}/Scale"), &[&xs, &ws], &[]);
+        let s = self.b.node("Mul", &format!("{p}/Scale"), &[&xs, ws], &[]);
         let y = self.b.node("Mul", &format!("{p}/Rescale"), &[&acc, &s], &[]);
         Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
     }
