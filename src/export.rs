@@ -57,8 +57,10 @@ impl From<&PassReport> for PassSummary {
 }
 
 /// How `export_with` writes its result.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct ExportOptions {
+    /// Data whose training rows `quant(activations=static)` calibrates on (`--data`), and how many rows.
+    pub calibration: Option<(crate::split::SplitArgs, usize)>,
     /// Keep the IR text after the pipeline in the report (`--print-ir`).
     pub keep_ir: bool,
     /// Write an early-exit model as a folder of per-stage ONNX files and a manifest, for the per-row driver.
@@ -67,6 +69,8 @@ pub struct ExportOptions {
     pub stream: crate::onnx::Stream,
     /// How int8 tiled groups are written (`--int8-tiles`).
     pub int8_tiles: crate::onnx::Int8Tiles,
+    /// Which ops int8 groups are written with (`--int8-form`).
+    pub int8_form: crate::onnx::Int8Form,
 }
 
 /// Load, lower, run the pipeline and write the ONNX model atomically. The pipeline is parsed before any
@@ -86,7 +90,13 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
     let t0 = Instant::now();
     let (mut graph, info) = bertopt_models::load_graph(model)?;
     let t1 = Instant::now();
-    let reports = passes.run(&mut graph, &mut PassContext { flops_seq: 128 })?;
+    let calibration = match &opts.calibration {
+        Some((split, rows)) => {
+            crate::calibration_rows::calibration_rows(split, info.files.tokenizer.as_deref(), model, *rows)?
+        }
+        None => vec![],
+    };
+    let reports = passes.run(&mut graph, &mut PassContext { flops_seq: 128, calibration })?;
     let t2 = Instant::now();
     let mut metadata = vec![
         (META_LABELS, serde_json::to_string(&info.labels)?),
@@ -113,7 +123,12 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
             metadata.push((META_FLOPS, serde_json::to_string(&poly)?));
         }
     }
-    let emit_opts = crate::onnx::EmitOptions { metadata, stream: opts.stream, int8_tiles: opts.int8_tiles };
+    let emit_opts = crate::onnx::EmitOptions {
+        metadata,
+        stream: opts.stream,
+        int8_tiles: opts.int8_tiles,
+        int8_form: opts.int8_form,
+    };
     let cost = bertopt_passes::cost(&graph, 128);
     let ir = opts.keep_ir.then(|| bertopt_ir::print(&graph));
     let onnx_bytes = if opts.segmented {

@@ -5,6 +5,7 @@ pub mod alloc;
 pub mod auto;
 pub use bertopt_models::atomic;
 pub mod calibrate;
+pub mod calibration_rows;
 pub mod check_cmd;
 pub mod cli;
 pub mod ebert_cmd;

@@ -191,12 +191,14 @@ impl Graph {
     }
 
     /// Full tensor names read by some node (a group reference `P` covers `P.weight` and `P.bias`, and for a
-    /// tiled linear its `P.tile{t}.rows` / `P.tile{t}.weight` / int8 `P.tile{t}.weight_scale`).
+    /// tiled linear its `P.tile{t}.rows` / `P.tile{t}.weight` / int8 `P.tile{t}.weight_scale`; an int8 group's
+    /// scales and static activation parameters).
     pub fn used_weight_names(&self) -> std::collections::BTreeSet<String> {
         let mut used = std::collections::BTreeSet::new();
         for n in self.dag.node_weights() {
             for r in n.op.weight_refs() {
-                let quant = [crate::quant::scale_name(r), crate::quant::row_scale_name(r)];
+                let quant =
+                    [crate::quant::scale_name(r), crate::quant::row_scale_name(r), crate::quant::input_params_name(r)];
                 for name in [r.to_string(), format!("{r}.weight"), format!("{r}.bias")].into_iter().chain(quant) {
                     if self.weights.0.contains_key(&name) {
                         used.insert(name);

@@ -3,6 +3,7 @@
 
 pub use bertopt_schema::exit;
 pub use bertopt_schema::names;
+pub mod calibrate;
 pub mod cost;
 pub mod graph;
 pub mod interp;

@@ -13,6 +13,10 @@
 //! The integer sum is exact (i64 here, int32 in ONNX Runtime and tract), so the interpreter and the runtimes
 //! differ only by f32 rounding in the rescale and by activations that sit on a rounding boundary.
 //!
+//! With static activations (`quant(activations=static)`) the group also holds `P.input_qparams: f32[2]`, the
+//! scale and zero point calibrated on training inputs (`crate::calibrate`), and x is quantized with them
+//! (`static_quantize`, ONNX's `QuantizeLinear`) instead of per call; values outside the calibrated range saturate.
+//!
 //! A tiled group is quantized tile by tile: tile `t` is the group `P.tile{t}` (its `weight: [r, n_t]` int8, its
 //! `weight_scale: [n_t]`), and x is quantized once for all tiles, before any tile gathers its rows (`qtiles`), so
 //! every tile's integers share one activation scale and zero point.
@@ -27,6 +31,40 @@ pub fn scale_name(p: &str) -> String {
 /// The per-row scale of a quantized embedding table `table` (a full weight name).
 pub fn row_scale_name(table: &str) -> String {
     format!("{table}_row_scale")
+}
+
+/// The static activation parameters `[scale, zero point]` of a quantized group `P` (absent: dynamic).
+pub fn input_params_name(p: &str) -> String {
+    format!("{p}.input_qparams")
+}
+
+/// How a quantized group's input becomes uint8.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Activation {
+    /// `DynamicQuantizeLinear`: the tensor's own range, per call.
+    Dynamic,
+    /// `QuantizeLinear` with calibrated constants.
+    Static { scale: f32, zero: u8 },
+}
+
+impl Activation {
+    /// The activation parameters of group `p` as its weights hold them (`[scale, zero]` when static).
+    pub fn of(params: Option<&Tensor>) -> candle_core::Result<Self> {
+        let Some(t) = params else { return Ok(Activation::Dynamic) };
+        let v = t.to_vec1::<f32>()?;
+        match v[..] {
+            [scale, zero] => Ok(Activation::Static { scale, zero: zero as u8 }),
+            _ => candle_core::bail!("input_qparams holds {} values, want [scale, zero point]", v.len()),
+        }
+    }
+
+    /// `(xq, scale, zero)` of the values `x`.
+    pub fn quantize(self, x: &[f32]) -> (Vec<u8>, f32, u8) {
+        match self {
+            Activation::Dynamic => dynamic_quantize(x),
+            Activation::Static { scale, zero } => (static_quantize(x, scale, zero), scale, zero),
+        }
+    }
 }
 
 /// Whether group `p` is quantized (by the presence of its scale, as `ops::tile_count` tells tiles).
@@ -47,17 +85,34 @@ pub fn round_even(x: f32) -> f32 {
     }
 }
 
+/// The asymmetric uint8 scale and zero point of the range `[min(lo, 0), max(hi, 0)]`, as
+/// `DynamicQuantizeLinear` computes them (scale 0 for an all-zero range).
+pub fn range_params(lo: f32, hi: f32) -> (f32, u8) {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let scale = (hi - lo) / 255.0;
+    if scale == 0.0 {
+        return (0.0, 0);
+    }
+    (scale, round_even((-lo / scale).clamp(0.0, 255.0)) as u8)
+}
+
+/// ONNX `QuantizeLinear` to uint8: `saturate(round(x / scale) + zero)`.
+pub fn static_quantize(x: &[f32], scale: f32, zero: u8) -> Vec<u8> {
+    if scale == 0.0 {
+        return vec![zero; x.len()];
+    }
+    x.iter().map(|&v| (round_even(v / scale) + zero as f32).clamp(0.0, 255.0) as u8).collect()
+}
+
 /// ONNX `DynamicQuantizeLinear` of a whole tensor: (uint8 values, scale, zero point).
 pub fn dynamic_quantize(x: &[f32]) -> (Vec<u8>, f32, u8) {
     let lo = x.iter().copied().fold(0f32, f32::min);
     let hi = x.iter().copied().fold(0f32, f32::max);
-    let scale = (hi - lo) / 255.0;
+    let (scale, zero) = range_params(lo, hi);
     if scale == 0.0 {
         return (vec![0; x.len()], 0.0, 0);
     }
-    let zero = round_even((-lo / scale).clamp(0.0, 255.0)) as u8;
-    let q = x.iter().map(|&v| (round_even(v / scale) + zero as f32).clamp(0.0, 255.0) as u8).collect();
-    (q, scale, zero)
+    (static_quantize(x, scale, zero), scale, zero)
 }
 
 /// Symmetric int8 quantization of `w: [K, N]`: per output column (`per_channel`) or one scale for all. Returns
@@ -92,11 +147,18 @@ pub fn dequantize_rows(q: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor
 
 /// `x·W + b` of a quantized group, exactly as the ONNX lowering computes it (see the module doc); `extra`
 /// multiplies the scales and the bias (the attention score scale folded into the query projection).
-pub fn qlinear(x: &Tensor, wq: &Tensor, scale: &Tensor, b: &Tensor, extra: f32) -> candle_core::Result<Tensor> {
+pub fn qlinear(
+    x: &Tensor,
+    wq: &Tensor,
+    scale: &Tensor,
+    b: &Tensor,
+    extra: f32,
+    act: Activation,
+) -> candle_core::Result<Tensor> {
     let k = wq.dim(0)?;
     let xv = x.flatten_all()?.to_vec1::<f32>()?;
     let rows: Vec<usize> = (0..k).collect();
-    let y = int8_matmul(&dynamic_quantize(&xv), &xv, x.dims(), &rows, wq, scale, extra)?;
+    let y = int8_matmul(&act.quantize(&xv), &xv, x.dims(), &rows, wq, scale, extra)?;
     y.broadcast_add(&(b * extra as f64)?)
 }
 
@@ -134,9 +196,9 @@ fn int8_matmul(
 
 /// The pre-bias outputs `[.., n_t]` of the int8 tiles `(rows, weight, scale)` of one group on `x: [.., K]`: x
 /// quantized once, then per tile `f32(Σ_{k in rows} (xq[.., k] - xz) · W_t[k, c]) * (xs * scale_t[c])`.
-pub fn qtiles(x: &Tensor, tiles: &[(&Tensor, &Tensor, &Tensor)]) -> candle_core::Result<Vec<Tensor>> {
+pub fn qtiles(x: &Tensor, tiles: &[(&Tensor, &Tensor, &Tensor)], act: Activation) -> candle_core::Result<Vec<Tensor>> {
     let xv = x.flatten_all()?.to_vec1::<f32>()?;
-    let q = dynamic_quantize(&xv);
+    let q = act.quantize(&xv);
     let mut out = vec![];
     for (rows, wq, scale) in tiles {
         let rows: Vec<usize> = rows.to_vec1::<i64>()?.iter().map(|&r| r as usize).collect();
@@ -165,6 +227,19 @@ mod tests {
     }
 
     #[test]
+    fn static_quantize_follows_the_onnx_definition() {
+        // The ONNX QuantizeLinear example: x = [0, 2, 3, 1000, -254, -1000], scale 2, zero point 128.
+        assert_eq!(static_quantize(&[0.0, 2.0, 3.0, 1000.0, -254.0, -1000.0], 2.0, 128), [128, 129, 130, 255, 1, 0]);
+        // Calibrated on a range wider than the input, the same values land on a coarser grid; narrower saturates.
+        let x = [0.0, 2.0, -3.0, -2.5, 1.34, 0.5];
+        let (s, z) = range_params(-6.0, 4.0);
+        assert_eq!((s, z), (10.0 / 255.0, 153));
+        assert_eq!(static_quantize(&x, s, z), [153, 204, 77, 89, 187, 166]);
+        let (s, z) = range_params(-1.0, 1.0);
+        assert_eq!(static_quantize(&x, s, z)[..3], [z, 255, 0]);
+    }
+
+    #[test]
     fn per_channel_weights_round_trip_within_half_a_step() {
         let w = Tensor::from_vec(vec![0.5f32, -2.0, 0.25, 1.0, -0.1, 0.0], (3, 2), &Device::Cpu).unwrap();
         let (q, s) = quantize_weight(&w, true).unwrap();
@@ -186,7 +261,7 @@ mod tests {
         let w = Tensor::from_vec((0..12).map(|i| (i as f32 * 0.71).cos()).collect(), (3, 4), &Device::Cpu).unwrap();
         let b = Tensor::from_vec(vec![0.1f32, -0.2, 0.3, 0.0], 4, &Device::Cpu).unwrap();
         let (q, s) = quantize_weight(&w, true).unwrap();
-        let got = qlinear(&x, &q, &s, &b, 1.0).unwrap();
+        let got = qlinear(&x, &q, &s, &b, 1.0, Activation::Dynamic).unwrap();
         let want = crate::interp::linear(&x, &w, &b).unwrap();
         assert_eq!(got.dims(), [2, 2, 4]);
         let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
@@ -211,15 +286,13 @@ mod tests {
         let w1 = Tensor::from_vec(qv.iter().map(|r| r[2]).collect::<Vec<_>>(), (4, 1), &Device::Cpu).unwrap();
         let sv = s.to_vec1::<f32>().unwrap();
         let (s0, s1) = (Tensor::new(&sv[..2], &Device::Cpu).unwrap(), Tensor::new(&sv[2..], &Device::Cpu).unwrap());
-        let got = qtiles(&x, &[(&rows0, &w0, &s0), (&rows1, &w1, &s1)]).unwrap();
+        let got = qtiles(&x, &[(&rows0, &w0, &s0), (&rows1, &w1, &s1)], Activation::Dynamic).unwrap();
         let mut masked = qv.clone();
         masked[1][0] = 0.0;
         masked[1][1] = 0.0;
         let masked = Tensor::from_vec(masked.concat(), (4, 3), &Device::Cpu).unwrap();
-        let want = qlinear(&x, &masked, &s, &Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(), 1.0)
-            .unwrap()
-            .to_vec2::<f32>()
-            .unwrap();
+        let zeros = Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap();
+        let want = qlinear(&x, &masked, &s, &zeros, 1.0, Activation::Dynamic).unwrap().to_vec2::<f32>().unwrap();
         let got: Vec<Vec<f32>> = (0..2)
             .map(|t| {
                 let (a, b) = (got[0].to_vec2::<f32>().unwrap(), got[1].to_vec2::<f32>().unwrap());

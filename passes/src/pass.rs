@@ -7,12 +7,14 @@ use bertopt_ir::Graph;
 use crate::cost::Cost;
 pub use crate::error::{failed, PassError};
 
-/// What some passes need beyond the graph (calibration data, scores, training hooks arrive here as the
-/// passes that need them land).
+/// What some passes need beyond the graph.
 #[derive(Default)]
 pub struct PassContext {
     /// Sequence length at which FLOPs are counted in reports.
     pub flops_seq: usize,
+    /// Inputs to calibrate on (`quant(activations=static)`): batches of the graph's inputs by name, each
+    /// sentence at its own length, from training rows the driver tokenized (`--data`). Empty when none given.
+    pub calibration: Vec<std::collections::HashMap<String, candle_core::Tensor>>,
 }
 
 /// What a pass changed, for the CLI to print and benches to record.

@@ -1,6 +1,7 @@
 //! `quant`: int8 weights for every linear and attention projection (see `bertopt_ir::quant` for what a
 //! quantized group computes). Symmetric weights, one scale per output column (`granularity=channel`, the
-//! default) or per matrix; activations quantized per tensor at run time (`activations=dynamic`). A tiled linear or
+//! default) or per matrix; activations quantized per tensor at run time (`activations=dynamic`) or with a
+//! constant range per group calibrated on training inputs (`activations=static`, `bertopt_ir::calibrate`). A tiled linear or
 //! projection (`tile`, `kgran`, `type0`, `qkv`) is quantized tile by tile, each tile with its own scales (per
 //! column, or one per tile with `granularity=tensor`). Runs after the structural passes: the pipeline refuses a
 //! structural pass after it.
@@ -20,7 +21,10 @@ pub const INFO: PassInfo = PassInfo {
     about: "int8 weights for every linear and attention projection, activations quantized per call; run last",
     args: &[
         ("weights", "int8 (the only width; default)"),
-        ("activations", "dynamic: per-tensor uint8 range computed per call (default; static is not built)"),
+        (
+            "activations",
+            "dynamic: per-tensor uint8 range computed per call (default), or static: ranges calibrated on training rows (--data)",
+        ),
         ("granularity", "channel: one weight scale per output column (default), or tensor: one per matrix"),
         ("skip", "groups left in f32: none (default), all, or attention, ffn, pooler, classifier, exits joined with +"),
     ],
@@ -35,6 +39,8 @@ pub const KINDS: [&str; 6] = ["attention", "ffn", "pooler", "classifier", "exits
 
 pub struct Quant {
     pub per_channel: bool,
+    /// Activations quantized with ranges calibrated on `PassContext::calibration` (else per call).
+    pub static_activations: bool,
     /// Kinds of group left in f32.
     pub skip: Vec<String>,
 }
@@ -50,13 +56,11 @@ impl Quant {
             None | Some("int8") => {}
             Some(o) => return Err(a.bad("weights", format!("`{o}`: only int8 is supported"))),
         }
-        match a.map.get("activations").map(String::as_str) {
-            None | Some("dynamic") => {}
-            Some("static") => {
-                return Err(a.bad("activations", "static (calibrated) ranges are not implemented; use dynamic".into()))
-            }
-            Some(o) => return Err(a.bad("activations", format!("`{o}`: want dynamic"))),
-        }
+        let static_activations = match a.map.get("activations").map(String::as_str) {
+            None | Some("dynamic") => false,
+            Some("static") => true,
+            Some(o) => return Err(a.bad("activations", format!("`{o}`: want dynamic or static"))),
+        };
         let skip: Vec<String> = match a.map.get("skip").map(String::as_str) {
             None | Some("none") => vec![],
             Some("all") => KINDS.iter().map(|k| k.to_string()).collect(),
@@ -65,7 +69,7 @@ impl Quant {
         if let Some(k) = skip.iter().find(|k| !KINDS.contains(&k.as_str())) {
             return Err(a.bad("skip", format!("`{k}`: want all, none, or {} joined with +", KINDS.join(", "))));
         }
-        Ok(Quant { per_channel, skip })
+        Ok(Quant { per_channel, static_activations, skip })
     }
 }
 
@@ -99,7 +103,12 @@ impl Pass for Quant {
         true
     }
 
-    fn run(&self, g: &mut Graph, _: &mut PassContext, changed: &mut BTreeMap<String, usize>) -> Result<(), PassError> {
+    fn run(
+        &self,
+        g: &mut Graph,
+        ctx: &mut PassContext,
+        changed: &mut BTreeMap<String, usize>,
+    ) -> Result<(), PassError> {
         let has = |g: &Graph, n: &str| g.weights.0.contains_key(n);
         // (group, kind, tiles: 0 when dense)
         let mut groups = vec![];
@@ -122,6 +131,19 @@ impl Pass for Quant {
                 _ => {}
             }
         }
+        // Ranges of every group's input on the graph as it enters the pass (f32 where it matters: quantized
+        // groups are skipped below).
+        let ranges = match self.static_activations {
+            false => Default::default(),
+            true if ctx.calibration.is_empty() => {
+                return Err(failed(
+                    INFO.name,
+                    "activations=static calibrates on training rows, and none were given: pass --data FILE",
+                ))
+            }
+            true => bertopt_ir::calibrate::ranges(g, &ctx.calibration)
+                .map_err(|e| failed(INFO.name, format!("calibration run: {e}")))?,
+        };
         let (mut done, mut tiled, mut skipped) = (0, 0, 0);
         for (p, kind, tiles) in groups {
             // A tiled group is quantized tile by tile: each tile is a group of its own (`P.tile{t}`).
@@ -139,6 +161,17 @@ impl Pass for Quant {
                     .map_err(|e| failed(INFO.name, format!("{part}: {e}")))?;
                 set_i8(g, &format!("{part}.weight"), q);
                 set_weight(g, &quant::scale_name(&part), s);
+            }
+            if self.static_activations {
+                let &(lo, hi) = ranges.get(&p).ok_or_else(|| {
+                    failed(INFO.name, format!("@{p}: no calibration input reached this group, so it has no range"))
+                })?;
+                let (scale, zero) = quant::range_params(lo, hi);
+                // An input that was zero on every calibration row still needs a valid (positive) scale.
+                let scale = if scale > 0.0 { scale } else { 1.0 / 255.0 };
+                let params = candle_core::Tensor::new(&[scale, zero as f32], &candle_core::Device::Cpu)
+                    .map_err(|e| failed(INFO.name, e.to_string()))?;
+                set_weight(g, &quant::input_params_name(&p), params);
             }
             done += 1;
             tiled += usize::from(tiles > 0);
@@ -162,6 +195,9 @@ impl Pass for Quant {
             changed.insert("tiled linears quantized".into(), tiled);
         }
         changed.insert("linears left in f32".into(), skipped);
+        if self.static_activations {
+            changed.insert("calibration batches".into(), ctx.calibration.len());
+        }
         Ok(())
     }
 }

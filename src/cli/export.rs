@@ -38,6 +38,10 @@ pub struct Export {
     /// Gather and a MatMulInteger on fewer MACs).
     #[arg(long, value_enum, default_value_t = crate::onnx::Int8Tiles::Dense)]
     int8_tiles: crate::onnx::Int8Tiles,
+    /// Which ops int8 groups (`quant`) are written with: `integer` (MatMulInteger; both runtimes), `qdq`
+    /// (QuantizeLinear/DequantizeLinear around an f32 MatMul) or `ort` (ONNX Runtime's contrib ops; not tract).
+    #[arg(long, value_enum, default_value_t = crate::onnx::Int8Form::Integer)]
+    int8_form: crate::onnx::Int8Form,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -54,9 +58,13 @@ pub struct Export {
     /// `head-size`, `kgran`, `vw`, `bw`); exit thresholds apply when the model has off-ramps.
     #[arg(long, default_value = "")]
     search: String,
-    /// Budget mode's accuracy data: candidates are compared on its validation rows.
+    /// Budget mode's accuracy data: candidates are compared on its validation rows. Otherwise the data whose
+    /// training rows `quant(activations=static)` calibrates on.
     #[command(flatten)]
     split: crate::split::SplitArgs,
+    /// Training rows `quant(activations=static)` calibrates on (each at its own length).
+    #[arg(long, default_value_t = 256)]
+    calibration_rows: usize,
     /// Budget mode: the runtime, batch and sequence length the latency is measured at.
     #[arg(long, value_enum, default_value_t = Runtime::Tract)]
     runtime: Runtime,
@@ -107,10 +115,12 @@ impl Export {
             return Ok(());
         }
         let opts = crate::export::ExportOptions {
+            calibration: self.split.clone().given().map(|s| (s, self.calibration_rows)),
             keep_ir: self.print_ir,
             segmented: self.segmented,
             stream: self.stream,
             int8_tiles: self.int8_tiles,
+            int8_form: self.int8_form,
         };
         let report = crate::export::export_with(&model, &self.pipeline, &self.output, opts)?;
         if let Some(ir) = &report.ir {

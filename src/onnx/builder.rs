@@ -52,6 +52,8 @@ pub struct OnnxBuilder {
     /// The number of each open subgraph (parallel to `scopes`), and the last number given.
     scope_ids: Vec<usize>,
     scopes_opened: usize,
+    /// Operator domains besides the default one that nodes use (`com.microsoft`), imported at version 1.
+    domains: std::collections::BTreeSet<String>,
     used_names: std::collections::HashMap<String, usize>,
     fresh: usize,
 }
@@ -109,6 +111,30 @@ impl OnnxBuilder {
         t.dims = dims.iter().map(|&d| d as i64).collect();
         t.raw_data = data.iter().map(|&x| x as u8).collect();
         self.graph.initializer.push(t);
+    }
+
+    /// A uint8 initializer (static activation zero points).
+    pub fn initializer_u8(&mut self, name: &str, dims: &[usize], data: &[u8]) {
+        let mut t = TensorProto::new();
+        t.name = name.to_string();
+        t.data_type = DataType::UINT8 as i32;
+        t.dims = dims.iter().map(|&d| d as i64).collect();
+        t.raw_data = data.to_vec();
+        self.graph.initializer.push(t);
+    }
+
+    /// The dims of initializer `name`, if there is one.
+    pub fn initializer_dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.graph.initializer.iter().find(|t| t.name == name).map(|t| t.dims.iter().map(|&d| d as usize).collect())
+    }
+
+    /// Put the node just added in operator domain `domain` (e.g. ONNX Runtime's `com.microsoft` contrib ops),
+    /// imported by the model.
+    pub fn in_domain(&mut self, domain: &str) {
+        if let Some(n) = self.current().node.last_mut() {
+            n.domain = domain.to_string();
+        }
+        self.domains.insert(domain.to_string());
     }
 
     /// Which subgraph nodes go to now: 0 for the model's graph, a number unique to each opened subgraph else.
@@ -244,6 +270,12 @@ impl OnnxBuilder {
         op.domain = String::new();
         op.version = OPSET;
         m.opset_import.push(op);
+        for d in &self.domains {
+            let mut op = OperatorSetIdProto::new();
+            op.domain = d.clone();
+            op.version = 1;
+            m.opset_import.push(op);
+        }
         m.producer_name = "bertopt".into();
         m.producer_version = env!("CARGO_PKG_VERSION").into();
         m.graph = Some(self.graph).into();

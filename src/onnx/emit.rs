@@ -14,6 +14,26 @@ pub struct EmitOptions<'a> {
     pub metadata: Vec<(&'a str, String)>,
     pub stream: Stream,
     pub int8_tiles: Int8Tiles,
+    pub int8_form: Int8Form,
+}
+
+/// Which ONNX ops an int8 group (`quant`) is written with. All compute what `bertopt_ir::quant` says: the same
+/// integers, rescaled (`qdq` sums the dequantized products in f32 instead, equal up to f32 rounding).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Int8Form {
+    /// `DynamicQuantizeLinear` (or `QuantizeLinear` with static ranges) + `MatMulInteger` + `Cast` + the rescale
+    /// `Mul` + bias: standard ONNX ops that tract and ONNX Runtime both run on integers.
+    #[default]
+    Integer,
+    /// Quantize-dequantize: x through `(Dynamic)QuantizeLinear` + `DequantizeLinear`, the int8 weight through a
+    /// per-column `DequantizeLinear`, then an f32 `MatMul`: the form ONNX Runtime's optimizer fuses into its
+    /// integer kernels, and runtimes without int8 kernels run in f32. With dynamic activations ONNX Runtime
+    /// only: tract's `DequantizeLinear` wants a constant scale.
+    Qdq,
+    /// ONNX Runtime's contrib ops (domain `com.microsoft`): `DynamicQuantizeMatMul`, or `QuantizeLinear` +
+    /// `MatMulIntegerToFloat` with static ranges; one node per linear with the bias. ONNX Runtime only: tract
+    /// does not run them.
+    Ort,
 }
 
 /// How an int8 tiled group (`tile`, `type0`, `qkv` followed by `quant`) is written. Both compute the same
@@ -49,6 +69,7 @@ pub fn emit(g: &Graph, opts: &EmitOptions) -> Result<onnx_protobuf::ModelProto, 
     let per_row = g.dag.node_weights().any(|n| matches!(n.op, Op::DynAttention(_) | Op::DynFfn(_)));
     e.rows = opts.stream == Stream::Rows && !per_row;
     e.int8_tiles = opts.int8_tiles;
+    e.int8_form = opts.int8_form;
     for &i in &g.inputs {
         let node = &g.dag[i];
         if let Op::Input(ops::Input { name }) = &node.op {

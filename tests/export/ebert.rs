@@ -71,8 +71,10 @@ fn ebert_pass_counts_and_round_trip() {
     let d = tempfile::tempdir().unwrap();
     let model = ebert_model(d.path());
     let (mut g, _) = bertopt_models::load_graph(&model).unwrap();
-    let reports =
-        Pipeline::parse("ebert(ratio=0.5)").unwrap().run(&mut g, &mut PassContext { flops_seq: 128 }).unwrap();
+    let reports = Pipeline::parse("ebert(ratio=0.5)")
+        .unwrap()
+        .run(&mut g, &mut PassContext { flops_seq: 128, ..Default::default() })
+        .unwrap();
     let after = bertopt_ir::print(&g);
     assert_eq!(bertopt_ir::print(&bertopt_ir::parse(&after).unwrap()), after);
     // 2 of 4 heads and 2 of 4 groups per layer: the FLOPs fall, predictors included.

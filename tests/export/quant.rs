@@ -18,9 +18,20 @@ use common::{export_json as export, s, SENTENCES};
 /// 1e-3 on logits of magnitude ~1 bounds both with a wide margin.
 fn assert_runtimes_match_interpreter(model: &Path, pipeline: &str, onnx: &Path, enc: &mut TextEncoder) {
     let want = common::interpreted(model, pipeline, enc);
-    for rt in [Runtime::Tract, Runtime::Ort] {
+    assert_match(&want, pipeline, onnx, enc, &[Runtime::Tract, Runtime::Ort]);
+}
+
+/// Logits (and exit layers) of `onnx` in `runtimes` against `want`, per sentence of `SENTENCES`.
+fn assert_match(
+    want: &[HashMap<String, Vec<f32>>],
+    pipeline: &str,
+    onnx: &Path,
+    enc: &mut TextEncoder,
+    runtimes: &[Runtime],
+) {
+    for &rt in runtimes {
         let r = run::load(rt, onnx, Default::default()).unwrap();
-        for (t, w) in SENTENCES.iter().zip(&want) {
+        for (t, w) in SENTENCES.iter().zip(want) {
             let b = enc.encode(&[t], 16, None).unwrap();
             let got: HashMap<String, Vec<f32>> = r.run(&b).unwrap().into_iter().map(|o| (o.name, o.data)).collect();
             let d = common::max_abs_diff(&got["logits"], &w["logits"]);
@@ -121,8 +132,111 @@ fn int8_composes_with_early_exits() {
     assert_eq!(report["passes"][2]["changed"]["tiled linears quantized"], 4 * 6, "{report}");
     common::onnx_check(&onnx);
     assert_runtimes_match_interpreter(&model, tiled, &onnx, &mut enc);
+    // Static activations inside the exit branches: every group calibrated (the interpreter runs every layer and
+    // off-ramp of the calibration rows), in both runtimes.
+    let data = d.path().join("train.jsonl");
+    common::write_class_jsonl(&data, 40, 3);
+    let pipeline = "exit(criterion=entropy,threshold=0.5),quant(activations=static)";
+    let o = common::optimize(&[s(&model), "--pass", pipeline, "--data", s(&data), "-o", s(&onnx)]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::onnx_check(&onnx);
+    let want = interpreted_calibrated(&model, pipeline, &data, &mut enc);
+    assert_match(&want, pipeline, &onnx, &mut enc, &[Runtime::Tract, Runtime::Ort]);
     // Structural passes cannot follow.
     let out = d.path().join("refused.onnx");
     let e = common::must_fail(&[s(&model), "--pass", "quant,exit", "-o", s(&out)], &out);
     assert!(e.contains("`quant` must come after every other pass"), "{e}");
+}
+
+/// The IR after `pipeline`, calibrated on the training rows of `data` as `optimize --data` calibrates, run by the
+/// interpreter on `SENTENCES`.
+fn interpreted_calibrated(
+    model: &Path,
+    pipeline: &str,
+    data: &Path,
+    enc: &mut TextEncoder,
+) -> Vec<HashMap<String, Vec<f32>>> {
+    let split = bertopt::split::SplitArgs { data: vec![data.to_path_buf()], ..Default::default() };
+    let rows =
+        bertopt::calibration_rows::calibration_rows(&split, Some(&model.join("tokenizer.json")), model, 256).unwrap();
+    let (mut ir, _) = bertopt_models::load_graph(model).unwrap();
+    let mut ctx = bertopt_passes::PassContext { flops_seq: 128, calibration: rows };
+    bertopt_passes::Pipeline::parse(pipeline).unwrap().run(&mut ir, &mut ctx).unwrap();
+    SENTENCES
+        .iter()
+        .map(|t| {
+            let b = enc.encode(&[t], 16, None).unwrap();
+            bertopt_ir::interp::run(&ir, &common::ir_inputs(&b))
+                .unwrap()
+                .into_iter()
+                .map(|(n, t)| {
+                    (n, t.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The op types of an ONNX file's main graph.
+fn op_types(f: &Path) -> Vec<String> {
+    use protobuf::Message;
+    let m = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(f).unwrap()).unwrap();
+    m.graph.node.iter().map(|n| n.op_type.clone()).collect()
+}
+
+#[test]
+fn static_activations_and_every_int8_form_run_as_the_interpreter_computes() {
+    common::ensure_ort();
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    write_tiny_model(&model, &TinySpec { labels: 2, ..TinySpec::default() }).unwrap();
+    let data = d.path().join("train.jsonl");
+    common::write_class_jsonl(&data, 40, 7);
+    let mut enc = TextEncoder::from_file(&model.join("tokenizer.json")).unwrap();
+    let onnx = d.path().join("q.onnx");
+    for pipeline in ["quant(activations=static)", "heads(ratio=0.5),tile(sparsity=0.5,g=16),quant(activations=static)"]
+    {
+        let want = interpreted_calibrated(&model, pipeline, &data, &mut enc);
+        // Static ranges change the function: not the dynamic model's logits (else the ranges were not used).
+        let dynamic = common::interpreted(&model, &pipeline.replace("(activations=static)", ""), &mut enc);
+        let moved =
+            want.iter().zip(&dynamic).map(|(a, b)| common::max_abs_diff(&a["logits"], &b["logits"])).sum::<f32>();
+        assert!(moved > 0.0, "{pipeline}: static and dynamic logits are identical");
+        for (form, runtimes) in [
+            ("integer", &[Runtime::Tract, Runtime::Ort][..]),
+            ("qdq", &[Runtime::Tract, Runtime::Ort]),
+            ("ort", &[Runtime::Ort]),
+        ] {
+            let args = [s(&model), "--pass", pipeline, "--data", s(&data), "--int8-form", form, "-o", s(&onnx)];
+            let o = common::optimize(&args);
+            assert!(o.status.success(), "{pipeline} {form}: {}", String::from_utf8_lossy(&o.stderr));
+            if form != "ort" {
+                common::onnx_check(&onnx);
+            }
+            let ops = op_types(&onnx);
+            assert!(!ops.iter().any(|o| o == "DynamicQuantizeLinear"), "{pipeline} {form}: static, yet {ops:?}");
+            let want_op = match form {
+                "integer" => "MatMulInteger",
+                "qdq" => "DequantizeLinear",
+                _ => "MatMulIntegerToFloat",
+            };
+            assert!(ops.iter().any(|o| o == want_op), "{pipeline} {form}: no {want_op} in {ops:?}");
+            assert_match(&want, &format!("{pipeline} --int8-form {form}"), &onnx, &mut enc, runtimes);
+        }
+    }
+    // Dynamic activations in the two other forms: ONNX Runtime only (tract's DequantizeLinear wants a constant
+    // scale, and a per-call one is not).
+    for form in ["qdq", "ort"] {
+        let o = common::optimize(&[s(&model), "--pass", "quant", "--int8-form", form, "-o", s(&onnx)]);
+        assert!(o.status.success(), "{form}: {}", String::from_utf8_lossy(&o.stderr));
+        let want = common::interpreted(&model, "quant", &mut enc);
+        assert_match(&want, &format!("quant --int8-form {form}"), &onnx, &mut enc, &[Runtime::Ort]);
+        let ops = op_types(&onnx);
+        let fused = ops.iter().filter(|o| *o == "DynamicQuantizeMatMul").count();
+        assert_eq!(fused > 0, form == "ort", "{form}: {ops:?}");
+    }
+    // Static without data is refused, and writes nothing.
+    let out = d.path().join("refused.onnx");
+    let e = common::must_fail(&[s(&model), "--pass", "quant(activations=static)", "-o", s(&out)], &out);
+    assert!(e.contains("activations=static calibrates on training rows") && e.contains("--data"), "{e}");
 }

@@ -239,11 +239,18 @@ pub fn check_projection(w: &Weights, p: &str, tiles: usize, k: usize, n: usize) 
     }
 }
 
+/// How group `p`'s input is quantized: calibrated constants when `P.input_qparams` exists, else per call.
+pub fn activation(w: &Weights, p: &str) -> Result<crate::quant::Activation, EvalError> {
+    Ok(crate::quant::Activation::of(w.tensor(&crate::quant::input_params_name(p)))?)
+}
+
 /// A dense group applied to `x` (int8 groups compute what `quant::qlinear` says).
 pub fn eval_dense(w: &Weights, x: &Tensor, p: &str) -> Result<Tensor, EvalError> {
+    crate::calibrate::observe(p, x)?;
     let (weight, bias) = (data(w, &format!("{p}.weight"))?, data(w, &format!("{p}.bias"))?);
     if quantized(w, p) {
-        return Ok(crate::quant::qlinear(x, weight, data(w, &crate::quant::scale_name(p))?, bias, 1.0)?);
+        let scale = data(w, &crate::quant::scale_name(p))?;
+        return Ok(crate::quant::qlinear(x, weight, scale, bias, 1.0, activation(w, p)?)?);
     }
     Ok(linear(x, weight, bias)?)
 }
@@ -251,6 +258,7 @@ pub fn eval_dense(w: &Weights, x: &Tensor, p: &str) -> Result<Tensor, EvalError>
 /// A tiled group applied to `x`: per tile, the kept input features times the tile's weight; tiles
 /// concatenated (scattered into the listed columns when `P.cols` exists), plus bias.
 fn eval_tiled(w: &Weights, x: &Tensor, p: &str, tiles: usize) -> Result<Tensor, EvalError> {
+    crate::calibrate::observe(p, x)?;
     let last = x.rank() - 1;
     let mut parts = vec![];
     if tiles_quantized(w, p) {
@@ -260,7 +268,7 @@ fn eval_tiled(w: &Weights, x: &Tensor, p: &str, tiles: usize) -> Result<Tensor, 
             let scale = crate::quant::scale_name(&tile_group(p, t));
             int8.push((data(w, &rows)?, data(w, &weight_name)?, data(w, &scale)?));
         }
-        parts = crate::quant::qtiles(x, &int8)?;
+        parts = crate::quant::qtiles(x, &int8, activation(w, p)?)?;
     } else {
         for t in 0..tiles {
             let (rows, weight_name) = tile_names(p, t);

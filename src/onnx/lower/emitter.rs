@@ -18,6 +18,9 @@ pub enum EmitError {
     Graph(String),
 }
 
+/// A quantized activation's identity: the value, the subgraph, and the static (scale bits, zero point) if any.
+pub(crate) type QuantizedKey = (String, usize, Option<(u32, u8)>);
+
 pub(crate) struct Emitter<'g> {
     pub(crate) g: &'g Graph,
     pub(crate) b: OnnxBuilder,
@@ -26,8 +29,11 @@ pub(crate) struct Emitter<'g> {
     /// Additive attention mask per IR mask value, computed once and shared by every layer.
     pub(crate) masks: HashMap<NodeIndex, String>,
     consts: HashMap<String, String>,
-    /// `DynamicQuantizeLinear` outputs per (value, subgraph), so int8 projections reading one value share them.
-    pub(crate) quantized_inputs: HashMap<(String, usize), (String, String, String)>,
+    /// Quantized activations `(xq, scale, zero)` per (value, subgraph, static parameters as bits), so int8
+    /// projections reading one value share them.
+    pub(crate) quantized_inputs: HashMap<QuantizedKey, (String, String, String)>,
+    /// `DequantizeLinear` of a quantized activation (`Int8Form::Qdq`), per quantized value.
+    pub(crate) dequantized_inputs: HashMap<String, String>,
     /// Feature gathers by (value, indices), so projections that read the same features share one.
     pub(crate) gathers: HashMap<(String, Vec<i64>), String>,
     /// Each value's feature-major form (`[K, tokens]`), made once for all the tiled linears that read it.
@@ -36,6 +42,8 @@ pub(crate) struct Emitter<'g> {
     pub(crate) rows: bool,
     /// How int8 tiled groups are written.
     pub(crate) int8_tiles: crate::onnx::Int8Tiles,
+    /// Which ops int8 groups are written with.
+    pub(crate) int8_form: crate::onnx::Int8Form,
     pub(crate) tokens: Option<String>,
     /// Shape tensors built from `tokens`, per (tail, subgraph).
     shapes: HashMap<(Vec<i64>, usize), String>,
@@ -75,6 +83,8 @@ impl<'g> Emitter<'g> {
             gathers: HashMap::new(),
             feature_major: HashMap::new(),
             quantized_inputs: HashMap::new(),
+            dequantized_inputs: HashMap::new(),
+            int8_form: Default::default(),
             rows: false,
             int8_tiles: Default::default(),
             tokens: None,

@@ -207,7 +207,7 @@ impl Emitter<'_> {
         rank: usize,
         extra: f32,
     ) -> Result<String, EmitError> {
-        let (xq, xs, xz) = self.quantized_input(x, p);
+        let (xq, xs, xz) = self.quantized_input(x, p)?;
         let mut parts = vec![];
         let mut scales = vec![];
         for t in 0..tiles {
@@ -295,16 +295,36 @@ impl Emitter<'_> {
         self.int8_matmul(x, p, &wname, &ws, extra)
     }
 
-    /// `DynamicQuantizeLinear` of `x`: one per value and subgraph, shared by every int8 group that reads it.
-    fn quantized_input(&mut self, x: &str, p: &str) -> (String, String, String) {
-        let key = (x.to_string(), self.b.current_scope());
+    /// `x` quantized to uint8 for group `p`: `QuantizeLinear` with the group's calibrated scale and zero point
+    /// when it has them (`P.input_qparams`), else `DynamicQuantizeLinear`; one per value, subgraph and parameters,
+    /// shared by every int8 group that reads it.
+    fn quantized_input(&mut self, x: &str, p: &str) -> Result<(String, String, String), EmitError> {
+        let params = bertopt_ir::quant::input_params_name(p);
+        let act = bertopt_ir::quant::Activation::of(self.g.weights.tensor(&params))
+            .map_err(|source| EmitError::Tensor { name: params.clone(), source })?;
+        let bits = match act {
+            bertopt_ir::quant::Activation::Static { scale, zero } => Some((scale.to_bits(), zero)),
+            bertopt_ir::quant::Activation::Dynamic => None,
+        };
+        let key = (x.to_string(), self.b.current_scope(), bits);
         if let Some(q) = self.quantized_inputs.get(&key) {
-            return q.clone();
+            return Ok(q.clone());
         }
-        let o = self.b.node_multi("DynamicQuantizeLinear", &format!("{p}/QuantizeInput"), &[x], 3, &[]);
-        let q = (o[0].clone(), o[1].clone(), o[2].clone());
+        let q = match act {
+            bertopt_ir::quant::Activation::Static { scale, zero } => {
+                let s = self.computed_f32(&format!("{p}.input_scale"), &[], &[scale]);
+                let z = format!("{p}.input_zero");
+                self.b.initializer_u8(&z, &[], &[zero]);
+                let xq = self.b.node("QuantizeLinear", &format!("{p}/QuantizeInput"), &[x, &s, &z], &[]);
+                (xq, s, z)
+            }
+            bertopt_ir::quant::Activation::Dynamic => {
+                let o = self.b.node_multi("DynamicQuantizeLinear", &format!("{p}/QuantizeInput"), &[x], 3, &[]);
+                (o[0].clone(), o[1].clone(), o[2].clone())
+            }
+        };
         self.quantized_inputs.insert(key, q.clone());
-        q
+        Ok(q)
     }
 
     /// An int8 group (see `bertopt_ir::quant`): `DynamicQuantizeLinear` of x (one per value and subgraph, shared
@@ -316,15 +336,63 @@ impl Emitter<'_> {
         self.int8_matmul(x, p, &wname, &ws, extra)
     }
 
-    /// `x·W + b` of group `p` with the int8 initializer `w` and its per-column scales `ws` (already times `extra`):
-    /// x quantized (shared), `MatMulInteger`, `Cast`, one `Mul` by activation scale x `ws`, the bias times `extra`.
+    /// `x·W + b` of group `p` with the int8 initializer `w: [K, N]` and its per-column scales `ws` (already times
+    /// `extra`), in the form `self.int8_form` names; the bias is times `extra`.
     fn int8_matmul(&mut self, x: &str, p: &str, w: &str, ws: &str, extra: f32) -> Result<String, EmitError> {
-        let (xq, xs, xz) = self.quantized_input(x, p);
         let bias = self.scaled_init(&format!("{p}.bias"), (extra != 1.0).then_some(extra))?;
-        let acc = self.b.node("MatMulInteger", &format!("{p}/MatMulInteger"), &[&xq, w, &xz], &[]);
-        let acc = self.b.node("Cast", &format!("{p}/Cast"), &[&acc], &[("to", Attr::Int(1))]);
-        let s = self.b.node("Mul", &format!("{p}/Scale"), &[&xs, ws], &[]);
-        let y = self.b.node("Mul", &format!("{p}/Rescale"), &[&acc, &s], &[]);
-        Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
+        let is_static = self.g.weights.has(&bertopt_ir::quant::input_params_name(p));
+        match self.int8_form {
+            crate::onnx::Int8Form::Integer => {
+                let (xq, xs, xz) = self.quantized_input(x, p)?;
+                let acc = self.b.node("MatMulInteger", &format!("{p}/MatMulInteger"), &[&xq, w, &xz], &[]);
+                let acc = self.b.node("Cast", &format!("{p}/Cast"), &[&acc], &[("to", Attr::Int(1))]);
+                let s = self.b.node("Mul", &format!("{p}/Scale"), &[&xs, ws], &[]);
+                let y = self.b.node("Mul", &format!("{p}/Rescale"), &[&acc, &s], &[]);
+                Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
+            }
+            crate::onnx::Int8Form::Qdq => {
+                let (xq, xs, xz) = self.quantized_input(x, p)?;
+                let xd = match self.dequantized_inputs.get(&xq) {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = self.b.node("DequantizeLinear", &format!("{p}/DequantizeInput"), &[&xq, &xs, &xz], &[]);
+                        self.dequantized_inputs.insert(xq.clone(), d.clone());
+                        d
+                    }
+                };
+                let wz = self.weight_zeros(w, ws)?;
+                let axis = [("axis", Attr::Int(1))];
+                let wd = self.b.node("DequantizeLinear", &format!("{p}/DequantizeWeight"), &[w, ws, &wz], &axis);
+                let y = self.b.node("MatMul", &format!("{p}/MatMul"), &[&xd, &wd], &[]);
+                Ok(self.b.node("Add", &format!("{p}/Add"), &[&y, &bias], &[]))
+            }
+            crate::onnx::Int8Form::Ort if is_static => {
+                let (xq, xs, xz) = self.quantized_input(x, p)?;
+                let wz = self.weight_zeros(w, ws)?;
+                let ins = [xq.as_str(), w, &xs, ws, &xz, &wz, &bias];
+                let y = self.b.node("MatMulIntegerToFloat", &format!("{p}/MatMulIntegerToFloat"), &ins, &[]);
+                self.b.in_domain(ORT_DOMAIN);
+                Ok(y)
+            }
+            crate::onnx::Int8Form::Ort => {
+                let wz = self.weight_zeros(w, ws)?;
+                let ins = [x, w, ws, &wz, &bias];
+                let y = self.b.node("DynamicQuantizeMatMul", &format!("{p}/DynamicQuantizeMatMul"), &ins, &[]);
+                self.b.in_domain(ORT_DOMAIN);
+                Ok(y)
+            }
+        }
+    }
+
+    /// The int8 zero points (all 0: weights are symmetric) beside the per-column scales `ws`, one per column.
+    fn weight_zeros(&mut self, w: &str, ws: &str) -> Result<String, EmitError> {
+        let n =
+            self.b.initializer_dims(ws).and_then(|d| d.first().copied()).ok_or_else(|| {
+                EmitError::Graph(format!("the scales {ws} of int8 weight {w} are not a 1-D initializer"))
+            })?;
+        Ok(self.computed_i8(&format!("const.i8.zeros.{n}"), &[n], &vec![0; n]))
     }
 }
+
+/// ONNX Runtime's contrib operator domain (`Int8Form::Ort`).
+const ORT_DOMAIN: &str = "com.microsoft";

@@ -1,0 +1,117 @@
+//! Calibration for static int8 activations: the range of every parameter group's input over a set of inputs,
+//! recorded while the interpreter runs the (f32) graph. `quant(activations=static)` turns each range into the
+//! constant scale and zero point its group's input is quantized with (`quant::range_params`), as ONNX Runtime's
+//! min-max calibrator does.
+//!
+//! The interpreter's group evaluation (`ops::linear`) reports each input it sees to `observe`; outside
+//! `ranges` nothing is recorded (one thread-local check per group).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+
+use candle_core::Tensor;
+
+use crate::interp::{self, InterpError};
+use crate::ops::EvalError;
+use crate::Graph;
+
+thread_local! {
+    static RECORDING: RefCell<Option<BTreeMap<String, (f32, f32)>>> = const { RefCell::new(None) };
+}
+
+/// Widen group `p`'s recorded range by the values of `x`, when a calibration is running on this thread.
+pub(crate) fn observe(p: &str, x: &Tensor) -> Result<(), EvalError> {
+    if RECORDING.with(|r| r.borrow().is_none()) {
+        return Ok(());
+    }
+    let lo = x.flatten_all()?.min(0)?.to_scalar::<f32>()?;
+    let hi = x.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+    RECORDING.with(|r| {
+        if let Some(m) = r.borrow_mut().as_mut() {
+            let e = m.entry(p.to_string()).or_insert((lo, hi));
+            *e = (e.0.min(lo), e.1.max(hi));
+        }
+    });
+    Ok(())
+}
+
+/// Ends a recording even when a run fails, so a later interpreter run on this thread records nothing.
+struct Recording;
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        RECORDING.with(|r| r.borrow_mut().take());
+    }
+}
+
+/// `(min, max)` of the input of every parameter group (by its name `P`) the graph evaluates, over all `batches`
+/// (each a map of the graph's inputs, as `interp::run` takes them). Run it on inputs of their own length: padded
+/// positions would widen the ranges with states no real input has.
+pub fn ranges(g: &Graph, batches: &[HashMap<String, Tensor>]) -> Result<BTreeMap<String, (f32, f32)>, InterpError> {
+    let _end = Recording;
+    RECORDING.with(|r| *r.borrow_mut() = Some(BTreeMap::new()));
+    for b in batches {
+        interp::run(g, b)?;
+    }
+    Ok(RECORDING.with(|r| r.borrow_mut().take()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Embeddings, then a linear `@a` and, after GELU, a linear `@b`; the embeddings are also an output.
+    const GRAPH: &str = "graph g(%input_ids: i64[batch, sequence], %token_type_ids: i64[batch, sequence]) {
+  %0: f32[batch, sequence, 8] = embed(%input_ids, %token_type_ids) {word: @w, position: @p, token_type: @t, ln: @ln, eps: 1e-12, position_offset: 0}
+  %1: f32[batch, sequence, 6] = linear(%0) {w: @a, k: 8, n: 6}
+  %2: f32[batch, sequence, 6] = gelu(%1)
+  %3: f32[batch, sequence, 4] = linear(%2) {w: @b, k: 6, n: 4}
+  return embedded = %0, hidden = %2, out = %3
+}
+weights {
+  @a.bias: f32[6] = seeded(0)
+  @a.weight: f32[8, 6] = seeded(1)
+  @b.bias: f32[4] = seeded(2)
+  @b.weight: f32[6, 4] = seeded(3)
+  @ln.bias: f32[8] = seeded(4)
+  @ln.weight: f32[8] = seeded(5)
+  @p: f32[16, 8] = seeded(6)
+  @t: f32[2, 8] = seeded(7)
+  @w: f32[20, 8] = seeded(8)
+}
+";
+
+    fn batch(ids: &[i64]) -> HashMap<String, Tensor> {
+        let dev = &candle_core::Device::Cpu;
+        let n = ids.len();
+        HashMap::from([
+            ("input_ids".to_string(), Tensor::from_slice(ids, (1, n), dev).unwrap()),
+            ("token_type_ids".to_string(), Tensor::zeros((1, n), candle_core::DType::I64, dev).unwrap()),
+        ])
+    }
+
+    fn min_max(ts: &[Tensor]) -> (f32, f32) {
+        let v: Vec<f32> = ts.iter().flat_map(|t| t.flatten_all().unwrap().to_vec1::<f32>().unwrap()).collect();
+        (v.iter().copied().fold(f32::MAX, f32::min), v.iter().copied().fold(f32::MIN, f32::max))
+    }
+
+    #[test]
+    fn ranges_are_the_extremes_of_each_groups_input_over_all_batches() {
+        let g = crate::parse(GRAPH).unwrap();
+        let batches = [batch(&[1, 5, 7]), batch(&[19, 3, 3, 2, 11])];
+        let got = ranges(&g, &batches).unwrap();
+        assert_eq!(got.keys().collect::<Vec<_>>(), ["a", "b"]);
+        // What each group reads, taken from the graph's own outputs.
+        let outs: Vec<Vec<(String, Tensor)>> = batches.iter().map(|b| interp::run(&g, b).unwrap()).collect();
+        let of =
+            |name: &str| outs.iter().map(|o| o.iter().find(|(n, _)| n == name).unwrap().1.clone()).collect::<Vec<_>>();
+        assert_eq!(got["a"], min_max(&of("embedded")));
+        assert_eq!(got["b"], min_max(&of("hidden")));
+        // Recording ends with `ranges`, also when a run fails (a batch without the token types).
+        assert!(RECORDING.with(|r| r.borrow().is_none()));
+        let mut bad = batch(&[1]);
+        bad.remove("token_type_ids");
+        assert!(ranges(&g, &[bad]).is_err());
+        assert!(RECORDING.with(|r| r.borrow().is_none()));
+    }
+}
