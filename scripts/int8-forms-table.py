@@ -11,7 +11,7 @@ out = sys.argv[1]
 print("Accuracy (dense model; ONNX Runtime; paired against dense f32 on the same rows)\n")
 print("| model | validation | vs dense f32 | test [95 %] | vs dense f32, paired |")
 print("|---|---|---|---|---|")
-for m in ["dense", "dense-dyn-integer", "dense-static-integer", "dense-ortq"]:
+for m in ["dense", "dense-dyn-integer", "dense-static-integer", "dense-static-minmax", "dense-ortq"]:
     v = json.load(open(f"{out}/val-{m}.json"))
     e = json.load(open(f"{out}/eval-{m}.json"))
     dv = diff(v["against"]["diff"]) if m != "dense" else "-"
@@ -40,5 +40,5 @@ for rt in ["tract", "ort"]:
         cells.append(f"{v:.2f} ms ({c['dense']['p50_ms'] / v:.2f}x; {c[twin]['p50_ms'] / v:.2f}x)")
         print(f"| {n} | " + " | ".join(cells) + " |")
 print("\ndyn: `quant` (activations quantized per call); static: `quant(activations=static)` (ranges calibrated on "
-      "256 training rows); integer / qdq / ort: `--int8-form`; ortq: ONNX Runtime 1.31.1 `quantize_dynamic` "
+      "256 training rows: the mean of each row's extremes; static-minmax: the extremes over all rows); integer / qdq / ort: `--int8-form`; ortq: ONNX Runtime 1.31.1 `quantize_dynamic` "
       "(QInt8, per tensor) on the same f32 file. deep = heads 75 % + ffn 75 %, not recovered (latency only).")

@@ -1,7 +1,9 @@
 //! Calibration for static int8 activations: the range of every parameter group's input over a set of inputs,
 //! recorded while the interpreter runs the (f32) graph. `quant(activations=static)` turns each range into the
-//! constant scale and zero point its group's input is quantized with (`quant::range_params`), as ONNX Runtime's
-//! min-max calibrator does.
+//! constant scale and zero point its group's input is quantized with (`quant::range_params`): the extremes over
+//! all inputs (`Statistic::MinMax`, ONNX Runtime's default calibrator) or the mean of each input's extremes
+//! (`Statistic::Mean`, the moving-average observer of quantization-aware training), which gives up the rare
+//! outlier for a finer step on the common values.
 //!
 //! The interpreter's group evaluation (`ops::linear`) reports each input it sees to `observe`; outside
 //! `ranges` nothing is recorded (one thread-local check per group).
@@ -15,11 +17,35 @@ use crate::interp::{self, InterpError};
 use crate::ops::EvalError;
 use crate::Graph;
 
+/// Each group's `(min, max)` per evaluation, in order.
+type Recorded = BTreeMap<String, Vec<(f32, f32)>>;
+
 thread_local! {
-    static RECORDING: RefCell<Option<BTreeMap<String, (f32, f32)>>> = const { RefCell::new(None) };
+    static RECORDING: RefCell<Option<Recorded>> = const { RefCell::new(None) };
 }
 
-/// Widen group `p`'s recorded range by the values of `x`, when a calibration is running on this thread.
+/// How a group's range is made from the extremes of its input on each calibration input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Statistic {
+    /// The smallest min and largest max over all inputs.
+    MinMax,
+    /// The mean of the inputs' mins and of their maxes.
+    Mean,
+}
+
+impl Statistic {
+    fn reduce(self, seen: &[(f32, f32)]) -> (f32, f32) {
+        match self {
+            Statistic::MinMax => seen.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &(a, b)| (lo.min(a), hi.max(b))),
+            Statistic::Mean => {
+                let n = seen.len().max(1) as f32;
+                (seen.iter().map(|s| s.0).sum::<f32>() / n, seen.iter().map(|s| s.1).sum::<f32>() / n)
+            }
+        }
+    }
+}
+
+/// Record the extremes of group `p`'s input `x`, when a calibration is running on this thread.
 pub(crate) fn observe(p: &str, x: &Tensor) -> Result<(), EvalError> {
     if RECORDING.with(|r| r.borrow().is_none()) {
         return Ok(());
@@ -28,8 +54,7 @@ pub(crate) fn observe(p: &str, x: &Tensor) -> Result<(), EvalError> {
     let hi = x.flatten_all()?.max(0)?.to_scalar::<f32>()?;
     RECORDING.with(|r| {
         if let Some(m) = r.borrow_mut().as_mut() {
-            let e = m.entry(p.to_string()).or_insert((lo, hi));
-            *e = (e.0.min(lo), e.1.max(hi));
+            m.entry(p.to_string()).or_default().push((lo, hi));
         }
     });
     Ok(())
@@ -44,16 +69,21 @@ impl Drop for Recording {
     }
 }
 
-/// `(min, max)` of the input of every parameter group (by its name `P`) the graph evaluates, over all `batches`
-/// (each a map of the graph's inputs, as `interp::run` takes them). Run it on inputs of their own length: padded
-/// positions would widen the ranges with states no real input has.
-pub fn ranges(g: &Graph, batches: &[HashMap<String, Tensor>]) -> Result<BTreeMap<String, (f32, f32)>, InterpError> {
+/// The range `(min, max)` of the input of every parameter group (by its name `P`) the graph evaluates, made by
+/// `stat` from its extremes on each of `batches` (each a map of the graph's inputs, as `interp::run` takes them).
+/// Run it on inputs of their own length: padded positions would widen the ranges with states no real input has.
+pub fn ranges(
+    g: &Graph,
+    batches: &[HashMap<String, Tensor>],
+    stat: Statistic,
+) -> Result<BTreeMap<String, (f32, f32)>, InterpError> {
     let _end = Recording;
     RECORDING.with(|r| *r.borrow_mut() = Some(BTreeMap::new()));
     for b in batches {
         interp::run(g, b)?;
     }
-    Ok(RECORDING.with(|r| r.borrow_mut().take()).unwrap_or_default())
+    let seen = RECORDING.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    Ok(seen.into_iter().map(|(p, s)| (p, stat.reduce(&s))).collect())
 }
 
 #[cfg(test)]
@@ -99,7 +129,7 @@ weights {
     fn ranges_are_the_extremes_of_each_groups_input_over_all_batches() {
         let g = crate::parse(GRAPH).unwrap();
         let batches = [batch(&[1, 5, 7]), batch(&[19, 3, 3, 2, 11])];
-        let got = ranges(&g, &batches).unwrap();
+        let got = ranges(&g, &batches, Statistic::MinMax).unwrap();
         assert_eq!(got.keys().collect::<Vec<_>>(), ["a", "b"]);
         // What each group reads, taken from the graph's own outputs.
         let outs: Vec<Vec<(String, Tensor)>> = batches.iter().map(|b| interp::run(&g, b).unwrap()).collect();
@@ -107,11 +137,19 @@ weights {
             |name: &str| outs.iter().map(|o| o.iter().find(|(n, _)| n == name).unwrap().1.clone()).collect::<Vec<_>>();
         assert_eq!(got["a"], min_max(&of("embedded")));
         assert_eq!(got["b"], min_max(&of("hidden")));
+        // The mean statistic: the average of each batch's own extremes.
+        let mean = ranges(&g, &batches, Statistic::Mean).unwrap();
+        for (group, output) in [("a", "embedded"), ("b", "hidden")] {
+            let each: Vec<(f32, f32)> = of(output).iter().map(|t| min_max(std::slice::from_ref(t))).collect();
+            let want = ((each[0].0 + each[1].0) / 2.0, (each[0].1 + each[1].1) / 2.0);
+            assert!((mean[group].0 - want.0).abs() < 1e-6 && (mean[group].1 - want.1).abs() < 1e-6, "{group}");
+            assert!(mean[group].0 >= got[group].0 && mean[group].1 <= got[group].1, "{group}: inside min-max");
+        }
         // Recording ends with `ranges`, also when a run fails (a batch without the token types).
         assert!(RECORDING.with(|r| r.borrow().is_none()));
         let mut bad = batch(&[1]);
         bad.remove("token_type_ids");
-        assert!(ranges(&g, &[bad]).is_err());
+        assert!(ranges(&g, &[bad], Statistic::MinMax).is_err());
         assert!(RECORDING.with(|r| r.borrow().is_none()));
     }
 }
