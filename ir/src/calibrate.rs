@@ -5,24 +5,14 @@
 //! (`Statistic::Mean`, the moving-average observer of quantization-aware training), which gives up the rare
 //! outlier for a finer step on the common values.
 //!
-//! The interpreter's group evaluation (`ops::linear`) reports each input it sees to `observe`; outside
-//! `ranges` nothing is recorded (one thread-local check per group).
+//! The extremes come from `observe`, which the interpreter's group evaluation reports each input to.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 use candle_core::Tensor;
 
 use crate::interp::{self, InterpError};
-use crate::ops::EvalError;
 use crate::Graph;
-
-/// Each group's `(min, max)` per evaluation, in order.
-type Recorded = BTreeMap<String, Vec<(f32, f32)>>;
-
-thread_local! {
-    static RECORDING: RefCell<Option<Recorded>> = const { RefCell::new(None) };
-}
 
 /// How a group's range is made from the extremes of its input on each calibration input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,30 +35,6 @@ impl Statistic {
     }
 }
 
-/// Record the extremes of group `p`'s input `x`, when a calibration is running on this thread.
-pub(crate) fn observe(p: &str, x: &Tensor) -> Result<(), EvalError> {
-    if RECORDING.with(|r| r.borrow().is_none()) {
-        return Ok(());
-    }
-    let lo = x.flatten_all()?.min(0)?.to_scalar::<f32>()?;
-    let hi = x.flatten_all()?.max(0)?.to_scalar::<f32>()?;
-    RECORDING.with(|r| {
-        if let Some(m) = r.borrow_mut().as_mut() {
-            m.entry(p.to_string()).or_default().push((lo, hi));
-        }
-    });
-    Ok(())
-}
-
-/// Ends a recording even when a run fails, so a later interpreter run on this thread records nothing.
-struct Recording;
-
-impl Drop for Recording {
-    fn drop(&mut self) {
-        RECORDING.with(|r| r.borrow_mut().take());
-    }
-}
-
 /// The range `(min, max)` of the input of every parameter group (by its name `P`) the graph evaluates, made by
 /// `stat` from its extremes on each of `batches` (each a map of the graph's inputs, as `interp::run` takes them).
 /// Run it on inputs of their own length: padded positions would widen the ranges with states no real input has.
@@ -77,12 +43,7 @@ pub fn ranges(
     batches: &[HashMap<String, Tensor>],
     stat: Statistic,
 ) -> Result<BTreeMap<String, (f32, f32)>, InterpError> {
-    let _end = Recording;
-    RECORDING.with(|r| *r.borrow_mut() = Some(BTreeMap::new()));
-    for b in batches {
-        interp::run(g, b)?;
-    }
-    let seen = RECORDING.with(|r| r.borrow_mut().take()).unwrap_or_default();
+    let seen = crate::observe::recording(|| batches.iter().try_for_each(|b| interp::run(g, b).map(drop)))?;
     Ok(seen.into_iter().map(|(p, s)| (p, stat.reduce(&s))).collect())
 }
 
@@ -146,10 +107,10 @@ weights {
             assert!(mean[group].0 >= got[group].0 && mean[group].1 <= got[group].1, "{group}: inside min-max");
         }
         // Recording ends with `ranges`, also when a run fails (a batch without the token types).
-        assert!(RECORDING.with(|r| r.borrow().is_none()));
+        assert!(!crate::observe::is_recording());
         let mut bad = batch(&[1]);
         bad.remove("token_type_ids");
         assert!(ranges(&g, &[bad], Statistic::MinMax).is_err());
-        assert!(RECORDING.with(|r| r.borrow().is_none()));
+        assert!(!crate::observe::is_recording());
     }
 }

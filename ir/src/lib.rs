@@ -7,6 +7,7 @@ pub mod calibrate;
 pub mod cost;
 pub mod graph;
 pub mod interp;
+pub mod observe;
 pub mod ops;
 pub mod parse;
 pub mod print;

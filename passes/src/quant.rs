@@ -72,7 +72,7 @@ impl Quant {
             // `mean`, -1.00 with `minmax`.
             None | Some("mean") => bertopt_ir::calibrate::Statistic::Mean,
             Some("minmax") => bertopt_ir::calibrate::Statistic::MinMax,
-            Some(o) => return Err(a.bad("range", format!("`{o}`: want minmax or mean"))),
+            Some(o) => return Err(a.bad("range", format!("`{o}`: want mean or minmax"))),
         };
         if a.map.contains_key("range") && !static_activations {
             return Err(a.bad("range", "calibrated ranges are for activations=static".into()));

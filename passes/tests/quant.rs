@@ -124,7 +124,9 @@ fn orders_and_arguments_it_cannot_use_are_refused() {
     let e = run(&mut dense(), "quant,ffn(ratio=0.5)").err().unwrap().to_string();
     assert!(e.contains("`quant` must come after every other pass"), "{e}");
     for (p, want) in [
-        ("quant(activations=static)", "not implemented"),
+        ("quant(activations=lazy)", "dynamic or static"),
+        ("quant(range=mean)", "for activations=static"),
+        ("quant(activations=static,range=p99)", "mean or minmax"),
         ("quant(skip=layers)", "`layers`"),
         ("quant(granularity=row)", "channel or tensor"),
         ("quant(weights=int4)", "only int8"),
@@ -132,6 +134,9 @@ fn orders_and_arguments_it_cannot_use_are_refused() {
         let e = Pipeline::parse(p).err().unwrap().to_string();
         assert!(e.contains(want), "{p}: {e}");
     }
+    // Static activations need calibration inputs in the context.
+    let e = run(&mut dense(), "quant(activations=static)").err().unwrap().to_string();
+    assert!(e.contains("--data"), "{e}");
     // Quantized weights that are not whole numbers fail verification, naming the weight.
     let mut g = dense();
     run(&mut g, "quant").unwrap();
@@ -139,4 +144,16 @@ fn orders_and_arguments_it_cannot_use_are_refused() {
     g.weights.insert("k.weight", w);
     let e = verify(&g).unwrap_err().to_string();
     assert!(e.contains("@k.weight is quantized but 1024 values are not whole numbers"), "{e}");
+    // Static activation parameters: only on an int8 group, a positive scale and a whole zero point in 0..=255.
+    let params = |v: [f32; 2]| candle_core::Tensor::new(&v, &candle_core::Device::Cpu).unwrap();
+    let mut g = dense();
+    run(&mut g, "quant(skip=ffn)").unwrap();
+    g.weights.insert("k.input_qparams", params([0.02, 300.0]));
+    g.weights.insert("in.input_qparams", params([0.02, 10.0]));
+    let e = verify(&g).unwrap_err().to_string();
+    assert!(e.contains("@k.input_qparams = [0.02, 300]: want a scale > 0 and a whole zero point"), "{e}");
+    assert!(e.contains("@in.input_qparams gives static activation parameters, but @in is not an int8 group"), "{e}");
+    g.weights.insert("k.input_qparams", params([0.02, 128.0]));
+    g.weights.0.remove("in.input_qparams");
+    verify(&g).unwrap();
 }

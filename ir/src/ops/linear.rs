@@ -246,7 +246,7 @@ pub fn activation(w: &Weights, p: &str) -> Result<crate::quant::Activation, Eval
 
 /// A dense group applied to `x` (int8 groups compute what `quant::qlinear` says).
 pub fn eval_dense(w: &Weights, x: &Tensor, p: &str) -> Result<Tensor, EvalError> {
-    crate::calibrate::observe(p, x)?;
+    crate::observe::observe(p, x)?;
     let (weight, bias) = (data(w, &format!("{p}.weight"))?, data(w, &format!("{p}.bias"))?);
     if quantized(w, p) {
         let scale = data(w, &crate::quant::scale_name(p))?;
@@ -258,7 +258,7 @@ pub fn eval_dense(w: &Weights, x: &Tensor, p: &str) -> Result<Tensor, EvalError>
 /// A tiled group applied to `x`: per tile, the kept input features times the tile's weight; tiles
 /// concatenated (scattered into the listed columns when `P.cols` exists), plus bias.
 fn eval_tiled(w: &Weights, x: &Tensor, p: &str, tiles: usize) -> Result<Tensor, EvalError> {
-    crate::calibrate::observe(p, x)?;
+    crate::observe::observe(p, x)?;
     let last = x.rank() - 1;
     let mut parts = vec![];
     if tiles_quantized(w, p) {
