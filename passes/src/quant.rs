@@ -18,7 +18,7 @@ use crate::rewrite::{set_weight, weight};
 /// `quant` as the registry lists it.
 pub const INFO: PassInfo = PassInfo {
     name: "quant",
-    about: "int8 weights for every linear and attention projection, activations quantized per call; run last",
+    about: "int8 weights for every linear and attention projection, activations quantized per call or with calibrated ranges; run last",
     args: &[
         ("weights", "int8 (the only width; default)"),
         (
