@@ -91,10 +91,10 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
     let (mut graph, info) = bertopt_models::load_graph(model)?;
     let t1 = Instant::now();
     let calibration = match &opts.calibration {
-        Some((split, rows)) => {
+        Some((split, rows)) if passes.calibrates() => {
             crate::calibration_rows::calibration_rows(split, info.files.tokenizer.as_deref(), model, *rows)?
         }
-        None => vec![],
+        _ => vec![],
     };
     let reports = passes.run(&mut graph, &mut PassContext { flops_seq: 128, calibration })?;
     let t2 = Instant::now();

@@ -33,9 +33,17 @@ pub fn row_scale_name(table: &str) -> String {
     format!("{table}_row_scale")
 }
 
+/// The suffix of a group's static activation parameters.
+const INPUT_PARAMS: &str = ".input_qparams";
+
 /// The static activation parameters `[scale, zero point]` of a quantized group `P` (absent: dynamic).
 pub fn input_params_name(p: &str) -> String {
-    format!("{p}.input_qparams")
+    format!("{p}{INPUT_PARAMS}")
+}
+
+/// The group `P` whose static activation parameters weight `name` is, if it is one.
+pub fn input_params_group(name: &str) -> Option<&str> {
+    name.strip_suffix(INPUT_PARAMS)
 }
 
 /// How a quantized group's input becomes uint8.

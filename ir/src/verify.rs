@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use crate::graph::Graph;
 use crate::ops::Op;
 use crate::print::ValueNames;
-use crate::quant::{is_quantized, row_scale_name, scale_name, QMAX};
+use crate::quant::{input_params_group, is_quantized, row_scale_name, scale_name, QMAX};
 use crate::types::{DType, ValueType};
 
 /// Where a problem is.
@@ -138,9 +138,6 @@ pub fn verify(g: &Graph) -> Result<(), VerifyError> {
     }
 }
 
-/// The suffix `quant::input_params_name` gives a group.
-const INPUT_PARAMS: &str = ".input_qparams";
-
 /// Static activation parameters `P.input_qparams` belong to an int8 group (dense or tiled) and hold
 /// `[scale > 0, zero point in 0..=255]`.
 fn push_input_params_problems(
@@ -149,19 +146,19 @@ fn push_input_params_problems(
     w: &crate::Weight,
     push: &mut impl FnMut(String),
 ) {
-    debug_assert_eq!(crate::quant::input_params_name(p), format!("{p}{INPUT_PARAMS}"));
+    let name = crate::quant::input_params_name(p);
     let has = |x: &str| weights.0.contains_key(x);
     if !is_quantized(has, p) && !is_quantized(has, &crate::ops::tile_group(p, 0)) {
-        push(format!("@{p}{INPUT_PARAMS} gives static activation parameters, but @{p} is not an int8 group"));
+        push(format!("@{name} gives static activation parameters, but @{p} is not an int8 group"));
     }
     if w.ty != ValueType::known(DType::F32, &[2]) {
-        push(format!("@{p}{INPUT_PARAMS} is {}, want f32[2] (scale, zero point)", w.ty));
+        push(format!("@{name} is {}, want f32[2] (scale, zero point)", w.ty));
         return;
     }
     if let Some(v) = w.data.as_ref().and_then(|t| t.to_vec1::<f32>().ok()) {
         let (scale, zero) = (v[0], v[1]);
         if !(scale.is_finite() && scale > 0.0) || zero.fract() != 0.0 || !(0.0..=255.0).contains(&zero) {
-            push(format!("@{p}{INPUT_PARAMS} = [{scale}, {zero}]: want a scale > 0 and a whole zero point in 0..=255"));
+            push(format!("@{name} = [{scale}, {zero}]: want a scale > 0 and a whole zero point in 0..=255"));
         }
     }
 }
@@ -172,7 +169,7 @@ fn quant_problems(weights: &crate::weights::Weights) -> Vec<Problem> {
     let mut problems = vec![];
     for (name, w) in &weights.0 {
         let mut push = |message: String| problems.push(problem(Location::Weight(name.clone()), message));
-        if let Some(p) = name.strip_suffix(INPUT_PARAMS) {
+        if let Some(p) = input_params_group(name) {
             push_input_params_problems(weights, p, w, &mut push);
             continue;
         }

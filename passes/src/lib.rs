@@ -55,6 +55,11 @@ impl Pipeline {
         Ok(Pipeline { passes: registry::build_all(&specs)? })
     }
 
+    /// Whether some pass reads calibration inputs (`PassContext::calibration`).
+    pub fn calibrates(&self) -> bool {
+        self.passes.iter().any(|p| p.calibrates())
+    }
+
     pub fn empty() -> Self {
         Pipeline { passes: vec![] }
     }

@@ -40,6 +40,10 @@ pub trait Pass {
     fn reads_int8(&self) -> bool {
         self.cleanup()
     }
+    /// Whether the pass reads `PassContext::calibration` (so the driver tokenizes calibration rows only then).
+    fn calibrates(&self) -> bool {
+        false
+    }
     /// A caveat printed with the pass's report.
     fn note(&self) -> Option<&'static str> {
         None

@@ -119,6 +119,10 @@ impl Pass for Quant {
         true
     }
 
+    fn calibrates(&self) -> bool {
+        self.static_activations
+    }
+
     fn run(
         &self,
         g: &mut Graph,

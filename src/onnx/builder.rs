@@ -123,11 +123,6 @@ impl OnnxBuilder {
         self.graph.initializer.push(t);
     }
 
-    /// The dims of initializer `name`, if there is one.
-    pub fn initializer_dims(&self, name: &str) -> Option<Vec<usize>> {
-        self.graph.initializer.iter().find(|t| t.name == name).map(|t| t.dims.iter().map(|&d| d as usize).collect())
-    }
-
     /// Put the node just added in operator domain `domain` (e.g. ONNX Runtime's `com.microsoft` contrib ops),
     /// imported by the model.
     pub fn in_domain(&mut self, domain: &str) {

@@ -187,6 +187,15 @@ impl<'g> Emitter<'g> {
         name.to_string()
     }
 
+    /// A uint8 initializer computed by the lowering under `name`, emitted once.
+    pub(crate) fn computed_u8(&mut self, name: &str, dims: &[usize], v: &[u8]) -> String {
+        if !self.consts.contains_key(name) {
+            self.b.initializer_u8(name, dims, v);
+            self.consts.insert(name.into(), name.into());
+        }
+        name.to_string()
+    }
+
     /// A scalar or small constant, shared by value.
     pub(crate) fn const_f32(&mut self, v: f32) -> String {
         let key = format!("const.f32.{v:?}");

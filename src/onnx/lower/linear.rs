@@ -313,8 +313,7 @@ impl Emitter<'_> {
         let q = match act {
             bertopt_ir::quant::Activation::Static { scale, zero } => {
                 let s = self.computed_f32(&format!("{p}.input_scale"), &[], &[scale]);
-                let z = format!("{p}.input_zero");
-                self.b.initializer_u8(&z, &[], &[zero]);
+                let z = self.computed_u8(&format!("{p}.input_zero"), &[], &[zero]);
                 let xq = self.b.node("QuantizeLinear", &format!("{p}/QuantizeInput"), &[x, &s, &z], &[]);
                 (xq, s, z)
             }
@@ -339,7 +338,10 @@ impl Emitter<'_> {
     /// `x·W + b` of group `p` with the int8 initializer `w: [K, N]` and its per-column scales `ws` (already times
     /// `extra`), in the form `self.int8_form` names; the bias is times `extra`.
     fn int8_matmul(&mut self, x: &str, p: &str, w: &str, ws: &str, extra: f32) -> Result<String, EmitError> {
-        let bias = self.scaled_init(&format!("{p}.bias"), (extra != 1.0).then_some(extra))?;
+        let bias_name = format!("{p}.bias");
+        let n =
+            self.weight(&bias_name)?.dim(0).map_err(|source| EmitError::Tensor { name: bias_name.clone(), source })?;
+        let bias = self.scaled_init(&bias_name, (extra != 1.0).then_some(extra))?;
         let is_static = self.g.weights.has(&bertopt_ir::quant::input_params_name(p));
         match self.int8_form {
             crate::onnx::Int8Form::Integer => {
@@ -360,7 +362,7 @@ impl Emitter<'_> {
                         d
                     }
                 };
-                let wz = self.weight_zeros(w, ws)?;
+                let wz = self.weight_zeros(n);
                 let axis = [("axis", Attr::Int(1))];
                 let wd = self.b.node("DequantizeLinear", &format!("{p}/DequantizeWeight"), &[w, ws, &wz], &axis);
                 let y = self.b.node("MatMul", &format!("{p}/MatMul"), &[&xd, &wd], &[]);
@@ -368,14 +370,14 @@ impl Emitter<'_> {
             }
             crate::onnx::Int8Form::Ort if is_static => {
                 let (xq, xs, xz) = self.quantized_input(x, p)?;
-                let wz = self.weight_zeros(w, ws)?;
+                let wz = self.weight_zeros(n);
                 let ins = [xq.as_str(), w, &xs, ws, &xz, &wz, &bias];
                 let y = self.b.node("MatMulIntegerToFloat", &format!("{p}/MatMulIntegerToFloat"), &ins, &[]);
                 self.b.in_domain(ORT_DOMAIN);
                 Ok(y)
             }
             crate::onnx::Int8Form::Ort => {
-                let wz = self.weight_zeros(w, ws)?;
+                let wz = self.weight_zeros(n);
                 let ins = [x, w, ws, &wz, &bias];
                 let y = self.b.node("DynamicQuantizeMatMul", &format!("{p}/DynamicQuantizeMatMul"), &ins, &[]);
                 self.b.in_domain(ORT_DOMAIN);
@@ -384,13 +386,9 @@ impl Emitter<'_> {
         }
     }
 
-    /// The int8 zero points (all 0: weights are symmetric) beside the per-column scales `ws`, one per column.
-    fn weight_zeros(&mut self, w: &str, ws: &str) -> Result<String, EmitError> {
-        let n =
-            self.b.initializer_dims(ws).and_then(|d| d.first().copied()).ok_or_else(|| {
-                EmitError::Graph(format!("the scales {ws} of int8 weight {w} are not a 1-D initializer"))
-            })?;
-        Ok(self.computed_i8(&format!("const.i8.zeros.{n}"), &[n], &vec![0; n]))
+    /// The int8 zero points of a symmetric weight with `n` columns (all 0), one per column as per-axis scales want.
+    fn weight_zeros(&mut self, n: usize) -> String {
+        self.computed_i8(&format!("const.i8.zeros.{n}"), &[n], &vec![0; n])
     }
 }
 
