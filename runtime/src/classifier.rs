@@ -163,6 +163,11 @@ impl Classifier {
         &self.path
     }
 
+    /// How many tokens the model reads for `text` (special tokens included, after truncation).
+    pub fn tokens(&self, text: &str) -> Result<usize> {
+        Ok(self.encoder.encode_prepared(&[text], None)?.seq)
+    }
+
     pub fn classify(&self, text: &str) -> Result<Prediction> {
         Ok(self.classify_batch(&[text])?.remove(0))
     }

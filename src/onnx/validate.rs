@@ -32,6 +32,33 @@ pub struct Validation {
     pub initializers: usize,
     pub inputs: Vec<InputDecl>,
     pub outputs: Vec<String>,
+    /// The ops in the graph (branches included) that round activations to integers, sorted and unique.
+    pub rounding_ops: Vec<String>,
+}
+
+/// Ops whose outputs are activations rounded to an integer grid: a graph with any of them is a discontinuous
+/// function of its input, so two runtimes can differ by whole quantization steps where one value sits within
+/// an f32 rounding error of a step boundary.
+const ROUNDING_OPS: [&str; 6] = [
+    "QuantizeLinear",
+    "DynamicQuantizeLinear",
+    "DynamicQuantizeMatMul",
+    "MatMulIntegerToFloat",
+    "QLinearMatMul",
+    "QLinearConv",
+];
+
+fn rounding_ops(g: &GraphProto, found: &mut std::collections::BTreeSet<String>) {
+    for node in &g.node {
+        if ROUNDING_OPS.contains(&node.op_type.as_str()) {
+            found.insert(node.op_type.clone());
+        }
+        for a in &node.attribute {
+            for body in a.g.as_ref().into_iter().chain(a.graphs.iter()) {
+                rounding_ops(body, found);
+            }
+        }
+    }
 }
 
 /// Read and validate a file. Errors only when it cannot be read or is not an ONNX protobuf at all.
@@ -64,6 +91,7 @@ pub fn validate(model: &ModelProto) -> Validation {
             initializers: 0,
             inputs: vec![],
             outputs: vec![],
+            rounding_ops: vec![],
         };
     };
     if graph.output.is_empty() {
@@ -105,6 +133,11 @@ pub fn validate(model: &ModelProto) -> Validation {
         initializers: graph.initializer.len(),
         inputs,
         outputs: graph.output.iter().map(|o| o.name.clone()).collect(),
+        rounding_ops: {
+            let mut found = std::collections::BTreeSet::new();
+            rounding_ops(graph, &mut found);
+            found.into_iter().collect()
+        },
     }
 }
 

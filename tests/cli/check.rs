@@ -109,3 +109,48 @@ fn broken_files_fail_with_the_problem_named() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("garbage.onnx is not an ONNX model"), "{err}");
 }
+
+#[test]
+fn an_int8_export_is_checked_against_the_rounding_tolerance_and_on_real_sentences() {
+    let d = tempfile::tempdir().unwrap();
+    let model = d.path().join("m");
+    write_tiny_model(&model, &TinySpec { scheme: Scheme::Bert, labels: 2, ..TinySpec::default() }).unwrap();
+    let (f32_onnx, int8_onnx) = (d.path().join("f32.onnx"), d.path().join("int8.onnx"));
+    assert!(optimize(&[s(&model), "-o", s(&f32_onnx)]).status.success());
+    assert!(optimize(&[s(&model), "--pass", "quant", "-o", s(&int8_onnx)]).status.success());
+    // Sentences of known length: [CLS] + words + [SEP].
+    let text = d.path().join("text.jsonl");
+    let rows = ["the movie was good", "bad", "i loved it , very fun !", "the plot was not very good but fun"];
+    let lines: Vec<String> = rows.iter().map(|t| serde_json::json!({"text": t, "label": 1}).to_string()).collect();
+    std::fs::write(&text, lines.join("\n")).unwrap();
+    let words: usize = rows.iter().map(|t| t.split(' ').count() + 2).sum();
+
+    let r = json_of(&optimize(&["check", s(&f32_onnx), "--text", s(&text), "--json"]));
+    assert_eq!((r["ok"].as_bool(), r["tolerance"].as_f64()), (Some(true), Some(1e-4)), "{r}");
+    assert_eq!(r["rounding_ops"], serde_json::json!([]));
+    let t = &r["text"];
+    assert_eq!((t["rows"].as_u64(), t["disagreements"].as_u64()), (Some(4), Some(0)), "{r}");
+    assert!((t["mean_tokens"].as_f64().unwrap() - words as f64 / 4.0).abs() < 1e-9, "{r}");
+    assert!(t["max_abs_diff"].as_f64().unwrap() <= 1e-4 && t["worst_row"].as_u64().unwrap() < 4, "{r}");
+
+    // --rows caps the sentences read.
+    let r = json_of(&optimize(&["check", s(&int8_onnx), "--text", s(&text), "--rows", "2", "--json"]));
+    assert_eq!(r["rounding_ops"], serde_json::json!(["DynamicQuantizeLinear"]), "{r}");
+    assert_eq!((r["ok"].as_bool(), r["tolerance"].as_f64()), (Some(true), Some(0.5)), "{r}");
+    assert_eq!(r["text"]["rows"].as_u64(), Some(2), "{r}");
+    // --tol still wins: a tolerance no rounding graph can meet on non-zero logits fails it only if they differ.
+    let o = optimize(&["check", s(&int8_onnx), "--tol", "0", "--json"]);
+    let r = json_of(&o);
+    assert_eq!(r["tolerance"].as_f64(), Some(0.0), "{r}");
+    assert_eq!(o.status.success(), r["outputs"][0]["max_abs_diff"].as_f64() == Some(0.0), "{r}");
+
+    // A file of sentences that is not there, and a model without a tokenizer, are named.
+    let o = optimize(&["check", s(&f32_onnx), "--text", s(&d.path().join("missing.jsonl"))]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing.jsonl"), "{}", String::from_utf8_lossy(&o.stderr));
+    write_foreign_models(d.path());
+    let o = optimize(&["check", s(&d.path().join("good.onnx")), "--text", s(&text)]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--text needs a bertopt export with its tokenizer") && err.contains("good.onnx"), "{err}");
+}
