@@ -113,4 +113,20 @@ weights {
         assert!(ranges(&g, &[bad], Statistic::MinMax).is_err());
         assert!(!crate::observe::is_recording());
     }
+
+    #[test]
+    fn recording_inputs_keeps_each_groups_whole_input_in_evaluation_order() {
+        let g = crate::parse(GRAPH).unwrap();
+        let b = batch(&[4, 2, 9]);
+        let mut outs = vec![];
+        let got = crate::observe::recording_inputs(|| interp::run(&g, &b).map(|o| outs = o)).unwrap();
+        let of = |name: &str| outs.iter().find(|(n, _)| n == name).unwrap().1.clone();
+        let names: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        for ((_, x), output) in got.iter().zip(["embedded", "hidden"]) {
+            let want = of(output).flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(x.flatten_all().unwrap().to_vec1::<f32>().unwrap(), want, "{output}");
+        }
+        assert!(!crate::observe::is_recording());
+    }
 }
