@@ -28,6 +28,8 @@ for m in models:
             cells.append(f"{x:.2f} ms ({c['dense']['mean_ms'] / x:.2f}x{t})")
     print(f"| {m} | {pct(v['accuracy'])} {d(v)} | {pct(e['accuracy'])} {interval(e['ci95'])} | {d(e)} | {d(o)} | "
           + " | ".join(cells) + " |")
+cuts = {"deep": "heads 75 % + ffn 75 %", "deeph25": "deep + hidden(ratio=0.25)", "deep5": "deep + layers(keep=5)"}
+named = "; ".join(f"{k} = {v}" for k, v in cuts.items() if k in models)
 print("\n-s8: `quant(activations=static)` (int8 weights per column, activation ranges calibrated on 256 training rows, "
-      "the mean of each row's extremes). deep = heads 75 % + ffn 75 %; deeph25 = deep + hidden(ratio=0.25); both "
-      "recovered with distillation. (=): the paired interval contains 0.")
+      f"the mean of each row's extremes). {named}; each recovered with distillation. (=): the paired interval "
+      "contains 0.")
