@@ -71,6 +71,8 @@ pub struct ExportOptions {
     pub int8_tiles: crate::onnx::Int8Tiles,
     /// Which ops int8 groups are written with (`--int8-form`).
     pub int8_form: crate::onnx::Int8Form,
+    /// How Q, K and V projections are written (`--qkv`).
+    pub qkv: crate::onnx::Qkv,
 }
 
 /// Load, lower, run the pipeline and write the ONNX model atomically. The pipeline is parsed before any
@@ -128,6 +130,7 @@ pub fn export_with(model: &Path, pipeline: &str, output: &Path, opts: ExportOpti
         stream: opts.stream,
         int8_tiles: opts.int8_tiles,
         int8_form: opts.int8_form,
+        qkv: opts.qkv,
     };
     let cost = bertopt_passes::cost(&graph, 128);
     let ir = opts.keep_ir.then(|| bertopt_ir::print(&graph));

@@ -42,6 +42,10 @@ pub struct Export {
     /// (QuantizeLinear/DequantizeLinear around an f32 MatMul) or `ort` (ONNX Runtime's contrib ops; not tract).
     #[arg(long, value_enum, default_value_t = crate::onnx::Int8Form::Integer)]
     int8_form: crate::onnx::Int8Form,
+    /// How each layer's query, key and value projections are written: `separate` (three linears) or `fused`
+    /// (one linear over the three weights and a Split; tiled and int8 projections stay separate).
+    #[arg(long, value_enum, default_value_t = crate::onnx::Qkv::Separate)]
+    qkv: crate::onnx::Qkv,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -121,6 +125,7 @@ impl Export {
             stream: self.stream,
             int8_tiles: self.int8_tiles,
             int8_form: self.int8_form,
+            qkv: self.qkv,
         };
         let report = crate::export::export_with(&model, &self.pipeline, &self.output, opts)?;
         if let Some(ir) = &report.ir {

@@ -15,6 +15,19 @@ pub struct EmitOptions<'a> {
     pub stream: Stream,
     pub int8_tiles: Int8Tiles,
     pub int8_form: Int8Form,
+    pub qkv: Qkv,
+}
+
+/// How an attention layer's query, key and value projections are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Qkv {
+    /// Three linears (`MatMul` + `Add` each) reading the same hidden states.
+    #[default]
+    Separate,
+    /// One linear over the three weights side by side (`[D, 3·H·d]`, the query's columns pre-scaled) and one
+    /// `Split` into Q, K and V: one packing of the input and one kernel call instead of three. Layers whose
+    /// projections are tiled or int8 stay separate.
+    Fused,
 }
 
 /// Which ONNX ops an int8 group (`quant`) is written with. All compute what `bertopt_ir::quant` says: the same
@@ -70,6 +83,7 @@ pub fn emit(g: &Graph, opts: &EmitOptions) -> Result<onnx_protobuf::ModelProto, 
     e.rows = opts.stream == Stream::Rows && !per_row;
     e.int8_tiles = opts.int8_tiles;
     e.int8_form = opts.int8_form;
+    e.fuse_qkv = opts.qkv == Qkv::Fused;
     for &i in &g.inputs {
         let node = &g.dag[i];
         if let Op::Input(ops::Input { name }) = &node.op {

@@ -8,4 +8,4 @@ pub mod segments;
 pub mod validate;
 
 pub use builder::{read_metadata, summarize, write_model, FileSummary};
-pub use emit::{emit, EmitError, EmitOptions, Int8Form, Int8Tiles, Stream};
+pub use emit::{emit, EmitError, EmitOptions, Int8Form, Int8Tiles, Qkv, Stream};

@@ -11,6 +11,7 @@ mod ebert;
 mod lowering;
 mod onnx_checker;
 mod parity;
+mod qkv;
 mod quant;
 mod runtime;
 mod stream;

@@ -22,10 +22,18 @@ impl Emitter<'_> {
         let d = bertopt_ir::ops::def::width(&self.g.dag[self.g.operands(n)[0]].ty) as usize;
         let inner = heads * head_dim;
         // The 1/sqrt(d) score scale is folded into the query projection.
-        let q = self.projection(a[0], query, tiles[0], d, Some(1.0 / (*head_dim as f32).sqrt()))?;
-        let k = self.projection(a[0], key, tiles[1], d, None)?;
-        let v = self.projection(a[0], value, tiles[2], d, None)?;
+        let scale = 1.0 / (*head_dim as f32).sqrt();
         let names = [query.as_str(), key.as_str(), value.as_str()];
+        let quantized = names.iter().any(|p| bertopt_ir::quant::is_quantized(|n| self.g.weights.0.contains_key(n), p));
+        let [q, k, v] = if self.fuse_qkv && tiles[..3] == [0, 0, 0] && !quantized {
+            self.fused_qkv(a[0], names, scale)?
+        } else {
+            [
+                self.projection(a[0], query, tiles[0], d, Some(scale))?,
+                self.projection(a[0], key, tiles[1], d, None)?,
+                self.projection(a[0], value, tiles[2], d, None)?,
+            ]
+        };
         let c = self.multi_head(&scope, names, [&q, &k, &v], &mask, *heads as i64, *head_dim as i64)?;
         self.projection(&c, output, tiles[3], inner, None)
     }
@@ -61,6 +69,36 @@ impl Emitter<'_> {
         let y = self.b.node("MatMul", &format!("{output}/MatMul"), &[&c, &wo], &[]);
         let bias = self.init(&format!("{output}.bias"))?;
         Ok(self.b.node("Add", &format!("{output}/Add"), &[&y, &bias], &[]))
+    }
+
+    /// Q, K and V of dense f32 projections `names` as one linear over `[W_q·scale | W_k | W_v]` and a `Split`.
+    fn fused_qkv(&mut self, x: &str, names: [&str; 3], scale: f32) -> Result<[String; 3], EmitError> {
+        let mut w = vec![];
+        let mut b = vec![];
+        for (i, p) in names.iter().enumerate() {
+            let s = if i == 0 { scale as f64 } else { 1.0 };
+            let t = |n: String| -> Result<candle_core::Tensor, EmitError> {
+                (self.weight(&n)? * s).map_err(|source| EmitError::Tensor { name: n.clone(), source })
+            };
+            w.push(t(format!("{p}.weight"))?);
+            b.push(t(format!("{p}.bias"))?);
+        }
+        let fused = |parts: &[candle_core::Tensor], axis: usize| {
+            candle_core::Tensor::cat(parts, axis).map_err(|source| EmitError::Tensor { name: names[0].into(), source })
+        };
+        let (w, b) = (fused(&w, 1)?, fused(&b, 0)?);
+        let scope = names[0].trim_end_matches(".query");
+        let wn = self.computed_f32(&format!("{scope}.qkv.weight"), w.dims(), &super::emitter::data(&w, scope)?);
+        let bn = self.computed_f32(&format!("{scope}.qkv.bias"), b.dims(), &super::emitter::data(&b, scope)?);
+        let y = if self.rows {
+            self.b.node("Gemm", &format!("{scope}.qkv/Gemm"), &[x, &wn, &bn], &[])
+        } else {
+            let mm = self.b.node("MatMul", &format!("{scope}.qkv/MatMul"), &[x, &wn], &[]);
+            self.b.node("Add", &format!("{scope}.qkv/Add"), &[&mm, &bn], &[])
+        };
+        // Opset 17's Split without sizes cuts the last axis into three equal parts.
+        let parts = self.b.node_multi("Split", &format!("{scope}.qkv/Split"), &[&y], 3, &[("axis", Attr::Int(-1))]);
+        Ok([parts[0].clone(), parts[1].clone(), parts[2].clone()])
     }
 
     /// `(1 - mask) * MASK_NEG` shaped `[batch, 1, 1, seq]`.

@@ -44,6 +44,8 @@ pub(crate) struct Emitter<'g> {
     pub(crate) int8_tiles: crate::onnx::Int8Tiles,
     /// Which ops int8 groups are written with.
     pub(crate) int8_form: crate::onnx::Int8Form,
+    /// Write each layer's Q, K and V projections as one linear and a `Split` (`Qkv::Fused`).
+    pub(crate) fuse_qkv: bool,
     pub(crate) tokens: Option<String>,
     /// Shape tensors built from `tokens`, per (tail, subgraph).
     shapes: HashMap<(Vec<i64>, usize), String>,
@@ -85,6 +87,7 @@ impl<'g> Emitter<'g> {
             quantized_inputs: HashMap::new(),
             dequantized_inputs: HashMap::new(),
             int8_form: Default::default(),
+            fuse_qkv: false,
             rows: false,
             int8_tiles: Default::default(),
             tokens: None,
