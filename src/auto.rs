@@ -11,6 +11,8 @@
 //! 4. `exits`: DeeBERT off-ramps trained on the kept model (frozen backbone) and the entropy threshold that runs
 //!    the fewest layers on validation within what is left of the budget (against dense, not against the pruned
 //!    model: losses add up along the chain).
+//!    `layers` (with `--layers`): the top encoder layer dropped from the kept cut (`layers(keep=L-1)`), recovered
+//!    the same way; a candidate of its own when within `--max-drop` (exits are not trained on it).
 //! 5. `quant`: an int8 twin of every candidate.
 //! 6. `measure`: every candidate timed on the validation sentences at their own length, beside dense in one
 //!    interleaved run, on `--runtime` at `--batch`. The choice: the fastest candidate within `--max-drop` points
@@ -75,6 +77,9 @@ pub struct AutoArgs {
     /// Do not try int8.
     #[arg(long)]
     pub no_quant: bool,
+    /// Also try the kept cut with its top encoder layer dropped (`layers(keep=L-1)`), recovered and distilled.
+    #[arg(long)]
+    pub layers: bool,
     #[arg(short, long)]
     pub out: PathBuf,
     /// Print the report as JSON.
@@ -192,7 +197,7 @@ fn settings(a: &AutoArgs) -> String {
     format!(
         "model={} data={:?} eval={:?} val={:?} train_size={:?} val_size={:?} seed={} label_map={:?} max_drop={} \
          runtime={} batch={} schedule={:?} epochs={} lr={} train_batch={} max_len={} exit_pooling={:?} exits={} \
-         quant={}",
+         quant={} layers={}",
         a.model.display(),
         a.split.data,
         a.split.eval,
@@ -211,7 +216,8 @@ fn settings(a: &AutoArgs) -> String {
         a.max_len,
         a.exit_pooling,
         !a.no_exits,
-        !a.no_quant
+        !a.no_quant,
+        a.layers
     )
 }
 
@@ -311,6 +317,9 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
     names.extend(a.schedule.iter().map(|r| format!("cut-{r}")));
     if !a.no_exits {
         names.push("exits".into());
+    }
+    if a.layers {
+        names.push("layers".into());
     }
     if !a.no_quant {
         names.push(bertopt_passes::quant::INFO.name.into());
@@ -540,6 +549,39 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
         }
     }
 
+    if a.layers {
+        let layers = bertopt_models::load_graph(&a.model)?.1.config.num_hidden_layers;
+        let base = kept.clone();
+        let keep = layers.saturating_sub(1);
+        let what = format!("the top layer dropped from {} (layers(keep={keep})), recovered, distilled", base.name);
+        let rec = stage!("layers".to_string(), &what, true, {
+            if keep == 0 {
+                anyhow::Ok(StageRecord { note: "one encoder layer: none to drop".into(), ..Default::default() })
+            } else {
+                let dir = out.join("stages").join("layers");
+                let cut = format!("layers(keep={keep})");
+                let pipeline = if base.pipeline.is_empty() { cut } else { format!("{},{cut}", base.pipeline) };
+                let mut t = train_args(dir.clone(), a.epochs, a.lr, Some(a.model.clone()));
+                t.start = crate::train_cmd::Start::Pretrained(base.checkpoint.clone());
+                crate::recover::run(&base.checkpoint, &pipeline, &[], t)?;
+                let file = out.join("layers.onnx");
+                crate::export::export(&dir, &pipeline, &file)?;
+                let c = candidate(&format!("{}-layers", base.name), &pipeline, &dir, file)?;
+                let accepted = c.drop_points(&dense) <= a.max_drop + 1e-9;
+                let note = format!(
+                    "validation {:.2} % ({:+.2} points against dense): {}",
+                    c.val_accuracy * 100.0,
+                    -c.drop_points(&dense),
+                    if accepted { "a candidate" } else { "beyond the budget" }
+                );
+                anyhow::Ok(StageRecord { candidates: vec![c], accepted, note, ..Default::default() })
+            }
+        });
+        if let Some(rec) = rec {
+            cands.extend(rec.candidates);
+        }
+    }
+
     if !a.no_quant {
         let base: Vec<Candidate> = cands.clone();
         let quant = bertopt_passes::quant::INFO.name;
@@ -662,10 +704,11 @@ fn stopped(a: &AutoArgs, state: &State, elapsed: Duration) -> String {
         .into_iter()
         .chain(a.schedule.iter().map(|r| format!("cut-{r}")))
         .chain((!a.no_exits).then(|| "exits".to_string()))
+        .chain(a.layers.then(|| "layers".to_string()))
         .filter(|n| !state.stages.contains_key(n))
         .collect();
     let next = "next levers: more recovery epochs per stage, a finer --schedule, jointly trained (ElasticBERT) \
-                off-ramps, cuts of the hidden size or of whole layers";
+                off-ramps, cuts of the hidden size or of whole layers (--layers drops one)";
     match rejected {
         Some(why) => format!("{why}; {next}."),
         None if elapsed >= a.time_budget && !missing.is_empty() => {

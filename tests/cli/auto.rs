@@ -33,7 +33,7 @@ fn setup(d: &Path) -> (PathBuf, PathBuf, PathBuf) {
 fn auto_args<'a>(model: &'a Path, data: &'a Path, test: &'a Path, out: &'a Path, max_drop: &'a str) -> Vec<&'a str> {
     let mut a = vec!["auto", s(model), "--data", s(data), "--eval", s(test), "--train-size", "60", "--val-size", "20"];
     a.extend(["--schedule", "0.25,0.5", "--epochs", "1", "--train-batch", "8", "--max-len", "16", "--lr", "5e-3"]);
-    a.extend(["--max-drop", max_drop, "--json", "-o", s(out)]);
+    a.extend(["--max-drop", max_drop, "--layers", "--json", "-o", s(out)]);
     a
 }
 
@@ -84,10 +84,15 @@ fn auto_runs_end_to_end_and_test_labels_change_no_choice() {
     }
     assert!(best.exists());
     let stages = r["stages"].as_object().unwrap();
-    for st in ["baseline", "scores", "cut-0.25", "exits", "quant", "measure"] {
+    for st in ["baseline", "scores", "cut-0.25", "exits", "layers", "quant", "measure"] {
         assert!(stages.contains_key(st), "stage {st} missing: {stages:?}");
     }
     let cands = r["candidates"].as_array().unwrap();
+    // --layers: the kept cut with its top layer (of two) dropped, and its int8 twin.
+    let layers = cands.iter().find(|c| c["name"].as_str().unwrap().ends_with("-layers")).expect("a layers candidate");
+    assert!(layers["pipeline"].as_str().unwrap().ends_with("layers(keep=1)"), "{layers}");
+    let twin = format!("{}-int8", layers["name"].as_str().unwrap());
+    assert!(cands.iter().any(|c| c["name"] == twin.as_str()), "{twin}");
     assert_eq!(cands[0]["name"], "dense");
     assert!(cands.iter().any(|c| c["name"].as_str().unwrap().ends_with("-int8")), "int8 twins");
     assert!(cands.iter().all(|c| c["val_mean_ms"].as_f64().unwrap() > 0.0), "every candidate timed");
@@ -213,7 +218,7 @@ fn a_spent_time_budget_starts_no_training_and_says_so() {
     args.extend(["--time-budget", "0s"]);
     let r = run(&args);
     let stages = r["stages"].as_object().unwrap();
-    for st in ["scores", "cut-0.25", "cut-0.5", "exits"] {
+    for st in ["scores", "cut-0.25", "cut-0.5", "exits", "layers"] {
         assert!(!stages.contains_key(st), "{st} ran with no time left");
     }
     let names: Vec<&str> = r["candidates"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
