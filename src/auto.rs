@@ -13,7 +13,9 @@
 //!    model: losses add up along the chain).
 //!    `layers` (with `--layers`): the top encoder layer dropped from the kept cut (`layers(keep=L-1)`), recovered
 //!    the same way; a candidate of its own when within `--max-drop` (exits are not trained on it).
-//! 5. `quant`: an int8 twin of every candidate.
+//! 5. `quant`: an int8 twin of every candidate: for tract with activation ranges calibrated on the training rows
+//!    (`quant(activations=static)`: tract's per-call quantizer costs more than its int8 matmuls save), for ONNX
+//!    Runtime with activations quantized per call (its dynamic quantizer is fast; results.md, "int8 forms").
 //! 6. `measure`: every candidate timed on the validation sentences at their own length, beside dense in one
 //!    interleaved run, on `--runtime` at `--batch`. The choice: the fastest candidate within `--max-drop` points
 //!    of dense on validation and not measurably worse (paired 95 % interval), else dense.
@@ -584,8 +586,12 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
 
     if !a.no_quant {
         let base: Vec<Candidate> = cands.clone();
-        let quant = bertopt_passes::quant::INFO.name;
-        let rec = stage!(quant.to_string(), "an int8 twin of every candidate", false, {
+        let stage_name = bertopt_passes::quant::INFO.name;
+        let (quant, calibration) = match a.runtime {
+            Runtime::Tract => ("quant(activations=static)", Some((a.split.clone(), 256))),
+            Runtime::Ort => (stage_name, None),
+        };
+        let rec = stage!(stage_name.to_string(), "an int8 twin of every candidate", false, {
             let mut made = vec![];
             for c in &base {
                 let pipeline =
@@ -599,7 +605,8 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
                 if file.is_dir() {
                     std::fs::remove_dir_all(&file)?;
                 }
-                let opts = crate::export::ExportOptions { segmented, ..Default::default() };
+                let opts =
+                    crate::export::ExportOptions { segmented, calibration: calibration.clone(), ..Default::default() };
                 crate::export::export_with(&c.checkpoint, &pipeline, &file, opts)?;
                 made.push(candidate(&format!("{}-int8", c.name), &pipeline, &c.checkpoint, file)?);
             }
@@ -887,6 +894,20 @@ fn commands(a: &AutoArgs, chosen: &Candidate, state: &State) -> Vec<String> {
         ));
         from = "pruned".into();
     }
+    let local = |p: &str| p.replace(&format!("{}", a.out.join("scores.safetensors").display()), "scores.safetensors");
+    if let Some(at) = chosen.pipeline.find("layers(keep=") {
+        // The `layers` stage: the kept cut and the layer drop, recovered from the kept model.
+        let end = at + chosen.pipeline[at..].find(')').map_or(0, |i| i + 1);
+        cmds.push(format!(
+            "optimize recover {from} --pass \"{}\" --epochs {} --lr {} --batch {} --max-len {} --teacher {m}{data} -o layers",
+            local(&chosen.pipeline[..end]),
+            a.epochs,
+            a.lr,
+            a.train_batch,
+            a.max_len
+        ));
+        from = "layers".into();
+    }
     if chosen.pipeline.contains("exit(") {
         let pooling = match a.exit_pooling {
             bertopt_models::arch::classifier::ExitPooling::Mean => "mean",
@@ -899,9 +920,12 @@ fn commands(a: &AutoArgs, chosen: &Candidate, state: &State) -> Vec<String> {
         ));
         from = "exits".into();
     }
-    let pipeline =
-        chosen.pipeline.replace(&format!("{}", a.out.join("scores.safetensors").display()), "scores.safetensors");
-    let seg = if chosen.file.is_dir() { " --segmented" } else { "" };
+    let pipeline = local(&chosen.pipeline);
+    // Static int8 calibrates on the training rows of the same split.
+    let mut seg = if chosen.file.is_dir() { " --segmented".to_string() } else { String::new() };
+    if pipeline.contains("activations=static") {
+        seg.push_str(&data);
+    }
     if pipeline.is_empty() {
         cmds.push(format!("optimize {from} -o model.onnx"));
     } else {
@@ -1017,6 +1041,38 @@ mod tests {
         let (i, why) = choose(&[dense, cand("slow", 0.8, "1111111100", 12.0)], 1.0);
         assert_eq!(i, 0);
         assert!(why.contains("faster"), "{why}");
+    }
+
+    #[test]
+    fn the_rebuild_commands_recover_the_layer_drop_and_calibrate_static_int8() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            a: AutoArgs,
+        }
+        use clap::Parser;
+        let args = ["auto", "m", "--data", "d.csv", "--train-size", "60", "--schedule", "0.25,0.5", "-o", "o"];
+        let a = Cli::try_parse_from(args).unwrap().a;
+        let s = a.out.join("scores.safetensors").display().to_string();
+        let mut state = State { settings: String::new(), stages: BTreeMap::new() };
+        state.stages.insert("cut-0.25".into(), StageRecord { accepted: true, ..Default::default() });
+        let mut chosen = cand("cut-0.25-layers-int8", 0.8, "1", 1.0);
+        chosen.pipeline =
+            format!("heads(ratio=0.25,scores={s}),ffn(ratio=0.25,scores={s}),layers(keep=5),quant(activations=static)");
+        chosen.file = PathBuf::from("x.onnx");
+        let cmds = commands(&a, &chosen, &state);
+        let cut = "heads(ratio=0.25,scores=scores.safetensors),ffn(ratio=0.25,scores=scores.safetensors)";
+        assert_eq!(cmds.len(), 4, "{cmds:#?}");
+        assert!(cmds[1].starts_with("optimize recover m --pass") && cmds[1].ends_with("-o pruned"), "{cmds:#?}");
+        assert!(cmds[2].starts_with(&format!("optimize recover pruned --pass \"{cut},layers(keep=5)\" ")), "{cmds:#?}");
+        assert!(cmds[2].ends_with(" --teacher m --data d.csv --train-size 60 --seed 42 -o layers"), "{cmds:#?}");
+        assert_eq!(
+            cmds[3],
+            format!(
+                "optimize layers --pass \"{cut},layers(keep=5),quant(activations=static)\" --data d.csv \
+                 --train-size 60 --seed 42 -o model.onnx"
+            )
+        );
     }
 
     #[test]

@@ -95,6 +95,10 @@ fn auto_runs_end_to_end_and_test_labels_change_no_choice() {
     assert!(cands.iter().any(|c| c["name"] == twin.as_str()), "{twin}");
     assert_eq!(cands[0]["name"], "dense");
     assert!(cands.iter().any(|c| c["name"].as_str().unwrap().ends_with("-int8")), "int8 twins");
+    // For tract (the default runtime) the int8 twins calibrate their activation ranges.
+    for c in cands.iter().filter(|c| c["name"].as_str().unwrap().ends_with("-int8")) {
+        assert!(c["pipeline"].as_str().unwrap().ends_with("quant(activations=static)"), "{c}");
+    }
     assert!(cands.iter().all(|c| c["val_mean_ms"].as_f64().unwrap() > 0.0), "every candidate timed");
     // The chosen one is within budget on validation, and the test figures compare it with dense on the same rows.
     let chosen = cands.iter().find(|c| c["name"] == r["chosen"]).unwrap();
@@ -115,6 +119,10 @@ fn auto_runs_end_to_end_and_test_labels_change_no_choice() {
         let pipeline = chosen["pipeline"].as_str().unwrap();
         if !pipeline.is_empty() {
             args.extend(["--pass", pipeline]);
+        }
+        if pipeline.contains("activations=static") {
+            // Static int8 (the int8 twins for tract) calibrates on the same split's training rows.
+            args.extend(["--data", s(&data), "--eval", s(&test), "--train-size", "60", "--val-size", "20"]);
         }
         args.extend(["-o", s(&again)]);
         assert!(optimize(&args).status.success());
