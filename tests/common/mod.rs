@@ -386,3 +386,25 @@ pub fn equals_candle_in_all_runners(
         }
     }
 }
+
+/// `optimize MODEL [--pass PIPELINE] -o OUT EXTRA...`, which must succeed.
+pub fn export_ok(model: &Path, pipeline: &str, out: &Path, extra: &[&str]) {
+    let mut args = vec![s(model), "-o", s(out)];
+    if !pipeline.is_empty() {
+        args.extend(["--pass", pipeline]);
+    }
+    args.extend(extra);
+    let o = optimize(&args);
+    assert!(o.status.success(), "{pipeline} {extra:?}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Node count per op type of an ONNX file's main graph.
+pub fn op_counts(path: &Path) -> std::collections::BTreeMap<String, usize> {
+    use protobuf::Message;
+    let m = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap();
+    let mut count = std::collections::BTreeMap::new();
+    for n in &m.graph.node {
+        *count.entry(n.op_type.clone()).or_default() += 1;
+    }
+    count
+}

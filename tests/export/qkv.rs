@@ -5,33 +5,9 @@
 
 use crate::common;
 
-use std::collections::BTreeMap;
-use std::path::Path;
-
 use bertopt::run::Batch;
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::Scheme;
-use common::{optimize, s};
-use protobuf::Message;
-
-fn export(model: &Path, pipeline: &str, out: &Path, extra: &[&str]) {
-    let mut args = vec![s(model), "-o", s(out)];
-    if !pipeline.is_empty() {
-        args.extend(["--pass", pipeline]);
-    }
-    args.extend(extra);
-    let o = optimize(&args);
-    assert!(o.status.success(), "{pipeline} {extra:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn ops(path: &Path) -> BTreeMap<String, usize> {
-    let m = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap();
-    let mut count = BTreeMap::new();
-    for n in &m.graph.node {
-        *count.entry(n.op_type.clone()).or_default() += 1;
-    }
-    count
-}
 
 fn batches(vocab: usize) -> [Batch; 2] {
     let (b, s) = (2, 6);
@@ -56,12 +32,12 @@ fn fused_qkv_computes_what_three_projections_compute() {
             let what = format!("`{p}` {stream}");
             let (sep, fused) =
                 (d.path().join(format!("s{i}{stream}.onnx")), d.path().join(format!("f{i}{stream}.onnx")));
-            export(&m, p, &sep, &["--stream", stream]);
-            export(&m, p, &fused, &["--stream", stream, "--qkv", "fused"]);
+            common::export_ok(&m, p, &sep, &["--stream", stream]);
+            common::export_ok(&m, p, &fused, &["--stream", stream, "--qkv", "fused"]);
             for b in batches(spec.vocab) {
                 common::assert_same_outputs(&sep, &fused, &b, &what);
             }
-            let (os, of) = (ops(&sep), ops(&fused));
+            let (os, of) = (common::op_counts(&sep), common::op_counts(&fused));
             let linear = if stream == "rows" { "Gemm" } else { "MatMul" };
             assert_eq!(of.get("Split"), Some(&spec.layers), "{what}: {of:?}");
             assert_eq!(of[linear] + 2 * spec.layers, os[linear], "{what}: {os:?} -> {of:?}");
@@ -71,15 +47,15 @@ fn fused_qkv_computes_what_three_projections_compute() {
     // Tiled and int8 projections stay three.
     for p in ["tile(sparsity=0.5)", "quant"] {
         let (sep, fused) = (d.path().join("s.onnx"), d.path().join("f.onnx"));
-        export(&m, p, &sep, &[]);
-        export(&m, p, &fused, &["--qkv", "fused"]);
+        common::export_ok(&m, p, &sep, &[]);
+        common::export_ok(&m, p, &fused, &["--qkv", "fused"]);
         assert!(std::fs::read(&sep).unwrap() == std::fs::read(&fused).unwrap(), "{p}: --qkv fused changed the file");
     }
     // Inside early-exit branches.
     let e = common::exit_model(d.path());
     let (sep, fused) = (d.path().join("es.onnx"), d.path().join("ef.onnx"));
-    export(&e, "exit(threshold=0.3)", &sep, &[]);
-    export(&e, "exit(threshold=0.3)", &fused, &["--qkv", "fused"]);
+    common::export_ok(&e, "exit(threshold=0.3)", &sep, &[]);
+    common::export_ok(&e, "exit(threshold=0.3)", &fused, &["--qkv", "fused"]);
     assert!(std::fs::read(&sep).unwrap() != std::fs::read(&fused).unwrap(), "the branches' projections are fused");
     for b in batches(TinySpec::default().vocab) {
         common::assert_same_outputs(&sep, &fused, &b, "exit");

@@ -11,25 +11,6 @@ use std::path::{Path, PathBuf};
 use bertopt::run::Batch;
 use bertopt_models::testing::{write_tiny_model, TinySpec};
 use bertopt_models::Scheme;
-use common::{optimize, s};
-use protobuf::Message;
-
-fn export(model: &Path, pipeline: &str, out: &Path, extra: &[&str]) {
-    let mut args = vec![s(model), "--pass", pipeline, "-o", s(out)];
-    args.extend(extra);
-    let o = optimize(&args);
-    assert!(o.status.success(), "{pipeline} {extra:?}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-/// Node count per op type.
-fn ops(path: &Path) -> BTreeMap<String, usize> {
-    let m = onnx_protobuf::ModelProto::parse_from_bytes(&std::fs::read(path).unwrap()).unwrap();
-    let mut count = BTreeMap::new();
-    for n in &m.graph.node {
-        *count.entry(n.op_type.clone()).or_default() += 1;
-    }
-    count
-}
 
 /// Three rows of up to seven tokens, the shorter ones padded, and a single row.
 fn batches(vocab: usize) -> [Batch; 2] {
@@ -75,12 +56,12 @@ fn rows_compute_what_batched_computes_for_every_graph_form() {
             let what = format!("{:?} `{p}`", spec.scheme);
             let (batched, rows) =
                 (d.path().join(format!("b{i}.onnx")), d.path().join(format!("{:?}-r{i}.onnx", spec.scheme)));
-            export(m, p, &batched, &[]);
-            export(m, p, &rows, &["--stream", "rows"]);
+            common::export_ok(m, p, &batched, &[]);
+            common::export_ok(m, p, &rows, &["--stream", "rows"]);
             for b in batches(spec.vocab) {
                 common::assert_same_outputs(&batched, &rows, &b, &what);
             }
-            let (ob, or) = (ops(&batched), ops(&rows));
+            let (ob, or) = (common::op_counts(&batched), common::op_counts(&rows));
             assert_eq!(ob.get("Gemm"), None, "{what}: the batched form has no Gemm");
             if i < 2 {
                 // Every linear (six per layer, the pooler, the classifier) is one Gemm; what is left of MatMul
@@ -108,8 +89,8 @@ fn rows_keep_early_exits_and_leave_segmented_exports_alone() {
         ["exit(threshold=0.3)", "exit(criterion=patience,patience=1)", "exit(threshold=0.3),quant"].iter().enumerate()
     {
         let (batched, rows) = (d.path().join(format!("b{i}.onnx")), d.path().join(format!("r{i}.onnx")));
-        export(&m, p, &batched, &[]);
-        export(&m, p, &rows, &["--stream", "rows"]);
+        common::export_ok(&m, p, &batched, &[]);
+        common::export_ok(&m, p, &rows, &["--stream", "rows"]);
         for b in batches(vocab) {
             // Logits and the exit layer.
             common::assert_same_outputs(&batched, &rows, &b, p);
@@ -119,8 +100,8 @@ fn rows_keep_early_exits_and_leave_segmented_exports_alone() {
     common::onnx_check_parts(&checked);
 
     let (a, b) = (d.path().join("seg-batched"), d.path().join("seg-rows"));
-    export(&m, "exit(threshold=0.3)", &a, &["--segmented"]);
-    export(&m, "exit(threshold=0.3)", &b, &["--segmented", "--stream", "rows"]);
+    common::export_ok(&m, "exit(threshold=0.3)", &a, &["--segmented"]);
+    common::export_ok(&m, "exit(threshold=0.3)", &b, &["--segmented", "--stream", "rows"]);
     let files = |p: &Path| -> BTreeMap<String, Vec<u8>> {
         std::fs::read_dir(p)
             .unwrap()
