@@ -378,6 +378,26 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
         device: "cpu".into(),
         progress: !a.json,
     };
+    // A cut stage's candidate: `from` recovered under `pipeline` (--epochs, distilled from MODEL) into
+    // OUT/stages/STAGE and exported as OUT/STAGE.onnx; accepted when within --max-drop of dense on validation
+    // (`verdict`: what the note says when it is, and when it is not).
+    let recovered = |stage: &str, name: &str, from: &Path, pipeline: &str, dense: &Candidate, verdict: [&str; 2]| {
+        let dir = out.join("stages").join(stage);
+        let mut t = train_args(dir.clone(), a.epochs, a.lr, Some(a.model.clone()));
+        t.start = crate::train_cmd::Start::Pretrained(from.to_path_buf());
+        crate::recover::run(from, pipeline, &[], t)?;
+        let file = out.join(format!("{stage}.onnx"));
+        crate::export::export(&dir, pipeline, &file)?;
+        let c = candidate(name, pipeline, &dir, file)?;
+        let accepted = c.drop_points(dense) <= a.max_drop + 1e-9;
+        let note = format!(
+            "validation {:.2} % ({:+.2} points against dense): {}",
+            c.val_accuracy * 100.0,
+            -c.drop_points(dense),
+            verdict[usize::from(!accepted)]
+        );
+        anyhow::Ok(StageRecord { candidates: vec![c], accepted, note, ..Default::default() })
+    };
 
     // A stage: its record if finished, else run it and record it (after its files are complete).
     macro_rules! stage {
@@ -448,22 +468,14 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
         let from = kept.checkpoint.clone();
         let what = format!("heads and FFN at {r}, recovered {} epochs from {}, distilled", a.epochs, kept.name);
         let rec = stage!(name.clone(), &what, true, {
-            let dir = out.join("stages").join(&name);
-            let pipeline = cut(r);
-            let mut t = train_args(dir.clone(), a.epochs, a.lr, Some(a.model.clone()));
-            t.start = crate::train_cmd::Start::Pretrained(from.clone());
-            crate::recover::run(&from, &pipeline, &[], t)?;
-            let file = out.join(format!("{name}.onnx"));
-            crate::export::export(&dir, &pipeline, &file)?;
-            let c = candidate(&name, &pipeline, &dir, file)?;
-            let accepted = c.drop_points(&dense) <= a.max_drop + 1e-9;
-            let note = format!(
-                "validation {:.2} % ({:+.2} points against dense): {}",
-                c.val_accuracy * 100.0,
-                -c.drop_points(&dense),
-                if accepted { "kept, cutting deeper" } else { "beyond the budget, cutting stops" }
-            );
-            anyhow::Ok(StageRecord { candidates: vec![c], accepted, note, ..Default::default() })
+            recovered(
+                &name,
+                &name,
+                &from,
+                &cut(r),
+                &dense,
+                ["kept, cutting deeper", "beyond the budget, cutting stops"],
+            )
         });
         match rec {
             Some(rec) => {
@@ -552,31 +564,27 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
     }
 
     if a.layers {
-        let layers = bertopt_models::load_graph(&a.model)?.1.config.num_hidden_layers;
         let base = kept.clone();
-        let keep = layers.saturating_sub(1);
-        let what = format!("the top layer dropped from {} (layers(keep={keep})), recovered, distilled", base.name);
+        let what = format!("the top layer dropped from {}, recovered, distilled", base.name);
         let rec = stage!("layers".to_string(), &what, true, {
-            if keep == 0 {
-                anyhow::Ok(StageRecord { note: "one encoder layer: none to drop".into(), ..Default::default() })
-            } else {
-                let dir = out.join("stages").join("layers");
-                let cut = format!("layers(keep={keep})");
-                let pipeline = if base.pipeline.is_empty() { cut } else { format!("{},{cut}", base.pipeline) };
-                let mut t = train_args(dir.clone(), a.epochs, a.lr, Some(a.model.clone()));
-                t.start = crate::train_cmd::Start::Pretrained(base.checkpoint.clone());
-                crate::recover::run(&base.checkpoint, &pipeline, &[], t)?;
-                let file = out.join("layers.onnx");
-                crate::export::export(&dir, &pipeline, &file)?;
-                let c = candidate(&format!("{}-layers", base.name), &pipeline, &dir, file)?;
-                let accepted = c.drop_points(&dense) <= a.max_drop + 1e-9;
-                let note = format!(
-                    "validation {:.2} % ({:+.2} points against dense): {}",
-                    c.val_accuracy * 100.0,
-                    -c.drop_points(&dense),
-                    if accepted { "a candidate" } else { "beyond the budget" }
-                );
-                anyhow::Ok(StageRecord { candidates: vec![c], accepted, note, ..Default::default() })
+            // The config alone says how many layers there are (read only when the stage runs).
+            let files = bertopt_models::ModelFiles::locate(&a.model)?;
+            let config = bertopt_models::load::config::BertConfig::from_file(&files.config)?;
+            match config.num_hidden_layers.saturating_sub(1) {
+                0 => anyhow::Ok(StageRecord { note: "one encoder layer: none to drop".into(), ..Default::default() }),
+                keep => {
+                    let cut = format!("layers(keep={keep})");
+                    let pipeline = if base.pipeline.is_empty() { cut } else { format!("{},{cut}", base.pipeline) };
+                    let name = format!("{}-layers", base.name);
+                    recovered(
+                        "layers",
+                        &name,
+                        &base.checkpoint,
+                        &pipeline,
+                        &dense,
+                        ["a candidate", "beyond the budget"],
+                    )
+                }
             }
         });
         if let Some(rec) = rec {

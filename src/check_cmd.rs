@@ -55,9 +55,9 @@ pub struct CheckArgs {
 /// Default tolerance of a float graph.
 pub const FLOAT_TOL: f32 = 1e-4;
 /// Default tolerance of a graph that rounds activations: about twice the largest tract vs ONNX Runtime
-/// difference measured on bertopt's int8 MiniLM exports (0.32 on logits of size 1.45 = 0.22, static int8, one of
-/// 400 MR sentences whose classes all agree; 4.9e-2 on random ids). It catches a fault that changes what the
-/// graph computes (a wrong scale, zero point or weight layout moves logits by their own size), not a rounding.
+/// difference measured on bertopt's int8 MiniLM exports (0.32 on logits up to 1.45 = 0.22, static int8, one of
+/// 400 MR sentences whose classes all agree; `scripts/int8-trace-minilm`). It catches a fault that changes what
+/// the graph computes (a wrong scale, zero point or weight layout moves logits by their own size), not a rounding.
 pub const ROUNDING_TOL: f32 = 0.5;
 
 fn parse_dim(s: &str) -> Result<(String, usize), String> {

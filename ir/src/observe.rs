@@ -27,7 +27,10 @@ thread_local! {
 
 /// Record the extremes of group `p`'s input `x`, when a recording is running on this thread.
 pub(crate) fn observe(p: &str, x: &Tensor) -> Result<(), EvalError> {
-    let extremes = RECORDING.with(|r| matches!(*r.borrow(), Some(Recording::Extremes(_))));
+    let Some(extremes) = RECORDING.with(|r| r.borrow().as_ref().map(|rec| matches!(rec, Recording::Extremes(_))))
+    else {
+        return Ok(());
+    };
     let range = if extremes {
         Some((x.flatten_all()?.min(0)?.to_scalar::<f32>()?, x.flatten_all()?.max(0)?.to_scalar::<f32>()?))
     } else {

@@ -24,7 +24,7 @@ impl Emitter<'_> {
         // The 1/sqrt(d) score scale is folded into the query projection.
         let scale = 1.0 / (*head_dim as f32).sqrt();
         let names = [query.as_str(), key.as_str(), value.as_str()];
-        let quantized = names.iter().any(|p| bertopt_ir::quant::is_quantized(|n| self.g.weights.0.contains_key(n), p));
+        let quantized = names.iter().any(|p| bertopt_ir::quant::is_quantized(|n| self.g.weights.has(n), p));
         let [q, k, v] = if self.fuse_qkv && tiles[..3] == [0, 0, 0] && !quantized {
             self.fused_qkv(a[0], names, scale)?
         } else {
