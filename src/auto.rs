@@ -747,12 +747,13 @@ fn real_config(
     crate::measure::real_length::RealLengthConfig {
         runtimes,
         batches,
-        tract_plans: vec![crate::measure::real_length::TractPlans::Symbolic],
+        tract_plans: vec![crate::measure::real_length::TractPlans::PerBatch],
         max_len,
         repeat: 1,
         warmup: 2,
         threads: 1,
         bucket: 16,
+        block: 25,
     }
 }
 
@@ -836,6 +837,7 @@ fn val_plane(cands: &[Candidate], a: &AutoArgs) -> crate::measure::bench::BenchR
             runtime_version: crate::measure::machine::runtime_version(a.runtime),
             tract_plans: None,
             bucket: 0,
+            block: 1,
             batch: a.batch,
             threads: 1,
             rows: d.len(),

@@ -2,7 +2,7 @@
 //! steady-state latency over the lines of standard input, classified one call at a time as a server would.
 //!
 //! ```text
-//! cargo run --release -p bertopt-runtime --example latency -- MODEL [--per-shape | --buckets N] [--batch N] < lines.txt
+//! cargo run --release -p bertopt-runtime --example latency -- MODEL [--symbolic | --per-shape | --buckets N] [--batch N] < lines.txt
 //! ```
 //!
 //! Prints one JSON object: load_ms, first_ms, calls, mean_ms, p50_ms, p90_ms, p99_ms, and mean layers run for
@@ -15,11 +15,13 @@ use bertopt_runtime::{Classifier, Options, Planning};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = args.first().ok_or("usage: latency MODEL [--per-shape | --buckets N] [--batch N] < lines")?;
+    let path =
+        args.first().ok_or("usage: latency MODEL [--symbolic | --per-shape | --buckets N] [--batch N] < lines")?;
     let planning = match args.iter().position(|a| a == "--buckets") {
         Some(i) => Planning::Buckets(args.get(i + 1).ok_or("--buckets needs a width")?.parse()?),
         None if args.iter().any(|a| a == "--per-shape") => Planning::PerShape,
-        None => Planning::Symbolic,
+        None if args.iter().any(|a| a == "--symbolic") => Planning::Symbolic,
+        None => Planning::PerBatch,
     };
     let batch: usize = match args.iter().position(|a| a == "--batch") {
         Some(i) => args.get(i + 1).ok_or("--batch needs a number")?.parse()?,

@@ -1,13 +1,13 @@
 //! `Classifier`: an exported model with its tokenizer and labels, ready to classify text. This is the one
 //! implementation of tokenization, batching and exit driving that `optimize run`, `eval` and `bench` also use.
 //!
-//! Planning: by default tract plans the model once over a symbolic batch and sequence length, and every call
-//! runs that plan (nothing is planned per call). `Planning::PerShape` plans once per input shape seen instead
-//! (faster per call, measured in docs/results.md, at the cost of a planning pause and memory per new shape);
+//! Planning: by default (`Planning::PerBatch`) tract plans the model once per batch size seen, over a symbolic
+//! sequence length (batch 1 at load), and every call of that batch size runs that plan: knowing the batch lets
+//! tract fuse the residual additions into the matrix products, which a plan over a symbolic batch and length
+//! (`Planning::Symbolic`) cannot (docs/results.md, "How the bench runs models, and how tract plans them").
+//! `Planning::PerShape` plans once per input shape seen (a planning pause and tens of MiB per new shape);
 //! `Planning::Buckets(n)` pads each batch (masked) to a multiple of n tokens and plans once per bucket, so a few
-//! plans serve every length. On MiniLM + MR, 8-token buckets run 5-16 % faster than the symbolic plan once
-//! planned, but planning costs seconds and each plan tens of MiB (docs/results.md, "Planning tract for real
-//! lengths"): the default stays symbolic, buckets are for long-running servers.
+//! plans serve every length (docs/results.md, "Planning tract for real lengths").
 //! Early-exit models: a single-file export's `If` branches are planned at load (`tract_branches`), a segmented
 //! folder is driven row by row (`segmented`).
 
@@ -17,7 +17,7 @@ use bertopt_schema::meta;
 
 use crate::error::{Error, Result};
 use crate::tokenize::TextEncoder;
-use crate::{Runner, RunnerOptions, Runtime};
+use crate::{Plans, Runner, RunnerOptions, Runtime};
 
 /// The longest input of a model whose export does not record `bertopt.max_len` (bertopt's own default).
 pub const FALLBACK_MAX_LEN: usize = 128;
@@ -25,8 +25,10 @@ pub const FALLBACK_MAX_LEN: usize = 128;
 /// How tract plans the model.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Planning {
-    /// One plan over a symbolic batch and sequence length, made at load.
+    /// One plan per batch size seen over a symbolic sequence length (`Plans::PerBatch`), batch 1 planned at load.
     #[default]
+    PerBatch,
+    /// One plan over a symbolic batch and sequence length, made at load.
     Symbolic,
     /// One plan per input shape, made when that shape is first seen.
     PerShape,
@@ -52,7 +54,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             runtime: Runtime::Tract,
-            planning: Planning::Symbolic,
+            planning: Planning::PerBatch,
             threads: 1,
             max_len: None,
             truncate: true,
@@ -97,13 +99,14 @@ impl Classifier {
         let path = path.as_ref();
         crate::ensure_model(path)?;
         let (props, max_len) = read_limits(path, &opts)?;
-        let fixed_shape = match opts.planning {
-            Planning::Symbolic => None,
+        let plans = match opts.planning {
+            Planning::PerBatch => Plans::PerBatch,
+            Planning::Symbolic => Plans::Symbolic,
             // A first shape to plan at load; later shapes are planned when first seen.
-            Planning::PerShape => Some((1, 16.min(max_len))),
-            Planning::Buckets(n) => Some((1, n.clamp(1, max_len))),
+            Planning::PerShape => Plans::PerShape(1, 16.min(max_len)),
+            Planning::Buckets(n) => Plans::PerShape(1, n.clamp(1, max_len)),
         };
-        let runner = crate::load(opts.runtime, path, RunnerOptions { fixed_shape, threads: opts.threads })?;
+        let runner = crate::load(opts.runtime, path, RunnerOptions { plans, threads: opts.threads })?;
         let mut c = Self::build(path, runner, &opts, props, max_len)?;
         if let (Planning::Buckets(n), Runtime::Tract) = (opts.planning, opts.runtime) {
             c.bucket = Some(n.max(1));

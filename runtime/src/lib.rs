@@ -59,11 +59,26 @@ impl std::str::FromStr for Runtime {
     }
 }
 
+/// How tract plans a model (ONNX Runtime plans on its own).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Plans {
+    /// One plan per batch size seen, over a symbolic sequence length (the batch-1 plan made at load). With the
+    /// batch known and the length asserted to be at least 1, tract can prove its tensors large enough for its
+    /// fast element-wise kernels and fuses residual and bias additions into the matrix products; over a
+    /// symbolic batch too it cannot. On MiniLM + MR this runs 1.1-1.3x faster than `Symbolic` at real lengths
+    /// (docs/results.md, "Planning tract for real lengths"); a server that sees n batch sizes holds n plans.
+    #[default]
+    PerBatch,
+    /// One plan over a symbolic batch and sequence length, made at load.
+    Symbolic,
+    /// One plan per input shape, starting with this `[batch, seq]` at load (a pause to plan each new shape).
+    PerShape(usize, usize),
+}
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunnerOptions {
-    /// Plan tract per input shape, starting with this `[batch, seq]` at load (tract plans faster with known
-    /// shapes); `None` plans once over symbolic shapes.
-    pub fixed_shape: Option<(usize, usize)>,
+    /// How tract plans (ignored by ONNX Runtime).
+    pub plans: Plans,
     /// Intra-op threads (ONNX Runtime); tract runs on the calling thread.
     pub threads: usize,
 }

@@ -1,4 +1,5 @@
-//! tract: load the ONNX file, type it over symbolic shapes, plan once (or once per input shape), run.
+//! tract: load the ONNX file, type it over symbolic shapes, plan once per batch size (or once, or once per input
+//! shape: `Plans`), run.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,16 +8,19 @@ use std::sync::Mutex;
 use tract_onnx::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::{Data, Output, Runner, RunnerOptions, Value};
+use crate::{Data, Output, Plans, Runner, RunnerOptions, Value};
 
 pub struct TractRunner {
     path: PathBuf,
-    /// The typed model over symbolic shapes, kept when plans are made per input shape.
+    /// The typed model over symbolic shapes, kept when plans are made per batch size or per input shape.
     model: Option<TypedModel>,
-    /// With `fixed_shape`: one plan per set of input shapes seen (tract plans faster with known shapes).
+    /// `Plans::PerBatch`: a plan per batch size seen (the key holds each input's first dimension);
+    /// `Plans::PerShape`: a plan per set of input shapes seen.
     plans: Mutex<HashMap<Vec<Vec<usize>>, Arc<TypedRunnableModel>>>,
-    /// Without: one plan over symbolic shapes.
+    /// `Plans::Symbolic`: one plan over symbolic shapes.
     generic: Option<Arc<TypedRunnableModel>>,
+    /// Substitute only the batch (each input's first dimension) when planning.
+    per_batch: bool,
     inputs: Vec<String>,
     outputs: Vec<String>,
 }
@@ -30,6 +34,28 @@ fn plan(model: TypedModel, path: &Path) -> Result<Arc<TypedRunnableModel>> {
         .and_then(|m| if plain_if { Ok(m) } else { crate::tract_branches::plan_branches(m) })
         .and_then(|m| m.into_runnable())
         .map_err(|e| Error::model(path, format!("tract cannot optimize it: {e:?}")))
+}
+
+/// Tell tract that every symbolic input dimension is at least 1. Without it tract cannot prove a tensor over a
+/// symbolic length large enough for its fast element-wise kernels (and so cannot fuse a residual addition into
+/// the matrix product before it). An assertion over the product of two symbols makes tract's prover run for
+/// minutes, so a symbolic batch times a symbolic length stays unproven: `Plans::PerBatch` fixes the batch.
+fn assert_dims_positive(model: &TypedModel, path: &Path) -> Result<()> {
+    let mut named = std::collections::BTreeSet::new();
+    for i in 0..model.inputs.len() {
+        let fact = model.input_fact(i).map_err(|e| Error::model(path, format!("input {i}: {e:?}")))?;
+        named.extend(fact.shape.iter().filter_map(|d| match d {
+            TDim::Sym(sym) => Some(sym.to_string()),
+            _ => None,
+        }));
+    }
+    for sym in named {
+        model
+            .symbols
+            .add_assertion(format!("{sym}>=1"))
+            .map_err(|e| Error::model(path, format!("tract rejects the assertion {sym} >= 1: {e:?}")))?;
+    }
+    Ok(())
 }
 
 impl TractRunner {
@@ -52,6 +78,7 @@ impl TractRunner {
             model: None,
             plans: Mutex::new(HashMap::new()),
             generic: None,
+            per_batch: opts.plans == Plans::PerBatch,
             inputs,
             outputs,
         };
@@ -59,25 +86,33 @@ impl TractRunner {
         // the input facts before typing instead lets tract's `If` import report the then branch's constant
         // outputs (an exit's layer number, constant once the batch is) as the whole `If`'s, and fold them.
         let typed = model.into_typed().map_err(|e| Error::model(path, format!("tract cannot type it: {e:?}")))?;
-        match opts.fixed_shape {
-            None => r.generic = Some(plan(typed, path)?),
-            Some((b, s)) => {
-                // Token inputs ([batch, seq] i64) are planned now, so that load reports what cannot run;
-                // other inputs (a segment's hidden state) when their shapes are first seen.
-                let tokens =
-                    (0..r.inputs.len()).all(|i| typed.input_fact(i).is_ok_and(|f| f.datum_type == i64::datum_type()));
-                r.model = Some(typed);
-                if tokens {
-                    r.specialised(&vec![vec![b, s]; r.inputs.len()])?;
-                }
+        assert_dims_positive(&typed, path)?;
+        // Token inputs ([batch, seq] i64) are planned at load, so that load reports what cannot run; other inputs
+        // (a segment's hidden state) when their shapes are first seen.
+        let tokens = (0..r.inputs.len()).all(|i| typed.input_fact(i).is_ok_and(|f| f.datum_type == i64::datum_type()));
+        let first = match opts.plans {
+            Plans::Symbolic => {
+                r.generic = Some(plan(typed, path)?);
+                return Ok(r);
             }
+            Plans::PerBatch => (1, 1),
+            Plans::PerShape(b, s) => (b, s),
+        };
+        r.model = Some(typed);
+        if tokens {
+            r.specialised(&vec![vec![first.0, first.1]; r.inputs.len()])?;
         }
         Ok(r)
     }
 
-    /// The plan for inputs of these shapes (built on first use).
+    /// The plan for inputs of these shapes (built on first use): with `per_batch` the symbols of the inputs'
+    /// first dimension are substituted and the length stays symbolic, otherwise every symbol is.
     fn specialised(&self, shapes: &[Vec<usize>]) -> Result<Arc<TypedRunnableModel>> {
-        if let Some(p) = self.plans.lock().expect("plan cache").get(shapes) {
+        let key: Vec<Vec<usize>> = match self.per_batch {
+            true => shapes.iter().map(|s| s.iter().take(1).copied().collect()).collect(),
+            false => shapes.to_vec(),
+        };
+        if let Some(p) = self.plans.lock().expect("plan cache").get(&key) {
             return Ok(p.clone());
         }
         // Planned outside the lock: another thread may plan the same shape meanwhile; either plan serves.
@@ -88,7 +123,8 @@ impl TractRunner {
             if fact.rank() != shape.len() {
                 return Err(Error::Input(format!("input {i} has shape {shape:?}; the model takes {:?}", fact.shape)));
             }
-            for (d, &n) in fact.shape.iter().zip(shape) {
+            let fixed = if self.per_batch { 1 } else { shape.len() };
+            for (d, &n) in fact.shape.iter().zip(shape).take(fixed) {
                 if let TDim::Sym(sym) = d {
                     subs.insert(sym.clone(), TDim::Val(n as i64));
                 }
@@ -96,11 +132,11 @@ impl TractRunner {
         }
         let model = model.set_symbols(&subs).map_err(|e| Error::Input(format!("shapes {shapes:?}: {e:?}")))?;
         let p = plan(model, &self.path)?;
-        self.plans.lock().expect("plan cache").insert(shapes.to_vec(), p.clone());
+        self.plans.lock().expect("plan cache").insert(key, p.clone());
         Ok(p)
     }
 
-    /// Number of plans made so far (1 for a symbolic plan; one per input shape seen otherwise).
+    /// Number of plans made so far (1 for a symbolic plan; one per batch size or input shape seen otherwise).
     pub fn plans(&self) -> usize {
         if self.generic.is_some() {
             1

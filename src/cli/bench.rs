@@ -32,14 +32,21 @@ pub struct Bench {
     /// Which rows of --inputs (and of --data for accuracy, always its test rows): test, val or all.
     #[arg(long = "split", value_enum, default_value_t = crate::split::Part::Test)]
     part: crate::split::Part,
-    /// How tract is planned for real lengths: one symbolic-length plan (a server's default), a plan per
-    /// input shape, or batches padded to a multiple of --bucket tokens with a plan per padded shape; several
-    /// for comparison: `symbolic,per-length,buckets`.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "symbolic")]
+    /// How tract is planned for real lengths: a plan per batch size over a symbolic length (the runtime's
+    /// default), one plan over a symbolic batch and length, a plan per input shape, or batches padded to a
+    /// multiple of --bucket tokens with a plan per padded shape; several for comparison:
+    /// `per-batch,symbolic,per-length,buckets`.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "per-batch")]
     tract_plans: Vec<crate::measure::real_length::TractPlans>,
     /// Bucket width in tokens for `--tract-plans buckets`.
     #[arg(long, default_value_t = 16)]
     bucket: usize,
+    /// Batches each model runs per turn with --inputs, the order rotating from turn to turn. 1: every call
+    /// follows another model's, which has pushed this model's weights out of the caches; larger: each turn
+    /// starts with one untimed call, so every timed call follows one of the same model, as in a server holding
+    /// one loaded model (the default; docs/results.md, "How the bench runs models, and how tract plans them").
+    #[arg(long, default_value_t = 25)]
+    block: usize,
     /// Timed passes over the --inputs rows.
     #[arg(long, default_value_t = 1)]
     repeat: usize,
@@ -94,6 +101,7 @@ impl Bench {
                 warmup: self.warmup,
                 threads: self.threads,
                 bucket: self.bucket,
+                block: self.block,
             };
             Some((Inputs { files: self.inputs, split: self.part, texts }, rc))
         };

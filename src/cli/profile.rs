@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::common::Report;
 use crate::measure::profile::ModelProfile;
-use crate::run::Runtime;
+use crate::run::{Plans, Runtime};
 
 /// Where tract spends its time: every node of the optimized plan timed over --iters runs, summed by
 /// operator kind; several models side by side (the first is the reference). Per-node timing adds overhead:
@@ -26,18 +26,39 @@ pub struct Profile {
     warmup: usize,
     #[arg(long, default_value_t = 10)]
     iters: usize,
+    /// tract only: which plan to time: one made for exactly --batch x --seq, a plan for --batch over a symbolic
+    /// length (what `run`, `eval`, `bench --inputs` and the runtime crate make by default), or one over a
+    /// symbolic batch and length.
+    #[arg(long, value_enum, default_value_t = ProfilePlan::Exact)]
+    plan: ProfilePlan,
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ProfilePlan {
+    Exact,
+    PerBatch,
+    Symbolic,
 }
 
 impl Profile {
     pub fn run(self) -> anyhow::Result<()> {
         let (b, s, w, i) = (self.batch, self.seq, self.warmup, self.iters);
+        anyhow::ensure!(
+            self.plan == ProfilePlan::Exact || self.runtime == Runtime::Tract,
+            "--plan chooses how tract plans; ONNX Runtime plans on its own (leave --plan out with --runtime ort)"
+        );
+        let plans = match self.plan {
+            ProfilePlan::Exact => Plans::PerShape(b, s),
+            ProfilePlan::PerBatch => Plans::PerBatch,
+            ProfilePlan::Symbolic => Plans::Symbolic,
+        };
         let profiles = self
             .models
             .iter()
             .map(|m| match self.runtime {
-                Runtime::Tract => crate::measure::profile::profile(m, b, s, w, i),
+                Runtime::Tract => crate::measure::profile::profile(m, b, s, w, i, plans),
                 Runtime::Ort => crate::measure::profile::profile_ort(m, b, s, w, i),
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

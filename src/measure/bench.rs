@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::measure::machine::{machine, name, runtime_version, Machine};
 use crate::measure::stats::percentile;
-use crate::run::{self, Batch, RunnerOptions, Runtime};
+use crate::run::{self, Batch, Plans, RunnerOptions, Runtime};
 
 #[derive(Clone, Debug)]
 pub struct BenchConfig {
@@ -216,7 +216,7 @@ fn probe_peak_mib(
 /// `optimize mem-probe`: load, run once, print the process's peak resident memory in KiB (Linux).
 pub fn mem_probe(model: &Path, runtime: Runtime, batch: usize, seq: usize, threads: usize) -> anyhow::Result<u64> {
     let input = Batch::synthetic(batch, seq, recorded(model)?.vocab, 1);
-    let r = run::load(runtime, model, RunnerOptions { fixed_shape: Some((batch, seq)), threads })?;
+    let r = run::load(runtime, model, RunnerOptions { plans: Plans::PerShape(batch, seq), threads })?;
     r.run(&input)?;
     status_kib("VmHWM:").ok_or_else(|| anyhow::anyhow!("no VmHWM in /proc/self/status (Linux only)"))
 }
@@ -347,7 +347,7 @@ fn bench_cell(
     vocab: usize,
 ) -> anyhow::Result<Cell> {
     let input = Batch::synthetic(batch, seq, vocab, cfg.seed);
-    let opts = RunnerOptions { fixed_shape: Some((batch, seq)), threads: cfg.threads };
+    let opts = RunnerOptions { plans: Plans::PerShape(batch, seq), threads: cfg.threads };
     let threads = if runtime == Runtime::Tract { 1 } else { cfg.threads.max(1) };
     let peaks = models
         .iter()

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tract_onnx::tract_core::plan::eval;
 
 use crate::run::tract_runner::TractRunner;
-use crate::run::{Batch, RunnerOptions, Value};
+use crate::run::{Batch, Plans, RunnerOptions, Value};
 
 /// One operator kind's share of a run.
 #[derive(Debug, Serialize)]
@@ -54,7 +54,16 @@ pub struct ModelProfile {
 }
 
 /// Time every node of `path`'s tract plan over `iters` runs after `warmup`, on one thread, on synthetic tokens.
-pub fn profile(path: &Path, batch: usize, seq: usize, warmup: usize, iters: usize) -> anyhow::Result<ModelProfile> {
+/// `plans`: which plan is timed (`Plans::PerShape(batch, seq)`: one made for exactly this shape; the others differ
+/// in which kernels and fusions tract picks over symbolic dimensions).
+pub fn profile(
+    path: &Path,
+    batch: usize,
+    seq: usize,
+    warmup: usize,
+    iters: usize,
+    plans: Plans,
+) -> anyhow::Result<ModelProfile> {
     anyhow::ensure!(iters > 0, "--iters must be at least 1");
     anyhow::ensure!(
         path.is_file(),
@@ -62,7 +71,7 @@ pub fn profile(path: &Path, batch: usize, seq: usize, warmup: usize, iters: usiz
         path.display()
     );
     let input = Batch::synthetic(batch, seq, crate::measure::bench::recorded(path)?.vocab, 1);
-    let runner = TractRunner::load(path, RunnerOptions { fixed_shape: Some((batch, seq)), threads: 1 })?;
+    let runner = TractRunner::load(path, RunnerOptions { plans, threads: 1 })?;
     let (plan, inputs) = runner.prepare(&Value::from_batch(&input))?;
     let mut state = plan.spawn()?;
     let mut per_node = vec![Duration::ZERO; plan.model().nodes.len()];
@@ -128,7 +137,7 @@ pub fn profile_ort(path: &Path, batch: usize, seq: usize, warmup: usize, iters: 
     let dir = tempfile::tempdir()?;
     let runner = crate::run::ort_runner::OrtRunner::load_profiled(
         path,
-        RunnerOptions { fixed_shape: None, threads: 1 },
+        RunnerOptions { plans: Plans::default(), threads: 1 },
         Some(&dir.path().join("ort")),
     )?;
     use crate::run::Runner;

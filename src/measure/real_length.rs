@@ -1,8 +1,8 @@
 //! Latency on real sentences at their own length: what a server holding one loaded model sees. Each model
 //! tokenizes the rows with its own embedded tokenizer; batches are taken in data order and padded only to their
-//! longest row; tract runs one plan over a symbolic sequence length (or, with `per-length`, a cached plan per
-//! input shape, or with `buckets`, batches padded (masked) to a multiple of `--bucket` tokens and a plan per
-//! padded shape; all built during warm-up); ONNX Runtime runs as usual. Models run interleaved batch by batch, so
+//! longest row; tract runs a plan per batch size over a symbolic sequence length (or, with `symbolic`, one plan
+//! over a symbolic batch and length, with `per-length` a cached plan per input shape, or with `buckets`, batches
+//! padded (masked) to a multiple of `--bucket` tokens and a plan per padded shape; all built during warm-up); ONNX Runtime runs as usual. Models run interleaved batch by batch, so
 //! drift in machine load hits every model alike, and speedups are against the first model in the same run.
 
 use std::path::{Path, PathBuf};
@@ -11,13 +11,15 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::measure::stats::percentile;
-use crate::run::{self, Batch, RunnerOptions, Runtime};
+use crate::run::{self, Batch, Plans, RunnerOptions, Runtime};
 
 /// How tract is planned for inputs of varying length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TractPlans {
-    /// One plan over a symbolic sequence length, made at load.
+    /// One plan per batch size over a symbolic sequence length (the runtime's default).
+    PerBatch,
+    /// One plan over a symbolic batch and sequence length, made at load.
     Symbolic,
     /// One plan per input shape, made on first use (during warm-up here).
     PerLength,
@@ -28,7 +30,8 @@ pub enum TractPlans {
 impl TractPlans {
     fn describe(self, bucket: usize) -> String {
         match self {
-            TractPlans::Symbolic => "symbolic-length plan".into(),
+            TractPlans::PerBatch => "a plan per batch size over a symbolic length".into(),
+            TractPlans::Symbolic => "one plan over a symbolic batch and length".into(),
             TractPlans::PerLength => "a plan per length".into(),
             TractPlans::Buckets => format!("a plan per {bucket}-token bucket"),
         }
@@ -49,6 +52,11 @@ pub struct RealLengthConfig {
     pub threads: usize,
     /// Bucket width in tokens for `TractPlans::Buckets`.
     pub bucket: usize,
+    /// Consecutive batches each model runs before the next model's turn (the order rotating from block to
+    /// block). 1: every call follows a call of another model, whose weights and buffers have just pushed this
+    /// model's out of the caches; larger: each block starts with one untimed call of its first batch, so every
+    /// timed call follows a call of the same model, as in a server holding one loaded model.
+    pub block: usize,
 }
 
 /// One model in one real-length cell.
@@ -88,6 +96,9 @@ pub struct RealCell {
     /// Bucket width with `buckets` plans.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub bucket: usize,
+    /// Batches per model turn (`RealLengthConfig::block`); 1 in reports that predate it.
+    #[serde(default = "one")]
+    pub block: usize,
     pub batch: usize,
     pub threads: usize,
     pub rows: usize,
@@ -97,6 +108,10 @@ pub struct RealCell {
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Mean real tokens per row of `batches` (sum of the attention masks over the rows).
@@ -123,6 +138,7 @@ pub fn batches_for(model: &Path, texts: &[String], batch: usize, max_len: usize)
 pub fn bench(models: &[PathBuf], texts: &[String], cfg: &RealLengthConfig) -> anyhow::Result<Vec<RealCell>> {
     anyhow::ensure!(!texts.is_empty(), "--inputs: no rows to time");
     anyhow::ensure!(cfg.repeat > 0, "--repeat must be positive");
+    anyhow::ensure!(cfg.block > 0, "--block must be positive");
     anyhow::ensure!(cfg.batches.iter().all(|&b| b > 0), "--batch needs positive sizes");
     let mut cells = vec![];
     for &runtime in &cfg.runtimes {
@@ -159,14 +175,25 @@ fn cell(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let fixed = matches!(plans, Some(TractPlans::PerLength | TractPlans::Buckets));
+    let symbolic = plans == Some(TractPlans::Symbolic);
     let n = inputs[0].len();
     let mut runners = vec![];
     let mut warmup_s = vec![];
     for (m, bs) in models.iter().zip(&inputs) {
-        let fixed_shape = fixed.then(|| (bs[0].batch, bs[0].seq));
+        let plans = match (fixed, symbolic) {
+            (true, _) => Plans::PerShape(bs[0].batch, bs[0].seq),
+            (false, true) => Plans::Symbolic,
+            (false, false) => Plans::PerBatch,
+        };
         let start = Instant::now();
-        let r = run::load(runtime, m, RunnerOptions { fixed_shape, threads: cfg.threads })?;
-        let warm: &[Batch] = if fixed_shape.is_some() { bs } else { &bs[..cfg.warmup.min(bs.len())] };
+        let r = run::load(runtime, m, RunnerOptions { plans, threads: cfg.threads })?;
+        // Every batch once where plans are made per shape; the last batch too where they are made per batch
+        // size (it may be shorter), so that no plan is made inside the timed runs.
+        let warm: Vec<&Batch> = match plans {
+            Plans::PerShape(..) => bs.iter().collect(),
+            Plans::PerBatch => bs[..cfg.warmup.min(bs.len())].iter().chain(bs.last()).collect(),
+            Plans::Symbolic => bs[..cfg.warmup.min(bs.len())].iter().collect(),
+        };
         for b in warm {
             r.run(b)?;
         }
@@ -176,20 +203,26 @@ fn cell(
     let mut ms: Vec<Vec<f64>> = vec![Vec::with_capacity(n * cfg.repeat); models.len()];
     let mut layers: Vec<Vec<f64>> = vec![vec![]; models.len()];
     for rep in 0..cfg.repeat {
-        // Batch i of every model before batch i + 1 of any, starting each batch at the next model: whatever the
-        // first call after a change of batch pays, every model pays it equally often (with 27 models in a fixed
+        // Block q of every model before block q + 1 of any, starting each block at the next model: whatever the
+        // first call after a change of model pays, every model pays it equally often (with 27 models in a fixed
         // order, models of dense shape ran 1.44-1.51x faster than dense, which always went first).
-        #[allow(clippy::needless_range_loop)]
-        for i in 0..n {
+        let block = cfg.block.max(1);
+        for q in 0..n.div_ceil(block) {
+            let blk = q * block..((q + 1) * block).min(n);
             for k in 0..runners.len() {
-                let j = (i + k) % runners.len();
+                let j = (q + k) % runners.len();
                 let r = &mut runners[j];
-                let start = Instant::now();
-                let out = r.run(&inputs[j][i])?;
-                ms[j].push(start.elapsed().as_secs_f64() * 1e3);
-                if rep == 0 {
-                    if let Some(l) = out.iter().find(|o| o.name == "exit_layer") {
-                        layers[j].extend(l.data.iter().map(|&v| v as f64));
+                if block > 1 {
+                    r.run(&inputs[j][blk.start])?;
+                }
+                for i in blk.clone() {
+                    let start = Instant::now();
+                    let out = r.run(&inputs[j][i])?;
+                    ms[j].push(start.elapsed().as_secs_f64() * 1e3);
+                    if rep == 0 {
+                        if let Some(l) = out.iter().find(|o| o.name == "exit_layer") {
+                            layers[j].extend(l.data.iter().map(|&v| v as f64));
+                        }
                     }
                 }
             }
@@ -229,6 +262,7 @@ fn cell(
         runtime_version: crate::measure::machine::runtime_version(runtime),
         tract_plans: plans,
         bucket: bucket.unwrap_or(0),
+        block: cfg.block.max(1),
         batch,
         threads,
         rows: texts.len(),
@@ -241,8 +275,12 @@ pub fn print(cells: &[RealCell]) {
     for c in cells {
         println!();
         let plans = c.tract_plans.map_or(String::new(), |p| format!(", {}", p.describe(c.bucket)));
+        let turns = match c.block {
+            1 => "models alternating every batch".to_string(),
+            b => format!("models taking turns of {b} batches"),
+        };
         println!(
-            "{} ({}{plans}), real lengths: {} rows in {} batches of {}, threads {}",
+            "{} ({}{plans}), real lengths: {} rows in {} batches of {}, threads {}, {turns}",
             c.runtime, c.runtime_version, c.rows, c.batches, c.batch, c.threads
         );
         println!(

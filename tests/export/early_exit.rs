@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 
-use bertopt::run::{self, RunnerOptions, Runtime};
+use bertopt::run::{self, Plans, RunnerOptions, Runtime};
 use bertopt_ir::exit::{batch_exit, entropy, row_exits, ExitRule};
 use bertopt_models::arch::classifier::BertClassifier;
 use bertopt_models::batch::Batch;
@@ -151,8 +151,8 @@ fn segmented_driver_exits_per_row_at_batch_8() {
             assert!(distinct.len() >= 2, "rows of the batch should leave at different exits: {want_exit:?}");
         }
         for rt in [Runtime::Tract, Runtime::Ort] {
-            for fixed in [None, Some((8, b.seq))] {
-                let opts = RunnerOptions { fixed_shape: fixed, threads: 1 };
+            for plans in [Plans::PerBatch, Plans::Symbolic, Plans::PerShape(8, b.seq)] {
+                let opts = RunnerOptions { plans, threads: 1 };
                 let o = run::load(rt, &out, opts).unwrap().run(&b).unwrap();
                 let logits = &common::output(&o, "logits").data;
                 let layer = &common::output(&o, "exit_layer").data;

@@ -110,7 +110,7 @@ fn exit_models_answer_as_the_candle_model_with_the_same_rule() {
     export(&model, &["--pass", &pipeline, "--segmented"], &segmented);
 
     let mut layers = std::collections::BTreeSet::new();
-    for planning in [Planning::Symbolic, Planning::PerShape, Planning::Buckets(8)] {
+    for planning in [Planning::PerBatch, Planning::Symbolic, Planning::PerShape, Planning::Buckets(8)] {
         let opts = Options { planning, ..Default::default() };
         let c = Classifier::load_with(&nested, opts.clone()).unwrap();
         for t in SENTENCES {
@@ -151,11 +151,44 @@ fn exit_branches_are_planned_by_the_crate() {
 }
 
 #[test]
+fn a_plan_per_batch_size_fuses_what_a_symbolic_batch_leaves_apart() {
+    // Why `Plans::PerBatch` is the default: with the batch known and the length asserted positive, tract fuses
+    // the residual additions into the matrix products before them; over a symbolic batch it leaves them as
+    // separate broadcasting `Add`s. Both plans compute the same function.
+    use bertopt_runtime::tract_runner::TractRunner;
+    use bertopt_runtime::{Plans, Runner, RunnerOptions, Value};
+    let d = tempfile::tempdir().unwrap();
+    let onnx = d.path().join("m.onnx");
+    export(&bundled(), &[], &onnx);
+    let mut enc = TextEncoder::from_file(&bundled().join("tokenizer.json")).unwrap();
+    let one = enc.encode(&SENTENCES[..1], 128, None).unwrap();
+    let three = enc.encode(&SENTENCES[1..4], 128, None).unwrap();
+    let load = |plans| TractRunner::load(&onnx, RunnerOptions { plans, threads: 1 }).unwrap();
+    let (per_batch, symbolic) = (load(Plans::PerBatch), load(Plans::Symbolic));
+    let adds = |r: &TractRunner, b| {
+        let (plan, _) = r.prepare(&Value::from_batch(b)).unwrap();
+        plan.model().nodes.iter().filter(|n| n.op().name() == "Add").count()
+    };
+    let (fused, apart) = (adds(&per_batch, &one), adds(&symbolic, &one));
+    assert!(fused < apart, "plain Adds: {fused} per batch size, {apart} over a symbolic batch");
+    for b in [&one, &three] {
+        let x = per_batch.run(b).unwrap();
+        let y = symbolic.run(b).unwrap();
+        let (x, y) = (&common::output(&x, "logits").data, &common::output(&y, "logits").data);
+        assert!(common::max_abs_diff(x, y) <= 1e-5, "{x:?} vs {y:?}");
+    }
+    // Batch 1 planned at load, batch 3 when first seen; a new length of a seen batch size needs no plan.
+    assert_eq!(per_batch.plans(), 2);
+    per_batch.run(&enc.encode(&SENTENCES[4..5], 128, None).unwrap()).unwrap();
+    assert_eq!(per_batch.plans(), 2);
+}
+
+#[test]
 fn one_loaded_model_serves_threads_as_it_serves_one() {
     let d = tempfile::tempdir().unwrap();
     let onnx = d.path().join("m.onnx");
     export(&bundled(), &[], &onnx);
-    for planning in [Planning::Symbolic, Planning::PerShape, Planning::Buckets(8)] {
+    for planning in [Planning::PerBatch, Planning::Symbolic, Planning::PerShape, Planning::Buckets(8)] {
         let c = Arc::new(Classifier::load_with(&onnx, Options { planning, ..Default::default() }).unwrap());
         let sequential: Vec<_> = SENTENCES.iter().map(|t| c.classify(t).unwrap()).collect();
         let threads: Vec<_> = (0..4)
