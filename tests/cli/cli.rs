@@ -209,6 +209,21 @@ fn profile_splits_tract_time_by_operator_kind() {
     assert!(o.status.success() && table.contains("OptMatMul") && table.contains("speedup vs first"), "{table}");
     let err = String::from_utf8_lossy(&optimize(&["profile", s(&model)]).stderr).to_string();
     assert!(err.contains("profile takes one ONNX file"), "{err}");
+
+    // --plan: over a symbolic batch tract leaves the residual additions as plain `Add` nodes; with the batch
+    // known (per-batch, exact) it fuses them into the matrix products.
+    let adds = |plan: &str| {
+        let o =
+            optimize(&["profile", s(&dense), "--seq", "16", "--iters", "1", "--warmup", "0", "--plan", plan, "--json"]);
+        assert!(o.status.success(), "{plan}: {}", String::from_utf8_lossy(&o.stderr));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        kinds(&r[0], "Add")
+    };
+    let (exact, per_batch, symbolic) = (adds("exact"), adds("per-batch"), adds("symbolic"));
+    assert!(symbolic > exact && symbolic > per_batch, "plain Adds: {exact} {per_batch} {symbolic}");
+    let o = optimize(&["profile", s(&dense), "--runtime", "ort", "--plan", "symbolic"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("ONNX Runtime plans on its own"), "{err}");
 }
 
 /// `profile --runtime ort` reads ONNX Runtime's own trace: per-kind and per-node times add up, the linears appear
@@ -568,11 +583,12 @@ fn bench_on_real_lengths_reports_the_data_s_own_token_counts_and_paired_accuracy
         "--batch",
         "1,4",
         "--tract-plans",
-        "symbolic,per-length,buckets",
+        "per-batch,symbolic,per-length,buckets",
         "--warmup",
         "1",
     ]);
-    args.extend(["--bucket", "8"]);
+    // Turns of 3 batches: 25 batches of 1 end in a turn of 1; every batch must still be timed once per model.
+    args.extend(["--bucket", "8", "--block", "3"]);
     args.extend(["--data", s(&data), "--train-size", "15", "--val-size", "5", "--json"]);
     let o = optimize(&args);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -609,9 +625,11 @@ fn bench_on_real_lengths_reports_the_data_s_own_token_counts_and_paired_accuracy
         .collect();
     let t = |b: u64, p: &str| ("tract".to_string(), b, Some(p.to_string()));
     let want = vec![
+        t(1, "per-batch"),
         t(1, "symbolic"),
         t(1, "per-length"),
         t(1, "buckets"),
+        t(4, "per-batch"),
         t(4, "symbolic"),
         t(4, "per-length"),
         t(4, "buckets"),
@@ -622,6 +640,7 @@ fn bench_on_real_lengths_reports_the_data_s_own_token_counts_and_paired_accuracy
     for c in real {
         let batch = c["batch"].as_u64().unwrap();
         assert_eq!(c["rows"].as_u64(), Some(25));
+        assert_eq!(c["block"].as_u64(), Some(3));
         assert_eq!(c["batches"].as_u64(), Some(25u64.div_ceil(batch)));
         let ms = c["models"].as_array().unwrap();
         assert_eq!((ms[0]["speedup_mean"].as_f64(), ms[0]["speedup_p50"].as_f64()), (Some(1.0), Some(1.0)));
