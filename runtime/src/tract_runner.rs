@@ -108,6 +108,14 @@ impl TractRunner {
     /// The plan for inputs of these shapes (built on first use): with `per_batch` the symbols of the inputs'
     /// first dimension are substituted and the length stays symbolic, otherwise every symbol is.
     fn specialised(&self, shapes: &[Vec<usize>]) -> Result<Arc<TypedRunnableModel>> {
+        let model = self.model.as_ref().expect("a specialising runner keeps its model");
+        // Checked before the cache: a plan per batch size is found by the first dimension alone.
+        for (i, shape) in shapes.iter().enumerate() {
+            let fact = model.input_fact(i).map_err(|e| Error::Input(format!("input {i}: {e:?}")))?;
+            if fact.rank() != shape.len() {
+                return Err(Error::Input(format!("input {i} has shape {shape:?}; the model takes {:?}", fact.shape)));
+            }
+        }
         let key: Vec<Vec<usize>> = match self.per_batch {
             true => shapes.iter().map(|s| s.iter().take(1).copied().collect()).collect(),
             false => shapes.to_vec(),
@@ -116,13 +124,9 @@ impl TractRunner {
             return Ok(p.clone());
         }
         // Planned outside the lock: another thread may plan the same shape meanwhile; either plan serves.
-        let model = self.model.as_ref().expect("a specialising runner keeps its model");
         let mut subs = std::collections::HashMap::new();
         for (i, shape) in shapes.iter().enumerate() {
             let fact = model.input_fact(i).map_err(|e| Error::Input(format!("input {i}: {e:?}")))?;
-            if fact.rank() != shape.len() {
-                return Err(Error::Input(format!("input {i} has shape {shape:?}; the model takes {:?}", fact.shape)));
-            }
             let fixed = if self.per_batch { 1 } else { shape.len() };
             for (d, &n) in fact.shape.iter().zip(shape).take(fixed) {
                 if let TDim::Sym(sym) = d {

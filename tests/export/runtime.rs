@@ -181,6 +181,13 @@ fn a_plan_per_batch_size_fuses_what_a_symbolic_batch_leaves_apart() {
     assert_eq!(per_batch.plans(), 2);
     per_batch.run(&enc.encode(&SENTENCES[4..5], 128, None).unwrap()).unwrap();
     assert_eq!(per_batch.plans(), 2);
+    // A batch-1 plan exists, yet inputs of the wrong rank are refused by name, not handed to tract.
+    let mut wrong = Value::from_batch(&one);
+    for v in &mut wrong {
+        v.shape.insert(0, 1);
+    }
+    let err = per_batch.run_values(&wrong).unwrap_err().to_string();
+    assert!(err.contains("the model takes"), "{err}");
 }
 
 #[test]
