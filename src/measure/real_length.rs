@@ -187,10 +187,13 @@ fn cell(
         };
         let start = Instant::now();
         let r = run::load(runtime, m, RunnerOptions { plans, threads: cfg.threads })?;
-        // Every batch once where plans are made per shape; the last batch too where they are made per batch
-        // size (it may be shorter), so that no plan is made inside the timed runs.
+        // No plan may be made inside the timed runs. Plans per shape: every batch once. Plans per batch size: the
+        // last batch too (it may be shorter), and for a segmented exit model every batch, since the rows that
+        // reach a later stage vary in number from call to call and each number gets its plan.
+        let segmented = run::segmented::folder(m).is_some();
         let warm: Vec<&Batch> = match plans {
             Plans::PerShape(..) => bs.iter().collect(),
+            Plans::PerBatch if segmented && runtime == Runtime::Tract => bs.iter().collect(),
             Plans::PerBatch => bs[..cfg.warmup.min(bs.len())].iter().chain(bs.last()).collect(),
             Plans::Symbolic => bs[..cfg.warmup.min(bs.len())].iter().collect(),
         };
