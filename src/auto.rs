@@ -17,7 +17,7 @@
 //!    (`quant(activations=static)`: tract's per-call quantizer costs more than its int8 matmuls save), for ONNX
 //!    Runtime with activations quantized per call (its dynamic quantizer is fast; results.md, "int8 forms").
 //! 6. `measure`: every candidate timed on the validation sentences at their own length, beside dense in one
-//!    interleaved run, on `--runtime` at `--batch`. The choice: the fastest candidate within `--max-drop` points
+//!    run where models take turns of 25 batches (as `bench` runs them), on `--runtime` at `--batch`. The choice: the fastest candidate within `--max-drop` points
 //!    of dense on validation and not measurably worse (paired 95 % interval), else dense.
 //! 7. `report`: only now the test rows: test accuracy with its interval and the paired difference against dense,
 //!    real-length latency at batch 1 and 8 in both runtimes, sizes; `best.onnx`, `report.json`, `report.md`,
@@ -624,7 +624,8 @@ pub fn run(a: &AutoArgs) -> anyhow::Result<AutoReport> {
         cands.extend(rec.candidates);
     }
 
-    let what = format!("every candidate on the validation sentences, {} batch {}, interleaved", a.runtime, a.batch);
+    let what =
+        format!("every candidate on the validation sentences, {} batch {}, in turns of 25 batches", a.runtime, a.batch);
     let measured = stage!("measure".to_string(), &what, false, {
         let files: Vec<PathBuf> = cands.iter().map(|c| c.file.clone()).collect();
         let texts: Vec<String> = splits.val.examples.iter().map(|e| e.text.clone()).collect();

@@ -66,7 +66,8 @@ pub enum Plans {
     /// batch known and the length asserted to be at least 1, tract can prove its tensors large enough for its
     /// fast element-wise kernels and fuses residual and bias additions into the matrix products; over a
     /// symbolic batch too it cannot. On MiniLM + MR this runs 1.1-1.3x faster than `Symbolic` at real lengths
-    /// (docs/results.md, "Planning tract for real lengths"); a server that sees n batch sizes holds n plans.
+    /// (docs/results.md, "Planning tract for real lengths"); a server that sees n batch sizes holds n plans (the
+    /// later stages of a segmented exit model see every number of rows up to the batch, each planned once).
     #[default]
     PerBatch,
     /// One plan over a symbolic batch and sequence length, made at load.
