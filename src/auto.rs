@@ -17,8 +17,9 @@
 //!    (`quant(activations=static)`: tract's per-call quantizer costs more than its int8 matmuls save), for ONNX
 //!    Runtime with activations quantized per call (its dynamic quantizer is fast; results.md, "int8 forms").
 //! 6. `measure`: every candidate timed on the validation sentences at their own length, beside dense in one
-//!    run where models take turns of 25 batches (as `bench` runs them), on `--runtime` at `--batch`. The choice: the fastest candidate within `--max-drop` points
-//!    of dense on validation and not measurably worse (paired 95 % interval), else dense.
+//!    run where models take turns of 25 batches (as `bench` runs them), on `--runtime` at `--batch`. The choice:
+//!    the fastest candidate within `--max-drop` points of dense on validation and not measurably worse (paired
+//!    95 % interval), else dense.
 //! 7. `report`: only now the test rows: test accuracy with its interval and the paired difference against dense,
 //!    real-length latency at batch 1 and 8 in both runtimes, sizes; `best.onnx`, `report.json`, `report.md`,
 //!    `pareto.svg`, and the plain `optimize` commands that rebuild the chosen model.

@@ -2,8 +2,10 @@
 //! tokenizes the rows with its own embedded tokenizer; batches are taken in data order and padded only to their
 //! longest row; tract runs a plan per batch size over a symbolic sequence length (or, with `symbolic`, one plan
 //! over a symbolic batch and length, with `per-length` a cached plan per input shape, or with `buckets`, batches
-//! padded (masked) to a multiple of `--bucket` tokens and a plan per padded shape; all built during warm-up); ONNX Runtime runs as usual. Models run interleaved batch by batch, so
-//! drift in machine load hits every model alike, and speedups are against the first model in the same run.
+//! padded (masked) to a multiple of `--bucket` tokens and a plan per padded shape; all built during warm-up); ONNX
+//! Runtime runs as usual. Models take turns of `block` batches in a rotating order, so drift in machine load hits
+//! every model alike while each timed call follows one of the same model; speedups are against the first model in
+//! the same run.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
